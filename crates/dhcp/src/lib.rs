@@ -24,7 +24,7 @@ pub use boot::{BootFile, BootSettings};
 pub use leases::{ClientId, Lease, LeaseState, LeaseTable};
 pub use request::{parse_request, ClientArch, ClientRequest, HwAddr, Machine};
 pub use server::{DhcpServer, DropReason, Outcome, Reply, Source};
-pub use settings::{AddressRange, Mode, Reservation, Settings, SettingsError, Subnet};
+pub use settings::{netmask, AddressRange, Mode, Reservation, Settings, SettingsError, Subnet};
 
 /// Seconds since the Unix epoch. The shell reads the clock; the core only compares numbers.
 pub type UnixTime = u64;

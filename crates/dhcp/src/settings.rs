@@ -54,7 +54,7 @@ pub struct Subnet {
 
 impl Subnet {
     pub fn mask(&self) -> Ipv4Addr {
-        mask_of(self.prefix_len)
+        netmask(self.prefix_len)
     }
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         u32::from(ip) & u32::from(self.mask()) == u32::from(self.network)
@@ -68,7 +68,7 @@ impl Subnet {
 }
 
 /// The netmask for a prefix length (0..=32).
-pub fn mask_of(prefix_len: u8) -> Ipv4Addr {
+pub fn netmask(prefix_len: u8) -> Ipv4Addr {
     let bits = if prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix_len.min(32))) };
     Ipv4Addr::from(bits)
 }
@@ -123,7 +123,7 @@ impl Settings {
         let mut all_pools: Vec<AddressRange> = Vec::new();
         for (i, s) in self.subnets.iter().enumerate() {
             for other in &self.subnets[..i] {
-                let m = u32::from(mask_of(s.prefix_len.min(other.prefix_len)));
+                let m = u32::from(netmask(s.prefix_len.min(other.prefix_len)));
                 if u32::from(s.network) & m == u32::from(other.network) & m {
                     return Err(SettingsError::SubnetsOverlap {
                         a: format!("{}/{}", other.network, other.prefix_len),

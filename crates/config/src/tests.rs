@@ -1,0 +1,135 @@
+use super::*;
+
+const EXAMPLE: &str = r#"
+[server]
+interface = "br0"
+address   = "10.77.0.1"
+state_dir = "/var/lib/swarmboot"
+[dhcp]
+mode       = "authoritative"
+pool       = ["10.77.0.100-10.77.0.199"]
+lease_time = "12h"
+router     = "10.77.0.1"
+dns        = ["10.77.0.1"]
+[[dhcp.reservation]]
+mac = "52:54:00:00:00:01"
+ip  = "10.77.0.10"
+hostname = "lab-01"
+[[dhcp.subnet]]
+network = "10.78.0.0/24"
+pool    = ["10.78.0.100-10.78.0.199"]
+router  = "10.78.0.1"
+[http]
+listen = "0.0.0.0:8080"
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("test.toml"))
+}
+
+fn err(text: &str) -> String {
+    parse(text).unwrap_err().to_string()
+}
+
+fn settings_err(text: &str, prefix: u8) -> String {
+    parse(text).unwrap().dhcp_settings(prefix).unwrap_err().to_string()
+}
+
+#[test]
+fn the_documented_example_parses_into_core_settings() {
+    let cfg = parse(EXAMPLE).unwrap();
+    let s = cfg.dhcp_settings(24).unwrap();
+    assert_eq!(s.mode, Mode::Authoritative);
+    assert_eq!(s.server_ip, Ipv4Addr::new(10, 77, 0, 1));
+    assert_eq!(s.subnets.len(), 2);
+    assert_eq!(s.subnets[0].network, Ipv4Addr::new(10, 77, 0, 0));
+    assert_eq!(s.subnets[0].lease_secs, 12 * 3600);
+    assert_eq!(s.subnets[1].routers, vec![Ipv4Addr::new(10, 78, 0, 1)]);
+    assert_eq!(s.subnets[1].dns, vec![Ipv4Addr::new(10, 77, 0, 1)], "relayed subnets inherit dns");
+    assert_eq!(s.reservations[0].hostname.as_deref(), Some("lab-01"));
+    assert_eq!(s.boot.http_port, 8080);
+}
+
+#[test]
+fn defaults_hand_out_nothing() {
+    let cfg = parse("[server]\ninterface = \"eth1\"\naddress = \"192.168.5.1/24\"\n").unwrap();
+    assert_eq!(cfg.dhcp.mode, DhcpMode::Off);
+    assert_eq!(cfg.server.state_dir, PathBuf::from("/var/lib/swarmboot"));
+    assert_eq!(cfg.configured_prefix(), Some(24));
+    assert_eq!(cfg.dhcp_settings(24).unwrap().mode, Mode::Off);
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let e = err("[server]\ninterface = \"br0\"\naddress = \"10.77.0.1\"\n[dhcp]\nleasetime = \"1h\"\n");
+    assert!(e.contains("unknown field `leasetime`"), "{e}");
+    let e = err("[server]\ninterface = \"br0\"\naddress = \"10.77.0.1\"\n[dhpc]\n");
+    assert!(e.contains("unknown field `dhpc`"), "{e}");
+}
+
+#[test]
+fn bad_values_say_what_was_expected() {
+    let base = "[server]\ninterface = \"br0\"\naddress = \"10.77.0.1\"\n[dhcp]\n";
+    let e = err(&format!("{base}lease_time = \"12 fortnights\"\n"));
+    assert!(e.contains("lease_time") && e.contains("not a duration"), "{e}");
+    let e = err(&format!("{base}pool = [\"10.77.0.100..10.77.0.199\"]\n"));
+    assert!(e.contains("pool") && e.contains("not an address range"), "{e}");
+    let e = err(&format!("{base}pool = [\"10.77.0.199-10.77.0.100\"]\n"));
+    assert!(e.contains("runs backwards"), "{e}");
+    let e = err(&format!("{base}mode = \"sometimes\"\n"));
+    assert!(e.contains("mode") && e.contains("authoritative"), "{e}");
+    let e = err(&format!("{base}[[dhcp.reservation]]\nmac = \"52:54:00\"\nip = \"10.77.0.10\"\nextra = 1\n"));
+    assert!(e.contains("extra") || e.contains("52:54:00"), "{e}");
+    let e = err("[server]\ninterface = \"br0\"\naddress = \"10.77.0.300\"\n");
+    assert!(e.contains("address") && e.contains("not an IPv4 address"), "{e}");
+    let e = err(&format!("{base}lease_time = \"2s\"\n"));
+    assert!(e.contains("dhcp.lease_time: 2 s is too short"), "{e}");
+    let e = err(&format!("{base}mode = \"authoritative\"\n"));
+    assert!(e.contains("dhcp.pool: mode is \"authoritative\" but there is no pool"), "{e}");
+}
+
+#[test]
+fn pool_outside_the_interface_subnet_is_refused() {
+    let text = EXAMPLE.replace("10.77.0.100-10.77.0.199", "10.77.1.100-10.77.1.199");
+    let e = settings_err(&text, 24);
+    assert!(e.contains("dhcp.pool[0]: 10.77.1.100-10.77.1.199 is outside the interface's subnet 10.77.0.0/24"), "{e}");
+    // With the prefix in server.address it is caught at parse time.
+    let text = text.replace("address   = \"10.77.0.1\"", "address   = \"10.77.0.1/24\"");
+    assert!(err(&text).contains("outside the interface's subnet"));
+}
+
+#[test]
+fn overlapping_pools_are_refused() {
+    let text = EXAMPLE.replace("[\"10.77.0.100-10.77.0.199\"]", "[\"10.77.0.100-10.77.0.199\", \"10.77.0.150-10.77.0.160\"]");
+    let e = err(&text);
+    assert!(e.contains("dhcp.pool[1]: 10.77.0.150-10.77.0.160 overlaps dhcp.pool[0]"), "{e}");
+}
+
+#[test]
+fn relayed_subnet_checks() {
+    let text = EXAMPLE.replace("10.78.0.100-10.78.0.199", "10.79.0.100-10.79.0.199");
+    assert!(err(&text).contains("dhcp.subnet[0].pool[0]: 10.79.0.100-10.79.0.199 is outside its subnet 10.78.0.0/24"));
+    let text = EXAMPLE.replace("network = \"10.78.0.0/24\"", "network = \"10.78.0.5/24\"");
+    assert!(err(&text).contains("host bits set"));
+    let text = EXAMPLE.replace("network = \"10.78.0.0/24\"", "network = \"10.77.0.0/16\"");
+    let e = settings_err(&text.replace("10.78.0.1\"", "10.77.9.1\"").replace("10.78.0.1", "10.77.9.1"), 24);
+    assert!(e.contains("overlaps the server's own network"), "{e}");
+}
+
+#[test]
+fn reservations_are_checked() {
+    let dup = EXAMPLE.replace(
+        "[[dhcp.subnet]]",
+        "[[dhcp.reservation]]\nmac = \"52:54:00:00:00:02\"\nip = \"10.77.0.10\"\n[[dhcp.subnet]]",
+    );
+    assert!(err(&dup).contains("dhcp.reservation[1].ip: 10.77.0.10 is already reserved by dhcp.reservation[0]"));
+    let away = EXAMPLE.replace("ip  = \"10.77.0.10\"", "ip  = \"172.16.0.10\"");
+    assert!(settings_err(&away, 24).contains("dhcp.reservation[0].ip: 172.16.0.10 is in no served subnet"));
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let text = EXAMPLE.replace("lease_time = \"12h\"", "lease_time = \"1s\"").replace("router     = \"10.77.0.1\"", "router     = \"10.99.0.1\"");
+    let e = err(&text.replace("address   = \"10.77.0.1\"", "address   = \"10.77.0.1/24\""));
+    assert!(e.contains("dhcp.lease_time") && e.contains("dhcp.router: 10.99.0.1 is outside"), "{e}");
+}
