@@ -259,6 +259,9 @@ fn check_option_lengths(options: &[u8]) -> Result<(), DropReason> {
         if at + 2 + len > options.len() {
             return Err(DropReason::Undecodable);
         }
+        if code == 82 && !sub_options_fill(&options[at + 2..at + 2 + len]) {
+            return Err(DropReason::Undecodable);
+        }
         run = match run {
             Some((c, l)) if c == code => Some((c, l + len)),
             Some((c, l)) => {
@@ -273,6 +276,19 @@ fn check_option_lengths(options: &[u8]) -> Result<(), DropReason> {
         Some((c, l)) => check(c, l),
         None => Ok(()),
     }
+}
+
+/// Whether `data` is a sequence of (code, length, value) sub-options that ends exactly at its
+/// end, as option 82 must be (RFC 3046).
+fn sub_options_fill(data: &[u8]) -> bool {
+    let mut rest = data;
+    while !rest.is_empty() {
+        match rest {
+            [_, len, tail @ ..] if usize::from(*len) <= tail.len() => rest = &tail[usize::from(*len)..],
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// RFC 3004 user class data is a list of length-prefixed strings; some clients (iPXE among
@@ -328,6 +344,9 @@ mod tests {
         assert_eq!(check_option_lengths(&[152, 2, 0, 0, 152, 2, 0, 0, 255]), Ok(()), "concatenated to 4");
         assert_eq!(check_option_lengths(&[152, 4, 0, 0, 0, 0, 152, 4, 0, 0, 0, 0]), Err(DropReason::Undecodable));
         assert_eq!(check_option_lengths(&[0, 0, 255, 99, 99]), Ok(()), "bytes after End are ignored");
+        assert_eq!(check_option_lengths(&[82, 4, 1, 2, 0xaa, 0xbb, 255]), Ok(()));
+        assert_eq!(check_option_lengths(&[82, 4, 1, 9, 0xde, 0xad, 255]), Err(DropReason::Undecodable), "sub-option overruns 82");
+        assert_eq!(check_option_lengths(&[82, 3, 1, 0, 7, 255]), Err(DropReason::Undecodable), "sub-option without length");
     }
 
     #[test]
@@ -338,3 +357,4 @@ mod tests {
         assert_eq!(parse_request(&vec![0; MAX_REQUEST_LEN + 1]).unwrap_err(), DropReason::Oversized);
     }
 }
+

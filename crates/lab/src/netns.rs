@@ -1,0 +1,120 @@
+//! Network namespaces, a bridge, and hosts on veth pairs.
+
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use anyhow::{bail, Context};
+use nix::sched::{setns, CloneFlags};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+pub(crate) fn unique() -> u32 {
+    COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Runs `cmd`, failing with its stderr when it exits non-zero.
+pub(crate) fn run(cmd: &mut Command) -> anyhow::Result<Output> {
+    let out = cmd.output().with_context(|| format!("cannot run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(out)
+}
+
+fn ip(args: &[&str]) -> anyhow::Result<()> {
+    run(Command::new("ip").args(args)).map(|_| ())
+}
+
+/// A network namespace of our own, deleted on drop.
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Creates `sb<pid>x<n><tag>` with loopback up.
+    pub fn new(tag: &str) -> anyhow::Result<Self> {
+        let name = format!("sb{}x{}{tag}", std::process::id(), unique());
+        ip(&["netns", "add", &name])?;
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `ip -n NAME ARGS...`.
+    pub fn ip(&self, args: &[&str]) -> anyhow::Result<()> {
+        let mut full = vec!["-n", &self.name];
+        full.extend_from_slice(args);
+        ip(&full)
+    }
+
+    /// A command that runs `program` inside the namespace.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).arg(program);
+        c
+    }
+
+    /// Runs `f` on a thread that has entered the namespace; sockets it opens live there.
+    pub fn enter<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> anyhow::Result<R> {
+        enter_named(&self.name, f)
+    }
+}
+
+/// Runs `f` on a new thread inside the namespace called `name`.
+pub(crate) fn enter_named<R: Send + 'static>(name: &str, f: impl FnOnce() -> R + Send + 'static) -> anyhow::Result<R> {
+    let file = File::open(format!("/run/netns/{name}")).with_context(|| format!("open netns {name}"))?;
+    let h = std::thread::spawn(move || setns(file, CloneFlags::CLONE_NEWNET).map(|_| f()));
+    h.join().map_err(|_| anyhow::anyhow!("thread in {name} panicked"))?.context("setns")
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+    }
+}
+
+/// A server namespace with bridge `br0` holding the server's address, and hosts plugged into it.
+/// Hosts are dropped before the server namespace.
+pub struct Lan {
+    pub hosts: Vec<Netns>,
+    pub server: Netns,
+    pub server_ip: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+impl Lan {
+    /// A LAN whose server namespace has `server_cidr` (like `10.77.0.1/24`) on `br0`.
+    pub fn new(server_cidr: &str) -> anyhow::Result<Self> {
+        let (addr, plen) = server_cidr.split_once('/').context("server_cidr needs a /prefix")?;
+        let server = Netns::new("srv")?;
+        server.ip(&["link", "add", "br0", "type", "bridge", "forward_delay", "0"])?;
+        server.ip(&["addr", "add", server_cidr, "dev", "br0"])?;
+        server.ip(&["link", "set", "br0", "up"])?;
+        Ok(Lan { hosts: Vec::new(), server, server_ip: addr.parse()?, prefix_len: plen.parse()? })
+    }
+
+    /// Plugs a new host into the bridge: its side is `eth0`, up, with no address, and with
+    /// `mac` if given. Returns the host's index in `hosts`.
+    pub fn add_host(&mut self, mac: Option<&str>) -> anyhow::Result<usize> {
+        let host = Netns::new("h")?;
+        let port = format!("p{}", unique());
+        ip(&["link", "add", &port, "netns", self.server.name(), "type", "veth", "peer", "name", "eth0", "netns", host.name()])?;
+        self.server.ip(&["link", "set", &port, "master", "br0", "up"])?;
+        if let Some(mac) = mac {
+            host.ip(&["link", "set", "eth0", "address", mac])?;
+        }
+        host.ip(&["link", "set", "eth0", "up"])?;
+        self.hosts.push(host);
+        Ok(self.hosts.len() - 1)
+    }
+
+    pub fn host(&self, i: usize) -> &Netns {
+        &self.hosts[i]
+    }
+}

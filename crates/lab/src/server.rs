@@ -1,0 +1,104 @@
+//! `swarmboot serve` running in a lab namespace.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::netns::{run, Netns};
+use crate::proc::{wait_for_line, Proc};
+
+pub struct Server {
+    proc: Proc,
+    ns: String,
+    dir: PathBuf,
+    starts: u32,
+    pub config: PathBuf,
+    pub http_port: u16,
+}
+
+impl Server {
+    /// Writes `config_toml` to `dir/swarmboot.toml` and starts the server in `ns`; returns once
+    /// it logged that it is ready (sockets bound).
+    pub fn start(ns: &Netns, dir: &Path, config_toml: &str, http_port: u16) -> anyhow::Result<Self> {
+        let config = dir.join("swarmboot.toml");
+        std::fs::write(&config, config_toml)?;
+        let proc = Self::launch(ns, dir, &config, 0)?;
+        Ok(Server { proc, ns: ns.name().into(), dir: dir.into(), starts: 1, config, http_port })
+    }
+
+    fn launch(ns: &Netns, dir: &Path, config: &Path, n: u32) -> anyhow::Result<Proc> {
+        let log = dir.join(format!("server-{n}.log"));
+        let mut cmd = ns.command(crate::bin("swarmboot"));
+        cmd.args(["serve", "--config"]).arg(config).env("SWARMBOOT_LOG", "debug");
+        let mut proc = Proc::spawn("swarmboot serve", &mut cmd, &log)?;
+        for _ in 0..300 {
+            if proc.output().contains("swarmboot ready") {
+                return Ok(proc);
+            }
+            if proc.exited() {
+                bail!("swarmboot serve exited at start:\n{}", proc.output());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        wait_for_line(&log, "swarmboot ready", Duration::from_secs(1)).map(|_| proc)
+    }
+
+    /// `kill -9`, as a crash would.
+    pub fn kill9(&mut self) {
+        self.proc.kill9();
+    }
+
+    /// Starts it again with the same config and state (after [`Server::kill9`]).
+    pub fn restart(&mut self, ns: &Netns) -> anyhow::Result<()> {
+        self.proc.kill9();
+        self.proc = Self::launch(ns, &self.dir, &self.config, self.starts)?;
+        self.starts += 1;
+        Ok(())
+    }
+
+    /// Everything the server logged since its last start.
+    pub fn log(&self) -> String {
+        self.proc.output()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.proc.log
+    }
+
+    /// `swarmboot leases --json`, parsed.
+    pub fn leases(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        let out = run(std::process::Command::new(crate::bin("swarmboot")).args(["leases", "--json", "--config"]).arg(&self.config))?;
+        serde_json::from_slice(&out.stdout).context("leases --json output")
+    }
+
+    /// The lease record for `ip`, if any.
+    pub fn lease(&self, ip: &str) -> anyhow::Result<Option<serde_json::Value>> {
+        Ok(self.leases()?.into_iter().find(|l| l["ip"] == ip))
+    }
+
+    /// GET `/metrics` from inside the server's namespace.
+    pub fn metrics(&self) -> anyhow::Result<String> {
+        let port = self.http_port;
+        crate::netns::enter_named(&self.ns, move || -> anyhow::Result<String> {
+            let mut s = TcpStream::connect(("127.0.0.1", port))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            write!(s, "GET /metrics HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")?;
+            let mut body = String::new();
+            s.read_to_string(&mut body)?;
+            Ok(body)
+        })?
+    }
+
+    /// One counter from `/metrics` (`name` may include labels, as in the exposition line).
+    pub fn metric(&self, name: &str) -> anyhow::Result<u64> {
+        let m = self.metrics()?;
+        let line = m
+            .lines()
+            .find(|l| l.split_once(' ').is_some_and(|(n, _)| n == name))
+            .with_context(|| format!("no metric {name} in:\n{m}"))?;
+        Ok(line.rsplit(' ').next().unwrap_or("").trim().parse()?)
+    }
+}

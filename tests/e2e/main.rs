@@ -1,0 +1,5 @@
+//! End-to-end tests: one binary, one module per area. Every test builds its own lab (network
+//! namespaces with unique names, removed on drop) and runs real clients against
+//! `swarmboot serve`. They need root; see `swarmboot_lab::require_root`.
+
+mod dhcp;
