@@ -32,7 +32,8 @@ impl Server {
     fn launch(ns: &Netns, dir: &Path, config: &Path, n: u32) -> anyhow::Result<Proc> {
         let log = dir.join(format!("server-{n}.log"));
         let mut cmd = ns.command(crate::bin("swarmboot"));
-        cmd.args(["serve", "--config"]).arg(config).env("SWARMBOOT_LOG", "debug");
+        let level = std::env::var("SWARMBOOT_LOG").unwrap_or_else(|_| "debug".into());
+        cmd.args(["serve", "--config"]).arg(config).env("SWARMBOOT_LOG", level);
         let mut proc = Proc::spawn("swarmboot serve", &mut cmd, &log)?;
         for _ in 0..300 {
             if proc.output().contains("swarmboot ready") {

@@ -1,0 +1,105 @@
+//! Preparing this machine (Debian packages, cargo tools) and the `test` task.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+/// Debian packages the lab, the tests and the benchmarks use.
+pub const PACKAGES: &[&str] = &[
+    "iproute2",
+    "busybox",
+    "udhcpc",
+    "isc-dhcp-client",
+    "dnsmasq-base",
+    "kea-admin",
+    "kea-dhcp4-server",
+    "curl",
+];
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_path_buf()
+}
+
+pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("+ {cmd:?}");
+    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false)
+}
+
+/// Installs missing Debian packages. Services they ship are not started (a policy-rc.d is in
+/// place during the install), so installing Kea does not start a DHCP server on this host.
+pub fn ensure_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            let out = Command::new("dpkg-query").args(["-W", "-f=${Status}", p]).output();
+            !matches!(out, Ok(o) if String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!("missing Debian packages {missing:?}: run as root, or install them");
+    }
+    let policy = Path::new("/usr/sbin/policy-rc.d");
+    let ours = !policy.exists();
+    if ours {
+        std::fs::write(policy, "#!/bin/sh\n# swarmboot xtask: no service starts during package install\nexit 101\n")?;
+        run(Command::new("chmod").args(["755", "/usr/sbin/policy-rc.d"]))?;
+    }
+    let result = run(Command::new("apt-get").args(["update", "-qq"]))
+        .and_then(|_| run(Command::new("apt-get").args(["install", "-y", "-qq", "--no-install-recommends"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive")));
+    if ours {
+        let _ = std::fs::remove_file(policy);
+    }
+    result
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// `cargo fuzz` needs a nightly compiler for its sanitizer flags: the nightly toolchain if
+/// rustup has one, else the stable one with RUSTC_BOOTSTRAP=1.
+fn fuzz_command() -> anyhow::Result<Command> {
+    let has = |args: &[&str]| Command::new("cargo").args(args).output().map(|o| o.status.success()).unwrap_or(false);
+    if !has(&["fuzz", "--version"]) {
+        run(cargo().args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    let mut c = Command::new("cargo");
+    if has(&["+nightly", "--version"]) {
+        c.arg("+nightly");
+    } else {
+        c.env("RUSTC_BOOTSTRAP", "1");
+    }
+    c.arg("fuzz");
+    Ok(c)
+}
+
+pub fn test(fuzz_secs: u32) -> anyhow::Result<()> {
+    ensure_packages()?;
+    let root = workspace_root();
+    run(cargo().current_dir(&root).args(["build", "--workspace", "--bins"]))?;
+    if fuzz_secs > 0 {
+        let corpus = root.join("fuzz/corpus/dhcp_handle");
+        std::fs::create_dir_all(&corpus)?;
+        run(fuzz_command()?
+            .current_dir(&root)
+            .args(["run", "dhcp_handle"])
+            .arg(&corpus)
+            .arg(root.join("crates/dhcp/testdata"))
+            .args(["--", &format!("-max_total_time={fuzz_secs}"), "-max_len=1500", "-print_final_stats=1"]))
+        .context("fuzz smoke (a crash input is in fuzz/artifacts/)")?;
+    }
+    run(cargo().current_dir(&root).args(["test", "--workspace"]))
+}

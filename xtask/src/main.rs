@@ -1,0 +1,59 @@
+//! `cargo xtask <task>`: the project's set-up, test, demo and benchmark steps, in Rust.
+//!
+//! - `test`: installs what the suite needs (Debian packages, cargo-fuzz), builds, runs a short
+//!   fuzz smoke and then every test, lab tests included. `.ci/run` calls this.
+//! - `demo`: a lab with a swarmboot server and DHCP clients, shown live, then torn down.
+//! - `bench-dhcp`: perfdhcp against swarmboot, dnsmasq and Kea, same rate ladder, ratios.
+
+mod bench_dhcp;
+mod demo;
+mod host;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what is needed, build, fuzz briefly, run every test (as CI does).
+    Test {
+        /// Seconds of fuzzing per target in the smoke run.
+        #[arg(long, default_value_t = 45)]
+        fuzz_secs: u32,
+    },
+    /// Start a lab, let DHCP clients boot against swarmboot, show it, tear it down.
+    Demo {
+        #[arg(long, default_value_t = 3)]
+        clients: usize,
+    },
+    /// perfdhcp drives swarmboot, dnsmasq and Kea in turn; prints best leases/s and ratios.
+    BenchDhcp {
+        /// Offered exchange rates (per second), tried in order for each server.
+        #[arg(long, value_delimiter = ',', default_value = "250,500,1000,2000,4000,6000,8000,10000,12000,14000,16000")]
+        rates: Vec<u32>,
+        /// Seconds per rate.
+        #[arg(long, default_value_t = 5)]
+        period: u32,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.task {
+        Task::Test { fuzz_secs } => host::test(fuzz_secs),
+        Task::Demo { clients } => demo::run(clients),
+        Task::BenchDhcp { rates, period } => bench_dhcp::run(&rates, period),
+    };
+    match r {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
