@@ -133,3 +133,10 @@ fn all_problems_are_reported_at_once() {
     let e = err(&text.replace("address   = \"10.77.0.1\"", "address   = \"10.77.0.1/24\""));
     assert!(e.contains("dhcp.lease_time") && e.contains("dhcp.router: 10.99.0.1 is outside"), "{e}");
 }
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../etc/swarmboot.toml");
+    let cfg = Config::load(&path).unwrap();
+    cfg.dhcp_settings(24).unwrap();
+}
