@@ -31,6 +31,21 @@ router = "10.77.0.1"
 dns = ["10.77.0.1"]
 "#;
 
+/// A LAN with `swarmboot serve` on it. Bind its fields in declaration order (`Lab { dir, lan,
+/// server }`) so that they drop server first, then the namespaces, then the files.
+struct Lab {
+    dir: ScratchDir,
+    lan: Lan,
+    server: Server,
+}
+
+fn lab(tag: &str, dhcp: &str) -> Lab {
+    let dir = ScratchDir::new(tag).unwrap();
+    let lan = Lan::new("10.77.0.1/24").unwrap();
+    let server = Server::start(&lan.server, dir.path(), &config(&dir, dhcp), 8080).unwrap();
+    Lab { server, lan, dir }
+}
+
 fn in_pool(ip: &str) -> bool {
     let ip: Ipv4Addr = ip.parse().unwrap();
     (Ipv4Addr::new(10, 77, 0, 100)..=Ipv4Addr::new(10, 77, 0, 199)).contains(&ip)
@@ -41,10 +56,8 @@ fn udhcpc_gets_renews_and_releases_a_lease() {
     if !require_root("udhcpc_gets_renews_and_releases_a_lease") {
         return;
     }
-    let dir = ScratchDir::new("udhcpc").unwrap();
-    let mut lan = Lan::new("10.77.0.1/24").unwrap();
+    let Lab { dir, mut lan, server } = lab("udhcpc", AUTHORITATIVE);
     let h = lan.add_host(None).unwrap();
-    let server = Server::start(&lan.server, dir.path(), &config(&dir, AUTHORITATIVE), 8080).unwrap();
     let client = Udhcpc::start(lan.host(h), dir.path(), "a", &[]).unwrap();
 
     let bound = client.wait("bound", 0, T).unwrap();
@@ -69,11 +82,9 @@ fn dhclient_gets_renews_and_releases_a_lease() {
     if !require_root("dhclient_gets_renews_and_releases_a_lease") {
         return;
     }
-    let dir = ScratchDir::new("dhclient").unwrap();
-    let mut lan = Lan::new("10.77.0.1/24").unwrap();
-    let h = lan.add_host(None).unwrap();
     // A 12 s lease: dhclient renews on its own at T1 = 6 s.
-    let server = Server::start(&lan.server, dir.path(), &config(&dir, &AUTHORITATIVE.replace("\"1h\"", "\"12s\"")), 8080).unwrap();
+    let Lab { dir, mut lan, server } = lab("dhclient", &AUTHORITATIVE.replace("\"1h\"", "\"12s\""));
+    let h = lan.add_host(None).unwrap();
     let mut client = Dhclient::start(lan.host(h), dir.path(), "a").unwrap();
 
     let bound = client.wait("BOUND", 0, T).unwrap();
@@ -93,12 +104,10 @@ fn clients_never_share_an_address_and_reservations_are_honoured() {
     if !require_root("clients_never_share_an_address_and_reservations_are_honoured") {
         return;
     }
-    let dir = ScratchDir::new("many").unwrap();
-    let mut lan = Lan::new("10.77.0.1/24").unwrap();
     let dhcp = format!(
         "{AUTHORITATIVE}[[dhcp.reservation]]\nmac = \"52:54:00:00:00:01\"\nip = \"10.77.0.10\"\nhostname = \"lab-01\"\n"
     );
-    let _server = Server::start(&lan.server, dir.path(), &config(&dir, &dhcp), 8080).unwrap();
+    let Lab { dir, mut lan, server: _server } = lab("many", &dhcp);
     let reserved = lan.add_host(Some("52:54:00:00:00:01")).unwrap();
     let others: Vec<usize> = (0..4).map(|_| lan.add_host(None).unwrap()).collect();
 
@@ -121,11 +130,9 @@ fn after_kill_9_a_renewing_client_keeps_its_address_and_a_new_one_gets_another()
     if !require_root("after_kill_9_a_renewing_client_keeps_its_address_and_a_new_one_gets_another") {
         return;
     }
-    let dir = ScratchDir::new("kill9").unwrap();
-    let mut lan = Lan::new("10.77.0.1/24").unwrap();
+    let Lab { dir, mut lan, mut server } = lab("kill9", AUTHORITATIVE);
     let a = lan.add_host(None).unwrap();
     let b = lan.add_host(None).unwrap();
-    let mut server = Server::start(&lan.server, dir.path(), &config(&dir, AUTHORITATIVE), 8080).unwrap();
     let ca = Udhcpc::start(lan.host(a), dir.path(), "a", &[]).unwrap();
     let ip_a = ca.wait("bound", 0, T).unwrap().ip().to_string();
 
@@ -145,9 +152,7 @@ fn proxy_mode_beside_dnsmasq_gives_pxe_clients_one_address_and_one_boot_offer() 
     if !require_root("proxy_mode_beside_dnsmasq_gives_pxe_clients_one_address_and_one_boot_offer") {
         return;
     }
-    let dir = ScratchDir::new("proxy").unwrap();
-    let mut lan = Lan::new("10.77.0.1/24").unwrap();
-    let server = Server::start(&lan.server, dir.path(), &config(&dir, "mode = \"proxy\"\n"), 8080).unwrap();
+    let Lab { dir, mut lan, server } = lab("proxy", "mode = \"proxy\"\n");
     // The site's DHCP server: dnsmasq handing out addresses only, on another host.
     let d = lan.add_host(None).unwrap();
     lan.host(d).ip(&["addr", "add", "10.77.0.2/24", "dev", "eth0"]).unwrap();
@@ -198,12 +203,10 @@ fn a_relayed_discover_gets_an_address_from_the_relays_subnet() {
     if !require_root("a_relayed_discover_gets_an_address_from_the_relays_subnet") {
         return;
     }
-    let dir = ScratchDir::new("relay").unwrap();
-    let mut lan = Lan::new("10.77.0.1/24").unwrap();
     let dhcp = format!(
         "{AUTHORITATIVE}[[dhcp.subnet]]\nnetwork = \"10.78.0.0/24\"\npool = [\"10.78.0.100-10.78.0.199\"]\nrouter = \"10.78.0.1\"\n"
     );
-    let server = Server::start(&lan.server, dir.path(), &config(&dir, &dhcp), 8080).unwrap();
+    let Lab { dir: _dir, mut lan, server } = lab("relay", &dhcp);
     // perfdhcp plays the relay agent for 10.78.0.0/24: giaddr = its address there.
     let r = lan.add_host(None).unwrap();
     lan.host(r).ip(&["addr", "add", "10.77.0.3/24", "dev", "eth0"]).unwrap();
@@ -231,9 +234,7 @@ fn malformed_datagrams_are_counted_and_the_server_keeps_serving() {
     if !require_root("malformed_datagrams_are_counted_and_the_server_keeps_serving") {
         return;
     }
-    let dir = ScratchDir::new("garbage").unwrap();
-    let mut lan = Lan::new("10.77.0.1/24").unwrap();
-    let server = Server::start(&lan.server, dir.path(), &config(&dir, AUTHORITATIVE), 8080).unwrap();
+    let Lab { dir, mut lan, server } = lab("garbage", AUTHORITATIVE);
     let g = lan.add_host(None).unwrap();
     let valid = probe::discover([0x52, 0x54, 0, 7, 7, 7], 1, vec![]);
     let mut garbage: Vec<Vec<u8>> = vec![vec![], vec![0xff; 10], vec![1; 239], vec![0; 300]];

@@ -410,7 +410,7 @@ impl Config {
         }
 
         // Every pool, with its key and its subnet, for the range checks.
-        let mut pools: Vec<(String, AddressRange, Option<(Ipv4Addr, u8)>)> = Vec::new();
+        let mut pools: Vec<(String, AddressRange, Option<Net>)> = Vec::new();
         let own = prefix_len.map(|p| (masked(self.server.address.ip, p), p));
         for (i, p) in d.pool.iter().enumerate() {
             pools.push((format!("dhcp.pool[{i}]"), p.0, own));
@@ -480,6 +480,9 @@ impl Config {
         out
     }
 }
+
+/// A network as (address, prefix length).
+type Net = (Ipv4Addr, u8);
 
 fn masked(ip: Ipv4Addr, prefix_len: u8) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(ip) & u32::from(swarmboot_dhcp::netmask(prefix_len)))

@@ -173,16 +173,7 @@ impl DhcpServer {
         if req.kind != MessageType::Discover {
             return Outcome::dropped(DropReason::UnexpectedMessage);
         }
-        if !req.machine.pxe {
-            return Outcome::dropped(DropReason::NotPxeClient);
-        }
-        let Some(boot) = select_boot_file(&req.machine, self.settings.server_ip, &self.settings.boot) else {
-            return Outcome::dropped(DropReason::NoBootFile);
-        };
-        let mut r = reply::skeleton(req, MessageType::Offer, self.settings.server_ip);
-        reply::add_boot(&mut r, req, &boot);
-        let to = reply_destination(req, MessageType::Offer);
-        Outcome::reply(finish(r, to, MessageType::Offer))
+        self.boot_only_reply(req, MessageType::Offer, reply_destination(req, MessageType::Offer))
     }
 
     /// Port 4011: a PXE client asks the boot server (us) for its boot file, unicast.
@@ -190,17 +181,22 @@ impl DhcpServer {
         if !matches!(req.kind, MessageType::Request | MessageType::Inform) {
             return Outcome::dropped(DropReason::UnexpectedMessage);
         }
+        let to = (source.peer.ip() != &Ipv4Addr::UNSPECIFIED).then_some(source.peer);
+        self.boot_only_reply(req, MessageType::Ack, to)
+    }
+
+    /// A reply with boot information and no address, for a PXE client.
+    fn boot_only_reply(&self, req: &ClientRequest, kind: MessageType, to: Option<SocketAddrV4>) -> Outcome {
         if !req.machine.pxe {
             return Outcome::dropped(DropReason::NotPxeClient);
         }
         let Some(boot) = select_boot_file(&req.machine, self.settings.server_ip, &self.settings.boot) else {
             return Outcome::dropped(DropReason::NoBootFile);
         };
-        let mut r = reply::skeleton(req, MessageType::Ack, self.settings.server_ip);
+        let mut r = reply::skeleton(req, kind, self.settings.server_ip);
         r.set_ciaddr(req.ciaddr);
         reply::add_boot(&mut r, req, &boot);
-        let to = (source.peer.ip() != &Ipv4Addr::UNSPECIFIED).then_some(source.peer);
-        Outcome::reply(finish(r, to, MessageType::Ack))
+        Outcome::reply(finish(r, to, kind))
     }
 
     // ---- authoritative ----

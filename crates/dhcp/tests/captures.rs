@@ -10,7 +10,8 @@ fn capture(name: &str) -> Vec<u8> {
 }
 
 /// (file, message type, PXE, arch, hostname)
-const EXPECTED: &[(&str, MessageType, bool, Option<ClientArch>, Option<&str>)] = &[
+type Expected = (&'static str, MessageType, bool, Option<ClientArch>, Option<&'static str>);
+const EXPECTED: &[Expected] = &[
     ("udhcpc-discover", MessageType::Discover, false, None, Some("capbox")),
     ("udhcpc-request-selecting", MessageType::Request, false, None, Some("capbox")),
     ("udhcpc-pxe-bios-discover", MessageType::Discover, true, Some(ClientArch::BiosX86), None),

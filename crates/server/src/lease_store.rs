@@ -143,7 +143,7 @@ mod tests {
             ip: Ipv4Addr::new(10, 77, 0, last),
             client_id: ClientId::new(vec![1, 2, last]),
             hwaddr: HwAddr::new(&[0x52, 0x54, 0, 0, 0, last]),
-            hostname: (last % 2 == 0).then(|| format!("host-{last}")),
+            hostname: last.is_multiple_of(2).then(|| format!("host-{last}")),
             state,
             expires: 1_800_000_000 + u64::from(last),
         }
