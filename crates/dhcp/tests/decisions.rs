@@ -501,3 +501,119 @@ fn mangled_packets_never_panic() {
         assert_eq!(s.leases().get(l.ip), Some(l));
     }
 }
+
+/// Many clients, random operations, and crashes at random moments: the server is rebuilt from
+/// the records persisted so far (a crash may also fall between persisting a record and sending
+/// its reply). At every step, no two clients believe they hold the same address, and every
+/// address a client believes it holds is persisted as its binding.
+#[test]
+fn crashes_at_any_moment_never_give_one_address_to_two_clients() {
+    use std::collections::HashMap;
+    let mut st = settings(Mode::Authoritative);
+    st.subnets[0].pools = vec![AddressRange { first: ip("10.77.0.100"), last: ip("10.77.0.105") }];
+    st.subnets[0].lease_secs = 100;
+    st.reservations.clear();
+    let mut persisted: HashMap<Ipv4Addr, Lease> = HashMap::new();
+    let mut s = DhcpServer::new(st.clone(), vec![]);
+    let mut held: Vec<Option<(Ipv4Addr, UnixTime)>> = vec![None; 9];
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut rnd = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let mut now = T0;
+    let (mut acks, mut crashes) = (0, 0);
+    for _ in 0..30_000 {
+        now += rnd(15);
+        let who = rnd(held.len() as u64) as usize;
+        let mut c = Client::new(who as u8);
+        let mine = held[who].filter(|(_, exp)| now < *exp).map(|(ip, _)| ip);
+        let pkt = match (rnd(7), mine) {
+            (0, _) => {
+                crashes += 1;
+                s = DhcpServer::new(st.clone(), persisted.values().cloned().collect::<Vec<_>>());
+                continue;
+            }
+            (1, Some(ip)) => {
+                c.ciaddr = ip;
+                c.packet(MessageType::Request, &[]) // RENEWING
+            }
+            (2, Some(ip)) => c.packet(MessageType::Request, &[DhcpOption::RequestedIpAddress(ip)]), // INIT-REBOOT
+            (3, Some(ip)) => {
+                c.ciaddr = ip;
+                held[who] = None;
+                c.packet(MessageType::Release, &[DhcpOption::ServerIdentifier(SERVER)])
+            }
+            (5, _) => {
+                // A client with a stale lease file asks for any pool address (INIT-REBOOT).
+                let ip = Ipv4Addr::from(u32::from(ip("10.77.0.100")) + rnd(6) as u32);
+                c.packet(MessageType::Request, &[DhcpOption::RequestedIpAddress(ip)])
+            }
+            (4, Some(ip)) => {
+                held[who] = None;
+                c.packet(MessageType::Decline, &[DhcpOption::RequestedIpAddress(ip), DhcpOption::ServerIdentifier(SERVER)])
+            }
+            _ => {
+                // DISCOVER, then REQUEST what was offered (possibly after another client's turn).
+                let Some(offer) = s.handle(now, port67(), &c.packet(MessageType::Discover, &[])).reply else { continue };
+                match rnd(4) {
+                    0 => {
+                        // The server crashes between OFFER and REQUEST; the offer is forgotten.
+                        crashes += 1;
+                        s = DhcpServer::new(st.clone(), persisted.values().cloned().collect::<Vec<_>>());
+                    }
+                    1 => {
+                        // Another client completes a whole exchange in between.
+                        let o = rnd(held.len() as u64) as usize;
+                        let other = Client::new(o as u8);
+                        if let Some(off) = s.handle(now, port67(), &other.packet(MessageType::Discover, &[])).reply {
+                            let req = other.packet(MessageType::Request, &[DhcpOption::ServerIdentifier(SERVER), DhcpOption::RequestedIpAddress(off.yiaddr)]);
+                            let out = s.handle(now, port67(), &req);
+                            if let Some(l) = out.lease {
+                                persisted.insert(l.ip, l);
+                            }
+                            match out.reply.map(|r| (r.kind, r.yiaddr)) {
+                                Some((MessageType::Ack, ip)) => held[o] = Some((ip, now + 100)),
+                                Some((MessageType::Nak, _)) => held[o] = None,
+                                _ => {}
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                c.packet(MessageType::Request, &[DhcpOption::ServerIdentifier(SERVER), DhcpOption::RequestedIpAddress(offer.yiaddr)])
+            }
+        };
+        let out = s.handle(now, port67(), &pkt);
+        if let Some(l) = out.lease.clone() {
+            persisted.insert(l.ip, l);
+        }
+        if rnd(20) == 0 {
+            // Crash after persisting, before sending.
+            crashes += 1;
+            s = DhcpServer::new(st.clone(), persisted.values().cloned().collect::<Vec<_>>());
+            continue;
+        }
+        if let Some(r) = out.reply {
+            match r.kind {
+                MessageType::Ack => {
+                    acks += 1;
+                    held[who] = Some((r.yiaddr, now + 100));
+                }
+                MessageType::Nak => held[who] = None,
+                _ => {}
+            }
+        }
+        let active: Vec<(usize, Ipv4Addr, UnixTime)> =
+            held.iter().enumerate().filter_map(|(i, h)| h.filter(|(_, e)| now < *e).map(|(ip, e)| (i, ip, e))).collect();
+        for (i, ip, exp) in &active {
+            assert!(active.iter().all(|(j, ip2, _)| j == i || ip2 != ip), "two clients hold {ip} at {now}: {active:?}");
+            let rec = persisted.get(ip).expect("a held address is persisted");
+            assert_eq!(rec.client_id, ClientId::from_hwaddr(1, &HwAddr::new(&Client::new(*i as u8).mac)), "{ip}");
+            assert!(rec.state == LeaseState::Bound && rec.expires >= *exp, "{rec:?}");
+        }
+    }
+    assert!(acks > 5_000 && crashes > 3_000, "the run exercised little: {acks} ACKs, {crashes} crashes");
+}
