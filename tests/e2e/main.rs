@@ -3,3 +3,4 @@
 //! `swarmboot serve`. They need root; see `swarmboot_lab::require_root`.
 
 mod dhcp;
+mod tftp;

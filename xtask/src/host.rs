@@ -15,6 +15,8 @@ pub const PACKAGES: &[&str] = &[
     "kea-admin",
     "kea-dhcp4-server",
     "curl",
+    "tftp-hpa",
+    "ipxe",
 ];
 
 pub fn workspace_root() -> PathBuf {

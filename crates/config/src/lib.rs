@@ -53,6 +53,8 @@ pub struct Config {
     pub boot: BootSection,
     #[serde(default)]
     pub http: HttpSection,
+    #[serde(default)]
+    pub tftp: TftpSection,
     /// Where the file was read from (for messages).
     #[serde(skip)]
     pub path: PathBuf,
@@ -192,6 +194,64 @@ impl Default for HttpSection {
 }
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 8080))
+}
+
+/// The read-only TFTP server (first stage only: iPXE; everything after goes over HTTP).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TftpSection {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_tftp_listen")]
+    pub listen: SocketAddr,
+    /// Directory served; defaults to `<state_dir>/tftp`.
+    #[serde(default)]
+    pub root: Option<PathBuf>,
+    /// Where Debian's `ipxe` package puts its binaries; a requested name not found under `root`
+    /// is looked up here (so `undionly.kpxe`, `snponly.efi`, `ipxe.efi` work out of the box).
+    #[serde(default = "default_ipxe_dir")]
+    pub ipxe_dir: PathBuf,
+    /// Largest block size granted to a client (bytes, 512..=65464).
+    #[serde(default = "default_max_blksize")]
+    pub max_blksize: u16,
+    /// Largest window (RFC 7440) granted.
+    #[serde(default = "default_max_windowsize")]
+    pub max_windowsize: u16,
+}
+
+impl Default for TftpSection {
+    fn default() -> Self {
+        TftpSection {
+            enabled: true,
+            listen: default_tftp_listen(),
+            root: None,
+            ipxe_dir: default_ipxe_dir(),
+            max_blksize: default_max_blksize(),
+            max_windowsize: default_max_windowsize(),
+        }
+    }
+}
+
+impl TftpSection {
+    pub fn root_dir(&self, state_dir: &Path) -> PathBuf {
+        self.root.clone().unwrap_or_else(|| state_dir.join("tftp"))
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_tftp_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 69))
+}
+fn default_ipxe_dir() -> PathBuf {
+    PathBuf::from("/usr/lib/ipxe")
+}
+fn default_max_blksize() -> u16 {
+    1468
+}
+fn default_max_windowsize() -> u16 {
+    64
 }
 
 // ---- value types: parsed from strings, with messages that say what was expected ----
@@ -471,6 +531,12 @@ impl Config {
             if own.is_some() && !in_some_subnet {
                 bad(format!("{key}.ip"), format!("{} is in no served subnet", r.ip));
             }
+        }
+        if !(512..=65464).contains(&self.tftp.max_blksize) {
+            bad("tftp.max_blksize".into(), format!("{} is outside 512..=65464", self.tftp.max_blksize));
+        }
+        if self.tftp.max_windowsize == 0 {
+            bad("tftp.max_windowsize".into(), "must be at least 1".into());
         }
         for (key, file) in [("boot.bios_file", &self.boot.bios_file), ("boot.efi_x64_file", &self.boot.efi_x64_file)] {
             if file.is_empty() || file.len() > 120 {

@@ -25,7 +25,7 @@ impl Default for Limits {
 
 /// A packet to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Send {
+pub enum Outgoing {
     /// A ready-made packet (OACK or ERROR).
     Packet(Vec<u8>),
     /// DATA: block number `wire` carrying `len` bytes of the file from `offset`. The shell reads
@@ -47,7 +47,7 @@ pub enum TransferEnd {
 /// The result of one input: packets to send, and whether the transfer is over.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Step {
-    pub send: Vec<Send>,
+    pub send: Vec<Outgoing>,
     pub end: Option<TransferEnd>,
 }
 
@@ -114,7 +114,7 @@ impl Transfer {
             let oack = packet::encode_oack(&acked_opts);
             t.oack = Some(oack.clone());
             t.deadline = now + timeout;
-            Step { send: vec![Send::Packet(oack)], end: None }
+            Step { send: vec![Outgoing::Packet(oack)], end: None }
         };
         (t, step)
     }
@@ -180,7 +180,7 @@ impl Transfer {
         }
         if let Some(oack) = &self.oack {
             self.deadline = now + self.timeout;
-            return Step { send: vec![Send::Packet(oack.clone())], end: None };
+            return Step { send: vec![Outgoing::Packet(oack.clone())], end: None };
         }
         self.send_window(now)
     }
@@ -198,7 +198,7 @@ impl Transfer {
             .map(|b| {
                 let offset = (b - 1) * self.blksize;
                 let len = self.blksize.min(self.size.saturating_sub(offset)) as usize;
-                Send::Data { wire: b as u16, offset, len }
+                Outgoing::Data { wire: b as u16, offset, len }
             })
             .collect();
         self.sent = self.sent.max(last);

@@ -15,7 +15,7 @@ fn data_blocks(step: &Step) -> Vec<(u16, u64, usize)> {
     step.send
         .iter()
         .filter_map(|s| match s {
-            Send::Data { wire, offset, len } => Some((*wire, *offset, *len)),
+            Outgoing::Data { wire, offset, len } => Some((*wire, *offset, *len)),
             _ => None,
         })
         .collect()
@@ -40,9 +40,9 @@ fn run(size: u64, opts: RequestOptions, lose: impl Fn(u64) -> bool) -> (Vec<u8>,
         for s in &step.send {
             sent_packets += 1;
             match s {
-                Send::Packet(p) if p[1] == 6 => replies.push(ack(0)),
-                Send::Packet(_) => {}
-                Send::Data { wire, offset, len } => {
+                Outgoing::Packet(p) if p[1] == 6 => replies.push(ack(0)),
+                Outgoing::Packet(_) => {}
+                Outgoing::Data { wire, offset, len } => {
                     if lose(sent_packets) {
                         continue;
                     }
@@ -100,7 +100,7 @@ fn options_are_negotiated_in_an_oack() {
     let now = Instant::now();
     let opts = RequestOptions { blksize: Some(9000), tsize: true, timeout_secs: Some(3), windowsize: Some(200) };
     let (t, step) = Transfer::start(&opts, 123_456, now, &Limits::default());
-    let Send::Packet(p) = &step.send[0] else { panic!() };
+    let Outgoing::Packet(p) = &step.send[0] else { panic!() };
     assert_eq!(p, &swarmboot_tftp::packet::encode_oack(&[
         ("blksize", "1468".into()),
         ("tsize", "123456".into()),
