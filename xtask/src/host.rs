@@ -16,6 +16,8 @@ pub const PACKAGES: &[&str] = &[
     "kea-dhcp4-server",
     "curl",
     "tftp-hpa",
+    "tftpd-hpa",
+    "atftp",
     "ipxe",
 ];
 

@@ -4,8 +4,10 @@
 //!   fuzz smoke and then every test, lab tests included. `.ci/run` calls this.
 //! - `demo`: a lab with a swarmboot server and DHCP clients, shown live, then torn down.
 //! - `bench-dhcp`: perfdhcp against swarmboot, dnsmasq and Kea, same rate ladder, ratios.
+//! - `bench-tftp`: a 20 MB file from swarmboot, tftpd-hpa and dnsmasq; throughput, ratios.
 
 mod bench_dhcp;
+mod bench_tftp;
 mod demo;
 mod host;
 
@@ -40,6 +42,12 @@ enum Task {
         #[arg(long, default_value_t = 5)]
         period: u32,
     },
+    /// A 20 MB file over TFTP from swarmboot, tftpd-hpa and dnsmasq; throughput and ratios.
+    BenchTftp {
+        /// Fetches per server and client (the median counts).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,6 +56,7 @@ fn main() -> std::process::ExitCode {
         Task::Test { fuzz_secs } => host::test(fuzz_secs),
         Task::Demo { clients } => demo::run(clients),
         Task::BenchDhcp { rates, period } => bench_dhcp::run(&rates, period),
+        Task::BenchTftp { runs } => bench_tftp::run(runs),
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,
