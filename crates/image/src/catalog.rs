@@ -1,0 +1,303 @@
+//! Image manifests and their versions.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::Store;
+
+/// What a file is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Kernel,
+    Initrd,
+    Rootfs,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    pub role: Role,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// One version of one image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: String,
+    pub version: u32,
+    /// Seconds since the Unix epoch.
+    pub created: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predecessor: Option<u32>,
+    #[serde(default)]
+    pub cmdline: String,
+    pub files: Vec<FileEntry>,
+}
+
+impl Manifest {
+    pub fn file(&self, role: Role) -> Option<&FileEntry> {
+        self.files.iter().find(|f| f.role == role)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("image name `{0}` is not allowed: use 1 to 64 of a-z A-Z 0-9 . _ - , not starting with . or -")]
+    BadName(String),
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("manifest {path} is invalid: {message}")]
+    BadManifest { path: PathBuf, message: String },
+    #[error("no image {0}")]
+    NoSuchImage(String),
+    #[error("no version {version} of image {name}")]
+    NoSuchVersion { name: String, version: u32 },
+}
+
+/// What [`Catalog::gc`] removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct GcReport {
+    pub versions: Vec<(String, u32)>,
+    pub blobs: usize,
+    pub bytes: u64,
+}
+
+/// The catalog under a state directory.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    images: PathBuf,
+    store: Store,
+}
+
+fn check_name(name: &str) -> Result<(), CatalogError> {
+    let ok = (1..=64).contains(&name.len())
+        && !name.starts_with(['.', '-'])
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(CatalogError::BadName(name.into()))
+    }
+}
+
+impl Catalog {
+    pub fn new(state_dir: &Path) -> Self {
+        Catalog { images: state_dir.join("images"), store: Store::new(state_dir.join("store")) }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Adds a version of `name` made of these files: version 1, or the latest + 1.
+    pub fn add(&self, name: &str, files: &[(Role, &Path)], cmdline: &str, now: u64) -> Result<Manifest, CatalogError> {
+        check_name(name)?;
+        let mut entries = Vec::new();
+        for (role, path) in files {
+            let (sha256, size) =
+                self.store.put(path).map_err(|source| CatalogError::Read { path: path.to_path_buf(), source })?;
+            entries.push(FileEntry { role: *role, size, sha256 });
+        }
+        let dir = self.images.join(name);
+        std::fs::create_dir_all(&dir).map_err(|source| CatalogError::Write { path: dir.clone(), source })?;
+        // Claim the next version number with O_EXCL, so two concurrent adds cannot both get it.
+        loop {
+            let latest = self.versions(name)?.last().map(|m| m.version);
+            let version = latest.map_or(1, |v| v + 1);
+            let m = Manifest { name: name.into(), version, created: now, predecessor: latest, cmdline: cmdline.into(), files: entries.clone() };
+            let path = dir.join(format!("{version}.toml"));
+            let text = toml::to_string(&m).expect("a manifest serializes");
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    f.write_all(text.as_bytes())
+                        .and_then(|_| f.sync_all())
+                        .map_err(|source| CatalogError::Write { path: path.clone(), source })?;
+                    return Ok(m);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(source) => return Err(CatalogError::Write { path, source }),
+            }
+        }
+    }
+
+    /// Every version of `name`, oldest first (empty if there is no such image).
+    pub fn versions(&self, name: &str) -> Result<Vec<Manifest>, CatalogError> {
+        check_name(name)?;
+        let dir = self.images.join(name);
+        let Ok(rd) = std::fs::read_dir(&dir) else { return Ok(vec![]) };
+        let mut out = Vec::new();
+        for e in rd {
+            let path = e.map_err(|source| CatalogError::Read { path: dir.clone(), source })?.path();
+            let Some(stem) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".toml")) else { continue };
+            if stem.parse::<u32>().is_err() {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).map_err(|source| CatalogError::Read { path: path.clone(), source })?;
+            if text.is_empty() {
+                continue; // a version being written right now
+            }
+            let m: Manifest = toml::from_str(&text).map_err(|e| CatalogError::BadManifest { path: path.clone(), message: e.to_string() })?;
+            out.push(m);
+        }
+        out.sort_by_key(|m| m.version);
+        Ok(out)
+    }
+
+    pub fn latest(&self, name: &str) -> Result<Option<Manifest>, CatalogError> {
+        Ok(self.versions(name)?.pop())
+    }
+
+    pub fn get(&self, name: &str, version: u32) -> Result<Option<Manifest>, CatalogError> {
+        Ok(self.versions(name)?.into_iter().find(|m| m.version == version))
+    }
+
+    /// Names of all images.
+    pub fn names(&self) -> Result<Vec<String>, CatalogError> {
+        let Ok(rd) = std::fs::read_dir(&self.images) else { return Ok(vec![]) };
+        let mut names: Vec<String> = rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| check_name(n).is_ok())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Every version of every image.
+    pub fn all(&self) -> Result<Vec<Manifest>, CatalogError> {
+        let mut out = Vec::new();
+        for n in self.names()? {
+            out.extend(self.versions(&n)?);
+        }
+        Ok(out)
+    }
+
+    /// Removes one version, or (with `None`) the whole image. Files stay in the store until
+    /// [`Catalog::gc`].
+    pub fn remove(&self, name: &str, version: Option<u32>) -> Result<Vec<Manifest>, CatalogError> {
+        let versions = self.versions(name)?;
+        if versions.is_empty() {
+            return Err(CatalogError::NoSuchImage(name.into()));
+        }
+        let gone: Vec<Manifest> = match version {
+            Some(v) => {
+                let m = versions.into_iter().find(|m| m.version == v).ok_or(CatalogError::NoSuchVersion { name: name.into(), version: v })?;
+                vec![m]
+            }
+            None => versions,
+        };
+        for m in &gone {
+            let path = self.images.join(name).join(format!("{}.toml", m.version));
+            std::fs::remove_file(&path).map_err(|source| CatalogError::Write { path, source })?;
+        }
+        let _ = std::fs::remove_dir(self.images.join(name)); // only if now empty
+        Ok(gone)
+    }
+
+    /// Removes old versions and unreferenced files. A version goes when it is not among the
+    /// `keep` newest of its image and its successor was added at least `grace_secs` ago (so a
+    /// machine that started on it has had time to finish). Then every stored file no remaining
+    /// version references goes.
+    pub fn gc(&self, keep: usize, grace_secs: u64, now: u64) -> Result<GcReport, CatalogError> {
+        let mut report = GcReport::default();
+        for name in self.names()? {
+            let versions = self.versions(&name)?;
+            let n = versions.len();
+            for (i, m) in versions.iter().enumerate() {
+                let superseded_at = versions.get(i + 1).map(|s| s.created);
+                let old_enough = superseded_at.is_some_and(|t| now.saturating_sub(t) >= grace_secs);
+                if i + keep < n && old_enough {
+                    self.remove(&name, Some(m.version))?;
+                    report.versions.push((name.clone(), m.version));
+                }
+            }
+        }
+        let referenced: HashSet<String> = self.all()?.into_iter().flat_map(|m| m.files.into_iter().map(|f| f.sha256)).collect();
+        let store_err = |source| CatalogError::Write { path: self.store.root().to_path_buf(), source };
+        for h in self.store.hashes().map_err(store_err)? {
+            if !referenced.contains(&h) {
+                let size = self.store.path_of(&h).and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len());
+                self.store.remove(&h).map_err(store_err)?;
+                report.blobs += 1;
+                report.bytes += size;
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(dir: &Path, tag: &str) -> (PathBuf, PathBuf) {
+        let k = dir.join(format!("k-{tag}"));
+        let i = dir.join(format!("i-{tag}"));
+        std::fs::write(&k, format!("kernel {tag}")).unwrap();
+        std::fs::write(&i, "shared initrd").unwrap();
+        (k, i)
+    }
+
+    #[test]
+    fn versions_chain_and_share_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Catalog::new(&dir.path().join("state"));
+        let (k1, i1) = files(dir.path(), "1");
+        let (k2, i2) = files(dir.path(), "2");
+        let v1 = c.add("elchos", &[(Role::Kernel, &k1), (Role::Initrd, &i1)], "quiet", 100).unwrap();
+        let v2 = c.add("elchos", &[(Role::Kernel, &k2), (Role::Initrd, &i2)], "quiet", 200).unwrap();
+        assert_eq!((v1.version, v1.predecessor), (1, None));
+        assert_eq!((v2.version, v2.predecessor), (2, Some(1)));
+        assert_eq!(v1.file(Role::Initrd), v2.file(Role::Initrd));
+        assert_eq!(c.store().hashes().unwrap().len(), 3, "the shared initrd is stored once");
+        assert_eq!(c.latest("elchos").unwrap().unwrap(), v2);
+        assert_eq!(c.get("elchos", 1).unwrap().unwrap(), v1);
+        assert_eq!(c.names().unwrap(), vec!["elchos".to_string()]);
+        let text = std::fs::read_to_string(dir.path().join("state/images/elchos/2.toml")).unwrap();
+        assert!(text.contains("predecessor = 1") && text.contains("role = \"kernel\""), "{text}");
+    }
+
+    #[test]
+    fn remove_keeps_files_until_gc_and_gc_honours_keep_and_grace() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Catalog::new(&dir.path().join("state"));
+        for (t, now) in [("1", 100), ("2", 200), ("3", 300)] {
+            let (k, i) = files(dir.path(), t);
+            c.add("img", &[(Role::Kernel, &k), (Role::Initrd, &i)], "", now).unwrap();
+        }
+        // keep 1, but version 2 was superseded (at 300) only 50 s before "now": it stays.
+        let r = c.gc(1, 100, 350).unwrap();
+        assert_eq!(r.versions, vec![("img".to_string(), 1)]);
+        assert_eq!(r.blobs, 1, "kernel 1 went; the shared initrd stays");
+        let r = c.gc(1, 100, 400).unwrap();
+        assert_eq!(r.versions, vec![("img".to_string(), 2)]);
+        assert_eq!(c.versions("img").unwrap().len(), 1);
+        c.remove("img", None).unwrap();
+        assert_eq!(c.store().hashes().unwrap().len(), 2, "files stay until gc");
+        assert_eq!(c.gc(1, 0, 500).unwrap().blobs, 2);
+        assert!(c.names().unwrap().is_empty());
+    }
+
+    #[test]
+    fn names_and_missing_things_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Catalog::new(dir.path());
+        for bad in ["", "../x", "a/b", ".hidden", "-x", &"a".repeat(65)] {
+            assert!(matches!(c.versions(bad), Err(CatalogError::BadName(_))), "{bad:?}");
+        }
+        assert!(matches!(c.remove("nope", None), Err(CatalogError::NoSuchImage(_))));
+        let (k, i) = files(dir.path(), "x");
+        c.add("ok", &[(Role::Kernel, &k), (Role::Initrd, &i)], "", 1).unwrap();
+        assert!(matches!(c.remove("ok", Some(9)), Err(CatalogError::NoSuchVersion { .. })));
+        assert!(matches!(c.add("ok", &[(Role::Kernel, &dir.path().join("missing"))], "", 2), Err(CatalogError::Read { .. })));
+    }
+}

@@ -1,0 +1,18 @@
+//! The image catalog: which images exist, in which versions, made of which files.
+//!
+//! - Files live once, content-addressed by SHA-256, under `<state_dir>/store/ab/abcd/abcdef…`
+//!   (first two hex characters, first four, the full hash): a file two images or two versions
+//!   share is stored once. See [`Store`].
+//! - Each image version has a [`Manifest`] at `<state_dir>/images/NAME/VERSION.toml`. Adding
+//!   NAME again makes version n+1, whose `predecessor` is n. Versions are never changed in
+//!   place, and their files stay until [`Catalog::gc`] removes them, so a machine that started
+//!   booting version n finishes on version n.
+//!
+//! What it does not do: sign manifests (the image+swarm issue adds that), serve files, or decide
+//! which machine boots what (that is `swarmboot-bootplan`).
+
+mod catalog;
+mod store;
+
+pub use catalog::{Catalog, CatalogError, FileEntry, GcReport, Manifest, Role};
+pub use store::{is_sha256_hex, Store};
