@@ -3,4 +3,5 @@
 //! `swarmboot serve`. They need root; see `swarmboot_lab::require_root`.
 
 mod dhcp;
+mod http;
 mod tftp;

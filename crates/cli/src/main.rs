@@ -30,6 +30,13 @@ enum Command {
         #[arg(long, default_value = DEFAULT_PATH)]
         config: PathBuf,
     },
+    /// Manage boot images (kernel, initrd, root filesystem) in the catalog.
+    Image {
+        #[arg(long, default_value = DEFAULT_PATH, global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: ImageAction,
+    },
     /// List DHCP leases from the lease database.
     Leases {
         #[arg(long, default_value = DEFAULT_PATH)]
@@ -37,6 +44,40 @@ enum Command {
         /// Print JSON (one array) instead of a table.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageAction {
+    /// Add NAME (version 1, or the next version of an existing image).
+    Add {
+        name: String,
+        #[arg(long)]
+        kernel: PathBuf,
+        #[arg(long)]
+        initrd: PathBuf,
+        /// A squashfs root filesystem.
+        #[arg(long)]
+        rootfs: Option<PathBuf>,
+        /// Kernel command line.
+        #[arg(long, default_value = "")]
+        cmdline: String,
+    },
+    /// List images and their versions.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove NAME (all versions) or NAME@VERSION. Files stay until `image gc`.
+    Rm { name: String },
+    /// Remove old versions and files nothing references.
+    Gc {
+        /// Versions of each image to keep, newest first.
+        #[arg(long, default_value_t = 2)]
+        keep: usize,
+        /// Keep a version until its successor is at least this old (machines still booting it).
+        #[arg(long, default_value = "1h")]
+        grace: humantime::Duration,
     },
 }
 
@@ -53,6 +94,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { config } => check_config(config),
         Command::Leases { config, json } => leases(config, json),
+        Command::Image { config, action } => image(config, action),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -92,6 +134,64 @@ fn check_config(path: PathBuf) -> anyhow::Result<()> {
     println!("  interface {} address {}/{prefix}", cfg.server.interface, s.server_ip);
     println!("  dhcp {mode}: {addresses} addresses in {} subnet(s), {} reservation(s)", s.subnets.len(), s.reservations.len());
     println!("  http {}; state in {}", cfg.http.listen, cfg.server.state_dir.display());
+    Ok(())
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn image(path: PathBuf, action: ImageAction) -> anyhow::Result<()> {
+    use swarmboot_image::{Catalog, Role};
+    let cfg = Config::load(&path)?;
+    let catalog = Catalog::new(&cfg.server.state_dir);
+    match action {
+        ImageAction::Add { name, kernel, initrd, rootfs, cmdline } => {
+            let mut files = vec![(Role::Kernel, kernel.as_path()), (Role::Initrd, initrd.as_path())];
+            if let Some(r) = &rootfs {
+                files.push((Role::Rootfs, r.as_path()));
+            }
+            let m = catalog.add(&name, &files, &cmdline, unix_now())?;
+            println!("added {}@{}{}", m.name, m.version, m.predecessor.map(|p| format!(" (successor of @{p})")).unwrap_or_default());
+            for f in &m.files {
+                println!("  {:<7} {:>12} bytes  sha256 {}", format!("{:?}", f.role).to_lowercase(), f.size, f.sha256);
+            }
+        }
+        ImageAction::List { json } => {
+            let all = catalog.all()?;
+            if json {
+                let rows: Vec<_> = all
+                    .iter()
+                    .map(|m| serde_json::json!({"name": m.name, "version": m.version, "created": m.created, "predecessor": m.predecessor, "cmdline": m.cmdline,
+                        "files": m.files.iter().map(|f| serde_json::json!({"role": format!("{:?}", f.role).to_lowercase(), "size": f.size, "sha256": f.sha256})).collect::<Vec<_>>()}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(());
+            }
+            println!("{:<20} {:>7} {:>12}  CMDLINE", "IMAGE", "VERSION", "SIZE");
+            for m in &all {
+                let size: u64 = m.files.iter().map(|f| f.size).sum();
+                println!("{:<20} {:>7} {:>12}  {}", m.name, m.version, size, m.cmdline);
+            }
+            println!("{} image version(s)", all.len());
+        }
+        ImageAction::Rm { name } => {
+            let (name, version) = match name.split_once('@') {
+                Some((n, v)) => (n.to_string(), Some(v.parse::<u32>().with_context(|| format!("`{v}` is not a version number"))?)),
+                None => (name, None),
+            };
+            for m in catalog.remove(&name, version)? {
+                println!("removed {}@{}", m.name, m.version);
+            }
+        }
+        ImageAction::Gc { keep, grace } => {
+            let r = catalog.gc(keep.max(1), grace.as_secs(), unix_now())?;
+            for (n, v) in &r.versions {
+                println!("removed {n}@{v}");
+            }
+            println!("removed {} file(s), {} bytes", r.blobs, r.bytes);
+        }
+    }
     Ok(())
 }
 

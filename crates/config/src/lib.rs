@@ -166,12 +166,27 @@ pub struct BootSection {
     /// iPXE for x86-64 UEFI: `snponly.efi` (default) or `ipxe.efi` for NICs without SNP.
     #[serde(default = "default_efi_file")]
     pub efi_x64_file: String,
+    /// The image a machine boots when no `[[boot.client]]` rule matches it.
+    #[serde(default)]
+    pub default_image: Option<String>,
+    /// Per-machine overrides, first match wins.
+    #[serde(default)]
+    pub client: Vec<ClientEntry>,
 }
 
 impl Default for BootSection {
     fn default() -> Self {
-        BootSection { bios_file: default_bios_file(), efi_x64_file: default_efi_file() }
+        BootSection { bios_file: default_bios_file(), efi_x64_file: default_efi_file(), default_image: None, client: vec![] }
     }
+}
+
+/// `[[boot.client]] mac = "52:54:00:*" image = "NAME"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientEntry {
+    /// A MAC address or glob (`*`, `?`, `[0-9]`), any case.
+    pub mac: String,
+    pub image: String,
 }
 fn default_bios_file() -> String {
     "undionly.kpxe".into()
@@ -379,6 +394,22 @@ impl Config {
         Ok(cfg)
     }
 
+    /// `[boot]`'s image rules for the boot planner.
+    pub fn image_rules(&self) -> Result<swarmboot_bootplan::ImageRules, ConfigError> {
+        let mut clients = Vec::new();
+        let mut problems = Vec::new();
+        for (i, c) in self.boot.client.iter().enumerate() {
+            match swarmboot_bootplan::ClientRule::new(&c.mac, &c.image) {
+                Ok(r) => clients.push(r),
+                Err(e) => problems.push(Problem { key: format!("boot.client[{i}].mac"), message: e.to_string() }),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid { path: self.path.clone(), problems });
+        }
+        Ok(swarmboot_bootplan::ImageRules { default_image: self.boot.default_image.clone(), clients })
+    }
+
     /// The prefix length of the served network, from `server.address` if it has one.
     pub fn configured_prefix(&self) -> Option<u8> {
         self.server.address.prefix_len
@@ -530,6 +561,11 @@ impl Config {
                 || d.subnet.iter().any(|s| in_net(r.ip, s.network.network, s.network.prefix_len));
             if own.is_some() && !in_some_subnet {
                 bad(format!("{key}.ip"), format!("{} is in no served subnet", r.ip));
+            }
+        }
+        for (i, c) in self.boot.client.iter().enumerate() {
+            if let Err(e) = swarmboot_bootplan::ClientRule::new(&c.mac, &c.image) {
+                bad(format!("boot.client[{i}].mac"), e.to_string());
             }
         }
         if !(512..=65464).contains(&self.tftp.max_blksize) {

@@ -140,3 +140,13 @@ fn the_shipped_example_config_is_valid() {
     let cfg = Config::load(&path).unwrap();
     cfg.dhcp_settings(24).unwrap();
 }
+
+#[test]
+fn boot_rules_are_read_and_bad_globs_named() {
+    let text = format!("{EXAMPLE}[boot]\ndefault_image = \"elchos\"\n[[boot.client]]\nmac = \"52:54:00:*\"\nimage = \"vm\"\n");
+    let rules = parse(&text).unwrap().image_rules().unwrap();
+    assert_eq!(rules.image_for("52:54:00:01:02:03"), Some("vm"));
+    assert_eq!(rules.image_for("02:00:00:01:02:03"), Some("elchos"));
+    let e = err(&text.replace("52:54:00:*", "52:54:[00"));
+    assert!(e.contains("boot.client[0].mac"), "{e}");
+}

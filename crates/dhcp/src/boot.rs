@@ -49,8 +49,10 @@ pub fn select_boot_file(machine: &Machine, server_ip: Ipv4Addr, boot: &BootSetti
     let http = |path: &str| format!("http://{server_ip}:{}/{path}", boot.http_port);
     let tftp = |path: &str| BootFile { filename: path.to_string(), next_server: server_ip, http_boot: false };
     if machine.ipxe {
-        // iPXE is already running: hand it the script, never iPXE again (that would loop).
-        return Some(BootFile { filename: http("boot.ipxe"), next_server: server_ip, http_boot: false });
+        // iPXE is already running: hand it the script, never iPXE again (that would loop). iPXE
+        // expands the ${...} settings in the URL itself.
+        let base = format!("http://{server_ip}:{}", boot.http_port);
+        return Some(BootFile { filename: swarmboot_bootplan::script_url(&base), next_server: server_ip, http_boot: false });
     }
     let arch = machine.arch.unwrap_or(ClientArch::BiosX86);
     if machine.http_client || arch.is_http_boot() {
@@ -99,7 +101,7 @@ mod tests {
         let b = BootSettings::default();
         for arch in [ClientArch::BiosX86, ClientArch::EfiX64] {
             let got = select_boot_file(&machine(Some(arch), true, false, true), S, &b).unwrap();
-            assert_eq!(got.filename, "http://10.77.0.1:8080/boot.ipxe");
+            assert_eq!(got.filename, "http://10.77.0.1:8080/boot.ipxe?mac=${net0/mac}&arch=${buildarch}&uuid=${uuid}");
         }
     }
 

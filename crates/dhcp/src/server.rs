@@ -145,6 +145,14 @@ impl DhcpServer {
         DhcpServer { settings, leases }
     }
 
+    /// Takes new settings (a config reload) and keeps every lease record; in-flight offers are
+    /// forgotten (their clients get a NAK or a new offer).
+    pub fn reconfigure(&mut self, settings: Settings) {
+        let records: Vec<Lease> = self.leases.iter().filter(|l| l.state != LeaseState::Offered).cloned().collect();
+        self.leases = LeaseTable::new(&settings, records);
+        self.settings = settings;
+    }
+
     pub fn settings(&self) -> &Settings {
         &self.settings
     }

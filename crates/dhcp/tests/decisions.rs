@@ -394,11 +394,11 @@ fn ipxe_is_sent_to_its_script_not_to_ipxe() {
     let mut s = DhcpServer::new(settings(Mode::Authoritative), vec![]);
     let c = pxe_bios().with(DhcpOption::UserClass(b"iPXE".to_vec()));
     let m = decode(&send(&mut s, T0, &c, MessageType::Discover, &[]).reply.unwrap());
-    assert_eq!(file(&m), "http://10.77.0.1:8080/boot.ipxe");
+    assert_eq!(file(&m), "http://10.77.0.1:8080/boot.ipxe?mac=${net0/mac}&arch=${buildarch}&uuid=${uuid}");
     assert!(opt(&m, OptionCode::VendorExtensions).is_none());
     let c175 = pxe_bios().with(DhcpOption::Unknown(v4::UnknownOption::new(OptionCode::Unknown(175), vec![0xb1, 1, 1])));
     let m = decode(&send(&mut s, T0, &c175, MessageType::Discover, &[]).reply.unwrap());
-    assert_eq!(file(&m), "http://10.77.0.1:8080/boot.ipxe");
+    assert_eq!(file(&m), "http://10.77.0.1:8080/boot.ipxe?mac=${net0/mac}&arch=${buildarch}&uuid=${uuid}");
 }
 
 #[test]

@@ -60,6 +60,17 @@ impl Server {
         Ok(())
     }
 
+    /// Sends `sig` to the server process (SIGHUP: reload the config).
+    pub fn signal(&self, sig: nix::sys::signal::Signal) -> anyhow::Result<()> {
+        self.proc.signal(sig)
+    }
+
+    /// Runs `swarmboot ARGS... --config <this server's config>` and returns its stdout.
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = run(std::process::Command::new(crate::bin("swarmboot")).args(args).arg("--config").arg(&self.config))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Everything the server logged since its last start.
     pub fn log(&self) -> String {
         self.proc.output()

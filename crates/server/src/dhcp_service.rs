@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use dhcproto::v4::MessageType;
 use socket2::{Domain, Protocol, Socket, Type};
-use swarmboot_dhcp::{DhcpServer, DropReason, Outcome, Source, UnixTime, PXE_PORT, SERVER_PORT};
+use swarmboot_dhcp::{DhcpServer, DropReason, Outcome, Settings, Source, UnixTime, PXE_PORT, SERVER_PORT};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -80,7 +80,8 @@ impl DhcpService {
         Ok(DhcpService { core, store, s67: bind(iface, SERVER_PORT)?, s4011: bind(iface, PXE_PORT)?, stats })
     }
 
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    /// Serves until `shutdown`; a new value on `reload` replaces the core's settings.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>, mut reload: watch::Receiver<Option<Settings>>) -> anyhow::Result<()> {
         let mut buf = vec![0u8; RECV_BUF];
         let mut buf_pxe = vec![0u8; RECV_BUF];
         let mut batch: Vec<(Source, Vec<u8>)> = Vec::with_capacity(BATCH);
@@ -89,6 +90,13 @@ impl DhcpService {
                 r = self.s67.recv_from(&mut buf) => push(&mut batch, r, SERVER_PORT, &buf),
                 r = self.s4011.recv_from(&mut buf_pxe) => push(&mut batch, r, PXE_PORT, &buf_pxe),
                 _ = shutdown.changed() => return Ok(()),
+                Ok(()) = reload.changed() => {
+                    if let Some(settings) = reload.borrow_and_update().clone() {
+                        self.core.reconfigure(settings);
+                        info!(leases = self.core.leases().len(), "DHCP settings reloaded");
+                    }
+                    continue;
+                }
             }
             // Take whatever else is already queued, to persist it in the same transaction.
             while batch.len() < BATCH {

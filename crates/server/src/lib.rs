@@ -1,8 +1,8 @@
 //! swarmboot's boot server: the thin tokio shells around the protocol cores.
 //!
 //! [`run`] reads the served network from the interface, starts the DHCP service (sockets on
-//! 67 and 4011, the lease database), the TFTP service and the HTTP listener, and stops them on
-//! SIGTERM/SIGINT.
+//! 67 and 4011, the lease database), the TFTP service and the HTTP listener (boot scripts,
+//! image files), reloads on SIGHUP, and stops them on SIGTERM/SIGINT.
 //!
 //! What it does not do: decide anything about DHCP (that is `swarmboot-dhcp`) or parse config
 //! (that is `swarmboot-config`). Only this crate and the stub's init open sockets.
@@ -19,7 +19,7 @@ use anyhow::Context;
 use swarmboot_config::Config;
 use swarmboot_dhcp::{DhcpServer, Mode};
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{error, info};
 
 use crate::dhcp_service::{DhcpService, DhcpStats};
 use crate::lease_store::LeaseStore;
@@ -35,50 +35,64 @@ pub fn served_prefix(cfg: &Config) -> anyhow::Result<u8> {
     }
 }
 
-/// Runs the server until SIGTERM or SIGINT.
+/// Runs the server until SIGTERM or SIGINT. SIGHUP re-reads the config file: DHCP settings
+/// and boot rules change without dropping leases or transfers (the catalog is read per request
+/// anyway); a config that does not validate is logged and the running one kept.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let prefix = served_prefix(&cfg)?;
     let settings = cfg.dhcp_settings(prefix)?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (reload_tx, reload_rx) = watch::channel::<Option<swarmboot_dhcp::Settings>>(None);
     let dhcp_stats = Arc::new(DhcpStats::default());
     let tftp_stats = Arc::new(TftpStats::default());
+    let http_stats = Arc::new(http::HttpStats::default());
 
     let mut tasks = tokio::task::JoinSet::new();
-    if settings.mode != Mode::Off {
+    let dhcp_on = settings.mode != Mode::Off;
+    if dhcp_on {
         let store = LeaseStore::open(&cfg.server.state_dir)?;
         let records = store.load()?;
         let mode = settings.mode;
         let core = DhcpServer::new(settings, records);
         info!(leases = core.leases().len(), ?mode, interface = %cfg.server.interface, "DHCP lease table loaded");
         let service = DhcpService::bind(core, store, &cfg.server.interface, dhcp_stats.clone())?;
-        let rx = stop_rx.clone();
-        tasks.spawn(async move { service.run(rx).await.context("DHCP service") });
+        let (rx, reload) = (stop_rx.clone(), reload_rx.clone());
+        tasks.spawn(async move { service.run(rx, reload).await.context("DHCP service") });
     } else {
         info!("[dhcp] mode = \"off\": not answering DHCP");
     }
 
+    let tftp_root = cfg.tftp.root_dir(&cfg.server.state_dir);
+    let files = Arc::new(
+        FileSource::new(&tftp_root, &cfg.tftp.ipxe_dir).with_context(|| format!("tftp.root: cannot use {}", tftp_root.display()))?,
+    );
     if cfg.tftp.enabled {
-        let root = cfg.tftp.root_dir(&cfg.server.state_dir);
-        let files = FileSource::new(&root, &cfg.tftp.ipxe_dir)
-            .with_context(|| format!("tftp.root: cannot use {}", root.display()))?;
         let limits = swarmboot_tftp::Limits {
             max_blksize: cfg.tftp.max_blksize,
             max_windowsize: cfg.tftp.max_windowsize,
             ..Default::default()
         };
-        let service = TftpService::bind(cfg.tftp.listen, files, limits, tftp_stats.clone()).await?;
-        info!(listen = %cfg.tftp.listen, root = %root.display(), "TFTP serving");
+        let service = TftpService::bind(cfg.tftp.listen, files.clone(), limits, tftp_stats.clone()).await?;
+        info!(listen = %cfg.tftp.listen, root = %tftp_root.display(), "TFTP serving");
         let rx = stop_rx.clone();
         tasks.spawn(async move { service.run(rx).await.context("TFTP service") });
     }
 
+    let boot = Arc::new(std::sync::RwLock::new(boot_config(&cfg)?));
     let listener = tokio::net::TcpListener::bind(cfg.http.listen)
         .await
         .with_context(|| format!("http.listen: cannot listen on {}", cfg.http.listen))?;
-    let app = http::router(http::AppState { dhcp: dhcp_stats.clone(), tftp: tftp_stats.clone() });
+    let app = http::router(http::AppState {
+        dhcp: dhcp_stats.clone(),
+        tftp: tftp_stats.clone(),
+        http: http_stats.clone(),
+        boot: boot.clone(),
+        catalog: swarmboot_image::Catalog::new(&cfg.server.state_dir),
+        files,
+    });
     let mut rx = stop_rx.clone();
     tasks.spawn(async move {
-        axum::serve(listener, app)
+        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = rx.changed().await;
             })
@@ -87,15 +101,50 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     });
     info!(address = %cfg.server.address.ip, prefix, http = %cfg.http.listen, "swarmboot ready");
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let result = tokio::select! {
-        _ = tokio::signal::ctrl_c() => Ok(()),
-        _ = term.recv() => Ok(()),
-        Some(r) = tasks.join_next() => r.context("task panicked").and_then(|r| r),
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let result = loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break Ok(()),
+            _ = term.recv() => break Ok(()),
+            _ = hup.recv() => match reload(&cfg.path, dhcp_on) {
+                Ok((settings, new_boot)) => {
+                    *boot.write().expect("boot config lock") = new_boot;
+                    if let Some(s) = settings {
+                        let _ = reload_tx.send(Some(s));
+                    }
+                    info!(config = %cfg.path.display(), "config reloaded");
+                }
+                Err(e) => error!(config = %cfg.path.display(), error = format!("{e:#}"), "config NOT reloaded; keeping the running one"),
+            },
+            Some(r) = tasks.join_next() => break r.context("task panicked").and_then(|r| r),
+        }
     };
     info!("shutting down");
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
-    info!(metrics = %http::render_metrics(&dhcp_stats, &tftp_stats).lines().filter(|l| !l.starts_with('#') && !l.ends_with(" 0")).collect::<Vec<_>>().join(", "), "final counters");
+    let summary = http::render_metrics(&dhcp_stats, &tftp_stats, &http_stats);
+    info!(metrics = %summary.lines().filter(|l| !l.starts_with('#') && !l.ends_with(" 0")).collect::<Vec<_>>().join(", "), "final counters");
     result
+}
+
+fn boot_config(cfg: &Config) -> anyhow::Result<http::BootConfig> {
+    Ok(http::BootConfig {
+        rules: cfg.image_rules()?,
+        base_url: format!("http://{}:{}", cfg.server.address.ip, cfg.http.listen.port()),
+    })
+}
+
+/// Re-reads the config for SIGHUP. Interface, addresses, listeners and the TFTP root are not
+/// changed by a reload (a restart changes them); DHCP settings and boot rules are.
+fn reload(path: &std::path::Path, dhcp_on: bool) -> anyhow::Result<(Option<swarmboot_dhcp::Settings>, http::BootConfig)> {
+    let cfg = Config::load(path)?;
+    let settings = if dhcp_on {
+        let s = cfg.dhcp_settings(served_prefix(&cfg)?)?;
+        (s.mode != Mode::Off).then_some(s)
+    } else {
+        None
+    };
+    Ok((settings, boot_config(&cfg)?))
 }

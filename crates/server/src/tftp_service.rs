@@ -82,14 +82,12 @@ impl FileSource {
         self.virtual_files.insert(name.to_string(), make);
     }
 
-    /// Opens what a request names: a virtual file, a regular file under the root (after
+    /// Finds what a request names: a virtual file, a regular file under the root (after
     /// resolving symlinks, still under the root), or an entry of the iPXE directory.
-    fn open(&self, requested: &[u8], peer: SocketAddr) -> Result<(Opened, u64), Refusal> {
+    pub fn locate(&self, requested: &[u8], peer: SocketAddr) -> Result<Located, Refusal> {
         let name = swarmboot_tftp::path::resolve(requested)?;
         if let Some(make) = self.virtual_files.get(&name) {
-            let bytes = make(peer);
-            let len = bytes.len() as u64;
-            return Ok((Opened::Memory(bytes), len));
+            return Ok(Located::Memory(make(peer)));
         }
         let candidate = self.root.join(&name);
         let found = match candidate.canonicalize() {
@@ -100,13 +98,32 @@ impl FileSource {
             Err(_) if !name.contains('/') => self.ipxe_dir.join(&name),
             Err(_) => return Err(Refusal::NotFound),
         };
-        let file = std::fs::File::open(&found).map_err(|_| Refusal::NotFound)?;
-        let meta = file.metadata().map_err(|_| Refusal::NotFound)?;
-        if !meta.is_file() {
-            return Err(Refusal::NotAFile);
+        match std::fs::metadata(&found) {
+            Ok(m) if m.is_file() => Ok(Located::Disk(found)),
+            Ok(_) => Err(Refusal::NotAFile),
+            Err(_) => Err(Refusal::NotFound),
         }
-        Ok((Opened::Disk(file), meta.len()))
     }
+
+    fn open(&self, requested: &[u8], peer: SocketAddr) -> Result<(Opened, u64), Refusal> {
+        match self.locate(requested, peer)? {
+            Located::Memory(bytes) => {
+                let len = bytes.len() as u64;
+                Ok((Opened::Memory(bytes), len))
+            }
+            Located::Disk(path) => {
+                let file = std::fs::File::open(&path).map_err(|_| Refusal::NotFound)?;
+                let len = file.metadata().map_err(|_| Refusal::NotFound)?.len();
+                Ok((Opened::Disk(file), len))
+            }
+        }
+    }
+}
+
+/// Where a served name was found.
+pub enum Located {
+    Disk(PathBuf),
+    Memory(Vec<u8>),
 }
 
 pub struct TftpService {
@@ -117,9 +134,9 @@ pub struct TftpService {
 }
 
 impl TftpService {
-    pub async fn bind(listen: SocketAddr, files: FileSource, limits: Limits, stats: Arc<TftpStats>) -> anyhow::Result<Self> {
+    pub async fn bind(listen: SocketAddr, files: Arc<FileSource>, limits: Limits, stats: Arc<TftpStats>) -> anyhow::Result<Self> {
         let sock = UdpSocket::bind(listen).await.with_context(|| format!("tftp.listen: cannot bind {listen}"))?;
-        Ok(TftpService { sock, files: Arc::new(files), limits, stats })
+        Ok(TftpService { sock, files, limits, stats })
     }
 
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {

@@ -1,0 +1,208 @@
+//! What a machine boots, and the iPXE script that boots it. Pure functions: the server reads
+//! the config and the catalog and passes them in.
+//!
+//! - [`ImageRules`]: `[boot] default_image` and `[[boot.client]]` MAC globs (first match wins)
+//!   → an image name.
+//! - [`BootPlan::from_manifest`]: an image version → kernel and initrd URLs (content-addressed,
+//!   `/blob/<sha256>`, so a machine that started on version n keeps getting version n's files
+//!   after version n+1 is added) and the kernel command line.
+//! - [`render`]: a [`BootPlan`], or the reason there is none, → the iPXE script, from the
+//!   templates in `ipxe/`.
+//!
+//! What it does not do: read files, talk HTTP, or know about DHCP.
+
+use globset::{GlobBuilder, GlobMatcher};
+use swarmboot_image::{Manifest, Role};
+
+/// One `[[boot.client]]` rule.
+#[derive(Debug, Clone)]
+pub struct ClientRule {
+    pub mac_glob: String,
+    matcher: GlobMatcher,
+    pub image: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("`{glob}` is not a MAC pattern: {message}")]
+pub struct BadGlob {
+    pub glob: String,
+    pub message: String,
+}
+
+impl ClientRule {
+    pub fn new(mac_glob: &str, image: &str) -> Result<Self, BadGlob> {
+        let matcher = GlobBuilder::new(&mac_glob.to_ascii_lowercase())
+            .literal_separator(false)
+            .build()
+            .map_err(|e| BadGlob { glob: mac_glob.into(), message: e.to_string() })?
+            .compile_matcher();
+        Ok(ClientRule { mac_glob: mac_glob.into(), matcher, image: image.into() })
+    }
+}
+
+/// Which image a machine boots.
+#[derive(Debug, Clone, Default)]
+pub struct ImageRules {
+    pub default_image: Option<String>,
+    pub clients: Vec<ClientRule>,
+}
+
+impl ImageRules {
+    /// The image for `mac` (`52:54:00:12:34:56`, any case): the first matching rule's, else the
+    /// default.
+    pub fn image_for(&self, mac: &str) -> Option<&str> {
+        let mac = mac.to_ascii_lowercase();
+        self.clients
+            .iter()
+            .find(|r| r.matcher.is_match(&mac))
+            .map(|r| r.image.as_str())
+            .or(self.default_image.as_deref())
+    }
+}
+
+/// Everything a boot script needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootPlan {
+    pub image: String,
+    pub version: u32,
+    pub kernel_sha256: String,
+    pub initrd_sha256: String,
+    pub cmdline: String,
+}
+
+/// Why a manifest cannot be booted directly.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("image {image} version {version} has no {role} file")]
+    MissingFile { image: String, version: u32, role: &'static str },
+}
+
+impl BootPlan {
+    pub fn from_manifest(m: &Manifest) -> Result<Self, PlanError> {
+        let sha = |role, label| {
+            m.file(role).map(|f| f.sha256.clone()).ok_or(PlanError::MissingFile { image: m.name.clone(), version: m.version, role: label })
+        };
+        Ok(BootPlan {
+            image: m.name.clone(),
+            version: m.version,
+            kernel_sha256: sha(Role::Kernel, "kernel")?,
+            initrd_sha256: sha(Role::Initrd, "initrd")?,
+            cmdline: m.cmdline.clone(),
+        })
+    }
+}
+
+/// Who is asking, as iPXE told us in the script URL's query.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Asker {
+    pub mac: String,
+    pub arch: String,
+    pub uuid: String,
+}
+
+const BOOT_TEMPLATE: &str = include_str!("../../../ipxe/boot.ipxe");
+const NO_IMAGE_TEMPLATE: &str = include_str!("../../../ipxe/no-image.ipxe");
+
+/// Characters iPXE would treat specially in a script line; values are checked to be plain.
+fn plain(s: &str) -> String {
+    s.chars().filter(|c| c.is_ascii_graphic() || *c == ' ').filter(|c| !matches!(c, '$' | '{' | '}' | '#' | '|' | '&' | '\\')).collect()
+}
+
+/// The URL iPXE fetches this script from, with the settings it expands itself.
+pub fn script_url(base: &str) -> String {
+    format!("{base}/boot.ipxe?mac=${{net0/mac}}&arch=${{buildarch}}&uuid=${{uuid}}")
+}
+
+/// The script for `asker`: boot `plan`, or explain `no_image` and retry. `base` is the server's
+/// HTTP root, like `http://10.77.0.1:8080`.
+pub fn render(plan: Result<&BootPlan, &str>, asker: &Asker, base: &str) -> String {
+    let mut vars: Vec<(&str, String)> = vec![("mac", plain(&asker.mac)), ("script_url", script_url(base))];
+    let template = match plan {
+        Ok(p) => {
+            vars.extend([
+                ("image", plain(&p.image)),
+                ("version", p.version.to_string()),
+                ("kernel_url", format!("{base}/blob/{}", p.kernel_sha256)),
+                ("initrd_url", format!("{base}/blob/{}", p.initrd_sha256)),
+                ("cmdline", plain(&p.cmdline)),
+            ]);
+            BOOT_TEMPLATE
+        }
+        Err(reason) => {
+            vars.push(("reason", plain(reason)));
+            NO_IMAGE_TEMPLATE
+        }
+    };
+    let mut out = template.to_string();
+    for (k, v) in vars {
+        out = out.replace(&format!("{{{{{k}}}}}"), &v);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarmboot_image::FileEntry;
+
+    fn rules() -> ImageRules {
+        ImageRules {
+            default_image: Some("elchos".into()),
+            clients: vec![ClientRule::new("52:54:00:00:00:0?", "lab").unwrap(), ClientRule::new("52:54:00:*", "vm").unwrap()],
+        }
+    }
+
+    #[test]
+    fn first_matching_rule_wins_then_the_default() {
+        let r = rules();
+        assert_eq!(r.image_for("52:54:00:00:00:01"), Some("lab"));
+        assert_eq!(r.image_for("52:54:00:AB:00:01"), Some("vm"), "MACs match in any case");
+        assert_eq!(r.image_for("02:00:00:00:00:01"), Some("elchos"));
+        assert_eq!(ImageRules::default().image_for("02:00:00:00:00:01"), None);
+        assert!(ClientRule::new("52:54:[", "x").is_err());
+    }
+
+    fn manifest() -> Manifest {
+        Manifest {
+            name: "elchos".into(),
+            version: 3,
+            created: 1,
+            predecessor: Some(2),
+            cmdline: "console=ttyS0 quiet".into(),
+            files: vec![
+                FileEntry { role: Role::Kernel, size: 1, sha256: "a".repeat(64) },
+                FileEntry { role: Role::Initrd, size: 1, sha256: "b".repeat(64) },
+            ],
+        }
+    }
+
+    #[test]
+    fn the_script_boots_the_versions_own_files() {
+        let plan = BootPlan::from_manifest(&manifest()).unwrap();
+        let asker = Asker { mac: "52:54:00:00:00:01".into(), ..Default::default() };
+        let s = render(Ok(&plan), &asker, "http://10.77.0.1:8080");
+        assert!(s.starts_with("#!ipxe\n"));
+        assert!(s.contains(&format!("kernel http://10.77.0.1:8080/blob/{} initrd=initrd.img console=ttyS0 quiet || goto retry", "a".repeat(64))), "{s}");
+        assert!(s.contains(&format!("initrd --name initrd.img http://10.77.0.1:8080/blob/{}", "b".repeat(64))));
+        assert!(s.contains("52:54:00:00:00:01 boots elchos version 3"));
+        assert!(!s.contains("{{"), "every placeholder filled: {s}");
+    }
+
+    #[test]
+    fn no_image_explains_and_retries() {
+        let s = render(Err("no image named lab"), &Asker { mac: "02:00:00:00:00:09".into(), ..Default::default() }, "http://s:8080");
+        assert!(s.contains("no image to boot for 02:00:00:00:00:09: no image named lab"));
+        assert!(s.contains("chain --replace --autofree http://s:8080/boot.ipxe?mac=${net0/mac}&arch=${buildarch}&uuid=${uuid}"));
+        assert!(!s.contains("{{"));
+    }
+
+    #[test]
+    fn hostile_values_cannot_inject_script() {
+        let s = render(Err("x"), &Asker { mac: "a\nshell\n${x}".into(), ..Default::default() }, "http://s");
+        assert!(!s.contains("\nshell"), "{s}");
+        assert!(s.contains("ashellx"));
+        let mut m = manifest();
+        m.files.retain(|f| f.role != Role::Initrd);
+        assert_eq!(BootPlan::from_manifest(&m), Err(PlanError::MissingFile { image: "elchos".into(), version: 3, role: "initrd" }));
+    }
+}

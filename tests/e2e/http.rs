@@ -1,0 +1,134 @@
+//! HTTP boot path with curl: the iPXE script per MAC, image files with HEAD and Range, the TFTP
+//! files over HTTP, replacing an image mid-boot, and SIGHUP.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use swarmboot_lab::{require_root, Lan, Netns, ScratchDir, Server};
+
+struct HttpLab {
+    dir: ScratchDir,
+    lan: Lan,
+    server: Server,
+}
+
+fn config(dir: &ScratchDir, default_image: &str) -> String {
+    format!(
+        "[server]\ninterface = \"br0\"\naddress = \"10.77.0.1\"\nstate_dir = \"{}\"\n\
+         [boot]\ndefault_image = \"{default_image}\"\n[[boot.client]]\nmac = \"52:54:00:aa:*\"\nimage = \"other\"\n\
+         [tftp]\nenabled = false\n[http]\nlisten = \"0.0.0.0:8080\"\n",
+        dir.path().join("state").display()
+    )
+}
+
+fn http_lab(tag: &str) -> HttpLab {
+    let dir = ScratchDir::new(tag).unwrap();
+    let mut lan = Lan::new("10.77.0.1/24").unwrap();
+    let server = Server::start(&lan.server, dir.path(), &config(&dir, "demo"), 8080).unwrap();
+    let h = lan.add_host(None).unwrap();
+    lan.host(h).ip(&["addr", "add", "10.77.0.5/24", "dev", "eth0"]).unwrap();
+    HttpLab { dir, lan, server }
+}
+
+impl HttpLab {
+    fn client(&self) -> &Netns {
+        self.lan.host(0)
+    }
+    fn curl(&self, args: &[&str]) -> String {
+        let out = self.client().command("curl").args(["-sS", "--fail"]).args(args).output().unwrap();
+        assert!(out.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    fn script(&self, mac: &str) -> String {
+        self.curl(&[&format!("http://10.77.0.1:8080/boot.ipxe?mac={mac}&arch=x86_64&uuid=u")])
+    }
+    fn add_image(&self, name: &str, kernel: &[u8], initrd: &[u8]) {
+        let k = self.dir.path().join(format!("{name}-kernel"));
+        let i = self.dir.path().join(format!("{name}-initrd"));
+        std::fs::write(&k, kernel).unwrap();
+        std::fs::write(&i, initrd).unwrap();
+        self.server
+            .cli(&["image", "add", name, "--kernel", k.to_str().unwrap(), "--initrd", i.to_str().unwrap(), "--cmdline", "console=ttyS0"])
+            .unwrap();
+    }
+}
+
+fn blob_urls(script: &str) -> Vec<String> {
+    script.split_whitespace().filter(|w| w.contains("/blob/")).map(String::from).collect()
+}
+
+#[test]
+fn scripts_follow_the_rules_and_files_serve_with_range_and_head() {
+    if !require_root("scripts_follow_the_rules_and_files_serve_with_range_and_head") {
+        return;
+    }
+    let lab = http_lab("http-boot");
+    let kernel: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+    lab.add_image("demo", &kernel, b"initrd one");
+
+    let s = lab.script("02:00:00:00:00:01");
+    assert!(s.starts_with("#!ipxe") && s.contains("boots demo version 1"), "{s}");
+    let urls = blob_urls(&s);
+    assert_eq!(urls.len(), 2, "{s}");
+    assert!(s.contains("initrd=initrd.img console=ttyS0"));
+
+    // The per-MAC rule names an image that does not exist yet: a message and a retry.
+    let s = lab.script("52:54:00:AA:00:01");
+    assert!(s.contains("no image to boot for 52:54:00:AA:00:01: the catalog has no image other"), "{s}");
+    assert!(s.contains("chain --replace"));
+    lab.add_image("other", b"other kernel", b"other initrd");
+    assert!(lab.script("52:54:00:aa:00:01").contains("boots other version 1"));
+
+    // HEAD and Range on an image file.
+    let head = lab.curl(&["-I", &urls[0]]);
+    assert!(head.to_ascii_lowercase().contains("content-length: 100000"), "{head}");
+    let out = lab.client().command("curl").args(["-sS", "--fail", "-r", "1000-1009", &urls[0]]).output().unwrap();
+    assert_eq!(out.stdout, kernel[1000..1010].to_vec());
+    // Unknown and malformed hashes are 404s.
+    let bad = lab.client().command("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://10.77.0.1:8080/blob/..%2f..%2fetc%2fpasswd"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&bad.stdout), "404");
+    assert_eq!(lab.server.metric("swarmboot_http_boot_scripts_without_image_total").unwrap(), 1);
+}
+
+#[test]
+fn replacing_an_image_does_not_break_a_machine_mid_boot() {
+    if !require_root("replacing_an_image_does_not_break_a_machine_mid_boot") {
+        return;
+    }
+    let lab = http_lab("http-replace");
+    lab.add_image("demo", b"kernel v1", b"initrd v1");
+    let v1 = blob_urls(&lab.script("02:00:00:00:00:02"));
+    // A machine got v1's script; now the operator adds v2.
+    lab.add_image("demo", b"kernel v2", b"initrd v2");
+    assert_eq!(lab.curl(&[&v1[0]]), "kernel v1", "v1's kernel still serves");
+    assert_eq!(lab.curl(&[&v1[1]]), "initrd v1");
+    let s2 = lab.script("02:00:00:00:00:02");
+    assert!(s2.contains("version 2"));
+    assert_eq!(lab.curl(&[&blob_urls(&s2)[0]]), "kernel v2");
+    // gc with a grace period keeps v1's files; without one they go.
+    lab.server.cli(&["image", "gc", "--keep", "1", "--grace", "1h"]).unwrap();
+    assert_eq!(lab.curl(&[&v1[0]]), "kernel v1");
+    lab.server.cli(&["image", "gc", "--keep", "1", "--grace", "0s"]).unwrap();
+    let gone = lab.client().command("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &v1[0]]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&gone.stdout), "404");
+}
+
+#[test]
+fn sighup_reloads_boot_rules() {
+    if !require_root("sighup_reloads_boot_rules") {
+        return;
+    }
+    let lab = http_lab("http-hup");
+    lab.add_image("demo", b"k", b"i");
+    lab.add_image("elchos", b"k2", b"i2");
+    assert!(lab.script("02:00:00:00:00:03").contains("boots demo"));
+    std::fs::write(&lab.server.config, config(&lab.dir, "elchos")).unwrap();
+    lab.server.signal(Signal::SIGHUP).unwrap();
+    swarmboot_lab::wait_for_line(lab.server.log_path(), "config reloaded", Duration::from_secs(10)).unwrap();
+    assert!(lab.script("02:00:00:00:00:03").contains("boots elchos"));
+    // A broken config is refused and the running one kept.
+    std::fs::write(&lab.server.config, "[server]\nthis is not toml").unwrap();
+    lab.server.signal(Signal::SIGHUP).unwrap();
+    swarmboot_lab::wait_for_line(lab.server.log_path(), "config NOT reloaded", Duration::from_secs(10)).unwrap();
+    assert!(lab.script("02:00:00:00:00:03").contains("boots elchos"));
+}
