@@ -19,6 +19,11 @@ pub const PACKAGES: &[&str] = &[
     "tftpd-hpa",
     "atftp",
     "ipxe",
+    "ipxe-qemu",
+    "qemu-system-x86",
+    "ovmf",
+    "linux-image-amd64",
+    "busybox-static",
 ];
 
 pub fn workspace_root() -> PathBuf {

@@ -9,9 +9,11 @@
 //! What it does not do: send traffic anywhere but into the namespaces it made.
 
 pub mod clients;
+pub mod initramfs;
 mod netns;
 mod proc;
 pub mod probe;
+pub mod qemu;
 mod server;
 
 pub use netns::{Lan, Netns};
