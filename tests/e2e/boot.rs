@@ -65,9 +65,9 @@ fn bios_and_uefi_vms_pxe_boot_to_the_marker() {
         return;
     }
     let lab = boot_lab("boot-auth", AUTHORITATIVE);
-    let bios = lab.vm("bios", "52:54:00:00:01:01", Firmware::Bios);
-    let uefi = lab.vm("uefi", "52:54:00:00:01:02", Firmware::Uefi);
-    let native = lab.vm("uefi-native", "52:54:00:00:01:03", Firmware::UefiNativePxe);
+    let mut bios = lab.vm("bios", "52:54:00:00:01:01", Firmware::Bios);
+    let mut uefi = lab.vm("uefi", "52:54:00:00:01:02", Firmware::Uefi);
+    let mut native = lab.vm("uefi-native", "52:54:00:00:01:03", Firmware::UefiNativePxe);
     bios.wait_for(&marker("demo-v1"), BOOT).unwrap();
     uefi.wait_for(&marker("demo-v1"), BOOT).unwrap();
     native.wait_for(&marker("demo-v1"), BOOT).unwrap();
@@ -93,8 +93,8 @@ fn proxy_mode_beside_dnsmasq_boots_bios_and_uefi_vms() {
     let dnsmasq = swarmboot_lab::Proc::spawn("dnsmasq", &mut cmd, &lab.dir.path().join("dnsmasq.log")).unwrap();
     swarmboot_lab::wait_for_line(&dnsmasq.log, "DHCP, IP range", Duration::from_secs(10)).unwrap();
 
-    let bios = lab.vm("bios", "52:54:00:00:02:01", Firmware::Bios);
-    let native = lab.vm("uefi-native", "52:54:00:00:02:02", Firmware::UefiNativePxe);
+    let mut bios = lab.vm("bios", "52:54:00:00:02:01", Firmware::Bios);
+    let mut native = lab.vm("uefi-native", "52:54:00:00:02:02", Firmware::UefiNativePxe);
     bios.wait_for(&marker("demo-v1"), BOOT).unwrap();
     native.wait_for(&marker("demo-v1"), BOOT).unwrap();
     assert!(lab.server.leases().unwrap().is_empty(), "proxy mode grants no leases");
@@ -109,14 +109,14 @@ fn per_mac_override_and_an_image_replaced_mid_boot() {
     }
     let lab = boot_lab("boot-rules", AUTHORITATIVE);
     lab.add_image("other", "other-v1");
-    let overridden = lab.vm("override", "52:54:00:bb:00:01", Firmware::Bios);
-    let mid = lab.vm("midboot", "52:54:00:00:03:01", Firmware::Bios);
+    let mut overridden = lab.vm("override", "52:54:00:bb:00:01", Firmware::Bios);
+    let mut mid = lab.vm("midboot", "52:54:00:00:03:01", Firmware::Bios);
     // As soon as `mid` has its script (demo version 1), the operator adds demo version 2.
     swarmboot_lab::wait_for_line(lab.server.log_path(), "boot script mac=52:54:00:00:03:01", BOOT).unwrap();
     lab.add_image("demo", "demo-v2");
     mid.wait_for(&marker("demo-v1"), BOOT).unwrap();
     overridden.wait_for(&marker("other-v1"), BOOT).unwrap();
     // A machine starting now gets version 2.
-    let late = lab.vm("late", "52:54:00:00:03:02", Firmware::Bios);
+    let mut late = lab.vm("late", "52:54:00:00:03:02", Firmware::Bios);
     late.wait_for(&marker("demo-v2"), BOOT).unwrap();
 }

@@ -1,17 +1,22 @@
-//! The demo: a lab LAN with `swarmboot serve` (authoritative DHCP) and a few machines running
-//! a real DHCP client; shows what each got and the server's lease table, then tears down.
-//! (The boot-path issue turns these machines into PXE-booting VMs.)
+//! The demo (the README's main command): a lab LAN with `swarmboot serve` (authoritative
+//! DHCP, TFTP, HTTP), an image made of Debian's kernel and a tiny test initramfs, and two VMs
+//! (SeaBIOS with its iPXE ROM; OVMF with its own PXE, which chainloads iPXE over TFTP) that
+//! PXE-boot it. Their consoles are shown live; then everything is torn down.
+//! (The swarm issues replace the direct image download with BitTorrent.)
 
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use swarmboot_lab::clients::Udhcpc;
+use anyhow::{bail, Context};
+use swarmboot_lab::initramfs::{debian_kernel, write_test_initramfs, MARKER_PREFIX};
+use swarmboot_lab::qemu::{Firmware, Vm};
 use swarmboot_lab::{Lan, ScratchDir, Server};
 
 use crate::host::{self, ensure_packages, workspace_root};
 
-pub fn run(clients: usize) -> anyhow::Result<()> {
+pub fn run(vms: usize) -> anyhow::Result<()> {
     ensure_packages()?;
     let root = workspace_root();
     host::run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).current_dir(&root).args(["build", "--workspace", "--bins"]))?;
@@ -19,44 +24,78 @@ pub fn run(clients: usize) -> anyhow::Result<()> {
         return Ok(());
     }
     let dir = ScratchDir::new("demo")?;
-    let mut lan = Lan::new("10.77.0.1/24")?;
+    let lan = Lan::new("10.77.0.1/24")?;
     let config = format!(
         "[server]\ninterface = \"br0\"\naddress = \"10.77.0.1\"\nstate_dir = \"{}\"\n\
-         [dhcp]\nmode = \"authoritative\"\npool = [\"10.77.0.100-10.77.0.199\"]\nlease_time = \"1h\"\n\
-         router = \"10.77.0.1\"\ndns = [\"10.77.0.1\"]\n\
-         [[dhcp.reservation]]\nmac = \"52:54:00:00:00:01\"\nip = \"10.77.0.10\"\nhostname = \"lab-01\"\n\
-         [http]\nlisten = \"127.0.0.1:8080\"\n",
+         [dhcp]\nmode = \"authoritative\"\npool = [\"10.77.0.100-10.77.0.199\"]\nlease_time = \"1h\"\nrouter = \"10.77.0.1\"\n\
+         [boot]\ndefault_image = \"demo\"\n[http]\nlisten = \"0.0.0.0:8080\"\n",
         dir.path().join("state").display()
     );
     println!("== lab: namespace {} with bridge br0 = 10.77.0.1/24", lan.server.name());
     std::env::set_var("SWARMBOOT_LOG", "info");
     let server = Server::start(&lan.server, dir.path(), &config, 8080)?;
     println!("== swarmboot serve is up (log: {})", server.log_path().display());
-    let mut running = Vec::new();
-    for i in 0..clients {
-        let mac = (i == 0).then_some("52:54:00:00:00:01");
-        let h = lan.add_host(mac)?;
-        println!("== machine {i}: namespace {} starts udhcpc{}", lan.host(h).name(), if mac.is_some() { " (reserved MAC)" } else { "" });
-        running.push(Udhcpc::start(lan.host(h), dir.path(), &format!("m{i}"), &[])?);
+
+    let kernel = debian_kernel().context("no Debian kernel in /boot")?;
+    let initrd = dir.path().join("demo-initrd.cpio");
+    write_test_initramfs(&initrd, Path::new("/bin/busybox"))?;
+    print!(
+        "{}",
+        server.cli(&[
+            "image", "add", "demo", "--kernel", kernel.to_str().unwrap(), "--initrd", initrd.to_str().unwrap(),
+            "--cmdline", "console=ttyS0 panic=-1 marker=demo-booted",
+        ])?
+    );
+
+    let kinds = [Firmware::Bios, Firmware::UefiNativePxe];
+    let mut machines: Vec<(String, Vm)> = (0..vms)
+        .map(|i| {
+            let fw = kinds[i % kinds.len()];
+            let name = format!("vm{i}-{}", if fw == Firmware::Bios { "bios" } else { "uefi" });
+            println!("== starting {name} ({fw:?}), QEMU TCG");
+            Vm::start(&lan, dir.path(), &name, &format!("52:54:00:00:00:{:02x}", 0x10 + i), fw).map(|vm| (name, vm))
+        })
+        .collect::<anyhow::Result<_>>()?;
+
+    // Follow the consoles until every VM printed its marker.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut offsets = vec![0u64; machines.len()];
+    let mut done = vec![false; machines.len()];
+    while done.iter().any(|d| !d) {
+        if Instant::now() > deadline {
+            dir.keep();
+            bail!("not every VM booted within 300 s; consoles are in {}", dir.path().display());
+        }
+        for (i, (name, vm)) in machines.iter_mut().enumerate() {
+            let exited = vm.exited();
+            let Ok(mut f) = std::fs::File::open(&vm.console) else { continue };
+            f.seek(SeekFrom::Start(offsets[i]))?;
+            let mut r = BufReader::new(f);
+            let mut line = String::new();
+            while r.read_line(&mut line)? > 0 && line.ends_with('\n') {
+                offsets[i] += line.len() as u64;
+                let text = line.trim_end();
+                if !text.is_empty() {
+                    println!("[{name}] {text}");
+                }
+                if text.contains(MARKER_PREFIX) {
+                    done[i] = true;
+                }
+                line.clear();
+            }
+            if exited && !done[i] {
+                dir.keep();
+                bail!("{name} stopped without booting its image; consoles are in {}", dir.path().display());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
-    for (i, c) in running.iter().enumerate() {
-        let ev = c.wait("bound", 0, Duration::from_secs(30)).with_context(|| format!("machine {i}"))?;
-        println!(
-            "   machine {i}: bound {} (lease {} s, server {}, hostname {})",
-            ev.ip(),
-            ev.get("lease").unwrap_or("?"),
-            ev.get("serverid").unwrap_or("?"),
-            ev.get("hostname").unwrap_or("-")
-        );
-    }
-    println!("== swarmboot leases:");
-    host::run(Command::new(swarmboot_lab::bin("swarmboot")).args(["leases", "--config"]).arg(&server.config))?;
-    println!("== server counters: {}", server
-        .metrics()?
-        .lines()
-        .filter(|l| l.starts_with("swarmboot") && !l.ends_with(" 0"))
-        .collect::<Vec<_>>()
-        .join(", "));
+    println!("== every VM booted its image from swarmboot");
+    println!("== leases:\n{}", server.cli(&["leases"])?);
+    println!(
+        "== counters: {}",
+        server.metrics()?.lines().filter(|l| l.starts_with("swarmboot") && !l.ends_with(" 0")).collect::<Vec<_>>().join(", ")
+    );
     println!("== tearing down");
     Ok(())
 }

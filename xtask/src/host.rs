@@ -8,7 +8,9 @@ use anyhow::{bail, Context};
 /// Debian packages the lab, the tests and the benchmarks use.
 pub const PACKAGES: &[&str] = &[
     "iproute2",
-    "busybox",
+    // busybox-static, not busybox: the two replace each other, and the test initramfs needs the
+    // static binary (udhcpc depends on either).
+    "busybox-static",
     "udhcpc",
     "isc-dhcp-client",
     "dnsmasq-base",
@@ -23,7 +25,6 @@ pub const PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "ovmf",
     "linux-image-amd64",
-    "busybox-static",
 ];
 
 pub fn workspace_root() -> PathBuf {

@@ -2,7 +2,7 @@
 //!
 //! - `test`: installs what the suite needs (Debian packages, cargo-fuzz), builds, runs a short
 //!   fuzz smoke and then every test, lab tests included. `.ci/run` calls this.
-//! - `demo`: a lab with a swarmboot server and DHCP clients, shown live, then torn down.
+//! - `demo`: a lab with a swarmboot server and VMs PXE-booting from it, shown live, torn down.
 //! - `bench-dhcp`: perfdhcp against swarmboot, dnsmasq and Kea, same rate ladder, ratios.
 //! - `bench-tftp`: a 20 MB file from swarmboot, tftpd-hpa and dnsmasq; throughput, ratios.
 
@@ -28,10 +28,11 @@ enum Task {
         #[arg(long, default_value_t = 45)]
         fuzz_secs: u32,
     },
-    /// Start a lab, let DHCP clients boot against swarmboot, show it, tear it down.
+    /// Start a lab, PXE-boot VMs from swarmboot, show their consoles, tear it down.
     Demo {
-        #[arg(long, default_value_t = 3)]
-        clients: usize,
+        /// VMs to boot (alternately BIOS and UEFI).
+        #[arg(long, default_value_t = 2)]
+        vms: usize,
     },
     /// perfdhcp drives swarmboot, dnsmasq and Kea in turn; prints best leases/s and ratios.
     BenchDhcp {
@@ -54,7 +55,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let r = match cli.task {
         Task::Test { fuzz_secs } => host::test(fuzz_secs),
-        Task::Demo { clients } => demo::run(clients),
+        Task::Demo { vms } => demo::run(vms),
         Task::BenchDhcp { rates, period } => bench_dhcp::run(&rates, period),
         Task::BenchTftp { runs } => bench_tftp::run(runs),
     };

@@ -51,6 +51,12 @@ impl<W: Write> Cpio<W> {
 /// Writes the test initramfs to `dest`, with `busybox` (a static binary) as `/bin/busybox`.
 pub fn write_test_initramfs(dest: &Path, busybox: &Path) -> std::io::Result<()> {
     let bb = std::fs::read(busybox)?;
+    if has_interpreter(&bb) {
+        return Err(std::io::Error::other(format!(
+            "{} is dynamically linked and would not run in the initramfs: install busybox-static",
+            busybox.display()
+        )));
+    }
     let mut c = Cpio { out: std::io::BufWriter::new(std::fs::File::create(dest)?), ino: 0, written: 0 };
     const DIR: u32 = 0o040755;
     const FILE: u32 = 0o100755;
@@ -64,10 +70,34 @@ pub fn write_test_initramfs(dest: &Path, busybox: &Path) -> std::io::Result<()> 
     c.out.flush()
 }
 
+/// Whether a 64-bit little-endian ELF has a PT_INTERP program header (is dynamically linked).
+fn has_interpreter(elf: &[u8]) -> bool {
+    let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
+    let u64_at = |o: usize| elf.get(o..o + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap()) as usize);
+    if !elf.starts_with(b"\x7fELF") {
+        return false;
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else { return false };
+    (0..phnum).any(|i| {
+        let o = phoff + i * phentsize;
+        elf.get(o..o + 4).is_some_and(|t| u32::from_le_bytes(t.try_into().unwrap()) == 3)
+    })
+}
+
 /// The newest Debian kernel in /boot.
 pub fn debian_kernel() -> Option<std::path::PathBuf> {
     let mut k: Vec<_> = std::fs::read_dir("/boot").ok()?.filter_map(|e| e.ok()).map(|e| e.path())
         .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))).collect();
     k.sort();
     k.pop()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tells_static_from_dynamic_binaries() {
+        // /bin/sh on Debian is dynamically linked.
+        assert!(super::has_interpreter(&std::fs::read("/bin/sh").unwrap()));
+        assert!(!super::has_interpreter(b"#!/bin/sh"));
+    }
 }

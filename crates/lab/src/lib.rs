@@ -53,22 +53,26 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 /// A fresh scratch directory under the system temp dir, removed on drop.
-pub struct ScratchDir(PathBuf);
+pub struct ScratchDir(PathBuf, std::cell::Cell<bool>);
 
 impl ScratchDir {
     pub fn new(tag: &str) -> std::io::Result<Self> {
         let p = std::env::temp_dir().join(format!("swarmboot-lab-{tag}-{}-{}", std::process::id(), netns::unique()));
         std::fs::create_dir_all(&p)?;
-        Ok(ScratchDir(p))
+        Ok(ScratchDir(p, std::cell::Cell::new(false)))
     }
     pub fn path(&self) -> &std::path::Path {
         &self.0
+    }
+    /// Leaves the directory in place when dropped (to look at after a failure).
+    pub fn keep(&self) {
+        self.1.set(true);
     }
 }
 
 impl Drop for ScratchDir {
     fn drop(&mut self) {
-        if std::env::var_os("SWARMBOOT_KEEP_LAB").is_none() {
+        if std::env::var_os("SWARMBOOT_KEEP_LAB").is_none() && !self.1.get() {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }

@@ -49,10 +49,32 @@ impl Vm {
         Ok(Vm { proc, console, mac: mac.into(), tap, ns: lan.server.name().into() })
     }
 
-    /// Waits for a console line containing `needle`.
-    pub fn wait_for(&self, needle: &str, timeout: Duration) -> anyhow::Result<String> {
-        wait_for_line(&self.console, needle, timeout)
-            .map_err(|e| anyhow::anyhow!("{e}\nqemu: {}", self.proc.output()))
+    /// Waits for a console line containing `needle`; fails at once if QEMU exits without it.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> anyhow::Result<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let exited = self.proc.exited();
+            if let Ok(line) = wait_for_line(&self.console, needle, Duration::ZERO) {
+                return Ok(line);
+            }
+            if exited || std::time::Instant::now() > deadline {
+                let console = std::fs::read_to_string(&self.console).unwrap_or_default();
+                let tail: Vec<&str> = console.lines().rev().take(25).collect::<Vec<_>>().into_iter().rev().collect();
+                anyhow::bail!(
+                    "VM {}: no {needle:?} on the console ({}); last console lines:\n{}\nqemu: {}",
+                    self.mac,
+                    if exited { "QEMU exited" } else { "timed out" },
+                    tail.join("\n"),
+                    self.proc.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Whether QEMU has exited (the guest powered off).
+    pub fn exited(&mut self) -> bool {
+        self.proc.exited()
     }
 }
 
