@@ -5,7 +5,9 @@
 //! - `demo`: a lab with a swarmboot server and VMs PXE-booting from it, shown live, torn down.
 //! - `bench-dhcp`: perfdhcp against swarmboot, dnsmasq and Kea, same rate ladder, ratios.
 //! - `bench-tftp`: a 20 MB file from swarmboot, tftpd-hpa and dnsmasq; throughput, ratios.
+//! - `bench-boot`: VM power-on → marker, swarmboot (HTTP) vs dnsmasq (TFTP only).
 
+mod bench_boot;
 mod bench_dhcp;
 mod bench_tftp;
 mod demo;
@@ -43,6 +45,12 @@ enum Task {
         #[arg(long, default_value_t = 5)]
         period: u32,
     },
+    /// VM power-on → marker: swarmboot (TFTP for iPXE, then HTTP) vs dnsmasq (TFTP only).
+    BenchBoot {
+        /// Boots per server (the median counts).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// A 20 MB file over TFTP from swarmboot, tftpd-hpa and dnsmasq; throughput and ratios.
     BenchTftp {
         /// Fetches per server and client (the median counts).
@@ -58,6 +66,7 @@ fn main() -> std::process::ExitCode {
         Task::Demo { vms } => demo::run(vms),
         Task::BenchDhcp { rates, period } => bench_dhcp::run(&rates, period),
         Task::BenchTftp { runs } => bench_tftp::run(runs),
+        Task::BenchBoot { runs } => bench_boot::run(runs),
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,
