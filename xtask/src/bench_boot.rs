@@ -4,7 +4,6 @@
 //! Median of several boots each; the ratio is dnsmasq's time ÷ swarmboot's.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -12,17 +11,12 @@ use swarmboot_lab::initramfs::{debian_kernel, write_test_initramfs, MARKER_PREFI
 use swarmboot_lab::qemu::{Firmware, Vm};
 use swarmboot_lab::{wait_for_line, Lan, Proc, ScratchDir, Server};
 
-use crate::host::{self, ensure_packages, workspace_root};
+use crate::host;
 
 const CMDLINE: &str = "console=ttyS0 panic=-1 marker=bench";
 
 pub fn run(runs: usize) -> anyhow::Result<()> {
-    ensure_packages()?;
-    let root = workspace_root();
-    host::run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).current_dir(&root).args(["build", "--release", "-p", "swarmboot-cli"]))?;
-    std::env::set_var("SWARMBOOT_BIN_DIR", root.join("target/release"));
-    std::env::set_var("SWARMBOOT_LOG", "warn,swarmboot_server=info,swarmboot_server::dhcp_service=warn,swarmboot_server::http=warn");
-    if !swarmboot_lab::require_root("bench-boot") {
+    if !host::prepare_bench("bench-boot", "warn,swarmboot_server=info,swarmboot_server::dhcp_service=warn,swarmboot_server::http=warn")? {
         return Ok(());
     }
     let dir = ScratchDir::new("bench-boot")?;

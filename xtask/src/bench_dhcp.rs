@@ -6,13 +6,12 @@
 //! new address, and neither Kea nor swarmboot probes; the comparison is of DHCP handling.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use swarmboot_lab::{wait_for_line, Lan, Netns, Proc, ScratchDir, Server};
 
-use crate::host::{self, ensure_packages, workspace_root};
+use crate::host;
 
 const POOL_FIRST: &str = "10.77.1.0";
 const POOL_LAST: &str = "10.77.255.254";
@@ -34,13 +33,8 @@ impl Rung {
 }
 
 pub fn run(rates: &[u32], period: u32) -> anyhow::Result<()> {
-    ensure_packages()?;
-    let root = workspace_root();
-    host::run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).current_dir(&root).args(["build", "--release", "-p", "swarmboot-cli"]))?;
-    std::env::set_var("SWARMBOOT_BIN_DIR", root.join("target/release"));
     // Startup lines only: per-lease logging is not what is measured.
-    std::env::set_var("SWARMBOOT_LOG", "warn,swarmboot_server=info,swarmboot_server::dhcp_service=warn");
-    if !swarmboot_lab::require_root("bench-dhcp") {
+    if !host::prepare_bench("bench-dhcp", "warn,swarmboot_server=info,swarmboot_server::dhcp_service=warn")? {
         return Ok(());
     }
     let mut results: Vec<(&str, Vec<Rung>)> = Vec::new();

@@ -3,23 +3,17 @@
 //! swarmboot of the three grants); median of several runs, throughput and ratios.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use swarmboot_lab::{Lan, Netns, Proc, ScratchDir, Server};
 
-use crate::host::{self, ensure_packages, workspace_root};
+use crate::host;
 
 const SIZE: usize = 20 * 1000 * 1000;
 
 pub fn run(runs: usize) -> anyhow::Result<()> {
-    ensure_packages()?;
-    let root = workspace_root();
-    host::run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).current_dir(&root).args(["build", "--release", "-p", "swarmboot-cli"]))?;
-    std::env::set_var("SWARMBOOT_BIN_DIR", root.join("target/release"));
-    std::env::set_var("SWARMBOOT_LOG", "warn,swarmboot_server=info,swarmboot_server::tftp_service=warn");
-    if !swarmboot_lab::require_root("bench-tftp") {
+    if !host::prepare_bench("bench-tftp", "warn,swarmboot_server=info,swarmboot_server::tftp_service=warn")? {
         return Ok(());
     }
     let dir = ScratchDir::new("bench-tftp")?;

@@ -6,7 +6,6 @@
 
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -19,7 +18,7 @@ use crate::host::{self, ensure_packages, workspace_root};
 pub fn run(vms: usize) -> anyhow::Result<()> {
     ensure_packages()?;
     let root = workspace_root();
-    host::run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).current_dir(&root).args(["build", "--workspace", "--bins"]))?;
+    host::run(host::cargo().current_dir(&root).args(["build", "--workspace", "--bins"]))?;
     if !swarmboot_lab::require_root("demo") {
         return Ok(());
     }

@@ -75,7 +75,7 @@ pub fn ensure_packages() -> anyhow::Result<()> {
     result
 }
 
-fn cargo() -> Command {
+pub fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
@@ -112,4 +112,16 @@ pub fn test(fuzz_secs: u32) -> anyhow::Result<()> {
         .context("fuzz smoke (a crash input is in fuzz/artifacts/)")?;
     }
     run(cargo().current_dir(&root).args(["test", "--workspace"]))
+}
+
+/// What every benchmark does first: packages, a release build of the server (what is
+/// measured), the lab using it with `log_filter`; false if the lab cannot run (no root, skip
+/// asked for).
+pub fn prepare_bench(name: &str, log_filter: &str) -> anyhow::Result<bool> {
+    ensure_packages()?;
+    let root = workspace_root();
+    run(cargo().current_dir(&root).args(["build", "--release", "-p", "swarmboot-cli"]))?;
+    std::env::set_var("SWARMBOOT_BIN_DIR", root.join("target/release"));
+    std::env::set_var("SWARMBOOT_LOG", log_filter);
+    Ok(swarmboot_lab::require_root(name))
 }
