@@ -164,7 +164,7 @@ impl Message {
     }
 }
 
-/// What [`Decoder::next`] yields.
+/// What [`Decoder::next_frame`] yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     Handshake(Handshake),
@@ -201,7 +201,7 @@ impl Decoder {
 
     /// The next complete frame, `None` if more bytes are needed, or an error after which the
     /// connection must be closed.
-    pub fn next(&mut self) -> Result<Option<Frame>, WireError> {
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, WireError> {
         let avail = &self.buf[self.start..];
         if !self.handshake_seen {
             if avail.len() < HANDSHAKE_LEN {
@@ -283,7 +283,7 @@ mod tests {
             let mut got = Vec::new();
             for c in bytes.chunks(chunk) {
                 d.push(c);
-                while let Some(f) = d.next().unwrap() {
+                while let Some(f) = d.next_frame().unwrap() {
                     got.push(f);
                 }
             }
@@ -297,42 +297,42 @@ mod tests {
     fn bad_input_is_an_error_never_a_panic() {
         let mut d = Decoder::new(100);
         d.push(b"GET / HTTP/1.1\r\n");
-        assert_eq!(d.next(), Err(WireError::BadHandshake));
+        assert_eq!(d.next_frame(), Err(WireError::BadHandshake));
 
         let mut ok = Vec::new();
         Handshake::new([0; 20], [0; 20]).encode(&mut ok);
         let mut d = Decoder::new(100);
         d.push(&ok);
-        d.next().unwrap();
+        d.next_frame().unwrap();
         d.push(&[0, 0, 1, 0, 7]);
-        assert_eq!(d.next(), Err(WireError::TooLong { len: 256, max: 100 }));
+        assert_eq!(d.next_frame(), Err(WireError::TooLong { len: 256, max: 100 }));
 
         for (id, payload) in [(HAVE, vec![1, 2]), (REQUEST, vec![0; 11]), (PIECE, vec![0; 7]), (CHOKE, vec![1]), (EXTENDED, vec![])] {
             let mut d = Decoder::new(100);
             d.push(&ok);
-            d.next().unwrap();
+            d.next_frame().unwrap();
             let mut m = ((payload.len() + 1) as u32).to_be_bytes().to_vec();
             m.push(id);
             m.extend(payload.iter());
             d.push(&m);
-            assert!(matches!(d.next(), Err(WireError::BadLength { .. })), "id {id}");
+            assert!(matches!(d.next_frame(), Err(WireError::BadLength { .. })), "id {id}");
         }
         // Unknown ids are reported for the peer logic to ignore.
         let mut d = Decoder::new(100);
         d.push(&ok);
-        d.next().unwrap();
+        d.next_frame().unwrap();
         d.push(&[0, 0, 0, 3, 99, 1, 2]);
-        assert_eq!(d.next(), Ok(Some(Frame::Message(Message::Unknown { id: 99, len: 2 }))));
+        assert_eq!(d.next_frame(), Ok(Some(Frame::Message(Message::Unknown { id: 99, len: 2 }))));
 
         // Arbitrary bytes after a handshake: only frames or errors.
         let mut x: u32 = 1;
         for _ in 0..2000 {
             let mut d = Decoder::new(BLOCK + 9);
             d.push(&ok);
-            d.next().unwrap();
+            d.next_frame().unwrap();
             let junk: Vec<u8> = (0..64).map(|_| { x ^= x << 13; x ^= x >> 17; x ^= x << 5; (x % 24) as u8 }).collect();
             d.push(&junk);
-            while let Ok(Some(_)) = d.next() {}
+            while let Ok(Some(_)) = d.next_frame() {}
         }
     }
 }
