@@ -8,10 +8,15 @@
 //! - [`picker::PiecePicker`]: which piece to request next: rarest first with a random tie-break,
 //!   a strict in-order mode for what the stub needs first, and an endgame.
 //!
-//! What it does not do (yet): peer state machines, choking and super-seeding, sockets, disk.
+//! - [`peer::Peer`]: one connection: handshake checks, protocol checks that drop a misbehaving
+//!   peer with a reason, outstanding requests, keep-alives well inside the idle timeout.
+//!
+//! What it does not do (yet): choking policy and super-seeding, piece storage and SHA-1, the
+//! swarm across peers, sockets, disk.
 //! The swarm issue builds those on this crate.
 
 mod bitfield;
+pub mod peer;
 pub mod picker;
 pub mod wire;
 
