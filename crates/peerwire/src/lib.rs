@@ -7,17 +7,19 @@
 //! - [`Bitfield`]: which pieces a peer has, with the spare bits checked.
 //! - [`picker::PiecePicker`]: which piece to request next: rarest first with a random tie-break,
 //!   a strict in-order mode for what the stub needs first, and an endgame.
-//!
+//! - [`superseed::SuperSeed`]: what the boot server's seed offers each peer, so every piece
+//!   leaves the server once before any piece leaves it twice.
 //! - [`peer::Peer`]: one connection: handshake checks, protocol checks that drop a misbehaving
 //!   peer with a reason, outstanding requests, keep-alives well inside the idle timeout.
 //!
-//! What it does not do (yet): choking policy and super-seeding, piece storage and SHA-1, the
+//! What it does not do (yet): the choking policy, piece storage and SHA-1, the
 //! swarm across peers, sockets, disk.
 //! The swarm issue builds those on this crate.
 
 mod bitfield;
 pub mod peer;
 pub mod picker;
+pub mod superseed;
 pub mod wire;
 
 pub use bitfield::{Bitfield, BitfieldError};

@@ -1,0 +1,134 @@
+//! Super-seeding (the idea of BEP 16) for the boot server's seed: instead of advertising every
+//! piece, the seed offers each peer one piece at a time, always one of the pieces it has
+//! uploaded least, and not one it is already offering to someone else; peers then spread
+//! those pieces among themselves. Every piece leaves the seed once before any piece leaves it
+//! twice, so the seed's upload approaches one copy of the file.
+
+use std::collections::HashMap;
+
+use crate::Bitfield;
+
+/// A peer, as the swarm names it.
+pub type PeerKey = u64;
+
+#[derive(Debug, Clone)]
+pub struct SuperSeed {
+    /// Completed uploads of each piece (by the seed).
+    uploads: Vec<u32>,
+    /// The piece currently offered to each peer.
+    offers: HashMap<PeerKey, u32>,
+}
+
+impl SuperSeed {
+    pub fn new(pieces: u32) -> Self {
+        SuperSeed { uploads: vec![0; pieces as usize], offers: HashMap::new() }
+    }
+
+    pub fn uploads(&self, piece: u32) -> u32 {
+        self.uploads[piece as usize]
+    }
+
+    /// The piece to offer `peer` (which has `peer_has`) now, or `None`: every least-uploaded
+    /// piece it lacks is already on offer to another peer, so it should fetch from peers.
+    /// A peer keeps its current offer until [`SuperSeed::uploaded`] or [`SuperSeed::peer_gone`].
+    pub fn offer(&mut self, peer: PeerKey, peer_has: &Bitfield) -> Option<u32> {
+        if let Some(&p) = self.offers.get(&peer) {
+            return Some(p);
+        }
+        // Only a least-uploaded piece, and only one not on offer to anyone else: so no piece can
+        // go out a second time while another has not gone out yet, however uploads interleave.
+        let floor = *self.uploads.iter().min()?;
+        let on_offer: std::collections::HashSet<u32> = self.offers.values().copied().collect();
+        let piece = (0..self.uploads.len() as u32)
+            .find(|&i| self.uploads[i as usize] == floor && !on_offer.contains(&i) && !peer_has.has(i))?;
+        self.offers.insert(peer, piece);
+        Some(piece)
+    }
+
+    /// Whether `peer` may request blocks of `piece` from the seed now.
+    pub fn allows(&self, peer: PeerKey, piece: u32) -> bool {
+        self.offers.get(&peer) == Some(&piece)
+    }
+
+    /// The seed finished sending `piece` to `peer`.
+    pub fn uploaded(&mut self, peer: PeerKey, piece: u32) {
+        if self.offers.get(&peer) == Some(&piece) {
+            self.offers.remove(&peer);
+        }
+        self.uploads[piece as usize] += 1;
+    }
+
+    /// `peer` disconnected (or got its offered piece elsewhere): its offer is free again.
+    pub fn peer_gone(&mut self, peer: PeerKey) {
+        self.offers.remove(&peer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Random swarms: peers come and go, learn pieces from each other, take offers and finish
+    /// them in any order. Whatever happens, no piece is uploaded twice while another was never
+    /// uploaded, and the seed only lets a peer fetch the piece it offered.
+    #[test]
+    fn every_piece_once_before_any_twice() {
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        let mut rnd = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for _round in 0..200 {
+            let pieces = 1 + rnd(40) as u32;
+            let peers = 1 + rnd(12);
+            let mut s = SuperSeed::new(pieces);
+            let mut has: Vec<Bitfield> = (0..peers).map(|_| Bitfield::new(pieces)).collect();
+            for _ in 0..500 {
+                let p = rnd(peers);
+                match rnd(4) {
+                    0 => {
+                        // p learns a random piece from another peer.
+                        let donor = rnd(peers) as usize;
+                        let got: Vec<u32> = has[donor].iter().collect();
+                        if !got.is_empty() {
+                            has[p as usize].set(got[rnd(got.len() as u64) as usize]);
+                        }
+                    }
+                    1 => s.peer_gone(p),
+                    2 => {
+                        // Take an offer, finish it later (or never).
+                        if let Some(piece) = s.offer(p, &has[p as usize]) {
+                            assert!(s.allows(p, piece));
+                            assert!(!s.allows(p, (piece + 1) % pieces) || pieces == 1);
+                        }
+                    }
+                    _ => {
+                        if let Some(&piece) = s.offers.get(&p) {
+                            s.uploaded(p, piece);
+                            has[p as usize].set(piece);
+                            let min = (0..pieces).map(|i| s.uploads(i)).min().unwrap();
+                            let max = (0..pieces).map(|i| s.uploads(i)).max().unwrap();
+                            assert!(max <= min + 1, "a piece went out {max} times while another went out {min}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn concurrent_offers_are_distinct_pieces() {
+        let mut s = SuperSeed::new(4);
+        let none = Bitfield::new(4);
+        let offers: Vec<u32> = (0..4).map(|p| s.offer(p, &none).unwrap()).collect();
+        let mut sorted = offers.clone();
+        sorted.sort();
+        assert_eq!(sorted, vec![0, 1, 2, 3]);
+        assert_eq!(s.offer(9, &none), None, "a 5th peer waits: every first-round piece is on offer");
+        s.uploaded(2, offers[2]);
+        assert_eq!(s.offer(9, &none), None, "still: the other three have not gone out once");
+        assert_eq!(s.offer(0, &none), Some(offers[0]), "an offer stands until uploaded");
+    }
+}
