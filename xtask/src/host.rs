@@ -111,7 +111,34 @@ pub fn test(fuzz_secs: u32) -> anyhow::Result<()> {
             .args(["--", &format!("-max_total_time={fuzz_secs}"), "-max_len=1500", "-print_final_stats=1"]))
         .context("fuzz smoke (a crash input is in fuzz/artifacts/)")?;
     }
-    run(cargo().current_dir(&root).args(["test", "--workspace"]))
+    run_tests(cargo().current_dir(&root).args(["test", "--workspace"]))
+}
+
+/// Runs `cargo test`, passing its output through, and ends with one summary line over every
+/// test binary (`tests: N passed, N failed`), so the last line speaks for the whole suite
+/// rather than for the last binary (often a doc-test run with nothing in it).
+fn run_tests(cmd: &mut Command) -> anyhow::Result<()> {
+    use std::io::{BufRead, BufReader};
+    eprintln!("+ {cmd:?}");
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().with_context(|| format!("cannot run {cmd:?}"))?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let count = |word: &str| {
+                rest.split(';').find_map(|part| part.trim().strip_suffix(word).and_then(|n| n.trim().rsplit(' ').next()?.parse::<u64>().ok()))
+            };
+            passed += count(" passed").unwrap_or(0);
+            failed += count(" failed").unwrap_or(0);
+        }
+    }
+    let status = child.wait()?;
+    println!("tests: {passed} passed, {failed} failed");
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
 }
 
 /// What every benchmark does first: packages, a release build of the server (what is
