@@ -6,3 +6,4 @@ mod boot;
 mod dhcp;
 mod http;
 mod tftp;
+mod torrent;

@@ -25,6 +25,7 @@ pub const PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "ovmf",
     "linux-image-amd64",
+    "transmission-cli",
 ];
 
 pub fn workspace_root() -> PathBuf {
