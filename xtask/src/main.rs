@@ -6,9 +6,11 @@
 //! - `bench-dhcp`: perfdhcp against swarmboot, dnsmasq and Kea, same rate ladder, ratios.
 //! - `bench-tftp`: a 20 MB file from swarmboot, tftpd-hpa and dnsmasq; throughput, ratios.
 //! - `bench-boot`: VM power-on → marker, swarmboot (HTTP) vs dnsmasq (TFTP only).
+//! - `bench-sha1`: SHA-1 piece verification MB/s vs coreutils sha1sum.
 
 mod bench_boot;
 mod bench_dhcp;
+mod bench_sha1;
 mod bench_tftp;
 mod demo;
 mod host;
@@ -51,6 +53,8 @@ enum Task {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// SHA-1 piece verification throughput vs coreutils sha1sum.
+    BenchSha1,
     /// A 20 MB file over TFTP from swarmboot, tftpd-hpa and dnsmasq; throughput and ratios.
     BenchTftp {
         /// Fetches per server and client (the median counts).
@@ -67,6 +71,7 @@ fn main() -> std::process::ExitCode {
         Task::BenchDhcp { rates, period } => bench_dhcp::run(&rates, period),
         Task::BenchTftp { runs } => bench_tftp::run(runs),
         Task::BenchBoot { runs } => bench_boot::run(runs),
+        Task::BenchSha1 => bench_sha1::run(),
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,
