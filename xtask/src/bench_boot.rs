@@ -11,7 +11,7 @@ use swarmboot_lab::initramfs::{debian_kernel, write_test_initramfs, MARKER_PREFI
 use swarmboot_lab::qemu::{Firmware, Vm};
 use swarmboot_lab::{wait_for_line, Lan, Proc, ScratchDir, Server};
 
-use crate::host;
+use crate::host::{self, Running};
 
 const CMDLINE: &str = "console=ttyS0 panic=-1 marker=bench";
 
@@ -52,11 +52,6 @@ pub fn run(runs: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-enum Running {
-    Swarmboot(#[allow(dead_code)] Server),
-    Dnsmasq(#[allow(dead_code)] Proc),
-}
-
 fn start(server: &str, lan: &Lan, dir: &Path, kernel: &Path, initrd: &Path) -> anyhow::Result<Running> {
     if server == "swarmboot" {
         let cfg = format!(
@@ -87,5 +82,5 @@ fn start(server: &str, lan: &Lan, dir: &Path, kernel: &Path, initrd: &Path) -> a
         .arg(format!("--pid-file={}", dir.join("pid").display()));
     let p = Proc::spawn("dnsmasq", &mut c, &dir.join("dnsmasq.log"))?;
     wait_for_line(&p.log, "DHCP, IP range", Duration::from_secs(10))?;
-    Ok(Running::Dnsmasq(p))
+    Ok(Running::Other(p))
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use swarmboot_lab::{wait_for_line, Lan, Netns, Proc, ScratchDir, Server};
 
-use crate::host;
+use crate::host::{self, Running};
 
 const POOL_FIRST: &str = "10.77.1.0";
 const POOL_LAST: &str = "10.77.255.254";
@@ -75,12 +75,6 @@ pub fn run(rates: &[u32], period: u32) -> anyhow::Result<()> {
         println!("| {name} | {b:.0} | {at}/s | {ratio} |");
     }
     Ok(())
-}
-
-/// Keeps a benchmarked server alive for as long as it is held.
-enum Running {
-    Swarmboot(#[allow(dead_code)] Server),
-    Other(#[allow(dead_code)] Proc),
 }
 
 fn start(server: &str, ns: &Netns, dir: &Path) -> anyhow::Result<Running> {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use swarmboot_lab::{Lan, Netns, Proc, ScratchDir, Server};
 
-use crate::host;
+use crate::host::{self, Running};
 
 const SIZE: usize = 20 * 1000 * 1000;
 
@@ -66,11 +66,6 @@ pub fn run(runs: usize) -> anyhow::Result<()> {
     }
     println!("swarmboot windowsize 8 ÷ swarmboot windowsize 1: {:.2}", ours_w / ours);
     Ok(())
-}
-
-enum Running {
-    Swarmboot(#[allow(dead_code)] Server),
-    Other(#[allow(dead_code)] Proc),
 }
 
 fn start(server: &str, ns: &Netns, dir: &Path, files: &Path) -> anyhow::Result<Running> {

@@ -153,3 +153,9 @@ pub fn prepare_bench(name: &str, log_filter: &str) -> anyhow::Result<bool> {
     std::env::set_var("SWARMBOOT_LOG", log_filter);
     Ok(swarmboot_lab::require_root(name))
 }
+
+/// A benchmarked server (ours, or another program), kept alive for as long as it is held.
+pub enum Running {
+    Swarmboot(#[allow(dead_code)] swarmboot_lab::Server),
+    Other(#[allow(dead_code)] swarmboot_lab::Proc),
+}
