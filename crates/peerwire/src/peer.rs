@@ -82,6 +82,9 @@ pub struct Peer {
     pub peer_choking: bool,
     pub am_interested: bool,
     outstanding: Vec<(u32, u32, u32)>,
+    /// Requests we cancelled or gave up on: a block for one of them may still be on its way
+    /// and is accepted (the swarm decides whether it is still needed), not treated as unrequested.
+    late: std::collections::VecDeque<(u32, u32, u32)>,
     last_recv: Instant,
     last_send: Instant,
     dropped: bool,
@@ -104,6 +107,7 @@ impl Peer {
             peer_choking: true,
             am_interested: false,
             outstanding: Vec::new(),
+            late: Default::default(),
             last_recv: now,
             last_send: now,
             dropped: false,
@@ -115,6 +119,24 @@ impl Peer {
     }
     pub fn outstanding(&self) -> usize {
         self.outstanding.len()
+    }
+    pub fn is_handshaken(&self) -> bool {
+        self.handshaken
+    }
+    pub fn is_fast(&self) -> bool {
+        self.fast
+    }
+    /// Whether anything is waiting to be written.
+    pub fn has_transmit(&self) -> bool {
+        !self.out.is_empty()
+    }
+    /// Bytes waiting to be written.
+    pub fn pending_transmit(&self) -> usize {
+        self.out.len()
+    }
+    /// The requests we have outstanding: (index, begin, length).
+    pub fn outstanding_requests(&self) -> &[(u32, u32, u32)] {
+        &self.outstanding
     }
     pub fn can_request(&self) -> bool {
         self.handshaken && !self.peer_choking && self.outstanding.len() < self.cfg.max_requests
@@ -156,6 +178,36 @@ impl Peer {
     pub fn request(&mut self, index: u32, begin: u32, length: u32) {
         self.outstanding.push((index, begin, length));
         self.send(Message::Request { index, begin, length });
+    }
+    /// Cancels one outstanding request (endgame: the block came from someone else).
+    pub fn cancel(&mut self, index: u32, begin: u32, length: u32) {
+        if let Some(pos) = self.outstanding.iter().position(|&r| r == (index, begin, length)) {
+            self.outstanding.swap_remove(pos);
+            self.remember_late((index, begin, length));
+            self.send(Message::Cancel { index, begin, length });
+        }
+    }
+    /// Gives up on every outstanding request without telling the peer (it choked us, or it is
+    /// too slow); returns them. A block that still arrives for one is accepted.
+    pub fn forget_requests(&mut self) -> Vec<(u32, u32, u32)> {
+        let gone: Vec<_> = self.outstanding.drain(..).collect();
+        for &r in &gone {
+            self.remember_late(r);
+        }
+        gone
+    }
+    fn remember_late(&mut self, r: (u32, u32, u32)) {
+        const LATE_KEPT: usize = 1024;
+        if self.late.len() == LATE_KEPT {
+            self.late.pop_front();
+        }
+        self.late.push_back(r);
+    }
+    /// Refuses a request (BEP 6; without the Fast extension the request is just ignored).
+    pub fn reject(&mut self, index: u32, begin: u32, length: u32) {
+        if self.fast {
+            self.send(Message::Reject { index, begin, length });
+        }
     }
     pub fn send_block(&mut self, index: u32, begin: u32, data: Vec<u8>) {
         self.send(Message::Piece { index, begin, data });
@@ -239,7 +291,7 @@ impl Peer {
                 self.peer_choking = true;
                 // Without the Fast extension a choke discards every outstanding request.
                 if !self.fast {
-                    for (index, begin, length) in self.outstanding.drain(..) {
+                    for (index, begin, length) in self.forget_requests() {
                         ev.push(Event::Lost { index, begin, length });
                     }
                 }
@@ -277,15 +329,22 @@ impl Peer {
             }
             Message::Cancel { index, begin, length } => ev.push(Event::Cancelled { index, begin, length }),
             Message::Piece { index, begin, data } => {
-                let pos = self.outstanding.iter().position(|&(i, b, l)| i == index && b == begin && l as usize == data.len());
-                let Some(pos) = pos else { return Err(Disconnect::Unrequested { index, begin }) };
-                self.outstanding.swap_remove(pos);
+                let key = |&(i, b, l): &(u32, u32, u32)| i == index && b == begin && l as usize == data.len();
+                if let Some(pos) = self.outstanding.iter().position(key) {
+                    self.outstanding.swap_remove(pos);
+                } else if let Some(pos) = self.late.iter().position(key) {
+                    self.late.remove(pos);
+                } else {
+                    return Err(Disconnect::Unrequested { index, begin });
+                }
                 ev.push(Event::Block { index, begin, data });
             }
             Message::Reject { index, begin, length } => {
                 if let Some(pos) = self.outstanding.iter().position(|&r| r == (index, begin, length)) {
                     self.outstanding.swap_remove(pos);
                     ev.push(Event::Lost { index, begin, length });
+                } else if let Some(pos) = self.late.iter().position(|&r| r == (index, begin, length)) {
+                    self.late.remove(pos);
                 }
             }
         }
@@ -373,6 +432,27 @@ mod tests {
         let (_, el) = pump(&mut seed, &mut leech, now);
         assert_eq!(el, vec![Event::Lost { index: 1, begin: 16384, length: 16384 }]);
         assert_eq!(leech.outstanding(), 1);
+    }
+
+    #[test]
+    fn cancelled_and_forgotten_requests_may_still_arrive_once() {
+        let now = Instant::now();
+        let (mut seed, mut leech) = pair(now);
+        seed.choke(false);
+        pump(&mut seed, &mut leech, now);
+        leech.request(2, 0, 16384);
+        leech.request(2, 16384, 16384);
+        leech.cancel(2, 0, 16384);
+        assert_eq!(leech.forget_requests(), vec![(2, 16384, 16384)]);
+        let (es, _) = pump(&mut seed, &mut leech, now);
+        assert!(es.contains(&Event::Cancelled { index: 2, begin: 0, length: 16384 }));
+        seed.send_block(2, 0, vec![1; 16384]);
+        seed.send_block(2, 16384, vec![1; 16384]);
+        let (_, el) = pump(&mut seed, &mut leech, now);
+        assert_eq!(el.len(), 2, "both late blocks accepted: {el:?}");
+        seed.send_block(2, 0, vec![1; 16384]);
+        let (_, el) = pump(&mut seed, &mut leech, now);
+        assert_eq!(el, vec![Event::Dropped(Disconnect::Unrequested { index: 2, begin: 0 })], "but only once");
     }
 
     #[test]

@@ -28,21 +28,33 @@ impl SuperSeed {
         self.uploads[piece as usize]
     }
 
-    /// The piece to offer `peer` (which has `peer_has`) now, or `None`: every least-uploaded
-    /// piece it lacks is already on offer to another peer, so it should fetch from peers.
+    /// The piece to offer `peer` (which has `peer_has`) now, or `None`.
+    ///
+    /// First round (some piece has never gone out): only a least-uploaded piece, and only one
+    /// not on offer to anyone else, so no piece can go out a second time while another has not
+    /// gone out yet, however uploads interleave. Later rounds: only a piece no connected peer
+    /// holds (`held_by_peers(piece) == 0`; its holders left), least-uploaded first; everything
+    /// else the peers get from each other. `None`: the peer should fetch from peers.
     /// A peer keeps its current offer until [`SuperSeed::uploaded`] or [`SuperSeed::peer_gone`].
-    pub fn offer(&mut self, peer: PeerKey, peer_has: &Bitfield) -> Option<u32> {
+    pub fn offer(&mut self, peer: PeerKey, peer_has: &Bitfield, held_by_peers: impl Fn(u32) -> u32) -> Option<u32> {
         if let Some(&p) = self.offers.get(&peer) {
             return Some(p);
         }
-        // Only a least-uploaded piece, and only one not on offer to anyone else: so no piece can
-        // go out a second time while another has not gone out yet, however uploads interleave.
         let floor = *self.uploads.iter().min()?;
         let on_offer: std::collections::HashSet<u32> = self.offers.values().copied().collect();
-        let piece = (0..self.uploads.len() as u32)
-            .find(|&i| self.uploads[i as usize] == floor && !on_offer.contains(&i) && !peer_has.has(i))?;
+        let free = |i: u32| !on_offer.contains(&i) && !peer_has.has(i);
+        let piece = if floor == 0 {
+            (0..self.uploads.len() as u32).find(|&i| self.uploads[i as usize] == 0 && free(i))?
+        } else {
+            (0..self.uploads.len() as u32).filter(|&i| free(i) && held_by_peers(i) == 0).min_by_key(|&i| self.uploads[i as usize])?
+        };
         self.offers.insert(peer, piece);
         Some(piece)
+    }
+
+    /// The piece on offer to `peer`, if any.
+    pub fn offered(&self, peer: PeerKey) -> Option<u32> {
+        self.offers.get(&peer).copied()
     }
 
     /// Whether `peer` may request blocks of `piece` from the seed now.
@@ -70,7 +82,8 @@ mod tests {
 
     /// Random swarms: peers come and go, learn pieces from each other, take offers and finish
     /// them in any order. Whatever happens, no piece is uploaded twice while another was never
-    /// uploaded, and the seed only lets a peer fetch the piece it offered.
+    /// uploaded, and the seed only lets a peer fetch the piece it offered. (With `|_| 0` no
+    /// peer holds anything, so later rounds offer every piece again.)
     #[test]
     fn every_piece_once_before_any_twice() {
         let mut x: u64 = 0x1234_5678_9abc_def1;
@@ -99,7 +112,7 @@ mod tests {
                     1 => s.peer_gone(p),
                     2 => {
                         // Take an offer, finish it later (or never).
-                        if let Some(piece) = s.offer(p, &has[p as usize]) {
+                        if let Some(piece) = s.offer(p, &has[p as usize], |_| 0) {
                             assert!(s.allows(p, piece));
                             assert!(!s.allows(p, (piece + 1) % pieces) || pieces == 1);
                         }
@@ -110,7 +123,7 @@ mod tests {
                             has[p as usize].set(piece);
                             let min = (0..pieces).map(|i| s.uploads(i)).min().unwrap();
                             let max = (0..pieces).map(|i| s.uploads(i)).max().unwrap();
-                            assert!(max <= min + 1, "a piece went out {max} times while another went out {min}");
+                            assert!(min > 0 || max <= 1, "a piece went out {max} times while another never went out");
                         }
                     }
                 }
@@ -122,13 +135,27 @@ mod tests {
     fn concurrent_offers_are_distinct_pieces() {
         let mut s = SuperSeed::new(4);
         let none = Bitfield::new(4);
-        let offers: Vec<u32> = (0..4).map(|p| s.offer(p, &none).unwrap()).collect();
+        let offers: Vec<u32> = (0..4).map(|p| s.offer(p, &none, |_| 0).unwrap()).collect();
         let mut sorted = offers.clone();
         sorted.sort();
         assert_eq!(sorted, vec![0, 1, 2, 3]);
-        assert_eq!(s.offer(9, &none), None, "a 5th peer waits: every first-round piece is on offer");
+        assert_eq!(s.offer(9, &none, |_| 0), None, "a 5th peer waits: every first-round piece is on offer");
         s.uploaded(2, offers[2]);
-        assert_eq!(s.offer(9, &none), None, "still: the other three have not gone out once");
-        assert_eq!(s.offer(0, &none), Some(offers[0]), "an offer stands until uploaded");
+        assert_eq!(s.offer(9, &none, |_| 0), None, "still: the other three have not gone out once");
+        assert_eq!(s.offer(0, &none, |_| 0), Some(offers[0]), "an offer stands until uploaded");
+    }
+
+    #[test]
+    fn after_the_first_round_only_pieces_no_peer_holds() {
+        let mut s = SuperSeed::new(3);
+        let none = Bitfield::new(3);
+        for p in 0..3 {
+            let piece = s.offer(p, &none, |_| 0).unwrap();
+            s.uploaded(p, piece);
+        }
+        // Every piece went out once; peers hold pieces 0 and 2, the holder of 1 left.
+        let held = |i: u32| u32::from(i != 1);
+        assert_eq!(s.offer(7, &none, held), Some(1));
+        assert_eq!(s.offer(8, &none, held), None, "1 is on offer, 0 and 2 come from peers");
     }
 }

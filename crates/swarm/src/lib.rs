@@ -1,0 +1,24 @@
+//! swarmboot's swarm engine, built for boot storms on a LAN.
+//!
+//! - [`swarm::Swarm`]: the sans-IO swarm of one torrent: peers (over
+//!   [`swarmboot_peerwire::peer::Peer`]), rarest-first picking with an endgame, choking with
+//!   upload slots ([`choker`]), super-seeding for the boot server, request pipelines sized to
+//!   bandwidth × delay, piece assembly and SHA-1 verification before anything is written or
+//!   announced. No sockets, no clock: time comes in as arguments.
+//! - [`storage`]: where pieces live ([`storage::FileStorage`]: positioned reads and writes).
+//! - [`announce`]: tracker announces (BEP 3 / BEP 23), sans-IO: the request URL and the
+//!   response parser.
+//! - [`engine`]: the tokio shell: TCP listener and dialer (bound to an interface), one reader
+//!   and one writer task per peer, the tracker loop, bounded peers, progress counters.
+//!
+//! Not here (yet): DHT and PEX (private torrents only), uTP, encryption, multi-torrent
+//! sessions, BEP 9 metadata exchange.
+
+pub mod announce;
+pub mod choker;
+pub mod engine;
+pub mod rate;
+pub mod storage;
+pub mod swarm;
+
+pub use swarm::{DropReason, Progress, Swarm, SwarmConfig, SwarmEvent, Totals};
