@@ -5,5 +5,6 @@
 mod boot;
 mod dhcp;
 mod http;
+mod swarm;
 mod tftp;
 mod torrent;

@@ -26,7 +26,12 @@ pub const PACKAGES: &[&str] = &[
     "ovmf",
     "linux-image-amd64",
     "transmission-cli",
+    "aria2",
+    "opentracker",
 ];
+
+/// The rqbit (librqbit's command-line client) the interoperability tests run against.
+pub const RQBIT_VERSION: &str = "9.1.0";
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_path_buf()
@@ -97,8 +102,22 @@ fn fuzz_command() -> anyhow::Result<Command> {
     Ok(c)
 }
 
+/// rqbit, built once into `~/.cache/swarmboot/rqbit-<version>` (about 5 minutes on 2 cores;
+/// Debian has no package); returns the binary's path.
+pub fn ensure_rqbit() -> anyhow::Result<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let root = home.join(format!(".cache/swarmboot/rqbit-{RQBIT_VERSION}"));
+    let exe = root.join("bin/rqbit");
+    if !exe.exists() {
+        run(cargo().args(["install", "rqbit", "--locked", "--version", RQBIT_VERSION, "--root"]).arg(&root))
+            .context("building rqbit for the interoperability tests")?;
+    }
+    Ok(exe)
+}
+
 pub fn test(fuzz_secs: u32) -> anyhow::Result<()> {
     ensure_packages()?;
+    std::env::set_var("SWARMBOOT_RQBIT", ensure_rqbit()?);
     let root = workspace_root();
     run(cargo().current_dir(&root).args(["build", "--workspace", "--bins"]))?;
     if fuzz_secs > 0 {

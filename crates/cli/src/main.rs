@@ -11,6 +11,8 @@ use swarmboot_config::{Config, DEFAULT_PATH};
 use swarmboot_dhcp::{Lease, Mode};
 use swarmboot_server::lease_store::LeaseStore;
 
+mod torrent_cmd;
+
 #[derive(Parser)]
 #[command(name = "swarmboot", version, about = "Netboot a fleet from one server: DHCP, TFTP, HTTP and a BitTorrent swarm")]
 struct Cli {
@@ -36,6 +38,11 @@ enum Command {
         config: PathBuf,
         #[command(subcommand)]
         action: ImageAction,
+    },
+    /// Create, seed and download torrents with swarmboot's swarm engine.
+    Torrent {
+        #[command(subcommand)]
+        action: torrent_cmd::TorrentAction,
     },
     /// List DHCP leases from the lease database.
     Leases {
@@ -95,6 +102,7 @@ fn main() -> std::process::ExitCode {
         Command::CheckConfig { config } => check_config(config),
         Command::Leases { config, json } => leases(config, json),
         Command::Image { config, action } => image(config, action),
+        Command::Torrent { action } => torrent_cmd::run(action),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

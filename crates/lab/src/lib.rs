@@ -8,6 +8,7 @@
 //!
 //! What it does not do: send traffic anywhere but into the namespaces it made.
 
+pub mod bittorrent;
 pub mod clients;
 pub mod initramfs;
 mod netns;

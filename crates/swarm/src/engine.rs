@@ -1,1 +1,414 @@
+//! The tokio shell around [`Swarm`]: it listens and dials (bound to the boot interface if
+//! asked), runs one reader and one writer task per peer, the timer, and the tracker loop, and
+//! exposes progress and per-peer counters. All decisions are the core's; this file only moves
+//! bytes and arms timers.
 
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{watch, Notify};
+use tokio::task::AbortHandle;
+use tracing::{debug, info, warn};
+
+use swarmboot_peerwire::superseed::PeerKey;
+use swarmboot_torrent::Metainfo;
+
+use crate::announce::{parse_reply, Announce, AnnounceEvent};
+use crate::storage::FileStorage;
+use crate::swarm::{PeerStats, Progress, Swarm, SwarmConfig, SwarmEvent};
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Address to listen on for peers (port 0: any free port).
+    pub listen: SocketAddr,
+    /// Bind the listener and the dialer to this interface (SO_BINDTODEVICE).
+    pub bind_device: Option<String>,
+    /// Tracker announce URL (default: the torrent's `announce`).
+    pub tracker: Option<String>,
+    /// Peers to dial without a tracker.
+    pub peers: Vec<SocketAddr>,
+    /// Re-announce at least this often (trackers' intervals are often minutes; a boot storm
+    /// needs its peers in seconds).
+    pub max_announce_interval: Duration,
+    pub swarm: SwarmConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+struct Inner {
+    swarm: Swarm,
+    store: FileStorage,
+}
+
+struct PeerTasks {
+    writer: Arc<Notify>,
+    reader: Option<AbortHandle>,
+    addr: SocketAddr,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    peers: Mutex<HashMap<PeerKey, PeerTasks>>,
+    /// Addresses we are connected or connecting to (dialed or announced), not to dial twice.
+    dialing: Mutex<HashSet<SocketAddr>>,
+    timer: Notify,
+    complete: watch::Sender<bool>,
+    cfg: EngineConfig,
+    local: SocketAddr,
+}
+
+/// A running engine; dropping it stops nothing, call [`Engine::shutdown`].
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+    tasks: Arc<Mutex<Vec<AbortHandle>>>,
+}
+
+/// One peer's counters with its address.
+#[derive(Debug, Clone)]
+pub struct PeerReport {
+    pub addr: SocketAddr,
+    pub stats: PeerStats,
+}
+
+impl Engine {
+    /// Starts seeding/leeching `meta` with `store` (already verified: `have`).
+    pub async fn start(meta: &Metainfo, store: FileStorage, have: swarmboot_peerwire::Bitfield, cfg: EngineConfig) -> Result<Engine, EngineError> {
+        let listener = listen(cfg.listen, cfg.bind_device.as_deref()).map_err(|source| EngineError::Listen { addr: cfg.listen, source })?;
+        let local = listener.local_addr().map_err(|source| EngineError::Listen { addr: cfg.listen, source })?;
+        let swarm = Swarm::new(cfg.swarm.clone(), have, Instant::now());
+        let (complete, _) = watch::channel(swarm.is_complete());
+        let mut cfg = cfg;
+        if cfg.tracker.is_none() {
+            cfg.tracker = meta.announce.clone();
+        }
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner { swarm, store }),
+            peers: Mutex::new(HashMap::new()),
+            dialing: Mutex::new(HashSet::new()),
+            timer: Notify::new(),
+            complete,
+            cfg,
+            local,
+        });
+        let engine = Engine { shared: shared.clone(), tasks: Arc::new(Mutex::new(Vec::new())) };
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(accept_loop(shared.clone(), listener)).abort_handle());
+        tasks.push(tokio::spawn(timer_loop(shared.clone())).abort_handle());
+        for &p in &shared.cfg.peers {
+            dial(shared.clone(), p);
+        }
+        if shared.cfg.tracker.is_some() {
+            tasks.push(tokio::spawn(tracker_loop(shared.clone())).abort_handle());
+        }
+        *engine.tasks.lock().expect("not poisoned") = tasks;
+        info!(listen = %local, "swarm engine started");
+        Ok(engine)
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local
+    }
+
+    pub fn progress(&self) -> Progress {
+        self.shared.inner.lock().expect("not poisoned").swarm.progress()
+    }
+
+    pub fn peers(&self) -> Vec<PeerReport> {
+        let stats = self.shared.inner.lock().expect("not poisoned").swarm.peer_stats(Instant::now());
+        let peers = self.shared.peers.lock().expect("not poisoned");
+        stats.into_iter().filter_map(|s| peers.get(&s.key).map(|t| PeerReport { addr: t.addr, stats: s })).collect()
+    }
+
+    /// Dials one more peer.
+    pub fn add_peer(&self, addr: SocketAddr) {
+        dial(self.shared.clone(), addr);
+    }
+
+    /// Resolves when every piece is here and verified.
+    pub async fn wait_complete(&self) {
+        let mut rx = self.shared.complete.subscribe();
+        let _ = rx.wait_for(|&c| c).await;
+    }
+
+    /// Stops every task and closes every connection (sends `stopped` to the tracker first).
+    pub async fn shutdown(&self) {
+        if self.shared.cfg.tracker.is_some() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), announce_once(&self.shared, AnnounceEvent::Stopped)).await;
+        }
+        for t in self.tasks.lock().expect("not poisoned").drain(..) {
+            t.abort();
+        }
+        let peers: Vec<PeerTasks> = self.shared.peers.lock().expect("not poisoned").drain().map(|(_, t)| t).collect();
+        for p in peers {
+            if let Some(r) = p.reader {
+                r.abort();
+            }
+            p.writer.notify_one();
+        }
+    }
+}
+
+fn listen(addr: SocketAddr, device: Option<&str>) -> std::io::Result<TcpListener> {
+    let sock = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    sock.set_reuseaddr(true)?;
+    if let Some(dev) = device {
+        sock.bind_device(Some(dev.as_bytes()))?;
+    }
+    sock.bind(addr)?;
+    sock.listen(128)
+}
+
+async fn connect(addr: SocketAddr, local_ip: IpAddr, device: Option<&str>) -> std::io::Result<TcpStream> {
+    let sock = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    if let Some(dev) = device {
+        sock.bind_device(Some(dev.as_bytes()))?;
+    }
+    if !local_ip.is_unspecified() && local_ip.is_ipv4() == addr.is_ipv4() {
+        sock.bind(SocketAddr::new(local_ip, 0))?;
+    }
+    tokio::time::timeout(Duration::from_secs(5), sock.connect(addr)).await.map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
+}
+
+fn dial(shared: Arc<Shared>, addr: SocketAddr) {
+    if addr == shared.local || !shared.dialing.lock().expect("not poisoned").insert(addr) {
+        return;
+    }
+    tokio::spawn(async move {
+        match connect(addr, shared.local.ip(), shared.cfg.bind_device.as_deref()).await {
+            Ok(stream) => run_peer(shared, stream, addr, true),
+            Err(e) => {
+                debug!(%addr, "dial failed: {e}");
+                shared.dialing.lock().expect("not poisoned").remove(&addr);
+            }
+        }
+    });
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, addr)) => run_peer(shared.clone(), stream, addr, false),
+            Err(e) => {
+                warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// After the core ran: wake writers, stop dropped peers' tasks, report events.
+fn dispatch(shared: &Shared, inner: &mut Inner) {
+    let wake = inner.swarm.take_wakeups();
+    let mut events = Vec::new();
+    while let Some(e) = inner.swarm.poll_event() {
+        events.push(e);
+    }
+    let mut peers = shared.peers.lock().expect("not poisoned");
+    for k in wake {
+        if let Some(p) = peers.get(&k) {
+            p.writer.notify_one();
+        }
+    }
+    for e in events {
+        match e {
+            SwarmEvent::Dropped { key, reason } => {
+                if let Some(p) = peers.remove(&key) {
+                    debug!(addr = %p.addr, "peer dropped: {reason}");
+                    if let Some(r) = p.reader {
+                        r.abort();
+                    }
+                    p.writer.notify_one();
+                    if p.addr.port() != 0 {
+                        shared.dialing.lock().expect("not poisoned").remove(&p.addr);
+                    }
+                }
+            }
+            SwarmEvent::Connected { key, .. } => {
+                if let Some(p) = peers.get(&key) {
+                    debug!(addr = %p.addr, "peer connected");
+                }
+            }
+            SwarmEvent::PieceFailed { piece, .. } => warn!(piece, "piece failed its SHA-1 check"),
+            SwarmEvent::StorageFailed { piece, error } => warn!(piece, "storage: {error}"),
+            SwarmEvent::PieceVerified(_) => {}
+            SwarmEvent::Complete => {
+                info!("download complete");
+                shared.complete.send_replace(true);
+            }
+        }
+    }
+    shared.timer.notify_one();
+}
+
+fn run_peer(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr, outbound: bool) {
+    let _ = stream.set_nodelay(true);
+    let key = {
+        let mut inner = shared.inner.lock().expect("not poisoned");
+        match inner.swarm.add_peer(Instant::now(), outbound) {
+            Some(k) => k,
+            None => {
+                debug!(%addr, "swarm full; closing");
+                return;
+            }
+        }
+    };
+    let writer = Arc::new(Notify::new());
+    shared.peers.lock().expect("not poisoned").insert(key, PeerTasks { writer: writer.clone(), reader: None, addr: if outbound { addr } else { SocketAddr::new(addr.ip(), 0) } });
+    let (mut rd, mut wr) = stream.into_split();
+    let sh = shared.clone();
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => 0,
+                Ok(n) => n,
+            };
+            let mut guard = sh.inner.lock().expect("not poisoned");
+            let inner = &mut *guard;
+            if n == 0 {
+                inner.swarm.peer_closed(key);
+            } else {
+                inner.swarm.on_bytes(Instant::now(), key, &buf[..n], &mut inner.store);
+            }
+            dispatch(&sh, inner);
+            if n == 0 || !inner.swarm.is_open(key) {
+                return;
+            }
+        }
+    });
+    if let Some(p) = shared.peers.lock().expect("not poisoned").get_mut(&key) {
+        p.reader = Some(reader.abort_handle());
+    }
+    tokio::spawn(async move {
+        loop {
+            let (bytes, open) = {
+                let mut guard = shared.inner.lock().expect("not poisoned");
+                let inner = &mut *guard;
+                let bytes = inner.swarm.poll_transmit(Instant::now(), key, &mut inner.store);
+                let open = inner.swarm.is_open(key);
+                dispatch(&shared, inner);
+                (bytes, open)
+            };
+            if bytes.is_empty() {
+                if !open {
+                    let _ = wr.shutdown().await;
+                    return;
+                }
+                writer.notified().await;
+                continue;
+            }
+            if wr.write_all(&bytes).await.is_err() {
+                let mut guard = shared.inner.lock().expect("not poisoned");
+                let inner = &mut *guard;
+                inner.swarm.peer_closed(key);
+                dispatch(&shared, inner);
+                return;
+            }
+        }
+    });
+}
+
+async fn timer_loop(shared: Arc<Shared>) {
+    loop {
+        let deadline = {
+            let mut guard = shared.inner.lock().expect("not poisoned");
+            let inner = &mut *guard;
+            let now = Instant::now();
+            if inner.swarm.poll_timeout() <= now {
+                inner.swarm.on_timeout(now, &mut inner.store);
+                dispatch(&shared, inner);
+            }
+            inner.swarm.poll_timeout().min(now + Duration::from_millis(500))
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline.into()) => {}
+            _ = shared.timer.notified() => {}
+        }
+    }
+}
+
+/// One announce; dials the peers it returns. Returns the interval to wait.
+async fn announce_once(shared: &Arc<Shared>, event: AnnounceEvent) -> Option<Duration> {
+    let base = shared.cfg.tracker.as_ref()?;
+    let p = shared.inner.lock().expect("not poisoned").swarm.progress();
+    let a = Announce {
+        info_hash: shared.cfg.swarm.info_hash,
+        peer_id: shared.cfg.swarm.our_id,
+        port: shared.local.port(),
+        uploaded: p.totals.uploaded,
+        downloaded: p.totals.downloaded,
+        left: p.total_length - p.bytes_have,
+        event,
+        numwant: 80,
+    };
+    let url = a.url(base);
+    let body = match http_get(&url, shared.local.ip(), shared.cfg.bind_device.as_deref()).await {
+        Ok(b) => b,
+        Err(e) => {
+            warn!(tracker = %base, "announce failed: {e}");
+            return None;
+        }
+    };
+    match parse_reply(&body) {
+        Ok(reply) => {
+            debug!(peers = reply.peers.len(), "announced");
+            for peer in reply.peers {
+                dial(shared.clone(), peer);
+            }
+            Some(reply.min_interval.unwrap_or(reply.interval).min(reply.interval))
+        }
+        Err(e) => {
+            warn!(tracker = %base, "announce: {e}");
+            None
+        }
+    }
+}
+
+async fn tracker_loop(shared: Arc<Shared>) {
+    let mut event = AnnounceEvent::Started;
+    let mut was_complete = shared.complete.borrow().to_owned();
+    let mut complete = shared.complete.subscribe();
+    loop {
+        let interval = announce_once(&shared, event).await.unwrap_or(Duration::from_secs(5));
+        let wait = interval.min(shared.cfg.max_announce_interval).max(Duration::from_secs(1));
+        event = AnnounceEvent::None;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = complete.wait_for(|&c| c && !was_complete) => {
+                was_complete = true;
+                event = AnnounceEvent::Completed;
+            }
+        }
+    }
+}
+
+/// A plain HTTP/1.0 GET (trackers on the boot LAN speak http://; no TLS here).
+async fn http_get(url: &str, local_ip: IpAddr, device: Option<&str>) -> std::io::Result<Vec<u8>> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{m}: {url}"));
+    let rest = url.strip_prefix("http://").ok_or_else(|| bad("only http:// trackers"))?;
+    let (hostport, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let addr = tokio::net::lookup_host(if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:80") })
+        .await?
+        .next()
+        .ok_or_else(|| bad("no address"))?;
+    let mut s = connect(addr, local_ip, device).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {hostport}\r\nUser-Agent: swarmboot\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut resp = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.take(1 << 20).read_to_end(&mut resp)).await.map_err(|_| bad("tracker timed out"))??;
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| bad("no HTTP header"))?;
+    let status = std::str::from_utf8(&resp[..split]).ok().and_then(|h| h.split_whitespace().nth(1)).unwrap_or("");
+    if status != "200" {
+        return Err(bad(&format!("HTTP status {status}")));
+    }
+    Ok(resp[split + 4..].to_vec())
+}
