@@ -169,3 +169,39 @@ fn a_mixed_swarm_completes() {
         s.wait_identical(who, &s.path(&format!("{file}/image.bin")), Duration::from_secs(120));
     }
 }
+
+/// On a lab LAN: the seed bound to the server's bridge (`--interface br0`) and a leecher bound
+/// to its `eth0`, found through `--peer` only; the counters in `--stats` add up.
+#[test]
+fn seed_and_leecher_bound_to_their_interfaces() {
+    if !swarmboot_lab::require_root("seed_and_leecher_bound_to_their_interfaces") {
+        return;
+    }
+    let dir = ScratchDir::new("swarm-iface").unwrap();
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_246_822_519) >> 13) as u8).collect();
+    std::fs::create_dir_all(dir.path().join("seed")).unwrap();
+    std::fs::write(dir.path().join("seed/image.bin"), &data).unwrap();
+    let (_, bytes) = Metainfo::single_file("image.bin", &data, 64 * 1024, None, true);
+    let torrent = dir.path().join("image.torrent");
+    std::fs::write(&torrent, bytes).unwrap();
+    let mut lan = swarmboot_lab::Lan::new("10.89.0.1/24").unwrap();
+    let h = lan.add_host(None).unwrap();
+    lan.host(h).ip(&["addr", "add", "10.89.0.20/24", "dev", "eth0"]).unwrap();
+    let sb = bin("swarmboot");
+    let mut seed_cmd = bt::ours_seed(&sb, &torrent, &dir.path().join("seed"), "10.89.0.1:6881".parse().unwrap(), true, &Discovery::default(), &dir.path().join("seed.json"));
+    seed_cmd.args(["--interface", "br0"]);
+    let mut seed = Proc::spawn("seed", &mut lan.server.wrap(&seed_cmd), &dir.path().join("seed.log")).unwrap();
+    swarmboot_lab::wait_for_line(&dir.path().join("seed.log"), "seeding image.bin", Duration::from_secs(10)).unwrap();
+    let how = Discovery { tracker: None, peers: vec!["10.89.0.1:6881".parse().unwrap()] };
+    let mut get_cmd = bt::ours_get(&sb, &torrent, &dir.path().join("out"), "10.89.0.20:6881".parse().unwrap(), false, &how, &dir.path().join("get.json"));
+    get_cmd.args(["--interface", "eth0"]);
+    let out = lan.host(h).wrap(&get_cmd).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(dir.path().join("out/image.bin")).unwrap(), data);
+    seed.stop(Duration::from_secs(5));
+    let (s, g) = (stats(&dir.path().join("seed.json")), stats(&dir.path().join("get.json")));
+    assert_eq!(s["uploaded"], g["downloaded"], "seed {s}\nleecher {g}");
+    assert_eq!(g["downloaded"], data.len() as u64, "one peer, no endgame: every byte once");
+    let peers = s["peers"].as_array().unwrap();
+    assert!(peers.is_empty() || peers[0]["uploaded"] == s["uploaded"], "{s}");
+}

@@ -7,10 +7,13 @@
 //! - `bench-tftp`: a 20 MB file from swarmboot, tftpd-hpa and dnsmasq; throughput, ratios.
 //! - `bench-boot`: VM power-on → marker, swarmboot (HTTP) vs dnsmasq (TFTP only).
 //! - `bench-sha1`: SHA-1 piece verification MB/s vs coreutils sha1sum.
+//! - `bench-storm`: N clients fetch one file at once over tc-shaped links: our swarm engine vs
+//!   aria2c vs plain HTTP; p50/p99/max, server bytes ÷ SIZE, p99 ÷ bound.
 
 mod bench_boot;
 mod bench_dhcp;
 mod bench_sha1;
+mod bench_storm;
 mod bench_tftp;
 mod demo;
 mod host;
@@ -55,6 +58,30 @@ enum Task {
     },
     /// SHA-1 piece verification throughput vs coreutils sha1sum.
     BenchSha1,
+    /// Boot storm: N clients fetch one file at once over shaped links; ours vs aria2c vs HTTP.
+    BenchStorm {
+        #[arg(long, default_value_t = 20)]
+        clients: usize,
+        #[arg(long, default_value_t = 64)]
+        size_mib: usize,
+        /// Every link's rate (tc syntax).
+        #[arg(long, default_value = "100mbit")]
+        rate: String,
+        #[arg(long, value_delimiter = ',', default_value = "ours,aria2,http")]
+        modes: Vec<String>,
+        /// Piece size of the torrent.
+        #[arg(long, default_value_t = 256)]
+        piece_kib: u32,
+        /// Our server seed's super-seed slots (peers served at once).
+        #[arg(long, default_value_t = 4)]
+        server_slots: usize,
+        /// Upload slots of our clients.
+        #[arg(long, default_value_t = 8)]
+        client_slots: usize,
+        /// Repetitions of every mode.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+    },
     /// A 20 MB file over TFTP from swarmboot, tftpd-hpa and dnsmasq; throughput and ratios.
     BenchTftp {
         /// Fetches per server and client (the median counts).
@@ -72,6 +99,9 @@ fn main() -> std::process::ExitCode {
         Task::BenchTftp { runs } => bench_tftp::run(runs),
         Task::BenchBoot { runs } => bench_boot::run(runs),
         Task::BenchSha1 => bench_sha1::run(),
+        Task::BenchStorm { clients, size_mib, rate, modes, piece_kib, server_slots, client_slots, runs } => {
+            bench_storm::run(bench_storm::StormArgs { clients, size_mib, rate, modes, piece_kib, server_slots, client_slots, runs })
+        }
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,

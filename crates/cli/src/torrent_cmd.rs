@@ -72,9 +72,12 @@ pub struct NetArgs {
     /// A peer to dial (repeatable).
     #[arg(long = "peer")]
     peers: Vec<SocketAddr>,
-    /// Upload slots.
-    #[arg(long, default_value_t = 4)]
+    /// Peers we upload to at once (one of them an optimistic slot that rotates).
+    #[arg(long, default_value_t = 8)]
     upload_slots: usize,
+    /// With --super-seed: peers served at once (each holds up to two offered pieces).
+    #[arg(long, default_value_t = 4)]
+    super_seed_slots: usize,
     /// Write counters as JSON here on exit.
     #[arg(long)]
     stats: Option<PathBuf>,
@@ -128,6 +131,7 @@ fn engine_config(meta: &Metainfo, net: &NetArgs, super_seed: bool, order: Order)
     let mut swarm = SwarmConfig::new(meta, peer_id());
     swarm.super_seed = super_seed;
     swarm.upload_slots = net.upload_slots;
+    swarm.super_seed_slots = net.super_seed_slots;
     swarm.order = order;
     EngineConfig {
         listen: net.listen,
@@ -173,7 +177,22 @@ async fn seed(torrent: &Path, data: &Path, super_seed: bool, net: NetArgs) -> an
     anyhow::ensure!(have.is_complete(), "{} of {} pieces under {} match the torrent; seeding needs all of them", have.count(), have.len(), data.display());
     let engine = Engine::start(&meta, store, have, engine_config(&meta, &net, super_seed, Order::RarestFirst)).await?;
     eprintln!("seeding {} ({} bytes) on {}{}", meta.name, meta.total_length(), engine.local_addr(), if super_seed { ", super-seeding" } else { "" });
-    until_signal().await?;
+    let signal = until_signal();
+    tokio::pin!(signal);
+    let mut last = (Instant::now(), 0u64);
+    loop {
+        tokio::select! {
+            r = &mut signal => { r?; break; }
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                let p = engine.progress();
+                if p.totals.uploaded != last.1 {
+                    let rate = (p.totals.uploaded - last.1) as f64 / last.0.elapsed().as_secs_f64();
+                    eprintln!("uploaded {:.1} MiB ({:.2} copies)  {:.1} MB/s  {} peers, uploading to {}", p.totals.uploaded as f64 / 1048576.0, p.totals.uploaded as f64 / p.total_length.max(1) as f64, rate / 1e6, p.peers, p.uploading_to);
+                }
+                last = (Instant::now(), p.totals.uploaded);
+            }
+        }
+    }
     engine.shutdown().await;
     write_stats(net.stats.as_deref(), &engine, None)?;
     let t = engine.progress().totals;
@@ -184,7 +203,9 @@ async fn seed(torrent: &Path, data: &Path, super_seed: bool, net: NetArgs) -> an
 async fn get(torrent: &Path, out: &Path, keep_seeding: bool, in_order: bool, net: NetArgs) -> anyhow::Result<()> {
     let meta = load(torrent)?;
     let mut store = FileStorage::create(&meta, out).with_context(|| format!("creating the torrent's files under {}", out.display()))?;
-    let have = store.verify(&meta)?;
+    // Files created just now hold nothing: skip hashing them (20 clients hashing 64 MiB of
+    // zeros at once cost a boot storm half a second on 2 cores).
+    let have = if store.is_fresh() { swarmboot_peerwire::Bitfield::new(meta.pieces.len() as u32) } else { store.verify(&meta)? };
     let order = if in_order { Order::InOrder } else { Order::RarestFirst };
     let started = Instant::now();
     let engine = Engine::start(&meta, store, have, engine_config(&meta, &net, false, order)).await?;
@@ -208,7 +229,7 @@ async fn get(torrent: &Path, out: &Path, keep_seeding: bool, in_order: bool, net
                 let rate = (p.bytes_have - last.1) as f64 / last.0.elapsed().as_secs_f64();
                 last = (Instant::now(), p.bytes_have);
                 let eta = if rate > 0.0 { format!("{:.0}s", (p.total_length - p.bytes_have) as f64 / rate) } else { "-".into() };
-                let line = format!("{:.1}/{:.1} MiB  {:3}%  {:.1} MB/s  {} peers  ETA {eta}", p.bytes_have as f64 / 1048576.0, p.total_length as f64 / 1048576.0, p.bytes_have * 100 / p.total_length.max(1), rate / 1e6, p.peers);
+                let line = format!("{:.1}/{:.1} MiB  {:3}%  {:.1} MB/s  {} peers ({} sending, {} receiving)  ETA {eta}", p.bytes_have as f64 / 1048576.0, p.total_length as f64 / 1048576.0, p.bytes_have * 100 / p.total_length.max(1), rate / 1e6, p.peers, p.sources, p.uploading_to);
                 if tty { eprint!("\r{line}   "); } else { eprintln!("{line}"); }
                 let _ = std::io::stderr().flush();
             }

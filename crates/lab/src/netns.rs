@@ -60,6 +60,19 @@ impl Netns {
         c
     }
 
+    /// `cmd` (program, arguments, environment), run inside the namespace.
+    pub fn wrap(&self, cmd: &Command) -> Command {
+        let mut c = self.command(cmd.get_program());
+        c.args(cmd.get_args());
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        c
+    }
+
     /// Runs `f` on a thread that has entered the namespace; sockets it opens live there.
     pub fn enter<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> anyhow::Result<R> {
         enter_named(&self.name, f)
@@ -83,6 +96,8 @@ impl Drop for Netns {
 /// Hosts are dropped before the server namespace.
 pub struct Lan {
     pub hosts: Vec<Netns>,
+    /// Each host's bridge port (in the server namespace): the host's downlink.
+    pub ports: Vec<String>,
     pub server: Netns,
     pub server_ip: Ipv4Addr,
     pub prefix_len: u8,
@@ -96,7 +111,7 @@ impl Lan {
         server.ip(&["link", "add", "br0", "type", "bridge", "forward_delay", "0"])?;
         server.ip(&["addr", "add", server_cidr, "dev", "br0"])?;
         server.ip(&["link", "set", "br0", "up"])?;
-        Ok(Lan { hosts: Vec::new(), server, server_ip: addr.parse()?, prefix_len: plen.parse()? })
+        Ok(Lan { hosts: Vec::new(), ports: Vec::new(), server, server_ip: addr.parse()?, prefix_len: plen.parse()? })
     }
 
     /// Plugs a new host into the bridge: its side is `eth0`, up, with no address, and with
@@ -111,6 +126,7 @@ impl Lan {
         }
         host.ip(&["link", "set", "eth0", "up"])?;
         self.hosts.push(host);
+        self.ports.push(port);
         Ok(self.hosts.len() - 1)
     }
 

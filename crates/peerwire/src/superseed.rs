@@ -1,5 +1,5 @@
 //! Super-seeding (the idea of BEP 16) for the boot server's seed: instead of advertising every
-//! piece, the seed offers each peer one piece at a time, always one of the pieces it has
+//! piece, the seed offers each peer a piece or two at a time, always one of the pieces it has
 //! uploaded least, and not one it is already offering to someone else; peers then spread
 //! those pieces among themselves. Every piece leaves the seed once before any piece leaves it
 //! twice, so the seed's upload approaches one copy of the file.
@@ -15,62 +15,82 @@ pub type PeerKey = u64;
 pub struct SuperSeed {
     /// Completed uploads of each piece (by the seed).
     uploads: Vec<u32>,
-    /// The piece currently offered to each peer.
-    offers: HashMap<PeerKey, u32>,
+    /// The pieces currently offered to each peer.
+    offers: HashMap<PeerKey, Vec<u32>>,
+    /// Offers a peer holds at once: with two, the next piece is already announced while the
+    /// current one is still on the wire, so the seed's uplink does not idle for a round trip
+    /// after every piece.
+    per_peer: usize,
 }
 
 impl SuperSeed {
-    pub fn new(pieces: u32) -> Self {
-        SuperSeed { uploads: vec![0; pieces as usize], offers: HashMap::new() }
+    pub fn new(pieces: u32, per_peer: usize) -> Self {
+        SuperSeed { uploads: vec![0; pieces as usize], offers: HashMap::new(), per_peer: per_peer.max(1) }
+    }
+
+    /// How many times every piece has left the seed at least (1: the first round is done).
+    pub fn rounds(&self) -> u32 {
+        self.uploads.iter().copied().min().unwrap_or(0)
     }
 
     pub fn uploads(&self, piece: u32) -> u32 {
         self.uploads[piece as usize]
     }
 
-    /// The piece to offer `peer` (which has `peer_has`) now, or `None`.
+    /// A new piece to offer `peer` (which has `peer_has`), or `None`: it holds as many offers
+    /// as it may, or there is nothing to offer it.
     ///
     /// First round (some piece has never gone out): only a least-uploaded piece, and only one
-    /// not on offer to anyone else, so no piece can go out a second time while another has not
+    /// not on offer to anyone, so no piece can go out a second time while another has not
     /// gone out yet, however uploads interleave. Later rounds: only a piece no connected peer
     /// holds (`held_by_peers(piece) == 0`; its holders left), least-uploaded first; everything
-    /// else the peers get from each other. `None`: the peer should fetch from peers.
-    /// A peer keeps its current offer until [`SuperSeed::uploaded`] or [`SuperSeed::peer_gone`].
+    /// else the peers get from each other. An offer stands until [`SuperSeed::uploaded`],
+    /// [`SuperSeed::withdraw`] or [`SuperSeed::peer_gone`].
     pub fn offer(&mut self, peer: PeerKey, peer_has: &Bitfield, held_by_peers: impl Fn(u32) -> u32) -> Option<u32> {
-        if let Some(&p) = self.offers.get(&peer) {
-            return Some(p);
+        if self.offers.get(&peer).is_some_and(|o| o.len() >= self.per_peer) {
+            return None;
         }
         let floor = *self.uploads.iter().min()?;
-        let on_offer: std::collections::HashSet<u32> = self.offers.values().copied().collect();
+        let on_offer: std::collections::HashSet<u32> = self.offers.values().flatten().copied().collect();
         let free = |i: u32| !on_offer.contains(&i) && !peer_has.has(i);
         let piece = if floor == 0 {
             (0..self.uploads.len() as u32).find(|&i| self.uploads[i as usize] == 0 && free(i))?
         } else {
             (0..self.uploads.len() as u32).filter(|&i| free(i) && held_by_peers(i) == 0).min_by_key(|&i| self.uploads[i as usize])?
         };
-        self.offers.insert(peer, piece);
+        self.offers.entry(peer).or_default().push(piece);
         Some(piece)
     }
 
-    /// The piece on offer to `peer`, if any.
-    pub fn offered(&self, peer: PeerKey) -> Option<u32> {
-        self.offers.get(&peer).copied()
+    /// Pieces on offer to anyone.
+    pub fn total_offers(&self) -> usize {
+        self.offers.values().map(Vec::len).sum()
+    }
+
+    /// The pieces on offer to `peer`.
+    pub fn offered(&self, peer: PeerKey) -> &[u32] {
+        self.offers.get(&peer).map(Vec::as_slice).unwrap_or(&[])
     }
 
     /// Whether `peer` may request blocks of `piece` from the seed now.
     pub fn allows(&self, peer: PeerKey, piece: u32) -> bool {
-        self.offers.get(&peer) == Some(&piece)
+        self.offered(peer).contains(&piece)
     }
 
     /// The seed finished sending `piece` to `peer`.
     pub fn uploaded(&mut self, peer: PeerKey, piece: u32) {
-        if self.offers.get(&peer) == Some(&piece) {
-            self.offers.remove(&peer);
-        }
+        self.withdraw(peer, piece);
         self.uploads[piece as usize] += 1;
     }
 
-    /// `peer` disconnected (or got its offered piece elsewhere): its offer is free again.
+    /// `peer` got `piece` elsewhere: the offer is free again.
+    pub fn withdraw(&mut self, peer: PeerKey, piece: u32) {
+        if let Some(o) = self.offers.get_mut(&peer) {
+            o.retain(|&p| p != piece);
+        }
+    }
+
+    /// `peer` disconnected: its offers are free again.
     pub fn peer_gone(&mut self, peer: PeerKey) {
         self.offers.remove(&peer);
     }
@@ -96,7 +116,7 @@ mod tests {
         for _round in 0..200 {
             let pieces = 1 + rnd(40) as u32;
             let peers = 1 + rnd(12);
-            let mut s = SuperSeed::new(pieces);
+            let mut s = SuperSeed::new(pieces, 1 + rnd(2) as usize);
             let mut has: Vec<Bitfield> = (0..peers).map(|_| Bitfield::new(pieces)).collect();
             for _ in 0..500 {
                 let p = rnd(peers);
@@ -114,11 +134,14 @@ mod tests {
                         // Take an offer, finish it later (or never).
                         if let Some(piece) = s.offer(p, &has[p as usize], |_| 0) {
                             assert!(s.allows(p, piece));
-                            assert!(!s.allows(p, (piece + 1) % pieces) || pieces == 1);
+                            for other in 0..pieces {
+                                assert_eq!(s.allows(p, other), s.offered(p).contains(&other), "only offered pieces may be fetched");
+                            }
+                            assert!(s.offered(p).len() <= s.per_peer);
                         }
                     }
                     _ => {
-                        if let Some(&piece) = s.offers.get(&p) {
+                        if let Some(&piece) = s.offered(p).first() {
                             s.uploaded(p, piece);
                             has[p as usize].set(piece);
                             let min = (0..pieces).map(|i| s.uploads(i)).min().unwrap();
@@ -133,7 +156,7 @@ mod tests {
 
     #[test]
     fn concurrent_offers_are_distinct_pieces() {
-        let mut s = SuperSeed::new(4);
+        let mut s = SuperSeed::new(4, 1);
         let none = Bitfield::new(4);
         let offers: Vec<u32> = (0..4).map(|p| s.offer(p, &none, |_| 0).unwrap()).collect();
         let mut sorted = offers.clone();
@@ -142,12 +165,13 @@ mod tests {
         assert_eq!(s.offer(9, &none, |_| 0), None, "a 5th peer waits: every first-round piece is on offer");
         s.uploaded(2, offers[2]);
         assert_eq!(s.offer(9, &none, |_| 0), None, "still: the other three have not gone out once");
-        assert_eq!(s.offer(0, &none, |_| 0), Some(offers[0]), "an offer stands until uploaded");
+        assert_eq!(s.offer(0, &none, |_| 0), None, "one offer per peer, and it stands until uploaded");
+        assert_eq!(s.offered(0), &[offers[0]]);
     }
 
     #[test]
     fn after_the_first_round_only_pieces_no_peer_holds() {
-        let mut s = SuperSeed::new(3);
+        let mut s = SuperSeed::new(3, 1);
         let none = Bitfield::new(3);
         for p in 0..3 {
             let piece = s.offer(p, &none, |_| 0).unwrap();
@@ -157,5 +181,16 @@ mod tests {
         let held = |i: u32| u32::from(i != 1);
         assert_eq!(s.offer(7, &none, held), Some(1));
         assert_eq!(s.offer(8, &none, held), None, "1 is on offer, 0 and 2 come from peers");
+    }
+
+    #[test]
+    fn two_offers_per_peer_when_asked() {
+        let mut s = SuperSeed::new(5, 2);
+        let none = Bitfield::new(5);
+        assert_eq!((s.offer(1, &none, |_| 0), s.offer(1, &none, |_| 0), s.offer(1, &none, |_| 0)), (Some(0), Some(1), None));
+        assert!(s.allows(1, 0) && s.allows(1, 1) && !s.allows(1, 2));
+        s.withdraw(1, 0);
+        assert_eq!(s.offer(2, &none, |_| 0), Some(0), "a withdrawn offer goes to someone else");
+        assert_eq!(s.offer(1, &none, |_| 0), Some(2));
     }
 }

@@ -8,7 +8,8 @@ use swarmboot_peerwire::superseed::PeerKey;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
     pub key: PeerKey,
-    /// Bytes/s that ranks it (its upload to us, or ours to it when we seed).
+    /// What ranks it, higher first (bytes/s it sends us or we send it, or minus its piece
+    /// count: see [`crate::ChokePolicy`]).
     pub rate: f64,
     pub unchoked: bool,
 }
@@ -46,7 +47,7 @@ impl Choker {
         let mut chosen: Vec<PeerKey> = ranked.iter().take(regular).map(|c| c.key).collect();
         let rest: Vec<PeerKey> = ranked.iter().skip(regular).map(|c| c.key).collect();
         if !rest.is_empty() {
-            let keep = self.optimistic.filter(|o| rest.contains(o) && self.rounds % self.rotate_every != 0);
+            let keep = self.optimistic.filter(|o| rest.contains(o) && !self.rounds.is_multiple_of(self.rotate_every));
             let pick = keep.unwrap_or_else(|| rest[self.random(rest.len())]);
             self.optimistic = Some(pick);
             chosen.push(pick);

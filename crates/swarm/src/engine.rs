@@ -63,6 +63,7 @@ struct Shared {
     complete: watch::Sender<bool>,
     cfg: EngineConfig,
     local: SocketAddr,
+    started: Instant,
 }
 
 /// A running engine; dropping it stops nothing, call [`Engine::shutdown`].
@@ -98,6 +99,7 @@ impl Engine {
             complete,
             cfg,
             local,
+            started: Instant::now(),
         });
         let engine = Engine { shared: shared.clone(), tasks: Arc::new(Mutex::new(Vec::new())) };
         let mut tasks = Vec::new();
@@ -147,13 +149,14 @@ impl Engine {
         for t in self.tasks.lock().expect("not poisoned").drain(..) {
             t.abort();
         }
-        let peers: Vec<PeerTasks> = self.shared.peers.lock().expect("not poisoned").drain().map(|(_, t)| t).collect();
-        for p in peers {
-            if let Some(r) = p.reader {
-                r.abort();
-            }
-            p.writer.notify_one();
+        // Close every connection in the core; `dispatch` then stops each peer's tasks.
+        let mut guard = self.shared.inner.lock().expect("not poisoned");
+        let inner = &mut *guard;
+        let keys: Vec<PeerKey> = self.shared.peers.lock().expect("not poisoned").keys().copied().collect();
+        for key in keys {
+            inner.swarm.peer_closed(Instant::now(), key);
         }
+        dispatch(&self.shared, inner);
     }
 }
 
@@ -240,6 +243,7 @@ fn dispatch(shared: &Shared, inner: &mut Inner) {
             SwarmEvent::PieceFailed { piece, .. } => warn!(piece, "piece failed its SHA-1 check"),
             SwarmEvent::StorageFailed { piece, error } => warn!(piece, "storage: {error}"),
             SwarmEvent::PieceVerified(_) => {}
+            SwarmEvent::SuperSeedRound(n) => info!(round = n, after_secs = shared.started.elapsed().as_secs_f64(), "every piece has left the seed {n} time(s)"),
             SwarmEvent::Complete => {
                 info!("download complete");
                 shared.complete.send_replace(true);
@@ -275,7 +279,7 @@ fn run_peer(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr, outbound: 
             let mut guard = sh.inner.lock().expect("not poisoned");
             let inner = &mut *guard;
             if n == 0 {
-                inner.swarm.peer_closed(key);
+                inner.swarm.peer_closed(Instant::now(), key);
             } else {
                 inner.swarm.on_bytes(Instant::now(), key, &buf[..n], &mut inner.store);
             }
@@ -309,7 +313,7 @@ fn run_peer(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr, outbound: 
             if wr.write_all(&bytes).await.is_err() {
                 let mut guard = shared.inner.lock().expect("not poisoned");
                 let inner = &mut *guard;
-                inner.swarm.peer_closed(key);
+                inner.swarm.peer_closed(Instant::now(), key);
                 dispatch(&shared, inner);
                 return;
             }

@@ -62,6 +62,7 @@ impl Layout {
 pub struct FileStorage {
     layout: Layout,
     files: Vec<File>,
+    fresh: bool,
 }
 
 impl FileStorage {
@@ -69,7 +70,9 @@ impl FileStorage {
     pub fn create(meta: &Metainfo, root: &Path) -> io::Result<Self> {
         let layout = Layout::new(meta, root);
         let mut files = Vec::new();
+        let mut fresh = true;
         for (path, _, len) in &layout.files {
+            fresh &= !path.exists();
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
@@ -79,14 +82,19 @@ impl FileStorage {
             }
             files.push(f);
         }
-        Ok(FileStorage { layout, files })
+        Ok(FileStorage { layout, files, fresh })
+    }
+
+    /// Whether every file was created just now (nothing to verify: no piece is there).
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
     }
 
     /// Opens existing files read-only (a seed of data that is already complete).
     pub fn open_existing(meta: &Metainfo, root: &Path) -> io::Result<Self> {
         let layout = Layout::new(meta, root);
         let files = layout.files.iter().map(|(p, _, _)| File::open(p)).collect::<io::Result<_>>()?;
-        Ok(FileStorage { layout, files })
+        Ok(FileStorage { layout, files, fresh: false })
     }
 
     /// Which pieces already on disk match their hashes (resuming, or seeding existing files).
@@ -174,6 +182,7 @@ mod tests {
         let meta = Metainfo::parse(t.as_bytes()).unwrap();
         let data: Vec<u8> = (0..40u8).collect();
         let mut s = FileStorage::create(&meta, dir.path()).unwrap();
+        assert!(s.is_fresh());
         for i in 0..3u32 {
             let p = &data[i as usize * 16..(i as usize * 16 + 16).min(40)];
             s.write_piece(i, p).unwrap();
@@ -184,6 +193,7 @@ mod tests {
         assert_eq!(s.read_block(1, 4, 12).unwrap(), &data[20..32]);
         assert_eq!(s.read_block(2, 0, 8).unwrap(), &data[32..40]);
         assert!(s.read_block(2, 0, 9).is_err(), "past the end");
+        assert!(!FileStorage::create(&meta, dir.path()).unwrap().is_fresh(), "files exist now");
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub struct SwarmConfig {
     pub total_length: u64,
     /// Hand out each piece once before any twice (the boot server's seed).
     pub super_seed: bool,
+    /// Super-seed: peers served at once (the seed's upload slots).
+    pub super_seed_slots: usize,
+    /// Super-seed: pieces offered to one peer at once.
+    pub super_seed_offers: usize,
     /// Peers we upload to at once (the optimistic slot included).
     pub upload_slots: usize,
     pub rechoke_interval: Duration,
@@ -42,6 +46,8 @@ pub struct SwarmConfig {
     /// Most requests kept outstanding at one peer (the pipeline is sized to bandwidth × delay
     /// below this).
     pub max_pipeline: usize,
+    /// Queueing delay the pipeline covers on top of the lowest latency (see `pipeline_target`).
+    pub queue_delay: Duration,
     /// A peer that delivers nothing for this long with requests outstanding loses them.
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
@@ -52,6 +58,7 @@ pub struct SwarmConfig {
     pub rng_seed: u64,
 }
 
+
 impl SwarmConfig {
     pub fn new(meta: &Metainfo, our_id: [u8; 20]) -> Self {
         SwarmConfig {
@@ -61,10 +68,13 @@ impl SwarmConfig {
             piece_length: meta.piece_length,
             total_length: meta.total_length(),
             super_seed: false,
-            upload_slots: 4,
+            super_seed_slots: 4,
+            super_seed_offers: 2,
+            upload_slots: 8,
             rechoke_interval: Duration::from_secs(10),
             optimistic_every: 3,
             max_pipeline: 128,
+            queue_delay: Duration::from_millis(30),
             request_timeout: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(60),
             max_peers: 80,
@@ -107,6 +117,8 @@ pub enum SwarmEvent {
     PieceFailed { piece: u32, from: Vec<PeerKey> },
     /// Every piece is here and verified.
     Complete,
+    /// Super-seeding: every piece has now left this seed at least this many times.
+    SuperSeedRound(u32),
     StorageFailed { piece: u32, error: String },
 }
 
@@ -142,6 +154,10 @@ pub struct Progress {
     pub bytes_have: u64,
     pub total_length: u64,
     pub peers: usize,
+    /// Peers that let us request from them now (not choking us).
+    pub sources: usize,
+    /// Peers we upload to now (unchoked by us).
+    pub uploading_to: usize,
     pub totals: Totals,
 }
 
@@ -164,8 +180,8 @@ struct PeerSlot {
     downloaded: u64,
     uploaded: u64,
     upload_queue: VecDeque<(u32, u32, u32)>,
-    /// Super-seed: bytes of the offered piece sent to this peer.
-    offer_sent: u64,
+    /// Super-seed: bytes of each offered piece sent to this peer.
+    offer_sent: HashMap<u32, u64>,
     strikes: u32,
     /// Let a request time out; gets one request at a time until it delivers a block.
     snubbed: bool,
@@ -219,7 +235,7 @@ impl Swarm {
         let mut picker = PiecePicker::new(cfg.pieces(), have, cfg.rng_seed);
         picker.set_order(cfg.order);
         Swarm {
-            superseed: cfg.super_seed.then(|| SuperSeed::new(cfg.pieces())),
+            superseed: cfg.super_seed.then(|| SuperSeed::new(cfg.pieces(), cfg.super_seed_offers)),
             choker: Choker::new(cfg.upload_slots, cfg.optimistic_every, cfg.rng_seed ^ 0x5EED),
             picker,
             peers: BTreeMap::new(),
@@ -260,7 +276,9 @@ impl Swarm {
 
     pub fn progress(&self) -> Progress {
         let have = self.picker.have();
-        Progress { have: have.count(), pieces: have.len(), bytes_have: self.bytes_have, total_length: self.cfg.total_length, peers: self.peers.len(), totals: self.totals }
+        let sources = self.peers.values().filter(|s| s.wire.is_handshaken() && !s.wire.peer_choking).count();
+        let uploading_to = self.peers.values().filter(|s| !s.am_choking).count();
+        Progress { have: have.count(), pieces: have.len(), bytes_have: self.bytes_have, total_length: self.cfg.total_length, peers: self.peers.len(), sources, uploading_to, totals: self.totals }
     }
 
     pub fn peer_stats(&mut self, now: Instant) -> Vec<PeerStats> {
@@ -308,7 +326,7 @@ impl Swarm {
             downloaded: 0,
             uploaded: 0,
             upload_queue: VecDeque::new(),
-            offer_sent: 0,
+            offer_sent: HashMap::new(),
             strikes: 0,
             snubbed: false,
         };
@@ -318,8 +336,11 @@ impl Swarm {
     }
 
     /// The socket closed (or failed).
-    pub fn peer_closed(&mut self, key: PeerKey) {
+    pub fn peer_closed(&mut self, now: Instant, key: PeerKey) {
         self.remove_peer(key, DropReason::Closed);
+        if self.choke_dirty {
+            self.rechoke(now, false);
+        }
     }
 
     pub fn is_open(&self, key: PeerKey) -> bool {
@@ -351,12 +372,16 @@ impl Swarm {
                     slot.up.add(now, u64::from(length));
                     self.totals.uploaded += u64::from(length);
                     if let Some(ss) = &mut self.superseed {
-                        if ss.offered(key) == Some(index) {
-                            slot.offer_sent += u64::from(length);
-                            if slot.offer_sent >= u64::from(self.cfg.piece_len(index)) {
+                        if ss.allows(key, index) {
+                            let sent = slot.offer_sent.entry(index).or_insert(0);
+                            *sent += u64::from(length);
+                            if *sent >= u64::from(self.cfg.piece_len(index)) {
+                                slot.offer_sent.remove(&index);
+                                let before = ss.rounds();
                                 ss.uploaded(key, index);
-                                slot.offer_sent = 0;
-                                self.choke_dirty = true;
+                                if ss.rounds() > before {
+                                    self.events.push_back(SwarmEvent::SuperSeedRound(ss.rounds()));
+                                }
                             }
                         }
                     }
@@ -369,13 +394,8 @@ impl Swarm {
         }
         let out = slot.wire.take_transmit(now);
         if self.superseed.is_some() {
-            // An upload finished: offer this peer its next piece.
-            self.make_offer(key);
-            if let Some(slot) = self.peers.get_mut(&key) {
-                if slot.wire.has_transmit() {
-                    self.wake.push(key);
-                }
-            }
+            // An upload may have finished: hand out the freed offers.
+            self.refill_offers();
         }
         out
     }
@@ -468,12 +488,14 @@ impl Swarm {
                 }
                 slot.counted = has;
                 if let Some(ss) = &mut self.superseed {
-                    // The peer got its offered piece elsewhere: offer another.
-                    if ss.offered(key).is_some_and(|p| slot.counted.has(p)) {
-                        ss.peer_gone(key);
-                        slot.offer_sent = 0;
+                    // The peer got an offered piece elsewhere: offer another.
+                    for p in ss.offered(key).to_vec() {
+                        if slot.counted.has(p) {
+                            ss.withdraw(key, p);
+                            slot.offer_sent.remove(&p);
+                        }
                     }
-                    self.make_offer(key);
+                    self.refill_offers();
                 }
                 self.update_interest(key);
             }
@@ -525,7 +547,6 @@ impl Swarm {
         slot.peer_id = Some(peer_id);
         if self.superseed.is_some() {
             slot.wire.announce(&Bitfield::new(self.cfg.pieces()));
-            self.make_offer(key);
         } else {
             slot.wire.announce(self.picker.have());
         }
@@ -533,18 +554,37 @@ impl Swarm {
         self.choke_dirty = true;
     }
 
-    /// Super-seed: offer `key` a piece (announced with HAVE) if it has none on offer.
-    fn make_offer(&mut self, key: PeerKey) {
+    /// Super-seed: the offers are the seed's admission control (every peer that lacks pieces
+    /// is unchoked). At most `super_seed_slots × super_seed_offers` pieces are on offer at once,
+    /// each peer holds at most `super_seed_offers`, and free offers go to the peers the seed
+    /// has sent the least, so the first copy of the file is spread evenly over the fleet and
+    /// every peer has its share to pass on.
+    fn refill_offers(&mut self) {
         let Some(ss) = &mut self.superseed else { return };
-        let Some(slot) = self.peers.get_mut(&key) else { return };
-        if !slot.wire.is_handshaken() || ss.offered(key).is_some() {
-            return;
-        }
+        let cap = self.cfg.super_seed_slots * self.cfg.super_seed_offers;
+        let mut order: Vec<(u64, PeerKey)> = self
+            .peers
+            .iter()
+            .filter(|(_, s)| s.wire.is_handshaken() && !s.am_choking && !s.counted.is_complete())
+            .map(|(&k, s)| (s.uploaded + s.offer_sent.values().sum::<u64>(), k))
+            .collect();
+        order.sort_unstable();
         let picker = &self.picker;
-        if let Some(piece) = ss.offer(key, &slot.counted, |i| picker.availability(i)) {
-            slot.offer_sent = 0;
-            slot.wire.have(piece);
-            self.wake.push(key);
+        let mut progress = true;
+        while ss.total_offers() < cap && progress {
+            progress = false;
+            for &(_, key) in &order {
+                if ss.total_offers() >= cap {
+                    break;
+                }
+                let slot = self.peers.get_mut(&key).expect("listed");
+                if let Some(piece) = ss.offer(key, &slot.counted, |i| picker.availability(i)) {
+                    slot.wire.have(piece);
+                    self.wake.push(key);
+                    progress = true;
+                    // One offer per peer per pass: spread before doubling up.
+                }
+            }
         }
     }
 
@@ -580,7 +620,7 @@ impl Swarm {
             return;
         };
         let b = (begin / BLOCK) as usize;
-        if begin % BLOCK != 0 || b >= p.done.len() || p.block_len(b) as u64 != len || p.done[b] {
+        if !begin.is_multiple_of(BLOCK) || b >= p.done.len() || p.block_len(b) as u64 != len || p.done[b] {
             self.totals.wasted += len;
             return;
         }
@@ -691,15 +731,17 @@ impl Swarm {
         self.events.push_back(SwarmEvent::Dropped { key, reason });
     }
 
-    /// Requests kept outstanding at this peer: bandwidth × delay (its rate times twice the
-    /// lowest request latency seen), at least 4 and at most `max_pipeline`.
+    /// Requests kept outstanding at this peer: bandwidth × delay, where the delay is twice
+    /// the lowest request latency seen plus [`SwarmConfig::queue_delay`] (under load our
+    /// requests wait behind our own uploads in our uplink's queue, and its blocks behind other
+    /// peers' in its queue); at least 4, at most `max_pipeline`.
     fn pipeline_target(cfg: &SwarmConfig, s: &mut PeerSlot, now: Instant) -> usize {
         if s.snubbed {
             return 1;
         }
         let rate = s.down.per_sec(now);
-        let delay = s.min_latency.unwrap_or(Duration::from_millis(5)).max(Duration::from_millis(1));
-        let bdp = rate * 2.0 * delay.as_secs_f64() / f64::from(BLOCK);
+        let delay = 2 * s.min_latency.unwrap_or(Duration::from_millis(5)).max(Duration::from_millis(1)) + cfg.queue_delay;
+        let bdp = rate * delay.as_secs_f64() / f64::from(BLOCK);
         (4 + bdp.ceil() as usize).min(cfg.max_pipeline)
     }
 
@@ -746,6 +788,18 @@ impl Swarm {
 
     fn rechoke(&mut self, now: Instant, full: bool) {
         self.choke_dirty = false;
+        if self.superseed.is_some() {
+            for (&key, s) in self.peers.iter_mut() {
+                let unchoke = s.wire.is_handshaken() && !s.counted.is_complete();
+                if s.wire.is_handshaken() && unchoke == s.am_choking {
+                    s.am_choking = !unchoke;
+                    s.wire.choke(!unchoke);
+                    self.wake.push(key);
+                }
+            }
+            self.refill_offers();
+            return;
+        }
         let seeding = self.is_complete();
         let cands: Vec<Candidate> = self
             .peers

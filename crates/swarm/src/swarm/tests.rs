@@ -126,8 +126,8 @@ impl Net {
             let (a_open, b_open) = (self.nodes[l.a].swarm.is_open(l.ka), self.nodes[l.b].swarm.is_open(l.kb));
             if !a_open || !b_open {
                 let l = self.links.remove(i);
-                self.nodes[l.a].swarm.peer_closed(l.ka);
-                self.nodes[l.b].swarm.peer_closed(l.kb);
+                self.nodes[l.a].swarm.peer_closed(self.now, l.ka);
+                self.nodes[l.b].swarm.peer_closed(self.now, l.kb);
             } else {
                 i += 1;
             }
@@ -177,7 +177,6 @@ fn a_super_seed_uploads_about_one_copy_in_a_storm() {
     let rate = 20_000; // bytes per tick, everyone
     let server = net.add(&meta, Some(&data), rate, |c| {
         c.super_seed = true;
-        c.upload_slots = 12;
     });
     let leechers: Vec<usize> = (0..12).map(|_| net.add(&meta, None, rate, |_| {})).collect();
     for (i, &l) in leechers.iter().enumerate() {
