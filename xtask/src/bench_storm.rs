@@ -70,10 +70,41 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank - 1]
 }
 
+/// The kernel's ARP table is one table for every namespace (gc_thresh3 = 1024 by default);
+/// N hosts that all talk to each other need about N² entries, and past the limit new
+/// neighbours are refused ("neighbor table overflow"): 40 clients lose each other. Raised
+/// for the run when needed, and put back when dropped.
+struct ArpTableRoom(Vec<(&'static str, String)>);
+
+impl ArpTableRoom {
+    fn ensure(hosts: usize) -> anyhow::Result<Self> {
+        let need = (hosts + 2) * (hosts + 2) * 2;
+        let mut saved = Vec::new();
+        for (key, value) in [("gc_thresh3", need * 2), ("gc_thresh2", need)] {
+            let path = format!("/proc/sys/net/ipv4/neigh/default/{key}");
+            let old = std::fs::read_to_string(&path)?.trim().to_string();
+            if old.parse::<usize>().unwrap_or(0) < value {
+                std::fs::write(&path, value.to_string()).with_context(|| format!("raising {path}"))?;
+                saved.push((key, old));
+            }
+        }
+        Ok(ArpTableRoom(saved))
+    }
+}
+
+impl Drop for ArpTableRoom {
+    fn drop(&mut self) {
+        for (key, old) in &self.0 {
+            let _ = std::fs::write(format!("/proc/sys/net/ipv4/neigh/default/{key}"), old);
+        }
+    }
+}
+
 pub fn run(a: StormArgs) -> anyhow::Result<()> {
     if !host::prepare_bench("bench-storm", "warn")? {
         return Ok(());
     }
+    let _arp = ArpTableRoom::ensure(a.clients)?;
     // The data lives in RAM (as in the stub), not on the disk: 64 MiB × (N + 1) copies.
     std::env::set_var("TMPDIR", "/dev/shm");
     let rate_bps = rate_bits(&a.rate)?;

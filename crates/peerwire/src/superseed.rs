@@ -40,23 +40,36 @@ impl SuperSeed {
     /// A new piece to offer `peer` (which has `peer_has`), or `None`: it holds as many offers
     /// as it may, or there is nothing to offer it.
     ///
-    /// First round (some piece has never gone out): only a least-uploaded piece, and only one
-    /// not on offer to anyone, so no piece can go out a second time while another has not
-    /// gone out yet, however uploads interleave. Later rounds: only a piece no connected peer
-    /// holds (`held_by_peers(piece) == 0`; its holders left), least-uploaded first; everything
-    /// else the peers get from each other. An offer stands until [`SuperSeed::uploaded`],
-    /// [`SuperSeed::withdraw`] or [`SuperSeed::peer_gone`].
-    pub fn offer(&mut self, peer: PeerKey, peer_has: &Bitfield, held_by_peers: impl Fn(u32) -> u32) -> Option<u32> {
-        if self.offers.get(&peer).is_some_and(|o| o.len() >= self.per_peer) {
+    /// First round (some piece has never gone out): only a piece that has never gone out and
+    /// is not on offer to anyone, so no piece can go out a second time while another has not
+    /// gone out yet, however uploads interleave. Later rounds: a piece that has not spread
+    /// (`held_by_peers(piece) <= 1`: its one holder may be unreachable for the others, or
+    /// gone), least held first; everything else the peers get from each other. A `starving`
+    /// peer (the swarm saw it get nothing from other peers for a while: it cannot reach them)
+    /// is offered any piece it lacks, rarest first, once the first round is over, so a
+    /// partitioned swarm still completes.
+    /// An offer stands until [`SuperSeed::uploaded`], [`SuperSeed::withdraw`] or
+    /// [`SuperSeed::peer_gone`].
+    pub fn offer(&mut self, peer: PeerKey, peer_has: &Bitfield, held_by_peers: impl Fn(u32) -> u32, starving: bool) -> Option<u32> {
+        let mine = self.offered(peer);
+        if mine.len() >= self.per_peer {
             return None;
         }
         let floor = *self.uploads.iter().min()?;
         let on_offer: std::collections::HashSet<u32> = self.offers.values().flatten().copied().collect();
-        let free = |i: u32| !on_offer.contains(&i) && !peer_has.has(i);
+        let lacks = |i: u32| !peer_has.has(i) && !mine.contains(&i);
+        let all = 0..self.uploads.len() as u32;
         let piece = if floor == 0 {
-            (0..self.uploads.len() as u32).find(|&i| self.uploads[i as usize] == 0 && free(i))?
+            all.clone().find(|&i| self.uploads[i as usize] == 0 && lacks(i) && !on_offer.contains(&i))
         } else {
-            (0..self.uploads.len() as u32).filter(|&i| free(i) && held_by_peers(i) == 0).min_by_key(|&i| self.uploads[i as usize])?
+            None
+        };
+        let piece = match piece {
+            Some(p) => p,
+            // Round one is not over: nothing goes out twice yet, starving or not.
+            None if floor == 0 => return None,
+            None if starving => all.filter(|&i| lacks(i)).min_by_key(|&i| (held_by_peers(i), self.uploads[i as usize]))?,
+            None => all.filter(|&i| lacks(i) && !on_offer.contains(&i) && held_by_peers(i) <= 1).min_by_key(|&i| (held_by_peers(i), self.uploads[i as usize]))?,
         };
         self.offers.entry(peer).or_default().push(piece);
         Some(piece)
@@ -132,7 +145,7 @@ mod tests {
                     1 => s.peer_gone(p),
                     2 => {
                         // Take an offer, finish it later (or never).
-                        if let Some(piece) = s.offer(p, &has[p as usize], |_| 0) {
+                        if let Some(piece) = s.offer(p, &has[p as usize], |_| 0, false) {
                             assert!(s.allows(p, piece));
                             for other in 0..pieces {
                                 assert_eq!(s.allows(p, other), s.offered(p).contains(&other), "only offered pieces may be fetched");
@@ -158,14 +171,14 @@ mod tests {
     fn concurrent_offers_are_distinct_pieces() {
         let mut s = SuperSeed::new(4, 1);
         let none = Bitfield::new(4);
-        let offers: Vec<u32> = (0..4).map(|p| s.offer(p, &none, |_| 0).unwrap()).collect();
+        let offers: Vec<u32> = (0..4).map(|p| s.offer(p, &none, |_| 0, false).unwrap()).collect();
         let mut sorted = offers.clone();
         sorted.sort();
         assert_eq!(sorted, vec![0, 1, 2, 3]);
-        assert_eq!(s.offer(9, &none, |_| 0), None, "a 5th peer waits: every first-round piece is on offer");
+        assert_eq!(s.offer(9, &none, |_| 0, false), None, "a 5th peer waits: every first-round piece is on offer");
         s.uploaded(2, offers[2]);
-        assert_eq!(s.offer(9, &none, |_| 0), None, "still: the other three have not gone out once");
-        assert_eq!(s.offer(0, &none, |_| 0), None, "one offer per peer, and it stands until uploaded");
+        assert_eq!(s.offer(9, &none, |_| 0, false), None, "still: the other three have not gone out once");
+        assert_eq!(s.offer(0, &none, |_| 0, false), None, "one offer per peer, and it stands until uploaded");
         assert_eq!(s.offered(0), &[offers[0]]);
     }
 
@@ -174,23 +187,29 @@ mod tests {
         let mut s = SuperSeed::new(3, 1);
         let none = Bitfield::new(3);
         for p in 0..3 {
-            let piece = s.offer(p, &none, |_| 0).unwrap();
+            let piece = s.offer(p, &none, |_| 0, false).unwrap();
             s.uploaded(p, piece);
         }
-        // Every piece went out once; peers hold pieces 0 and 2, the holder of 1 left.
-        let held = |i: u32| u32::from(i != 1);
-        assert_eq!(s.offer(7, &none, held), Some(1));
-        assert_eq!(s.offer(8, &none, held), None, "1 is on offer, 0 and 2 come from peers");
+        // Every piece went out once; two peers hold 0 and 2, the holder of 1 left.
+        let held = |i: u32| if i == 1 { 0 } else { 2 };
+        assert_eq!(s.offer(7, &none, held, false), Some(1));
+        assert_eq!(s.offer(8, &none, held, false), None, "1 is on offer, 0 and 2 come from peers");
+        // A piece only one peer holds has not spread: its holder may be out of reach.
+        let once = |i: u32| if i == 2 { 1 } else { 3 };
+        assert_eq!(s.offer(8, &none, once, false), Some(2));
+        // A peer that gets nothing from peers gets anything it lacks.
+        assert_eq!(s.offer(9, &none, held, true), Some(1), "rarest first");
+        assert_eq!(s.offer(9, &none, held, true), None, "still one offer at a time");
     }
 
     #[test]
     fn two_offers_per_peer_when_asked() {
         let mut s = SuperSeed::new(5, 2);
         let none = Bitfield::new(5);
-        assert_eq!((s.offer(1, &none, |_| 0), s.offer(1, &none, |_| 0), s.offer(1, &none, |_| 0)), (Some(0), Some(1), None));
+        assert_eq!((s.offer(1, &none, |_| 0, false), s.offer(1, &none, |_| 0, false), s.offer(1, &none, |_| 0, false)), (Some(0), Some(1), None));
         assert!(s.allows(1, 0) && s.allows(1, 1) && !s.allows(1, 2));
         s.withdraw(1, 0);
-        assert_eq!(s.offer(2, &none, |_| 0), Some(0), "a withdrawn offer goes to someone else");
-        assert_eq!(s.offer(1, &none, |_| 0), Some(2));
+        assert_eq!(s.offer(2, &none, |_| 0, false), Some(0), "a withdrawn offer goes to someone else");
+        assert_eq!(s.offer(1, &none, |_| 0, false), Some(2));
     }
 }

@@ -185,6 +185,10 @@ struct PeerSlot {
     strikes: u32,
     /// Let a request time out; gets one request at a time until it delivers a block.
     snubbed: bool,
+    /// Super-seed: pieces this seed sent it, and when it last announced a piece it got from
+    /// someone else (a peer that gets nothing from peers cannot reach them).
+    served: Bitfield,
+    last_peer_progress: Instant,
 }
 
 #[derive(Debug)]
@@ -222,6 +226,9 @@ pub struct Swarm {
     totals: Totals,
     bytes_have: u64,
 }
+
+/// Super-seed: a peer that got no piece from other peers for this long is served anything.
+pub const STARVING_AFTER: Duration = Duration::from_secs(3);
 
 /// How much already-encoded output a peer may have before we stop reading blocks from
 /// storage for it: blocks are read only as the socket drains.
@@ -329,6 +336,8 @@ impl Swarm {
             offer_sent: HashMap::new(),
             strikes: 0,
             snubbed: false,
+            served: Bitfield::new(self.cfg.pieces()),
+            last_peer_progress: now,
         };
         self.peers.insert(key, slot);
         self.wake.push(key);
@@ -377,6 +386,7 @@ impl Swarm {
                             *sent += u64::from(length);
                             if *sent >= u64::from(self.cfg.piece_len(index)) {
                                 slot.offer_sent.remove(&index);
+                                slot.served.set(index);
                                 let before = ss.rounds();
                                 ss.uploaded(key, index);
                                 if ss.rounds() > before {
@@ -395,7 +405,7 @@ impl Swarm {
         let out = slot.wire.take_transmit(now);
         if self.superseed.is_some() {
             // An upload may have finished: hand out the freed offers.
-            self.refill_offers();
+            self.refill_offers(now);
         }
         out
     }
@@ -477,7 +487,12 @@ impl Swarm {
                 let slot = self.peers.get_mut(&key).expect("live peer");
                 for i in 0..has.len() {
                     match (slot.counted.has(i), has.has(i)) {
-                        (false, true) => self.picker.peer_has(i),
+                        (false, true) => {
+                            self.picker.peer_has(i);
+                            if !slot.served.has(i) {
+                                slot.last_peer_progress = now;
+                            }
+                        }
                         (true, false) => {
                             let mut one = Bitfield::new(has.len());
                             one.set(i);
@@ -495,7 +510,7 @@ impl Swarm {
                             slot.offer_sent.remove(&p);
                         }
                     }
-                    self.refill_offers();
+                    self.refill_offers(now);
                 }
                 self.update_interest(key);
             }
@@ -559,26 +574,30 @@ impl Swarm {
     /// each peer holds at most `super_seed_offers`, and free offers go to the peers the seed
     /// has sent the least, so the first copy of the file is spread evenly over the fleet and
     /// every peer has its share to pass on.
-    fn refill_offers(&mut self) {
+    ///
+    /// A peer that announced no piece it got from someone else for [`STARVING_AFTER`] is
+    /// treated as cut off from the other peers: it goes first and may be offered any piece.
+    fn refill_offers(&mut self, now: Instant) {
         let Some(ss) = &mut self.superseed else { return };
         let cap = self.cfg.super_seed_slots * self.cfg.super_seed_offers;
-        let mut order: Vec<(u64, PeerKey)> = self
+        let starving = |s: &PeerSlot| now.saturating_duration_since(s.last_peer_progress) >= STARVING_AFTER;
+        let mut order: Vec<(bool, u64, PeerKey)> = self
             .peers
             .iter()
             .filter(|(_, s)| s.wire.is_handshaken() && !s.am_choking && !s.counted.is_complete())
-            .map(|(&k, s)| (s.uploaded + s.offer_sent.values().sum::<u64>(), k))
+            .map(|(&k, s)| (!starving(s), s.uploaded + s.offer_sent.values().sum::<u64>(), k))
             .collect();
         order.sort_unstable();
         let picker = &self.picker;
         let mut progress = true;
         while ss.total_offers() < cap && progress {
             progress = false;
-            for &(_, key) in &order {
+            for &(fed, _, key) in &order {
                 if ss.total_offers() >= cap {
                     break;
                 }
                 let slot = self.peers.get_mut(&key).expect("listed");
-                if let Some(piece) = ss.offer(key, &slot.counted, |i| picker.availability(i)) {
+                if let Some(piece) = ss.offer(key, &slot.counted, |i| picker.availability(i), !fed) {
                     slot.wire.have(piece);
                     self.wake.push(key);
                     progress = true;
@@ -797,7 +816,7 @@ impl Swarm {
                     self.wake.push(key);
                 }
             }
-            self.refill_offers();
+            self.refill_offers(now);
             return;
         }
         let seeding = self.is_complete();

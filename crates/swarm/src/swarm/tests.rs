@@ -319,3 +319,38 @@ fn a_snubbing_peer_loses_its_requests() {
     net.run_until(1000, |n| n.complete(leech));
     assert_eq!(net.nodes[leech].store.data, data);
 }
+
+/// A partitioned storm (the bug the 40-client benchmark found: peers that can reach only the
+/// server): three leechers in a mesh and two that reach nobody but the super-seeding server.
+/// Pieces of the first round that went to the cut-off peers have not spread, so they go out
+/// again; the cut-off peers get nothing from peers, so the seed serves them everything. All
+/// complete; nothing is lost to a deadlock.
+#[test]
+fn a_partitioned_swarm_still_completes_from_a_super_seed() {
+    let size = 512 * 1024;
+    let data = data_of(size, 8);
+    let (meta, _) = Metainfo::single_file("img", &data, 16384, None, true);
+    let mut net = Net::new();
+    net.tick = Duration::from_millis(10);
+    let rate = 4_000;
+    let server = net.add(&meta, Some(&data), rate, |c| c.super_seed = true);
+    let mesh: Vec<usize> = (0..3).map(|_| net.add(&meta, None, rate, |_| {})).collect();
+    let alone: Vec<usize> = (0..2).map(|_| net.add(&meta, None, rate, |_| {})).collect();
+    for (i, &m) in mesh.iter().enumerate() {
+        net.connect(m, server);
+        for &o in &mesh[..i] {
+            net.connect(m, o);
+        }
+    }
+    for &a in &alone {
+        net.connect(a, server);
+    }
+    let everyone: Vec<usize> = mesh.iter().chain(&alone).copied().collect();
+    net.run_until(20_000, |n| everyone.iter().all(|&l| n.complete(l)));
+    for &l in &everyone {
+        assert_eq!(net.nodes[l].store.data, data);
+    }
+    let up = net.nodes[server].swarm.totals().uploaded as f64 / size as f64;
+    assert!(up >= 2.0, "the two cut-off peers could only get their bytes from the seed: {up:.2} copies");
+    assert!(up <= 3.6, "but the mesh got most of its bytes from itself: {up:.2} copies");
+}
