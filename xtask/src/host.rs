@@ -121,15 +121,21 @@ pub fn test(fuzz_secs: u32) -> anyhow::Result<()> {
     let root = workspace_root();
     run(cargo().current_dir(&root).args(["build", "--workspace", "--bins"]))?;
     if fuzz_secs > 0 {
-        let corpus = root.join("fuzz/corpus/dhcp_handle");
-        std::fs::create_dir_all(&corpus)?;
-        run(fuzz_command()?
-            .current_dir(&root)
-            .args(["run", "dhcp_handle"])
-            .arg(&corpus)
-            .arg(root.join("crates/dhcp/testdata"))
-            .args(["--", &format!("-max_total_time={fuzz_secs}"), "-max_len=1500", "-print_final_stats=1"]))
-        .context("fuzz smoke (a crash input is in fuzz/artifacts/)")?;
+        // (target, seed inputs, longest input): the DHCP core gets the full time, the tracker
+        // a third of it.
+        for (target, seeds, max_len, secs) in
+            [("dhcp_handle", "crates/dhcp/testdata", 1500, fuzz_secs), ("tracker_announce", "crates/tracker/testdata", 4096, fuzz_secs.div_ceil(3))]
+        {
+            let corpus = root.join("fuzz/corpus").join(target);
+            std::fs::create_dir_all(&corpus)?;
+            run(fuzz_command()?
+                .current_dir(&root)
+                .args(["run", target])
+                .arg(&corpus)
+                .arg(root.join(seeds))
+                .args(["--", &format!("-max_total_time={secs}"), &format!("-max_len={max_len}"), "-print_final_stats=1"]))
+            .with_context(|| format!("fuzz smoke of {target} (a crash input is in fuzz/artifacts/{target}/)"))?;
+        }
     }
     run_tests(cargo().current_dir(&root).args(["test", "--workspace"]))
 }

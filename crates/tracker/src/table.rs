@@ -1,0 +1,271 @@
+//! The swarms the tracker knows and their peers, and the announce decision:
+//! `PeerTable::announce(&req, source, now) -> Result<AnnounceReply, Refusal>`. No sockets, no
+//! clock (time comes in), randomness from a seed the caller gives.
+//!
+//! It shapes boot storms: each reply is a bounded random set of peers that prefers peers on the
+//! requester's subnet and peers that hold more of the file (those can serve it now), so the
+//! first machines do not all get the same few peers; a young swarm is told to re-announce
+//! every few seconds, so machines that start together find each other at once; peers that
+//! stop announcing expire.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use crate::query::{AnnounceRequest, Event};
+
+#[derive(Debug, Clone)]
+pub struct TrackerConfig {
+    /// Re-announce interval once a swarm has settled.
+    pub interval: Duration,
+    /// Re-announce interval while a swarm is young (a boot storm is starting).
+    pub young_interval: Duration,
+    /// How long a swarm counts as young after its first peer arrived.
+    pub young_for: Duration,
+    /// A peer not heard from for this long is forgotten.
+    pub peer_ttl: Duration,
+    /// Peers whose addresses share this many leading bits with the requester's are preferred.
+    pub subnet_prefix: u8,
+    /// Most peers kept per swarm (new ones beyond are refused).
+    pub max_peers_per_swarm: usize,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig {
+            interval: Duration::from_secs(60),
+            young_interval: Duration::from_secs(5),
+            young_for: Duration::from_secs(120),
+            peer_ttl: Duration::from_secs(200),
+            subnet_prefix: 24,
+            max_peers_per_swarm: 4096,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PeerEntry {
+    addr: SocketAddrV4,
+    left: u64,
+    last_seen: Instant,
+}
+
+#[derive(Debug, Default)]
+struct SwarmEntry {
+    peers: HashMap<[u8; 20], PeerEntry>,
+    first_seen: Option<Instant>,
+    completed: u64,
+}
+
+/// A peer in a reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    pub peer_id: [u8; 20],
+    pub addr: SocketAddrV4,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnounceReply {
+    pub interval: Duration,
+    pub min_interval: Duration,
+    pub complete: u32,
+    pub incomplete: u32,
+    pub peers: Vec<PeerInfo>,
+}
+
+/// Why an announce was refused (sent back as a bencoded `failure reason`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("unknown torrent: this tracker serves only the server's images")]
+    UnknownTorrent,
+    #[error("swarm is full")]
+    SwarmFull,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ScrapeEntry {
+    pub complete: u32,
+    pub incomplete: u32,
+    pub downloaded: u64,
+}
+
+#[derive(Debug)]
+pub struct PeerTable {
+    cfg: TrackerConfig,
+    swarms: HashMap<[u8; 20], SwarmEntry>,
+    rng: u64,
+}
+
+impl PeerTable {
+    pub fn new(cfg: TrackerConfig, seed: u64) -> Self {
+        PeerTable { cfg, swarms: HashMap::new(), rng: seed | 1 }
+    }
+
+    /// Serves `info_hash` from now on.
+    pub fn allow(&mut self, info_hash: [u8; 20]) {
+        self.swarms.entry(info_hash).or_default();
+    }
+
+    /// Stops serving `info_hash` (its peers are forgotten).
+    pub fn forbid(&mut self, info_hash: &[u8; 20]) {
+        self.swarms.remove(info_hash);
+    }
+
+    pub fn is_allowed(&self, info_hash: &[u8; 20]) -> bool {
+        self.swarms.contains_key(info_hash)
+    }
+
+    fn next_random(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    /// Forgets peers not heard from for the TTL.
+    pub fn expire(&mut self, now: Instant) {
+        let ttl = self.cfg.peer_ttl;
+        for s in self.swarms.values_mut() {
+            s.peers.retain(|_, p| now.saturating_duration_since(p.last_seen) < ttl);
+        }
+    }
+
+    /// One announce from `source` (the address the request came from; the announced port
+    /// replaces its port).
+    pub fn announce(&mut self, req: &AnnounceRequest, source: Ipv4Addr, now: Instant) -> Result<AnnounceReply, Refusal> {
+        let cfg = self.cfg.clone();
+        let swarm = self.swarms.get_mut(&req.info_hash).ok_or(Refusal::UnknownTorrent)?;
+        let ttl = cfg.peer_ttl;
+        swarm.peers.retain(|_, p| now.saturating_duration_since(p.last_seen) < ttl);
+        let first_seen = *swarm.first_seen.get_or_insert(now);
+        match req.event {
+            Event::Stopped => {
+                swarm.peers.remove(&req.peer_id);
+            }
+            _ => {
+                if !swarm.peers.contains_key(&req.peer_id) && swarm.peers.len() >= cfg.max_peers_per_swarm {
+                    return Err(Refusal::SwarmFull);
+                }
+                let before = swarm.peers.insert(req.peer_id, PeerEntry { addr: SocketAddrV4::new(source, req.port), left: req.left, last_seen: now });
+                if req.event == Event::Completed && before.is_none_or(|b| b.left > 0) {
+                    swarm.completed += 1;
+                }
+            }
+        }
+        let complete = swarm.peers.values().filter(|p| p.left == 0).count() as u32;
+        let incomplete = swarm.peers.len() as u32 - complete;
+        let mut candidates: Vec<(PeerInfo, u64)> =
+            swarm.peers.iter().filter(|(id, _)| **id != req.peer_id).map(|(id, p)| (PeerInfo { peer_id: *id, addr: p.addr }, p.left)).collect();
+        let wanted = if req.event == Event::Stopped { 0 } else { req.numwant };
+        let peers = self.choose(&mut candidates, source, wanted);
+        let young = now.saturating_duration_since(first_seen) < cfg.young_for;
+        let interval = if young { cfg.young_interval } else { cfg.interval };
+        Ok(AnnounceReply { interval, min_interval: if young { Duration::from_secs(1) } else { interval / 2 }, complete, incomplete, peers })
+    }
+
+    /// A bounded random choice: shuffled, then ordered by (same subnet first, more of the
+    /// file first, in quarters so that peers of about the same progress stay shuffled).
+    fn choose(&mut self, candidates: &mut [(PeerInfo, u64)], source: Ipv4Addr, wanted: usize) -> Vec<PeerInfo> {
+        for i in (1..candidates.len()).rev() {
+            let j = (self.next_random() % (i as u64 + 1)) as usize;
+            candidates.swap(i, j);
+        }
+        let max_left = candidates.iter().map(|c| c.1).max().unwrap_or(0).max(1);
+        let mask = if self.cfg.subnet_prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(self.cfg.subnet_prefix.min(32))) };
+        let same_subnet = |a: Ipv4Addr| (u32::from(a) & mask) == (u32::from(source) & mask);
+        candidates.sort_by_key(|(p, left)| (!same_subnet(*p.addr.ip()), left.saturating_mul(4) / max_left));
+        candidates.iter().take(wanted).map(|(p, _)| p.clone()).collect()
+    }
+
+    /// Counts for one swarm (`None`: not served here).
+    pub fn scrape(&self, info_hash: &[u8; 20]) -> Option<ScrapeEntry> {
+        let s = self.swarms.get(info_hash)?;
+        let complete = s.peers.values().filter(|p| p.left == 0).count() as u32;
+        Some(ScrapeEntry { complete, incomplete: s.peers.len() as u32 - complete, downloaded: s.completed })
+    }
+
+    /// Every served info hash.
+    pub fn info_hashes(&self) -> Vec<[u8; 20]> {
+        self.swarms.keys().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::DEFAULT_NUMWANT;
+
+    const HASH: [u8; 20] = [9; 20];
+
+    fn req(n: u8, left: u64, event: Event) -> AnnounceRequest {
+        let mut peer_id = [0u8; 20];
+        peer_id[0] = n;
+        AnnounceRequest { info_hash: HASH, peer_id, port: 6881, uploaded: 0, downloaded: 0, left, event, numwant: DEFAULT_NUMWANT, want_dict: false, claimed_ip: None }
+    }
+
+    fn ip(n: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, 77, 0, n)
+    }
+
+    #[test]
+    fn unknown_torrents_are_refused() {
+        let mut t = PeerTable::new(TrackerConfig::default(), 1);
+        assert_eq!(t.announce(&req(1, 5, Event::Started), ip(1), Instant::now()), Err(Refusal::UnknownTorrent));
+    }
+
+    #[test]
+    fn peers_see_each_other_not_themselves_and_stopped_peers_leave() {
+        let mut t = PeerTable::new(TrackerConfig::default(), 1);
+        t.allow(HASH);
+        let now = Instant::now();
+        assert!(t.announce(&req(1, 100, Event::Started), ip(1), now).unwrap().peers.is_empty());
+        let r = t.announce(&req(2, 100, Event::Started), ip(2), now).unwrap();
+        assert_eq!(r.peers, vec![PeerInfo { peer_id: req(1, 0, Event::Update).peer_id, addr: SocketAddrV4::new(ip(1), 6881) }]);
+        assert_eq!((r.complete, r.incomplete), (0, 2));
+        t.announce(&req(1, 0, Event::Completed), ip(1), now).unwrap();
+        assert_eq!(t.scrape(&HASH), Some(ScrapeEntry { complete: 1, incomplete: 1, downloaded: 1 }));
+        t.announce(&req(1, 0, Event::Stopped), ip(1), now).unwrap();
+        assert!(t.announce(&req(2, 100, Event::Update), ip(2), now).unwrap().peers.is_empty());
+    }
+
+    #[test]
+    fn young_swarms_reannounce_fast_and_silent_peers_expire() {
+        let cfg = TrackerConfig::default();
+        let mut t = PeerTable::new(cfg.clone(), 1);
+        t.allow(HASH);
+        let t0 = Instant::now();
+        assert_eq!(t.announce(&req(1, 1, Event::Started), ip(1), t0).unwrap().interval, cfg.young_interval);
+        let later = t0 + cfg.young_for + Duration::from_secs(1);
+        let r = t.announce(&req(2, 1, Event::Started), ip(2), later).unwrap();
+        assert_eq!(r.interval, cfg.interval);
+        assert_eq!(r.peers.len(), 1, "peer 1 was seen {:?} ago, within the TTL", later - t0);
+        let much_later = t0 + cfg.peer_ttl + Duration::from_secs(1);
+        assert!(t.announce(&req(2, 1, Event::Update), ip(2), much_later).unwrap().peers.is_empty(), "peer 1 expired");
+    }
+
+    /// 200 machines of a storm announce; each reply is bounded, lists the subnet's peers first
+    /// and the seeds before empty peers, and different machines get different peers.
+    #[test]
+    fn replies_are_bounded_random_and_prefer_near_and_full_peers() {
+        let mut t = PeerTable::new(TrackerConfig::default(), 7);
+        t.allow(HASH);
+        let now = Instant::now();
+        let seed = req(250, 0, Event::Started);
+        t.announce(&seed, Ipv4Addr::new(10, 77, 0, 1), now).unwrap();
+        for n in 0..200u8 {
+            let subnet = if n % 2 == 0 { 1 } else { 2 };
+            t.announce(&req(n, 1000, Event::Started), Ipv4Addr::new(10, 77, subnet, n), now).unwrap();
+        }
+        let mut firsts = std::collections::HashSet::new();
+        for n in (0..200u8).step_by(2) {
+            let r = t.announce(&req(n, 1000, Event::Update), Ipv4Addr::new(10, 77, 1, n), now).unwrap();
+            assert_eq!(r.peers.len(), DEFAULT_NUMWANT);
+            assert!(r.peers.iter().all(|p| p.addr.ip().octets()[2] == 1), "100 peers share the subnet: all 50 from it");
+            firsts.insert(r.peers[0].peer_id);
+        }
+        assert!(firsts.len() > 30, "first peers vary: {}", firsts.len());
+        // From another subnet, the seed (whole file) comes before the empty peers.
+        let r = t.announce(&req(251, 1000, Event::Started), Ipv4Addr::new(10, 77, 3, 9), now).unwrap();
+        assert_eq!(r.peers[0].peer_id, seed.peer_id);
+    }
+}
