@@ -132,3 +132,27 @@ fn sighup_reloads_boot_rules() {
     swarmboot_lab::wait_for_line(lab.server.log_path(), "config NOT reloaded", Duration::from_secs(10)).unwrap();
     assert!(lab.script("02:00:00:00:00:03").contains("boots elchos"));
 }
+
+/// `swarmboot key show`: the key is made on first use (mode 0600), the same key is shown on
+/// every later call, and the printed public key verifies what the key signs.
+#[test]
+fn key_show_creates_the_key_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = ScratchDir::new("key-show").unwrap();
+    let cfg = dir.path().join("swarmboot.toml");
+    std::fs::write(&cfg, config(&dir, "demo")).unwrap();
+    let show = || {
+        let out = std::process::Command::new(swarmboot_lab::bin("swarmboot")).args(["key", "show", "--config"]).arg(&cfg).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let first = show();
+    assert_eq!(show(), first);
+    let hex = first.lines().find_map(|l| l.strip_prefix("public key  ")).expect("a public key line");
+    let public = swarmboot_manifest::PublicKey::from_hex(hex).unwrap();
+    assert!(first.contains(&format!("fingerprint {}", public.fingerprint())), "{first}");
+    let key_file = dir.path().join("state").join(swarmboot_manifest::keys::KEY_FILE);
+    assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+    let key = swarmboot_manifest::SigningKey::load_or_create(&dir.path().join("state")).unwrap();
+    assert_eq!(public.verify(b"manifest", &key.sign(b"manifest")), Ok(()));
+}

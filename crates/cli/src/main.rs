@@ -39,6 +39,13 @@ enum Command {
         #[command(subcommand)]
         action: ImageAction,
     },
+    /// The server's signing key (created on first use in the state directory).
+    Key {
+        #[arg(long, default_value = DEFAULT_PATH, global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: KeyAction,
+    },
     /// Create, seed and download torrents with swarmboot's swarm engine.
     Torrent {
         #[command(subcommand)]
@@ -52,6 +59,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum KeyAction {
+    /// Print the public key (give it to clients: `--key`) and its fingerprint.
+    Show,
 }
 
 #[derive(Subcommand)]
@@ -103,6 +116,7 @@ fn main() -> std::process::ExitCode {
         Command::Leases { config, json } => leases(config, json),
         Command::Image { config, action } => image(config, action),
         Command::Torrent { action } => torrent_cmd::run(action),
+        Command::Key { config, action: KeyAction::Show } => key_show(config),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -142,6 +156,16 @@ fn check_config(path: PathBuf) -> anyhow::Result<()> {
     println!("  interface {} address {}/{prefix}", cfg.server.interface, s.server_ip);
     println!("  dhcp {mode}: {addresses} addresses in {} subnet(s), {} reservation(s)", s.subnets.len(), s.reservations.len());
     println!("  http {}; state in {}", cfg.http.listen, cfg.server.state_dir.display());
+    Ok(())
+}
+
+fn key_show(path: PathBuf) -> anyhow::Result<()> {
+    let cfg = Config::load(&path)?;
+    let key = swarmboot_manifest::SigningKey::load_or_create(&cfg.server.state_dir)?;
+    let public = key.public();
+    println!("public key  {}", public.to_hex());
+    println!("fingerprint {}", public.fingerprint());
+    println!("(private key in {})", cfg.server.state_dir.join(swarmboot_manifest::keys::KEY_FILE).display());
     Ok(())
 }
 

@@ -1,0 +1,165 @@
+//! The server's signing key and the public keys clients trust.
+//!
+//! The key pair lives in `state_dir/signing.key` (the 32-byte ed25519 seed, mode 0600),
+//! created on first use from the kernel's random source. A client trusts a manifest only if
+//! its signature verifies against a public key it was given (a `--key`, a key file, the
+//! stub's built-in key): the signature travels with the bytes, the trust does not.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::Signer;
+use sha2::{Digest, Sha256};
+
+pub const KEY_FILE: &str = "signing.key";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read or create the signing key {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a signing key: it holds {len} bytes, a key is 32")]
+    BadKeyFile { path: PathBuf, len: usize },
+    #[error("not a public key: {0}")]
+    BadPublicKey(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("the signature is not 64 bytes")]
+    Malformed,
+    #[error("the signature does not match these bytes under key {fingerprint}")]
+    Mismatch { fingerprint: String },
+}
+
+/// A public key clients are given; printed and parsed as 64 hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublicKey(ed25519_dalek::VerifyingKey);
+
+impl PublicKey {
+    pub fn to_hex(&self) -> String {
+        self.0.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn from_hex(s: &str) -> Result<Self, KeyError> {
+        let s = s.trim();
+        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(KeyError::BadPublicKey(format!("expected 64 hex digits, got {:?}", s.chars().take(80).collect::<String>())));
+        }
+        let bytes: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("checked hex")).collect();
+        let arr: [u8; 32] = bytes.try_into().expect("32 bytes");
+        ed25519_dalek::VerifyingKey::from_bytes(&arr).map(PublicKey).map_err(|e| KeyError::BadPublicKey(e.to_string()))
+    }
+
+    /// A short name for the key, to compare by eye: `sha256:` and the first 16 bytes of the
+    /// SHA-256 of the key, in hex groups.
+    pub fn fingerprint(&self) -> String {
+        let d = Sha256::digest(self.0.as_bytes());
+        let groups: Vec<String> = d[..16].chunks(2).map(|c| format!("{:02x}{:02x}", c[0], c[1])).collect();
+        format!("sha256:{}", groups.join(":"))
+    }
+
+    /// Checks `signature` over `bytes`.
+    pub fn verify(&self, bytes: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
+        let sig = ed25519_dalek::Signature::from_slice(signature).map_err(|_| SignatureError::Malformed)?;
+        self.0.verify_strict(bytes, &sig).map_err(|_| SignatureError::Mismatch { fingerprint: self.fingerprint() })
+    }
+}
+
+/// The server's key pair.
+pub struct SigningKey(ed25519_dalek::SigningKey);
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigningKey({})", self.public().fingerprint())
+    }
+}
+
+impl SigningKey {
+    /// Loads `state_dir/signing.key`, creating it (mode 0600, random) if it does not exist.
+    pub fn load_or_create(state_dir: &Path) -> Result<Self, KeyError> {
+        let path = state_dir.join(KEY_FILE);
+        let io = |source| KeyError::Io { path: path.clone(), source };
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let seed: [u8; 32] = bytes.as_slice().try_into().map_err(|_| KeyError::BadKeyFile { path: path.clone(), len: bytes.len() })?;
+                Ok(SigningKey(ed25519_dalek::SigningKey::from_bytes(&seed)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(state_dir).map_err(io)?;
+                let mut seed = [0u8; 32];
+                std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut seed)).map_err(io)?;
+                // create_new: two servers starting at once cannot both write a key.
+                let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(io)?;
+                f.write_all(&seed).and_then(|_| f.sync_all()).map_err(io)?;
+                Ok(SigningKey(ed25519_dalek::SigningKey::from_bytes(&seed)))
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    pub fn public(&self) -> PublicKey {
+        PublicKey(self.0.verifying_key())
+    }
+
+    /// A 64-byte signature over `bytes`.
+    pub fn sign(&self, bytes: &[u8]) -> [u8; 64] {
+        self.0.sign(bytes).to_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn created_once_private_and_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let k1 = SigningKey::load_or_create(dir.path()).unwrap();
+        let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let k2 = SigningKey::load_or_create(dir.path()).unwrap();
+        assert_eq!(k1.public(), k2.public(), "the second start reads the same key");
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(SigningKey::load_or_create(other.path()).unwrap().public(), k1.public());
+        std::fs::write(dir.path().join(KEY_FILE), b"short").unwrap();
+        assert!(matches!(SigningKey::load_or_create(dir.path()), Err(KeyError::BadKeyFile { len: 5, .. })));
+    }
+
+    #[test]
+    fn signatures_verify_only_for_the_same_bytes_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::load_or_create(dir.path()).unwrap();
+        let manifest = b"name = \"elchos\"\nversion = 3\n";
+        let sig = key.sign(manifest);
+        let public = PublicKey::from_hex(&key.public().to_hex()).unwrap();
+        assert_eq!(public.verify(manifest, &sig), Ok(()));
+        let mut tampered = manifest.to_vec();
+        tampered[19] = b'4';
+        assert!(matches!(public.verify(&tampered, &sig), Err(SignatureError::Mismatch { .. })));
+        let mut bad_sig = sig;
+        bad_sig[0] ^= 1;
+        assert!(public.verify(manifest, &bad_sig).is_err());
+        assert_eq!(public.verify(manifest, &sig[..63]), Err(SignatureError::Malformed));
+        let stranger = SigningKey::load_or_create(tempfile::tempdir().unwrap().path()).unwrap();
+        let err = stranger.public().verify(manifest, &sig).unwrap_err();
+        assert_eq!(err, SignatureError::Mismatch { fingerprint: stranger.public().fingerprint() }, "the message names the key tried");
+    }
+
+    #[test]
+    fn public_keys_parse_strictly_and_fingerprints_are_stable() {
+        assert!(PublicKey::from_hex("abc").is_err());
+        assert!(PublicKey::from_hex(&"zz".repeat(32)).is_err());
+        // RFC 8032 test 1's public key.
+        let k = PublicKey::from_hex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a").unwrap();
+        assert_eq!(k.to_hex(), "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+        let fp = k.fingerprint();
+        assert!(fp.starts_with("sha256:") && fp.len() == "sha256:".len() + 8 * 5 - 1, "{fp}");
+        // RFC 8032 test 1: the empty message's signature under that key.
+        let sig_hex = "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b";
+        let sig: Vec<u8> = (0..64).map(|i| u8::from_str_radix(&sig_hex[2 * i..2 * i + 2], 16).unwrap()).collect();
+        assert_eq!(k.verify(b"", &sig), Ok(()));
+    }
+}
