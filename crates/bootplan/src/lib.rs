@@ -170,8 +170,8 @@ mod tests {
             predecessor: Some(2),
             cmdline: "console=ttyS0 quiet".into(),
             files: vec![
-                FileEntry { role: Role::Kernel, size: 1, sha256: "a".repeat(64) },
-                FileEntry { role: Role::Initrd, size: 1, sha256: "b".repeat(64) },
+                FileEntry { role: Role::Kernel, size: 1, sha256: "a".repeat(64), info_hash: None },
+                FileEntry { role: Role::Initrd, size: 1, sha256: "b".repeat(64), info_hash: None },
             ],
         }
     }

@@ -195,7 +195,7 @@ fn image(path: PathBuf, action: ImageAction) -> anyhow::Result<()> {
                 let rows: Vec<_> = all
                     .iter()
                     .map(|m| serde_json::json!({"name": m.name, "version": m.version, "created": m.created, "predecessor": m.predecessor, "cmdline": m.cmdline,
-                        "files": m.files.iter().map(|f| serde_json::json!({"role": format!("{:?}", f.role).to_lowercase(), "size": f.size, "sha256": f.sha256})).collect::<Vec<_>>()}))
+                        "files": m.files.iter().map(|f| serde_json::json!({"role": format!("{:?}", f.role).to_lowercase(), "size": f.size, "sha256": f.sha256, "info_hash": f.info_hash})).collect::<Vec<_>>()}))
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
                 return Ok(());

@@ -23,6 +23,10 @@ pub struct FileEntry {
     pub role: Role,
     pub size: u64,
     pub sha256: String,
+    /// Info hash (hex) of the store's torrent of this file (absent in manifests written
+    /// before the store made torrents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info_hash: Option<String>,
 }
 
 /// One version of one image.
@@ -104,7 +108,9 @@ impl Catalog {
         for (role, path) in files {
             let (sha256, size) =
                 self.store.put(path).map_err(|source| CatalogError::Read { path: path.to_path_buf(), source })?;
-            entries.push(FileEntry { role: *role, size, sha256 });
+            let torrent = self.store.torrent(&sha256).map_err(|source| CatalogError::Read { path: path.to_path_buf(), source })?;
+            let info_hash = torrent.map(|(m, _)| hex::encode(m.info_hash));
+            entries.push(FileEntry { role: *role, size, sha256, info_hash });
         }
         let dir = self.images.join(name);
         std::fs::create_dir_all(&dir).map_err(|source| CatalogError::Write { path: dir.clone(), source })?;
@@ -258,6 +264,9 @@ mod tests {
         assert_eq!((v1.version, v1.predecessor), (1, None));
         assert_eq!((v2.version, v2.predecessor), (2, Some(1)));
         assert_eq!(v1.file(Role::Initrd), v2.file(Role::Initrd));
+        let initrd = v1.file(Role::Initrd).unwrap();
+        let (m, _) = c.store().torrent(&initrd.sha256).unwrap().unwrap();
+        assert_eq!(initrd.info_hash.as_deref(), Some(hex::encode(m.info_hash).as_str()), "one file, one torrent, in both versions");
         assert_eq!(c.store().hashes().unwrap().len(), 3, "the shared initrd is stored once");
         assert_eq!(c.latest("elchos").unwrap().unwrap(), v2);
         assert_eq!(c.get("elchos", 1).unwrap().unwrap(), v1);

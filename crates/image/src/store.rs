@@ -1,10 +1,26 @@
-//! The content-addressed file store.
+//! The content-addressed file store. Beside every file `<sha256>` lies `<sha256>.torrent`: a
+//! private single-file v1 torrent of it (named by its hash, no tracker inside; the server adds
+//! its announce URL when serving it), so a file shared by two images or two versions is one
+//! swarm.
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+use swarmboot_torrent::Metainfo;
+
+/// The piece size for a stored file: 256 KiB (boot storms of a 64 MiB file on 100 Mbit links
+/// measured best at 128–256 KiB: small pieces spread sooner, and 16 blocks per piece keep the
+/// per-piece overhead low), doubled for files over 4 GiB so no torrent has more than 16 384
+/// pieces (a 2 KiB bitfield).
+pub fn piece_length_for(size: u64) -> u32 {
+    let mut len: u64 = 256 * 1024;
+    while size.div_ceil(len) > 16_384 {
+        len *= 2;
+    }
+    len as u32
+}
 
 /// Whether `s` is 64 lowercase hex characters.
 pub fn is_sha256_hex(s: &str) -> bool {
@@ -39,7 +55,9 @@ impl Store {
         let tmp_path = tmp_dir.join(format!("put-{}-{:?}", std::process::id(), std::thread::current().id()));
         let mut input = File::open(src)?;
         let mut tmp = File::create(&tmp_path)?;
+        let piece_len = piece_length_for(input.metadata()?.len());
         let mut hasher = Sha256::new();
+        let mut pieces = PieceHasher::new(piece_len);
         let mut buf = vec![0u8; 1 << 20];
         let mut size = 0u64;
         loop {
@@ -48,6 +66,7 @@ impl Store {
                 break;
             }
             hasher.update(&buf[..n]);
+            pieces.update(&buf[..n]);
             tmp.write_all(&buf[..n])?;
             size += n as u64;
         }
@@ -61,7 +80,28 @@ impl Store {
             std::fs::create_dir_all(dest.parent().expect("nested"))?;
             std::fs::rename(&tmp_path, &dest)?;
         }
+        let torrent = torrent_path(&dest);
+        if !torrent.exists() {
+            // The file grew or shrank while read: its length decides (a later put fixes it).
+            let piece_len = if piece_length_for(size) == piece_len { piece_len } else { return Ok((sha, size)) };
+            let (_, bytes) = Metainfo::from_piece_hashes(&sha, size, piece_len, &pieces.finish(), None, true);
+            let tmp = tmp_dir.join(format!("torrent-{}-{:?}", std::process::id(), std::thread::current().id()));
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, &torrent)?;
+        }
         Ok((sha, size))
+    }
+
+    /// The torrent of the stored file `sha256`, parsed (`None`: no such file or no torrent).
+    pub fn torrent(&self, sha256: &str) -> std::io::Result<Option<(Metainfo, Vec<u8>)>> {
+        let Some(p) = self.path_of(sha256) else { return Ok(None) };
+        match std::fs::read(torrent_path(&p)) {
+            Ok(bytes) => Metainfo::parse(&bytes)
+                .map(|m| Some((m, bytes)))
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{sha256}.torrent: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Every hash in the store.
@@ -88,6 +128,10 @@ impl Store {
     pub fn remove(&self, sha256: &str) -> std::io::Result<()> {
         if let Some(p) = self.path_of(sha256) {
             std::fs::remove_file(&p)?;
+            match std::fs::remove_file(torrent_path(&p)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
             // Remove the now-empty fan-out directories; a non-empty one stays.
             if let Some(d) = p.parent() {
                 let _ = std::fs::remove_dir(d);
@@ -100,9 +144,80 @@ impl Store {
     }
 }
 
+fn torrent_path(blob: &Path) -> PathBuf {
+    let mut name = blob.file_name().expect("a hash").to_os_string();
+    name.push(".torrent");
+    blob.with_file_name(name)
+}
+
+/// SHA-1 of each piece, over data that arrives in chunks of any size.
+struct PieceHasher {
+    piece_len: usize,
+    current: sha1::Sha1,
+    in_current: usize,
+    done: Vec<[u8; 20]>,
+}
+
+impl PieceHasher {
+    fn new(piece_len: u32) -> Self {
+        PieceHasher { piece_len: piece_len as usize, current: sha1::Sha1::new(), in_current: 0, done: Vec::new() }
+    }
+    fn update(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let take = (self.piece_len - self.in_current).min(data.len());
+            self.current.update(&data[..take]);
+            self.in_current += take;
+            data = &data[take..];
+            if self.in_current == self.piece_len {
+                self.done.push(std::mem::replace(&mut self.current, sha1::Sha1::new()).finalize().into());
+                self.in_current = 0;
+            }
+        }
+    }
+    fn finish(mut self) -> Vec<[u8; 20]> {
+        if self.in_current > 0 {
+            self.done.push(self.current.finalize().into());
+        }
+        self.done
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every stored file gets a private torrent named by its hash, whose pieces verify
+    /// against the file; it goes when the file goes.
+    #[test]
+    fn each_file_has_its_torrent() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::new(dir.path().join("store"));
+        let data: Vec<u8> = (0..700_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 20) as u8).collect();
+        let f = dir.path().join("rootfs");
+        std::fs::write(&f, &data).unwrap();
+        let (sha, _) = s.put(&f).unwrap();
+        let (m, _) = s.torrent(&sha).unwrap().expect("a torrent beside the file");
+        assert_eq!((m.name.as_str(), m.total_length(), m.piece_length, m.private, m.announce.as_deref()), (sha.as_str(), 700_000, 256 * 1024, true, None));
+        assert_eq!(m.pieces.len(), 3);
+        for i in 0..3u32 {
+            let start = i as usize * 256 * 1024;
+            assert!(m.verify(i, &data[start..start + m.piece_len(i) as usize]), "piece {i}");
+        }
+        let (same, _) = Metainfo::single_file(&sha, &data, 256 * 1024, None, true);
+        assert_eq!(same.info_hash, m.info_hash, "streamed hashing = hashing it whole");
+        assert_eq!(s.hashes().unwrap(), vec![sha.clone()], "torrents are not files of the store");
+        s.remove(&sha).unwrap();
+        assert!(s.torrent(&sha).unwrap().is_none());
+        assert!(s.hashes().unwrap().is_empty());
+    }
+
+    #[test]
+    fn piece_sizes_keep_torrents_small() {
+        assert_eq!(piece_length_for(0), 256 * 1024);
+        assert_eq!(piece_length_for(4 << 30), 256 * 1024);
+        assert_eq!(piece_length_for((4 << 30) + 1), 512 * 1024);
+        assert!((40u64 << 30).div_ceil(u64::from(piece_length_for(40 << 30))) <= 16_384);
+    }
 
     #[test]
     fn layout_and_dedup() {

@@ -115,12 +115,16 @@ impl Metainfo {
 
     /// A single-file torrent of `data`; returns it and its `.torrent` bytes.
     pub fn single_file(name: &str, data: &[u8], piece_length: u32, announce: Option<&str>, private: bool) -> (Metainfo, Vec<u8>) {
-        let mut pieces = Vec::new();
-        for chunk in data.chunks(piece_length as usize) {
-            pieces.extend_from_slice(&Sha1::digest(chunk));
-        }
+        let hashes: Vec<[u8; 20]> = data.chunks(piece_length as usize).map(|c| Sha1::digest(c).into()).collect();
+        Self::from_piece_hashes(name, data.len() as u64, piece_length, &hashes, announce, private)
+    }
+
+    /// A single-file torrent from piece hashes computed elsewhere (streaming over a file too
+    /// large to hold in memory); returns it and its `.torrent` bytes.
+    pub fn from_piece_hashes(name: &str, length: u64, piece_length: u32, hashes: &[[u8; 20]], announce: Option<&str>, private: bool) -> (Metainfo, Vec<u8>) {
+        let pieces: Vec<u8> = hashes.concat();
         let mut info = BTreeMap::new();
-        info.insert(b"length".to_vec(), Value::Int(data.len() as i64));
+        info.insert(b"length".to_vec(), Value::Int(length as i64));
         info.insert(b"name".to_vec(), Value::Bytes(name.as_bytes().to_vec()));
         info.insert(b"piece length".to_vec(), Value::Int(i64::from(piece_length)));
         info.insert(b"pieces".to_vec(), Value::Bytes(pieces));
