@@ -156,3 +156,28 @@ fn key_show_creates_the_key_once() {
     let key = swarmboot_manifest::SigningKey::load_or_create(&dir.path().join("state")).unwrap();
     assert_eq!(public.verify(b"manifest", &key.sign(b"manifest")), Ok(()));
 }
+
+/// `/torrent/<sha256>.torrent` serves the store's torrent of an image file with the server's
+/// tracker URL added; its info hash is the one in the manifest (the info bytes are untouched).
+#[test]
+fn torrents_of_image_files_serve_with_the_servers_tracker() {
+    if !require_root("torrents_of_image_files_serve_with_the_servers_tracker") {
+        return;
+    }
+    let lab = http_lab("http-torrent");
+    lab.add_image("demo", &vec![3u8; 300_000], b"initrd");
+    let list: serde_json::Value = serde_json::from_str(&lab.server.cli(&["image", "list", "--json"]).unwrap()).unwrap();
+    let kernel = &list[0]["files"][0];
+    let sha = kernel["sha256"].as_str().unwrap();
+    let out = lab.client().command("curl").args(["-sS", "--fail", &format!("http://10.77.0.1:8080/torrent/{sha}.torrent")]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let m = swarmboot_torrent::Metainfo::parse(&out.stdout).unwrap();
+    assert_eq!(m.announce.as_deref(), Some("http://10.77.0.1:8080/announce"));
+    let hex: String = m.info_hash.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(Some(hex.as_str()), kernel["info_hash"].as_str());
+    assert_eq!((m.name.as_str(), m.total_length(), m.private), (sha, 300_000, true));
+    for bad in ["nothex.torrent".to_string(), sha.to_string(), format!("{}.torrent", "0".repeat(64))] {
+        let code = lab.client().command("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("http://10.77.0.1:8080/torrent/{bad}")]).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&code.stdout), "404", "{bad}");
+    }
+}

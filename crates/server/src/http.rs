@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/boot.ipxe", get(boot_script))
         .route("/blob/{sha256}", get(blob))
+        .route("/torrent/{name}", get(torrent))
         .route("/tftp/{*name}", get(tftp_file))
         .with_state(state)
 }
@@ -103,6 +104,23 @@ async fn blob(State(s): State<AppState>, Path(sha256): Path<String>, req: Reques
         }
         _ => not_found(&s),
     }
+}
+
+/// `/torrent/<sha256>.torrent`: the store's torrent of that file with this server's tracker
+/// as `announce`. The stored torrent is `d4:info…e`; `8:announce` sorts before `4:info`, so
+/// it goes right after the opening `d` and the `info` bytes (the info hash) stay untouched.
+async fn torrent(State(s): State<AppState>, Path(name): Path<String>) -> Response {
+    let Some(sha256) = name.strip_suffix(".torrent") else { return not_found(&s) };
+    let stored = match s.catalog.store().torrent(sha256) {
+        Ok(Some((_, bytes))) if bytes.starts_with(b"d4:info") => bytes,
+        Ok(_) => return not_found(&s),
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    };
+    let announce = format!("{}/announce", s.boot.read().expect("boot config lock").base_url);
+    let mut out = Vec::with_capacity(stored.len() + announce.len() + 16);
+    out.extend_from_slice(format!("d8:announce{}:{announce}", announce.len()).as_bytes());
+    out.extend_from_slice(&stored[1..]);
+    ([(header::CONTENT_TYPE, "application/x-bittorrent")], out).into_response()
 }
 
 async fn tftp_file(
