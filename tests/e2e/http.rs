@@ -173,8 +173,7 @@ fn torrents_of_image_files_serve_with_the_servers_tracker() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let m = swarmboot_torrent::Metainfo::parse(&out.stdout).unwrap();
     assert_eq!(m.announce.as_deref(), Some("http://10.77.0.1:8080/announce"));
-    let hex: String = m.info_hash.iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(Some(hex.as_str()), kernel["info_hash"].as_str());
+    assert_eq!(Some(hex::encode(m.info_hash).as_str()), kernel["info_hash"].as_str());
     assert_eq!((m.name.as_str(), m.total_length(), m.private), (sha, 300_000, true));
     for bad in ["nothex.torrent".to_string(), sha.to_string(), format!("{}.torrent", "0".repeat(64))] {
         let code = lab.client().command("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("http://10.77.0.1:8080/torrent/{bad}")]).output().unwrap();

@@ -24,7 +24,7 @@ fn transmission_made_torrents_parse_with_the_same_info_hash() {
     let their_hash = shown.lines().find_map(|l| l.trim().strip_prefix("Hash: ")).expect("a Hash line").to_string();
 
     let m = Metainfo::parse(&std::fs::read(&torrent).unwrap()).unwrap();
-    let ours: String = m.info_hash.iter().map(|b| format!("{b:02x}")).collect();
+    let ours = hex::encode(m.info_hash);
     assert_eq!(ours, their_hash);
     assert!(m.private, "-p makes a private torrent (BEP 27)");
     assert_eq!((m.name.as_str(), m.total_length(), m.piece_length), ("image.bin", 1_000_003, 32 * 1024));

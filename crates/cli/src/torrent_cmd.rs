@@ -103,12 +103,8 @@ fn create(file: &Path, output: &Path, piece_kib: u32, announce: Option<&str>, pr
     let name = file.file_name().and_then(|n| n.to_str()).context("the file needs a UTF-8 name")?;
     let (meta, bytes) = Metainfo::single_file(name, &data, piece_kib * 1024, announce, private);
     std::fs::write(output, bytes).with_context(|| format!("writing {}", output.display()))?;
-    println!("{}  {} pieces of {} KiB  info hash {}", output.display(), meta.pieces.len(), piece_kib, hex(&meta.info_hash));
+    println!("{}  {} pieces of {} KiB  info hash {}", output.display(), meta.pieces.len(), piece_kib, hex::encode(meta.info_hash));
     Ok(())
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn load(torrent: &Path) -> anyhow::Result<Metainfo> {

@@ -32,7 +32,7 @@ pub fn opentracker(dir: &Path, ip: IpAddr, port: u16, info_hashes: &[[u8; 20]]) 
     let root = dir.join(format!("opentracker-{port}"));
     std::fs::create_dir_all(&root)?;
     std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))?;
-    let list: String = info_hashes.iter().map(|h| h.iter().map(|b| format!("{b:02x}")).collect::<String>() + "\n").collect();
+    let list: String = info_hashes.iter().map(|h| hex::encode(h) + "\n").collect();
     std::fs::write(root.join("whitelist.txt"), list)?;
     let mut c = Command::new("opentracker");
     c.arg("-i").arg(ip.to_string()).args(["-p", &port.to_string(), "-P", &port.to_string(), "-w", "/whitelist.txt"]).arg("-d").arg(&root);

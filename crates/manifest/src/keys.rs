@@ -38,7 +38,7 @@ pub struct PublicKey(ed25519_dalek::VerifyingKey);
 
 impl PublicKey {
     pub fn to_hex(&self) -> String {
-        self.0.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(self.0.as_bytes())
     }
 
     pub fn from_hex(s: &str) -> Result<Self, KeyError> {
@@ -46,8 +46,8 @@ impl PublicKey {
         if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(KeyError::BadPublicKey(format!("expected 64 hex digits, got {:?}", s.chars().take(80).collect::<String>())));
         }
-        let bytes: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("checked hex")).collect();
-        let arr: [u8; 32] = bytes.try_into().expect("32 bytes");
+        let mut arr = [0u8; 32];
+        hex::decode_to_slice(s, &mut arr).expect("checked: 64 hex digits");
         ed25519_dalek::VerifyingKey::from_bytes(&arr).map(PublicKey).map_err(|e| KeyError::BadPublicKey(e.to_string()))
     }
 
@@ -159,7 +159,7 @@ mod tests {
         assert!(fp.starts_with("sha256:") && fp.len() == "sha256:".len() + 8 * 5 - 1, "{fp}");
         // RFC 8032 test 1: the empty message's signature under that key.
         let sig_hex = "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b";
-        let sig: Vec<u8> = (0..64).map(|i| u8::from_str_radix(&sig_hex[2 * i..2 * i + 2], 16).unwrap()).collect();
+        let sig = hex::decode(sig_hex).unwrap();
         assert_eq!(k.verify(b"", &sig), Ok(()));
     }
 }

@@ -12,9 +12,8 @@
 //! - [`peer::Peer`]: one connection: handshake checks, protocol checks that drop a misbehaving
 //!   peer with a reason, outstanding requests, keep-alives well inside the idle timeout.
 //!
-//! What it does not do (yet): the choking policy, piece storage and SHA-1, the
-//! swarm across peers, sockets, disk.
-//! The swarm issue builds those on this crate.
+//! What it does not do: the choking policy, piece storage and SHA-1, the swarm across
+//! peers, sockets, disk — those are `swarmboot-swarm`, built on this crate.
 
 mod bitfield;
 pub mod peer;

@@ -36,7 +36,8 @@ impl TieBreak {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
-    fn below(&mut self, n: u64) -> u64 {
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 }
@@ -88,6 +89,12 @@ impl PiecePicker {
     pub fn peer_has(&mut self, piece: u32) {
         if let Some(a) = self.availability.get_mut(piece as usize) {
             *a += 1;
+        }
+    }
+    /// A peer no longer has one piece (a have-none after a bitfield).
+    pub fn peer_lost(&mut self, piece: u32) {
+        if let Some(a) = self.availability.get_mut(piece as usize) {
+            *a = a.saturating_sub(1);
         }
     }
 

@@ -2,6 +2,7 @@
 //! ones (by what they send us while we download, by what we send them once we seed) plus one
 //! optimistic slot that rotates, so a newcomer gets a chance to show its rate.
 
+use swarmboot_peerwire::picker::TieBreak;
 use swarmboot_peerwire::superseed::PeerKey;
 
 /// One interested peer, as the choker sees it.
@@ -20,21 +21,14 @@ pub struct Choker {
     optimistic: Option<PeerKey>,
     rounds: u32,
     rotate_every: u32,
-    rng: u64,
+    rng: TieBreak,
 }
 
 impl Choker {
     /// `slots` upload slots in all (the optimistic one included); the optimistic slot moves
     /// every `rotate_every` full rechokes.
     pub fn new(slots: usize, rotate_every: u32, seed: u64) -> Self {
-        Choker { slots: slots.max(1), optimistic: None, rounds: 0, rotate_every: rotate_every.max(1), rng: seed | 1 }
-    }
-
-    fn random(&mut self, n: usize) -> usize {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        (self.rng % n as u64) as usize
+        Choker { slots: slots.max(1), optimistic: None, rounds: 0, rotate_every: rotate_every.max(1), rng: TieBreak::new(seed) }
     }
 
     /// The periodic rechoke: rank everyone, maybe move the optimistic slot. Returns the peers
@@ -48,7 +42,7 @@ impl Choker {
         let rest: Vec<PeerKey> = ranked.iter().skip(regular).map(|c| c.key).collect();
         if !rest.is_empty() {
             let keep = self.optimistic.filter(|o| rest.contains(o) && !self.rounds.is_multiple_of(self.rotate_every));
-            let pick = keep.unwrap_or_else(|| rest[self.random(rest.len())]);
+            let pick = keep.unwrap_or_else(|| rest[self.rng.below(rest.len() as u64) as usize]);
             self.optimistic = Some(pick);
             chosen.push(pick);
         } else {

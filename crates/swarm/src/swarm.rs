@@ -493,11 +493,7 @@ impl Swarm {
                                 slot.last_peer_progress = now;
                             }
                         }
-                        (true, false) => {
-                            let mut one = Bitfield::new(has.len());
-                            one.set(i);
-                            self.picker.remove_peer(&one);
-                        }
+                        (true, false) => self.picker.peer_lost(i),
                         _ => {}
                     }
                 }
