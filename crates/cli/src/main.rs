@@ -183,8 +183,15 @@ fn image(path: PathBuf, action: ImageAction) -> anyhow::Result<()> {
             if let Some(r) = &rootfs {
                 files.push((Role::Rootfs, r.as_path()));
             }
-            let m = catalog.add(&name, &files, &cmdline, unix_now())?;
-            println!("added {}@{}{}", m.name, m.version, m.predecessor.map(|p| format!(" (successor of @{p})")).unwrap_or_default());
+            let key = swarmboot_manifest::SigningKey::load_or_create(&cfg.server.state_dir)?;
+            let m = catalog.add(&name, &files, &cmdline, unix_now(), &key)?;
+            println!(
+                "added {}@{}{}, signed by {}",
+                m.name,
+                m.version,
+                m.predecessor.map(|p| format!(" (successor of @{p})")).unwrap_or_default(),
+                key.public().fingerprint()
+            );
             for f in &m.files {
                 println!("  {:<7} {:>12} bytes  sha256 {}", format!("{:?}", f.role).to_lowercase(), f.size, f.sha256);
             }
@@ -195,7 +202,9 @@ fn image(path: PathBuf, action: ImageAction) -> anyhow::Result<()> {
                 let rows: Vec<_> = all
                     .iter()
                     .map(|m| serde_json::json!({"name": m.name, "version": m.version, "created": m.created, "predecessor": m.predecessor, "cmdline": m.cmdline,
-                        "files": m.files.iter().map(|f| serde_json::json!({"role": format!("{:?}", f.role).to_lowercase(), "size": f.size, "sha256": f.sha256, "info_hash": f.info_hash})).collect::<Vec<_>>()}))
+                        "manifest": format!("/manifest/{}/{}", m.name, m.version),
+                        "files": m.files.iter().map(|f| serde_json::json!({"role": format!("{:?}", f.role).to_lowercase(), "size": f.size, "sha256": f.sha256, "info_hash": f.info_hash,
+                            "blob": format!("/blob/{}", f.sha256), "torrent": format!("/torrent/{}.torrent", f.sha256), "magnet": format!("/magnet/{}", f.sha256)})).collect::<Vec<_>>()}))
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
                 return Ok(());

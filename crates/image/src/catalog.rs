@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use swarmboot_manifest::SigningKey;
+
 use crate::store::Store;
 
 /// What a file is for.
@@ -64,6 +66,8 @@ pub enum CatalogError {
     NoSuchImage(String),
     #[error("no version {version} of image {name}")]
     NoSuchVersion { name: String, version: u32 },
+    #[error("{path} does not match its signature ({reason}): it was changed after it was signed; add the image again to make a new signed version")]
+    BadSignature { path: PathBuf, reason: String },
 }
 
 /// What [`Catalog::gc`] removed.
@@ -101,8 +105,9 @@ impl Catalog {
         &self.store
     }
 
-    /// Adds a version of `name` made of these files: version 1, or the latest + 1.
-    pub fn add(&self, name: &str, files: &[(Role, &Path)], cmdline: &str, now: u64) -> Result<Manifest, CatalogError> {
+    /// Adds a version of `name` made of these files: version 1, or the latest + 1, signed with
+    /// `key` (`VERSION.sig` beside `VERSION.toml`).
+    pub fn add(&self, name: &str, files: &[(Role, &Path)], cmdline: &str, now: u64, key: &SigningKey) -> Result<Manifest, CatalogError> {
         check_name(name)?;
         let mut entries = Vec::new();
         for (role, path) in files {
@@ -126,6 +131,7 @@ impl Catalog {
                     f.write_all(text.as_bytes())
                         .and_then(|_| f.sync_all())
                         .map_err(|source| CatalogError::Write { path: path.clone(), source })?;
+                    self.signed(name, version, key)?;
                     return Ok(m);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -163,6 +169,45 @@ impl Catalog {
 
     pub fn get(&self, name: &str, version: u32) -> Result<Option<Manifest>, CatalogError> {
         Ok(self.versions(name)?.into_iter().find(|m| m.version == version))
+    }
+
+    /// Version `version` of `name` as a signed envelope (`swarmboot_manifest::envelope`): the
+    /// manifest's bytes exactly as stored, under the signature made when it was added. A
+    /// version added before manifests were signed is signed now, once (`VERSION.sig` is
+    /// written). A manifest that no longer matches its signature is an error, never served.
+    pub fn signed(&self, name: &str, version: u32, key: &SigningKey) -> Result<Option<(Manifest, Vec<u8>)>, CatalogError> {
+        check_name(name)?;
+        let path = self.images.join(name).join(format!("{version}.toml"));
+        let body = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(CatalogError::Read { path, source }),
+        };
+        let m: Manifest = std::str::from_utf8(&body)
+            .map_err(|e| e.to_string())
+            .and_then(|t| toml::from_str(t).map_err(|e| e.to_string()))
+            .map_err(|message| CatalogError::BadManifest { path: path.clone(), message })?;
+        let sig_path = path.with_extension("sig");
+        let envelope = match std::fs::read(&sig_path) {
+            Ok(mut header) => {
+                header.extend_from_slice(&body);
+                if let Err(e) = swarmboot_manifest::open(&header, &[key.public()]) {
+                    return Err(CatalogError::BadSignature { path, reason: e.to_string() });
+                }
+                header
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let envelope = swarmboot_manifest::seal(key, &body);
+                let header_len = envelope.len() - body.len();
+                let tmp = sig_path.with_extension(format!("sig.{}", std::process::id()));
+                std::fs::write(&tmp, &envelope[..header_len])
+                    .and_then(|_| std::fs::rename(&tmp, &sig_path))
+                    .map_err(|source| CatalogError::Write { path: sig_path.clone(), source })?;
+                envelope
+            }
+            Err(source) => return Err(CatalogError::Read { path: sig_path, source }),
+        };
+        Ok(Some((m, envelope)))
     }
 
     /// Names of all images.
@@ -203,7 +248,8 @@ impl Catalog {
         };
         for m in &gone {
             let path = self.images.join(name).join(format!("{}.toml", m.version));
-            std::fs::remove_file(&path).map_err(|source| CatalogError::Write { path, source })?;
+            std::fs::remove_file(&path).map_err(|source| CatalogError::Write { path: path.clone(), source })?;
+            let _ = std::fs::remove_file(path.with_extension("sig"));
         }
         let _ = std::fs::remove_dir(self.images.join(name)); // only if now empty
         Ok(gone)
@@ -245,6 +291,10 @@ impl Catalog {
 mod tests {
     use super::*;
 
+    fn key() -> SigningKey {
+        SigningKey::load_or_create(tempfile::tempdir().unwrap().path()).unwrap()
+    }
+
     fn files(dir: &Path, tag: &str) -> (PathBuf, PathBuf) {
         let k = dir.join(format!("k-{tag}"));
         let i = dir.join(format!("i-{tag}"));
@@ -257,10 +307,11 @@ mod tests {
     fn versions_chain_and_share_files() {
         let dir = tempfile::tempdir().unwrap();
         let c = Catalog::new(&dir.path().join("state"));
+        let k = key();
         let (k1, i1) = files(dir.path(), "1");
         let (k2, i2) = files(dir.path(), "2");
-        let v1 = c.add("elchos", &[(Role::Kernel, &k1), (Role::Initrd, &i1)], "quiet", 100).unwrap();
-        let v2 = c.add("elchos", &[(Role::Kernel, &k2), (Role::Initrd, &i2)], "quiet", 200).unwrap();
+        let v1 = c.add("elchos", &[(Role::Kernel, &k1), (Role::Initrd, &i1)], "quiet", 100, &k).unwrap();
+        let v2 = c.add("elchos", &[(Role::Kernel, &k2), (Role::Initrd, &i2)], "quiet", 200, &k).unwrap();
         assert_eq!((v1.version, v1.predecessor), (1, None));
         assert_eq!((v2.version, v2.predecessor), (2, Some(1)));
         assert_eq!(v1.file(Role::Initrd), v2.file(Role::Initrd));
@@ -275,13 +326,44 @@ mod tests {
         assert!(text.contains("predecessor = 1") && text.contains("role = \"kernel\""), "{text}");
     }
 
+    /// Versions are signed when added; the envelope carries the stored bytes; a version from
+    /// before signing is signed on first use; a manifest edited on disk is refused.
+    #[test]
+    fn versions_are_signed_and_edits_are_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Catalog::new(&dir.path().join("state"));
+        let k = key();
+        let (k1, i1) = files(dir.path(), "1");
+        let m = c.add("elchos", &[(Role::Kernel, &k1), (Role::Initrd, &i1)], "quiet", 100, &k).unwrap();
+        let toml_path = dir.path().join("state/images/elchos/1.toml");
+        let sig_path = toml_path.with_extension("sig");
+        assert!(sig_path.exists(), "signed when added");
+        let (got, envelope) = c.signed("elchos", 1, &k).unwrap().unwrap();
+        assert_eq!(got, m);
+        let (body, by) = swarmboot_manifest::open(&envelope, &[k.public()]).unwrap();
+        assert_eq!((body, by), (std::fs::read(&toml_path).unwrap().as_slice(), k.public()));
+        assert!(c.signed("elchos", 2, &k).unwrap().is_none());
+        // A manifest written before signing existed gets its signature on first use.
+        std::fs::remove_file(&sig_path).unwrap();
+        let (_, again) = c.signed("elchos", 1, &k).unwrap().unwrap();
+        assert!(sig_path.exists());
+        assert!(swarmboot_manifest::open(&again, &[k.public()]).is_ok());
+        // Someone edits the stored manifest: the server refuses to serve it.
+        let text = std::fs::read_to_string(&toml_path).unwrap().replace("quiet", "init=/bin/sh");
+        std::fs::write(&toml_path, text).unwrap();
+        assert!(matches!(c.signed("elchos", 1, &k), Err(CatalogError::BadSignature { .. })));
+        c.remove("elchos", Some(1)).unwrap();
+        assert!(!sig_path.exists(), "the signature goes with its version");
+    }
+
     #[test]
     fn remove_keeps_files_until_gc_and_gc_honours_keep_and_grace() {
         let dir = tempfile::tempdir().unwrap();
         let c = Catalog::new(&dir.path().join("state"));
+        let signer = key();
         for (t, now) in [("1", 100), ("2", 200), ("3", 300)] {
             let (k, i) = files(dir.path(), t);
-            c.add("img", &[(Role::Kernel, &k), (Role::Initrd, &i)], "", now).unwrap();
+            c.add("img", &[(Role::Kernel, &k), (Role::Initrd, &i)], "", now, &signer).unwrap();
         }
         // keep 1, but version 2 was superseded (at 300) only 50 s before "now": it stays.
         let r = c.gc(1, 100, 350).unwrap();
@@ -305,8 +387,9 @@ mod tests {
         }
         assert!(matches!(c.remove("nope", None), Err(CatalogError::NoSuchImage(_))));
         let (k, i) = files(dir.path(), "x");
-        c.add("ok", &[(Role::Kernel, &k), (Role::Initrd, &i)], "", 1).unwrap();
+        let signer = key();
+        c.add("ok", &[(Role::Kernel, &k), (Role::Initrd, &i)], "", 1, &signer).unwrap();
         assert!(matches!(c.remove("ok", Some(9)), Err(CatalogError::NoSuchVersion { .. })));
-        assert!(matches!(c.add("ok", &[(Role::Kernel, &dir.path().join("missing"))], "", 2), Err(CatalogError::Read { .. })));
+        assert!(matches!(c.add("ok", &[(Role::Kernel, &dir.path().join("missing"))], "", 2, &signer), Err(CatalogError::Read { .. })));
     }
 }

@@ -8,7 +8,9 @@
 //!   place, and their files stay until [`Catalog::gc`] removes them, so a machine that started
 //!   booting version n finishes on version n.
 //!
-//! What it does not do: sign manifests (the image+swarm issue adds that), serve files, or decide
+//! Manifests are signed when added (`VERSION.sig`, see [`Catalog::signed`]).
+//!
+//! What it does not do: serve files, or decide
 //! which machine boots what (that is `swarmboot-bootplan`).
 
 mod catalog;

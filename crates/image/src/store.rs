@@ -104,6 +104,38 @@ impl Store {
         }
     }
 
+    /// The torrent of the stored file `sha256`, made now if the file has none yet (stored
+    /// before the store made torrents). `None`: no such file.
+    pub fn ensure_torrent(&self, sha256: &str) -> std::io::Result<Option<(Metainfo, Vec<u8>)>> {
+        if let Some(t) = self.torrent(sha256)? {
+            return Ok(Some(t));
+        }
+        let Some(path) = self.path_of(sha256) else { return Ok(None) };
+        let mut input = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let size = input.metadata()?.len();
+        let piece_len = piece_length_for(size);
+        let mut pieces = PieceHasher::new(piece_len);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = input.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            pieces.update(&buf[..n]);
+        }
+        let (meta, bytes) = Metainfo::from_piece_hashes(sha256, size, piece_len, &pieces.finish(), None, true);
+        let tmp_dir = self.root.join("tmp");
+        std::fs::create_dir_all(&tmp_dir)?;
+        let tmp = tmp_dir.join(format!("torrent-{}-{:?}", std::process::id(), std::thread::current().id()));
+        std::fs::write(&tmp, &bytes)?;
+        std::fs::rename(&tmp, torrent_path(&path))?;
+        Ok(Some((meta, bytes)))
+    }
+
     /// Every hash in the store.
     pub fn hashes(&self) -> std::io::Result<Vec<String>> {
         let mut out = Vec::new();
@@ -206,6 +238,14 @@ mod tests {
         let (same, _) = Metainfo::single_file(&sha, &data, 256 * 1024, None, true);
         assert_eq!(same.info_hash, m.info_hash, "streamed hashing = hashing it whole");
         assert_eq!(s.hashes().unwrap(), vec![sha.clone()], "torrents are not files of the store");
+        // A file stored before torrents existed gets the same torrent on demand.
+        let tpath = s.path_of(&sha).unwrap().with_extension("torrent");
+        let original = std::fs::read(&tpath).unwrap();
+        std::fs::remove_file(&tpath).unwrap();
+        assert!(s.torrent(&sha).unwrap().is_none());
+        let (again, bytes) = s.ensure_torrent(&sha).unwrap().unwrap();
+        assert_eq!((again.info_hash, bytes), (m.info_hash, original));
+        assert!(s.ensure_torrent(&"0".repeat(64)).unwrap().is_none());
         s.remove(&sha).unwrap();
         assert!(s.torrent(&sha).unwrap().is_none());
         assert!(s.hashes().unwrap().is_empty());

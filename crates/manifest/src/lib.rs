@@ -1,9 +1,13 @@
-//! Signed image manifests. So far: [`keys`] — the server's ed25519 key pair (created on first
-//! use in `state_dir`), signing, and verification against a public key the client was given.
-//! The manifest format and its signature envelope come with the rest of issue 5.
+//! Signed image manifests: [`keys`] — the server's ed25519 key pair (created on first use in
+//! `state_dir`), signing, and verification against a public key the client was given — and
+//! [`envelope`] — the signed form a client downloads (`seal` on the server, `open` on the
+//! client, which says *why* it refuses: tampered, untrusted key, malformed).
 //!
-//! Not here: network, trust decisions on behalf of the caller (the caller names the key).
+//! Not here: network, the manifest's fields (`swarmboot-image`'s `Manifest`), trust decisions on
+//! behalf of the caller (the caller names the keys it trusts).
 
+pub mod envelope;
 pub mod keys;
 
+pub use envelope::{open, seal, OpenError};
 pub use keys::{KeyError, PublicKey, SignatureError, SigningKey};

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,7 +23,7 @@ use crate::swarm::{PeerStats, Progress, Swarm, SwarmConfig, SwarmEvent};
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Address to listen on for peers (port 0: any free port).
+    /// Address to listen on for peers (port 0: any free port); unused by [`Engine::start_on`].
     pub listen: SocketAddr,
     /// Bind the listener and the dialer to this interface (SO_BINDTODEVICE).
     pub bind_device: Option<String>,
@@ -41,6 +41,8 @@ pub struct EngineConfig {
 pub enum EngineError {
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("this listener already serves torrent {0}")]
+    AlreadyServed(String),
 }
 
 struct Inner {
@@ -71,6 +73,57 @@ struct Shared {
 pub struct Engine {
     shared: Arc<Shared>,
     tasks: Arc<Mutex<Vec<AbortHandle>>>,
+    listener: PeerListener,
+    /// Whether `listener` was made for this engine alone (closed with it).
+    own_listener: bool,
+}
+
+/// Bytes of a handshake up to and including the info hash: length byte, protocol name,
+/// reserved bits, info hash.
+const HANDSHAKE_TO_INFO_HASH: usize = 1 + 19 + 8 + 20;
+
+/// One TCP listener for any number of engines (a server seeding every file of its store on
+/// one port): it reads each incoming connection's handshake up to the info hash and hands the
+/// connection, with those bytes, to the engine of that torrent. Unknown torrents and
+/// connections that do not handshake within 10 s are closed.
+#[derive(Clone)]
+pub struct PeerListener {
+    inner: Arc<ListenerShared>,
+}
+
+struct ListenerShared {
+    local: SocketAddr,
+    device: Option<String>,
+    routes: Mutex<HashMap<[u8; 20], Weak<Shared>>>,
+    accept: Mutex<Option<AbortHandle>>,
+}
+
+impl PeerListener {
+    /// Listens on `addr` (bound to `device` if given). Needs a tokio runtime.
+    pub fn bind(addr: SocketAddr, device: Option<&str>) -> Result<PeerListener, EngineError> {
+        let listener = listen(addr, device).map_err(|source| EngineError::Listen { addr, source })?;
+        let local = listener.local_addr().map_err(|source| EngineError::Listen { addr, source })?;
+        let inner = Arc::new(ListenerShared { local, device: device.map(str::to_owned), routes: Mutex::new(HashMap::new()), accept: Mutex::new(None) });
+        let task = tokio::spawn(accept_loop(Arc::downgrade(&inner), listener)).abort_handle();
+        *inner.accept.lock().expect("not poisoned") = Some(task);
+        Ok(PeerListener { inner })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local
+    }
+
+    /// Stops accepting (connections already handed to engines stay).
+    pub fn close(&self) {
+        if let Some(t) = self.inner.accept.lock().expect("not poisoned").take() {
+            t.abort();
+        }
+    }
+
+    /// How many torrents are served here.
+    pub fn torrents(&self) -> usize {
+        self.inner.routes.lock().expect("not poisoned").values().filter(|w| w.strong_count() > 0).count()
+    }
 }
 
 /// One peer's counters with its address.
@@ -81,13 +134,24 @@ pub struct PeerReport {
 }
 
 impl Engine {
-    /// Starts seeding/leeching `meta` with `store` (already verified: `have`).
+    /// Starts seeding/leeching `meta` with `store` (already verified: `have`), listening on
+    /// `cfg.listen` alone.
     pub async fn start(meta: &Metainfo, store: FileStorage, have: swarmboot_peerwire::Bitfield, cfg: EngineConfig) -> Result<Engine, EngineError> {
-        let listener = listen(cfg.listen, cfg.bind_device.as_deref()).map_err(|source| EngineError::Listen { addr: cfg.listen, source })?;
-        let local = listener.local_addr().map_err(|source| EngineError::Listen { addr: cfg.listen, source })?;
+        let listener = PeerListener::bind(cfg.listen, cfg.bind_device.as_deref())?;
+        let mut engine = Self::start_on(&listener, meta, store, have, cfg).await?;
+        engine.own_listener = true;
+        Ok(engine)
+    }
+
+    /// Like [`Engine::start`], on a listener shared with other engines (`cfg.listen` and
+    /// `cfg.bind_device` are the listener's). Fails if the listener already serves this torrent.
+    pub async fn start_on(listener: &PeerListener, meta: &Metainfo, store: FileStorage, have: swarmboot_peerwire::Bitfield, cfg: EngineConfig) -> Result<Engine, EngineError> {
+        let local = listener.local_addr();
+        let mut cfg = cfg;
+        cfg.listen = local;
+        cfg.bind_device = listener.inner.device.clone();
         let swarm = Swarm::new(cfg.swarm.clone(), have, Instant::now());
         let (complete, _) = watch::channel(swarm.is_complete());
-        let mut cfg = cfg;
         if cfg.tracker.is_none() {
             cfg.tracker = meta.announce.clone();
         }
@@ -101,9 +165,15 @@ impl Engine {
             local,
             started: Instant::now(),
         });
-        let engine = Engine { shared: shared.clone(), tasks: Arc::new(Mutex::new(Vec::new())) };
+        {
+            let mut routes = listener.inner.routes.lock().expect("not poisoned");
+            if routes.get(&meta.info_hash).is_some_and(|w| w.strong_count() > 0) {
+                return Err(EngineError::AlreadyServed(hex::encode(meta.info_hash)));
+            }
+            routes.insert(meta.info_hash, Arc::downgrade(&shared));
+        }
+        let engine = Engine { shared: shared.clone(), tasks: Arc::new(Mutex::new(Vec::new())), listener: listener.clone(), own_listener: false };
         let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(accept_loop(shared.clone(), listener)).abort_handle());
         tasks.push(tokio::spawn(timer_loop(shared.clone())).abort_handle());
         for &p in &shared.cfg.peers {
             dial(shared.clone(), p);
@@ -149,6 +219,15 @@ impl Engine {
         for t in self.tasks.lock().expect("not poisoned").drain(..) {
             t.abort();
         }
+        {
+            let mut routes = self.listener.inner.routes.lock().expect("not poisoned");
+            if routes.get(&self.shared.cfg.swarm.info_hash).is_some_and(|w| w.ptr_eq(&Arc::downgrade(&self.shared))) {
+                routes.remove(&self.shared.cfg.swarm.info_hash);
+            }
+        }
+        if self.own_listener {
+            self.listener.close();
+        }
         // Close every connection in the core; `dispatch` then stops each peer's tasks.
         let mut guard = self.shared.inner.lock().expect("not poisoned");
         let inner = &mut *guard;
@@ -187,7 +266,7 @@ fn dial(shared: Arc<Shared>, addr: SocketAddr) {
     }
     tokio::spawn(async move {
         match connect(addr, shared.local.ip(), shared.cfg.bind_device.as_deref()).await {
-            Ok(stream) => run_peer(shared, stream, addr, true),
+            Ok(stream) => run_peer(shared, stream, addr, true, Vec::new()),
             Err(e) => {
                 debug!(%addr, "dial failed: {e}");
                 shared.dialing.lock().expect("not poisoned").remove(&addr);
@@ -196,15 +275,39 @@ fn dial(shared: Arc<Shared>, addr: SocketAddr) {
     });
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+async fn accept_loop(listener_shared: Weak<ListenerShared>, listener: TcpListener) {
     loop {
         match listener.accept().await {
-            Ok((stream, addr)) => run_peer(shared.clone(), stream, addr, false),
+            Ok((stream, addr)) => {
+                if listener_shared.strong_count() == 0 {
+                    return; // every handle and engine is gone: close the socket
+                }
+                let ls = listener_shared.clone();
+                tokio::spawn(async move { route_incoming(ls, stream, addr).await });
+            }
             Err(e) => {
                 warn!("accept: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+}
+
+/// Reads an incoming handshake up to the info hash and hands the connection to its engine.
+async fn route_incoming(ls: Weak<ListenerShared>, mut stream: TcpStream, addr: SocketAddr) {
+    let mut head = [0u8; HANDSHAKE_TO_INFO_HASH];
+    match tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut head)).await {
+        Ok(Ok(_)) => {}
+        _ => return debug!(%addr, "no handshake; closing"),
+    }
+    if &head[..20] != b"\x13BitTorrent protocol" {
+        return debug!(%addr, "not a BitTorrent handshake; closing");
+    }
+    let info_hash: [u8; 20] = head[28..48].try_into().expect("20 bytes");
+    let engine = ls.upgrade().and_then(|l| l.routes.lock().expect("not poisoned").get(&info_hash).and_then(Weak::upgrade));
+    match engine {
+        Some(shared) => run_peer(shared, stream, addr, false, head.to_vec()),
+        None => debug!(%addr, info_hash = %hex::encode(info_hash), "handshake for a torrent not served here; closing"),
     }
 }
 
@@ -253,7 +356,8 @@ fn dispatch(shared: &Shared, inner: &mut Inner) {
     shared.timer.notify_one();
 }
 
-fn run_peer(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr, outbound: bool) {
+/// Runs one connection; `already_read` are bytes of it read before (the routed handshake).
+fn run_peer(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr, outbound: bool, already_read: Vec<u8>) {
     let _ = stream.set_nodelay(true);
     let key = {
         let mut inner = shared.inner.lock().expect("not poisoned");
@@ -271,10 +375,16 @@ fn run_peer(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr, outbound: 
     let sh = shared.clone();
     let reader = tokio::spawn(async move {
         let mut buf = vec![0u8; 64 * 1024];
+        let mut first = Some(already_read).filter(|b| !b.is_empty());
         loop {
-            let n = match rd.read(&mut buf).await {
-                Ok(0) | Err(_) => 0,
-                Ok(n) => n,
+            let n = if let Some(b) = first.take() {
+                buf[..b.len()].copy_from_slice(&b);
+                b.len()
+            } else {
+                match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => 0,
+                    Ok(n) => n,
+                }
             };
             let mut guard = sh.inner.lock().expect("not poisoned");
             let inner = &mut *guard;
