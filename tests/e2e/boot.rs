@@ -46,9 +46,7 @@ impl BootLab {
             write_test_initramfs(&initrd, Path::new("/bin/busybox")).unwrap();
         }
         let cmdline = format!("console=ttyS0 panic=-1 marker={marker}");
-        self.server
-            .cli(&["image", "add", name, "--kernel", kernel.to_str().unwrap(), "--initrd", initrd.to_str().unwrap(), "--cmdline", &cmdline])
-            .unwrap();
+        self.server.cli(&["image", "add", name, "--kernel", kernel.to_str().unwrap(), "--initrd", initrd.to_str().unwrap(), "--cmdline", &cmdline]).unwrap();
     }
     fn vm(&self, name: &str, mac: &str, fw: Firmware) -> Vm {
         Vm::start(&self.lan, self.dir.path(), name, mac, fw).unwrap()

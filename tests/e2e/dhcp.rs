@@ -104,16 +104,13 @@ fn clients_never_share_an_address_and_reservations_are_honoured() {
     if !require_root("clients_never_share_an_address_and_reservations_are_honoured") {
         return;
     }
-    let dhcp = format!(
-        "{AUTHORITATIVE}[[dhcp.reservation]]\nmac = \"52:54:00:00:00:01\"\nip = \"10.77.0.10\"\nhostname = \"lab-01\"\n"
-    );
+    let dhcp = format!("{AUTHORITATIVE}[[dhcp.reservation]]\nmac = \"52:54:00:00:00:01\"\nip = \"10.77.0.10\"\nhostname = \"lab-01\"\n");
     let Lab { dir, mut lan, server: _server } = lab("many", &dhcp);
     let reserved = lan.add_host(Some("52:54:00:00:00:01")).unwrap();
     let others: Vec<usize> = (0..4).map(|_| lan.add_host(None).unwrap()).collect();
 
     let r = Udhcpc::start(lan.host(reserved), dir.path(), "reserved", &[]).unwrap();
-    let clients: Vec<Udhcpc> =
-        others.iter().enumerate().map(|(i, h)| Udhcpc::start(lan.host(*h), dir.path(), &format!("c{i}"), &[]).unwrap()).collect();
+    let clients: Vec<Udhcpc> = others.iter().enumerate().map(|(i, h)| Udhcpc::start(lan.host(*h), dir.path(), &format!("c{i}"), &[]).unwrap()).collect();
 
     let ev = r.wait("bound", 0, T).unwrap();
     assert_eq!(ev.ip(), "10.77.0.10");
@@ -175,13 +172,7 @@ fn proxy_mode_beside_dnsmasq_gives_pxe_clients_one_address_and_one_boot_offer() 
     swarmboot_lab::wait_for_line(&dnsmasq.log, "DHCP, IP range", T).unwrap();
 
     let c = lan.add_host(None).unwrap();
-    let replies = probe::exchange(
-        lan.host(c),
-        "eth0",
-        vec![probe::discover([0x52, 0x54, 0, 9, 9, 1], 0xabc1, probe::pxe_bios_options())],
-        Duration::from_secs(3),
-    )
-    .unwrap();
+    let replies = probe::exchange(lan.host(c), "eth0", vec![probe::discover([0x52, 0x54, 0, 9, 9, 1], 0xabc1, probe::pxe_bios_options())], Duration::from_secs(3)).unwrap();
     let offers: Vec<_> = replies.iter().filter(|(_, m)| m.opts().msg_type() == Some(MessageType::Offer)).collect();
     let addresses: Vec<_> = offers.iter().filter(|(_, m)| !m.yiaddr().is_unspecified()).collect();
     let boots: Vec<_> = offers.iter().filter(|(_, m)| m.yiaddr().is_unspecified()).collect();
@@ -206,21 +197,14 @@ fn a_relayed_discover_gets_an_address_from_the_relays_subnet() {
     if !require_root("a_relayed_discover_gets_an_address_from_the_relays_subnet") {
         return;
     }
-    let dhcp = format!(
-        "{AUTHORITATIVE}[[dhcp.subnet]]\nnetwork = \"10.78.0.0/24\"\npool = [\"10.78.0.100-10.78.0.199\"]\nrouter = \"10.78.0.1\"\n"
-    );
+    let dhcp = format!("{AUTHORITATIVE}[[dhcp.subnet]]\nnetwork = \"10.78.0.0/24\"\npool = [\"10.78.0.100-10.78.0.199\"]\nrouter = \"10.78.0.1\"\n");
     let Lab { dir: _dir, mut lan, server } = lab("relay", &dhcp);
     // perfdhcp plays the relay agent for 10.78.0.0/24: giaddr = its address there.
     let r = lan.add_host(None).unwrap();
     lan.host(r).ip(&["addr", "add", "10.77.0.3/24", "dev", "eth0"]).unwrap();
     lan.host(r).ip(&["addr", "add", "10.78.0.1/24", "dev", "eth0"]).unwrap();
     lan.server.ip(&["route", "add", "10.78.0.0/24", "via", "10.77.0.3"]).unwrap();
-    let out = lan
-        .host(r)
-        .command("perfdhcp")
-        .args(["-4", "-n", "3", "-r", "1", "-R", "3", "-W", "500000", "-l", "10.78.0.1", "10.77.0.1"])
-        .output()
-        .unwrap();
+    let out = lan.host(r).command("perfdhcp").args(["-4", "-n", "3", "-r", "1", "-R", "3", "-W", "500000", "-l", "10.78.0.1", "10.77.0.1"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     let leases = server.leases().unwrap();
     assert!(!leases.is_empty(), "perfdhcp got no lease:\n{text}\nserver:\n{}", server.log());

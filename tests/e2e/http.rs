@@ -47,9 +47,7 @@ impl HttpLab {
         let i = self.dir.path().join(format!("{name}-initrd"));
         std::fs::write(&k, kernel).unwrap();
         std::fs::write(&i, initrd).unwrap();
-        self.server
-            .cli(&["image", "add", name, "--kernel", k.to_str().unwrap(), "--initrd", i.to_str().unwrap(), "--cmdline", "console=ttyS0"])
-            .unwrap();
+        self.server.cli(&["image", "add", name, "--kernel", k.to_str().unwrap(), "--initrd", i.to_str().unwrap(), "--cmdline", "console=ttyS0"]).unwrap();
     }
 }
 

@@ -97,16 +97,8 @@ fn every_traversal_attempt_is_refused() {
         return;
     }
     let lab = tftp_lab("tftp-traversal");
-    let attempts = [
-        "../../../../etc/passwd",
-        "sub/../../../etc/passwd",
-        "escape",
-        "..%5c..%5c..%5cetc%5cpasswd",
-        "/etc/passwd",
-        "%2e%2e/%2e%2e/etc/passwd",
-        "sub",
-        "big.bin%00.txt",
-    ];
+    let attempts =
+        ["../../../../etc/passwd", "sub/../../../etc/passwd", "escape", "..%5c..%5c..%5cetc%5cpasswd", "/etc/passwd", "%2e%2e/%2e%2e/etc/passwd", "sub", "big.bin%00.txt"];
     for (i, a) in attempts.iter().enumerate() {
         let out = lab.out(&format!("t{i}"));
         let url = format!("tftp://10.77.0.1/{a}");
@@ -130,15 +122,7 @@ fn many_transfers_at_once_all_complete() {
     let lab = tftp_lab("tftp-many");
     let n = 60; // more than dnsmasq's default cap of 50
     let children: Vec<_> = (0..n)
-        .map(|i| {
-            lab.client()
-                .command("curl")
-                .args(["-sS", "--tftp-blksize", "1468", "-o"])
-                .arg(lab.out(&format!("m{i}")))
-                .arg("tftp://10.77.0.1/big.bin")
-                .spawn()
-                .unwrap()
-        })
+        .map(|i| lab.client().command("curl").args(["-sS", "--tftp-blksize", "1468", "-o"]).arg(lab.out(&format!("m{i}"))).arg("tftp://10.77.0.1/big.bin").spawn().unwrap())
         .collect();
     for mut c in children {
         assert!(c.wait().unwrap().success());

@@ -62,9 +62,7 @@ pub fn run(rates: &[u32], period: u32) -> anyhow::Result<()> {
         }
         results.push((server, rungs));
     }
-    let best = |rungs: &[Rung]| -> (f64, u32) {
-        rungs.iter().filter(|r| r.ok()).map(|r| (r.leases_per_sec, r.rate)).fold((0.0, 0), |a, b| if b.0 > a.0 { b } else { a })
-    };
+    let best = |rungs: &[Rung]| -> (f64, u32) { rungs.iter().filter(|r| r.ok()).map(|r| (r.leases_per_sec, r.rate)).fold((0.0, 0), |a, b| if b.0 > a.0 { b } else { a }) };
     let ours = best(&results[0].1).0;
     println!("\nbest leases/s at <= 1 % drops ({period} s per rate, {CLIENTS} clients, leases persisted):");
     println!("| server | best leases/s | at offered rate | swarmboot ÷ server |");
@@ -136,7 +134,8 @@ fn perfdhcp(ns: &Netns, rate: u32, period: u32) -> anyhow::Result<Rung> {
         .output()
         .context("perfdhcp")?;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    parse_perfdhcp(&text, period).with_context(|| format!("cannot read perfdhcp output:\n{text}\n{}", String::from_utf8_lossy(&out.stderr)))
+    parse_perfdhcp(&text, period)
+        .with_context(|| format!("cannot read perfdhcp output:\n{text}\n{}", String::from_utf8_lossy(&out.stderr)))
         .map(|(leases_per_sec, do_drops, ra_drops)| Rung { rate, leases_per_sec, do_drops, ra_drops })
 }
 
@@ -157,7 +156,13 @@ fn parse_perfdhcp(text: &str, period: u32) -> Option<(f64, f64, f64)> {
     let recv_d = field(d, "received packets")?;
     let sent_r = field(r, "sent packets")?;
     let recv_r = field(r, "received packets")?;
-    let pct = |sent: f64, recv: f64| if sent > 0.0 { 100.0 * (sent - recv).max(0.0) / sent } else { 100.0 };
+    let pct = |sent: f64, recv: f64| {
+        if sent > 0.0 {
+            100.0 * (sent - recv).max(0.0) / sent
+        } else {
+            100.0
+        }
+    };
     Some((recv_r / f64::from(period), pct(sent_d, recv_d), pct(sent_r, recv_r)))
 }
 

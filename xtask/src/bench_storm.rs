@@ -129,7 +129,10 @@ pub fn run(a: StormArgs) -> anyhow::Result<()> {
     std::fs::write(&torrent, bytes)?;
     drop(data);
 
-    println!("storm: {} clients, {} MiB, every link {} (bound {bound:.2} s), pieces of {} KiB, upload slots: server {}, clients {}", a.clients, a.size_mib, a.rate, a.piece_kib, a.server_slots, a.client_slots);
+    println!(
+        "storm: {} clients, {} MiB, every link {} (bound {bound:.2} s), pieces of {} KiB, upload slots: server {}, clients {}",
+        a.clients, a.size_mib, a.rate, a.piece_kib, a.server_slots, a.client_slots
+    );
     let mut all = Vec::new();
     for run in 0..a.runs {
         for mode in &a.modes {
@@ -144,7 +147,15 @@ pub fn run(a: StormArgs) -> anyhow::Result<()> {
         let mut t = o.times.clone();
         t.sort_by(f64::total_cmp);
         let payload = o.payload.map(|p| format!(" (payload {:.2})", p as f64 / size as f64)).unwrap_or_default();
-        println!("| {} | {:.1} s | {:.1} s | {:.1} s | {:.2}{payload} | {:.2} |", o.mode, percentile(&t, 0.5), percentile(&t, 0.99), t[t.len() - 1], o.server_bytes as f64 / size as f64, percentile(&t, 0.99) / bound);
+        println!(
+            "| {} | {:.1} s | {:.1} s | {:.1} s | {:.2}{payload} | {:.2} |",
+            o.mode,
+            percentile(&t, 0.5),
+            percentile(&t, 0.99),
+            t[t.len() - 1],
+            o.server_bytes as f64 / size as f64,
+            percentile(&t, 0.99) / bound
+        );
     }
     let stat = |m: &str, f: &dyn Fn(&Outcome) -> f64| all.iter().filter(|o| o.mode == m).map(f).fold(f64::NAN, f64::max);
     let p99 = |o: &Outcome| {
@@ -154,7 +165,8 @@ pub fn run(a: StormArgs) -> anyhow::Result<()> {
     };
     if a.modes.iter().any(|m| m == "ours") && a.modes.iter().any(|m| m == "aria2") {
         let (ours_p99, aria_p99) = (stat("ours", &p99), all.iter().filter(|o| o.mode == "aria2").map(p99).fold(f64::INFINITY, f64::min));
-        let (ours_srv, aria_srv) = (stat("ours", &|o| o.server_bytes as f64), all.iter().filter(|o| o.mode == "aria2").map(|o| o.server_bytes as f64).fold(f64::INFINITY, f64::min));
+        let (ours_srv, aria_srv) =
+            (stat("ours", &|o| o.server_bytes as f64), all.iter().filter(|o| o.mode == "aria2").map(|o| o.server_bytes as f64).fold(f64::INFINITY, f64::min));
         println!("\nworst run of ours vs best of aria2: p99 {:.2}× aria2's, server bytes {:.2}× aria2's", ours_p99 / aria_p99, ours_srv / aria_srv);
         println!("goals: server ≤ 1.2 × SIZE: {}; p99 ≤ 1.3 × bound: {}", ours_srv / size as f64 <= 1.2, ours_p99 / bound <= 1.3);
     }
@@ -295,7 +307,11 @@ fn storm(a: &StormArgs, mode: &str, run: usize, scratch: &ScratchDir, seed_dir: 
         }
         if Instant::now() > deadline {
             scratch.keep();
-            bail!("{mode}: clients {:?} not done after 600 s; logs in {}", times.iter().enumerate().filter(|(_, t)| t.is_none()).map(|(i, _)| i).collect::<Vec<_>>(), work.display());
+            bail!(
+                "{mode}: clients {:?} not done after 600 s; logs in {}",
+                times.iter().enumerate().filter(|(_, t)| t.is_none()).map(|(i, _)| i).collect::<Vec<_>>(),
+                work.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -50,7 +50,11 @@ pub fn run(runs: usize) -> anyhow::Result<()> {
             times.sort();
             let median = times[times.len() / 2];
             let mbps = SIZE as f64 / median.as_secs_f64() / 1e6;
-            println!("{server:>10} / {label:<32} median {:>7.3} s  {mbps:>7.1} MB/s  (runs: {:?})", median.as_secs_f64(), times.iter().map(|t| format!("{:.2}", t.as_secs_f64())).collect::<Vec<_>>());
+            println!(
+                "{server:>10} / {label:<32} median {:>7.3} s  {mbps:>7.1} MB/s  (runs: {:?})",
+                median.as_secs_f64(),
+                times.iter().map(|t| format!("{:.2}", t.as_secs_f64())).collect::<Vec<_>>()
+            );
             table.push((format!("{server} / {label}"), mbps));
         }
     }

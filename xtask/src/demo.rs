@@ -41,8 +41,15 @@ pub fn run(vms: usize) -> anyhow::Result<()> {
     print!(
         "{}",
         server.cli(&[
-            "image", "add", "demo", "--kernel", kernel.to_str().unwrap(), "--initrd", initrd.to_str().unwrap(),
-            "--cmdline", "console=ttyS0 panic=-1 marker=demo-booted",
+            "image",
+            "add",
+            "demo",
+            "--kernel",
+            kernel.to_str().unwrap(),
+            "--initrd",
+            initrd.to_str().unwrap(),
+            "--cmdline",
+            "console=ttyS0 panic=-1 marker=demo-booted",
         ])?
     );
 
@@ -67,7 +74,9 @@ pub fn run(vms: usize) -> anyhow::Result<()> {
         }
         for (i, (name, vm)) in machines.iter_mut().enumerate() {
             let exited = vm.exited();
-            let Ok(mut f) = std::fs::File::open(&vm.console) else { continue };
+            let Ok(mut f) = std::fs::File::open(&vm.console) else {
+                continue;
+            };
             f.seek(SeekFrom::Start(offsets[i]))?;
             let mut r = BufReader::new(f);
             let mut line = String::new();
@@ -91,10 +100,7 @@ pub fn run(vms: usize) -> anyhow::Result<()> {
     }
     println!("== every VM booted its image from swarmboot");
     println!("== leases:\n{}", server.cli(&["leases"])?);
-    println!(
-        "== counters: {}",
-        server.metrics()?.lines().filter(|l| l.starts_with("swarmboot") && !l.ends_with(" 0")).collect::<Vec<_>>().join(", ")
-    );
+    println!("== counters: {}", server.metrics()?.lines().filter(|l| l.starts_with("swarmboot") && !l.ends_with(" 0")).collect::<Vec<_>>().join(", "));
     println!("== tearing down");
     Ok(())
 }

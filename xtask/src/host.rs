@@ -109,8 +109,7 @@ pub fn ensure_rqbit() -> anyhow::Result<PathBuf> {
     let root = home.join(format!(".cache/swarmboot/rqbit-{RQBIT_VERSION}"));
     let exe = root.join("bin/rqbit");
     if !exe.exists() {
-        run(cargo().args(["install", "rqbit", "--locked", "--version", RQBIT_VERSION, "--root"]).arg(&root))
-            .context("building rqbit for the interoperability tests")?;
+        run(cargo().args(["install", "rqbit", "--locked", "--version", RQBIT_VERSION, "--root"]).arg(&root)).context("building rqbit for the interoperability tests")?;
     }
     Ok(exe)
 }
@@ -128,12 +127,12 @@ pub fn test(fuzz_secs: u32) -> anyhow::Result<()> {
         {
             let corpus = root.join("fuzz/corpus").join(target);
             std::fs::create_dir_all(&corpus)?;
-            run(fuzz_command()?
-                .current_dir(&root)
-                .args(["run", target])
-                .arg(&corpus)
-                .arg(root.join(seeds))
-                .args(["--", &format!("-max_total_time={secs}"), &format!("-max_len={max_len}"), "-print_final_stats=1"]))
+            run(fuzz_command()?.current_dir(&root).args(["run", target]).arg(&corpus).arg(root.join(seeds)).args([
+                "--",
+                &format!("-max_total_time={secs}"),
+                &format!("-max_len={max_len}"),
+                "-print_final_stats=1",
+            ]))
             .with_context(|| format!("fuzz smoke of {target} (a crash input is in fuzz/artifacts/{target}/)"))?;
         }
     }
@@ -152,9 +151,7 @@ fn run_tests(cmd: &mut Command) -> anyhow::Result<()> {
         let line = line?;
         println!("{line}");
         if let Some(rest) = line.strip_prefix("test result: ") {
-            let count = |word: &str| {
-                rest.split(';').find_map(|part| part.trim().strip_suffix(word).and_then(|n| n.trim().rsplit(' ').next()?.parse::<u64>().ok()))
-            };
+            let count = |word: &str| rest.split(';').find_map(|part| part.trim().strip_suffix(word).and_then(|n| n.trim().rsplit(' ').next()?.parse::<u64>().ok()));
             passed += count(" passed").unwrap_or(0);
             failed += count(" failed").unwrap_or(0);
         }

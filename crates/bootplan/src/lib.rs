@@ -52,11 +52,7 @@ impl ImageRules {
     /// default.
     pub fn image_for(&self, mac: &str) -> Option<&str> {
         let mac = mac.to_ascii_lowercase();
-        self.clients
-            .iter()
-            .find(|r| r.matcher.is_match(&mac))
-            .map(|r| r.image.as_str())
-            .or(self.default_image.as_deref())
+        self.clients.iter().find(|r| r.matcher.is_match(&mac)).map(|r| r.image.as_str()).or(self.default_image.as_deref())
     }
 }
 
@@ -79,9 +75,7 @@ pub enum PlanError {
 
 impl BootPlan {
     pub fn from_manifest(m: &Manifest) -> Result<Self, PlanError> {
-        let sha = |role, label| {
-            m.file(role).map(|f| f.sha256.clone()).ok_or(PlanError::MissingFile { image: m.name.clone(), version: m.version, role: label })
-        };
+        let sha = |role, label| m.file(role).map(|f| f.sha256.clone()).ok_or(PlanError::MissingFile { image: m.name.clone(), version: m.version, role: label });
         Ok(BootPlan {
             image: m.name.clone(),
             version: m.version,
@@ -146,10 +140,7 @@ mod tests {
     use swarmboot_image::FileEntry;
 
     fn rules() -> ImageRules {
-        ImageRules {
-            default_image: Some("elchos".into()),
-            clients: vec![ClientRule::new("52:54:00:00:00:0?", "lab").unwrap(), ClientRule::new("52:54:00:*", "vm").unwrap()],
-        }
+        ImageRules { default_image: Some("elchos".into()), clients: vec![ClientRule::new("52:54:00:00:00:0?", "lab").unwrap(), ClientRule::new("52:54:00:*", "vm").unwrap()] }
     }
 
     #[test]

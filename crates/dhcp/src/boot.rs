@@ -20,12 +20,7 @@ pub struct BootSettings {
 
 impl Default for BootSettings {
     fn default() -> Self {
-        BootSettings {
-            http_port: 8080,
-            bios_file: "undionly.kpxe".into(),
-            efi_x64_file: "snponly.efi".into(),
-            efi_arm64_file: "arm64/snponly.efi".into(),
-        }
+        BootSettings { http_port: 8080, bios_file: "undionly.kpxe".into(), efi_x64_file: "snponly.efi".into(), efi_arm64_file: "arm64/snponly.efi".into() }
     }
 }
 
@@ -88,10 +83,7 @@ mod tests {
         assert_eq!(f(machine(Some(ClientArch::BiosX86), true, false, false)).as_deref(), Some("undionly.kpxe"));
         assert_eq!(f(machine(Some(ClientArch::EfiX64), true, false, false)).as_deref(), Some("snponly.efi"));
         assert_eq!(f(machine(Some(ClientArch::EfiArm64), true, false, false)).as_deref(), Some("arm64/snponly.efi"));
-        assert_eq!(
-            f(machine(Some(ClientArch::EfiX64Http), false, true, false)).as_deref(),
-            Some("http://10.77.0.1:8080/tftp/snponly.efi")
-        );
+        assert_eq!(f(machine(Some(ClientArch::EfiX64Http), false, true, false)).as_deref(), Some("http://10.77.0.1:8080/tftp/snponly.efi"));
         assert_eq!(f(machine(Some(ClientArch::EfiIa32), true, false, false)), None);
         assert_eq!(f(machine(None, false, false, false)), None, "an OS client gets no boot file");
     }

@@ -196,10 +196,6 @@ impl LeaseTable {
     /// address has been handed out at least once.
     pub fn oldest_reusable(&self, settings: &Settings, subnet: usize, now: UnixTime) -> Option<Ipv4Addr> {
         let s = settings.subnets.get(subnet)?;
-        self.by_ip
-            .values()
-            .filter(|l| !l.is_active(now) && s.in_pool(l.ip) && !self.reserved.contains(&l.ip))
-            .min_by_key(|l| (l.expires, l.ip))
-            .map(|l| l.ip)
+        self.by_ip.values().filter(|l| !l.is_active(now) && s.in_pool(l.ip) && !self.reserved.contains(&l.ip)).min_by_key(|l| (l.expires, l.ip)).map(|l| l.ip)
     }
 }

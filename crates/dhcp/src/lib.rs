@@ -22,7 +22,7 @@ mod settings;
 
 pub use boot::{BootFile, BootSettings};
 pub use leases::{ClientId, Lease, LeaseState, LeaseTable};
-pub use request::{parse_request, MAX_REQUEST_LEN, ClientArch, ClientRequest, HwAddr, Machine};
+pub use request::{parse_request, ClientArch, ClientRequest, HwAddr, Machine, MAX_REQUEST_LEN};
 pub use server::{DhcpServer, DropReason, Outcome, Reply, Source};
 pub use settings::{netmask, AddressRange, Mode, Reservation, Settings, SettingsError, Subnet};
 

@@ -22,12 +22,7 @@ const PXE_VENDOR_OPTIONS: [u8; 4] = [6, 1, 0x08, 255];
 pub fn skeleton(req: &ClientRequest, kind: MessageType, server_ip: Ipv4Addr) -> v4::Message {
     let m = &req.message;
     let mut r = v4::Message::default();
-    r.set_opcode(Opcode::BootReply)
-        .set_htype(m.htype())
-        .set_xid(m.xid())
-        .set_flags(m.flags())
-        .set_giaddr(m.giaddr())
-        .set_chaddr(&m.chaddr()[..usize::from(m.hlen()).min(16)]);
+    r.set_opcode(Opcode::BootReply).set_htype(m.htype()).set_xid(m.xid()).set_flags(m.flags()).set_giaddr(m.giaddr()).set_chaddr(&m.chaddr()[..usize::from(m.hlen()).min(16)]);
     let opts = r.opts_mut();
     opts.insert(DhcpOption::MessageType(kind));
     opts.insert(DhcpOption::ServerIdentifier(server_ip));

@@ -54,8 +54,7 @@ pub struct BadHwAddr(pub String);
 impl FromStr for HwAddr {
     type Err = BadHwAddr;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bytes: Result<Vec<u8>, _> =
-            s.split([':', '-']).map(|p| if p.len() == 2 { u8::from_str_radix(p, 16).map_err(|_| ()) } else { Err(()) }).collect();
+        let bytes: Result<Vec<u8>, _> = s.split([':', '-']).map(|p| if p.len() == 2 { u8::from_str_radix(p, 16).map_err(|_| ()) } else { Err(()) }).collect();
         match bytes {
             Ok(b) if !b.is_empty() && b.len() <= 16 => Ok(HwAddr(b)),
             _ => Err(BadHwAddr(s.to_string())),
@@ -190,14 +189,7 @@ pub fn parse_request(bytes: &[u8]) -> Result<ClientRequest, DropReason> {
         Some(DhcpOption::ClientMachineIdentifier(g)) => Some(g.clone()),
         _ => None,
     };
-    let machine = Machine {
-        hwaddr,
-        arch,
-        pxe: class.starts_with(b"PXEClient"),
-        http_client: class.starts_with(b"HTTPClient"),
-        ipxe: user_class_ipxe || ipxe_encap,
-        guid,
-    };
+    let machine = Machine { hwaddr, arch, pxe: class.starts_with(b"PXEClient"), http_client: class.starts_with(b"HTTPClient"), ipxe: user_class_ipxe || ipxe_encap, guid };
     let requested_ip = match opts.get(OptionCode::RequestedIpAddress) {
         Some(DhcpOption::RequestedIpAddress(ip)) => Some(*ip),
         _ => None,
@@ -241,7 +233,11 @@ fn check_option_lengths(options: &[u8]) -> Result<(), DropReason> {
             152..=155 => len == 4,
             _ => true,
         };
-        if ok { Ok(()) } else { Err(DropReason::Undecodable) }
+        if ok {
+            Ok(())
+        } else {
+            Err(DropReason::Undecodable)
+        }
     };
     while at < options.len() {
         let code = options[at];
@@ -357,4 +353,3 @@ mod tests {
         assert_eq!(parse_request(&vec![0; MAX_REQUEST_LEN + 1]).unwrap_err(), DropReason::Oversized);
     }
 }
-

@@ -282,8 +282,7 @@ impl DhcpServer {
         let Some(ip) = self.choose_address(now, req, subnet) else {
             return Outcome::dropped(DropReason::PoolExhausted);
         };
-        let keeps_binding =
-            self.leases.get(ip).is_some_and(|l| l.client_id == req.client_id && l.state == LeaseState::Bound && l.is_active(now));
+        let keeps_binding = self.leases.get(ip).is_some_and(|l| l.client_id == req.client_id && l.state == LeaseState::Bound && l.is_active(now));
         if !keeps_binding {
             let hold = now + u64::from(self.settings.offer_secs);
             self.leases.put(self.lease_record(req, ip, LeaseState::Offered, hold));
@@ -395,8 +394,7 @@ impl DhcpServer {
     }
 
     fn lease_record(&self, req: &ClientRequest, ip: Ipv4Addr, state: LeaseState, expires: UnixTime) -> Lease {
-        let hostname =
-            self.reserved_ip(req).and_then(|r| r.hostname.clone()).or_else(|| req.hostname.clone());
+        let hostname = self.reserved_ip(req).and_then(|r| r.hostname.clone()).or_else(|| req.hostname.clone());
         Lease { ip, client_id: req.client_id.clone(), hwaddr: req.machine.hwaddr.clone(), hostname, state, expires }
     }
 }

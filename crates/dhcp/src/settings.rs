@@ -125,28 +125,15 @@ impl Settings {
             for other in &self.subnets[..i] {
                 let m = u32::from(netmask(s.prefix_len.min(other.prefix_len)));
                 if u32::from(s.network) & m == u32::from(other.network) & m {
-                    return Err(SettingsError::SubnetsOverlap {
-                        a: format!("{}/{}", other.network, other.prefix_len),
-                        b: format!("{}/{}", s.network, s.prefix_len),
-                    });
+                    return Err(SettingsError::SubnetsOverlap { a: format!("{}/{}", other.network, other.prefix_len), b: format!("{}/{}", s.network, s.prefix_len) });
                 }
             }
             for p in &s.pools {
                 if !s.contains(p.first) || !s.contains(p.last) {
-                    return Err(SettingsError::PoolOutsideSubnet {
-                        first: p.first,
-                        last: p.last,
-                        network: s.network,
-                        prefix_len: s.prefix_len,
-                    });
+                    return Err(SettingsError::PoolOutsideSubnet { first: p.first, last: p.last, network: s.network, prefix_len: s.prefix_len });
                 }
                 if let Some(q) = all_pools.iter().find(|q| q.overlaps(p)) {
-                    return Err(SettingsError::PoolsOverlap {
-                        a_first: q.first,
-                        a_last: q.last,
-                        b_first: p.first,
-                        b_last: p.last,
-                    });
+                    return Err(SettingsError::PoolsOverlap { a_first: q.first, a_last: q.last, b_first: p.first, b_last: p.last });
                 }
                 all_pools.push(*p);
             }

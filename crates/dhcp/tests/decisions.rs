@@ -37,11 +37,7 @@ fn settings(mode: Mode) -> Settings {
                 lease_secs: 600,
             },
         ],
-        reservations: vec![Reservation {
-            hwaddr: "52:54:00:00:00:01".parse().unwrap(),
-            ip: ip("10.77.0.10"),
-            hostname: Some("lab-01".into()),
-        }],
+        reservations: vec![Reservation { hwaddr: "52:54:00:00:00:01".parse().unwrap(), ip: ip("10.77.0.10"), hostname: Some("lab-01".into()) }],
         decline_secs: 600,
         offer_secs: 60,
         boot: BootSettings::default(),
@@ -418,15 +414,11 @@ fn a_boot_url_too_long_for_the_file_field_goes_in_option_67() {
 #[test]
 fn uefi_pxe_and_http_boot_in_authoritative_mode() {
     let mut s = DhcpServer::new(settings(Mode::Authoritative), vec![]);
-    let efi = Client::new(7)
-        .with(DhcpOption::ClassIdentifier(b"PXEClient:Arch:00007:UNDI:003016".to_vec()))
-        .with(DhcpOption::ClientSystemArchitecture(v4::Architecture(7)));
+    let efi = Client::new(7).with(DhcpOption::ClassIdentifier(b"PXEClient:Arch:00007:UNDI:003016".to_vec())).with(DhcpOption::ClientSystemArchitecture(v4::Architecture(7)));
     let m = decode(&send(&mut s, T0, &efi, MessageType::Discover, &[]).reply.unwrap());
     assert_eq!(file(&m), "snponly.efi");
     assert_ne!(m.yiaddr(), Ipv4Addr::UNSPECIFIED);
-    let http = Client::new(8)
-        .with(DhcpOption::ClassIdentifier(b"HTTPClient:Arch:00016:UNDI:003001".to_vec()))
-        .with(DhcpOption::ClientSystemArchitecture(v4::Architecture(16)));
+    let http = Client::new(8).with(DhcpOption::ClassIdentifier(b"HTTPClient:Arch:00016:UNDI:003001".to_vec())).with(DhcpOption::ClientSystemArchitecture(v4::Architecture(16)));
     let m = decode(&send(&mut s, T0, &http, MessageType::Discover, &[]).reply.unwrap());
     assert_eq!(file(&m), "http://10.77.0.1:8080/tftp/snponly.efi");
     assert_eq!(opt(&m, OptionCode::ClassIdentifier), Some(&DhcpOption::ClassIdentifier(b"HTTPClient".to_vec())));
@@ -557,7 +549,9 @@ fn crashes_at_any_moment_never_give_one_address_to_two_clients() {
             }
             _ => {
                 // DISCOVER, then REQUEST what was offered (possibly after another client's turn).
-                let Some(offer) = s.handle(now, port67(), &c.packet(MessageType::Discover, &[])).reply else { continue };
+                let Some(offer) = s.handle(now, port67(), &c.packet(MessageType::Discover, &[])).reply else {
+                    continue;
+                };
                 match rnd(4) {
                     0 => {
                         // The server crashes between OFFER and REQUEST; the offer is forgotten.
@@ -606,8 +600,7 @@ fn crashes_at_any_moment_never_give_one_address_to_two_clients() {
                 _ => {}
             }
         }
-        let active: Vec<(usize, Ipv4Addr, UnixTime)> =
-            held.iter().enumerate().filter_map(|(i, h)| h.filter(|(_, e)| now < *e).map(|(ip, e)| (i, ip, e))).collect();
+        let active: Vec<(usize, Ipv4Addr, UnixTime)> = held.iter().enumerate().filter_map(|(i, h)| h.filter(|(_, e)| now < *e).map(|(ip, e)| (i, ip, e))).collect();
         for (i, ip, exp) in &active {
             assert!(active.iter().all(|(j, ip2, _)| j == i || ip2 != ip), "two clients hold {ip} at {now}: {active:?}");
             let rec = persisted.get(ip).expect("a held address is persisted");

@@ -28,7 +28,19 @@ impl<W: Write> Cpio<W> {
         self.ino += 1;
         let header = format!(
             "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
-            self.ino, mode, 0, 0, 1, 0, data.len(), 0, 0, rdev.0, rdev.1, name.len() + 1, 0
+            self.ino,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            data.len(),
+            0,
+            0,
+            rdev.0,
+            rdev.1,
+            name.len() + 1,
+            0
         );
         self.write(header.as_bytes())?;
         self.write(name.as_bytes())?;
@@ -52,10 +64,7 @@ impl<W: Write> Cpio<W> {
 pub fn write_test_initramfs(dest: &Path, busybox: &Path) -> std::io::Result<()> {
     let bb = std::fs::read(busybox)?;
     if has_interpreter(&bb) {
-        return Err(std::io::Error::other(format!(
-            "{} is dynamically linked and would not run in the initramfs: install busybox-static",
-            busybox.display()
-        )));
+        return Err(std::io::Error::other(format!("{} is dynamically linked and would not run in the initramfs: install busybox-static", busybox.display())));
     }
     let mut c = Cpio { out: std::io::BufWriter::new(std::fs::File::create(dest)?), ino: 0, written: 0 };
     const DIR: u32 = 0o040755;
@@ -77,7 +86,9 @@ fn has_interpreter(elf: &[u8]) -> bool {
     if !elf.starts_with(b"\x7fELF") {
         return false;
     }
-    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else { return false };
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
+        return false;
+    };
     (0..phnum).any(|i| {
         let o = phoff + i * phentsize;
         elf.get(o..o + 4).is_some_and(|t| u32::from_le_bytes(t.try_into().unwrap()) == 3)
@@ -86,8 +97,8 @@ fn has_interpreter(elf: &[u8]) -> bool {
 
 /// The newest Debian kernel in /boot.
 pub fn debian_kernel() -> Option<std::path::PathBuf> {
-    let mut k: Vec<_> = std::fs::read_dir("/boot").ok()?.filter_map(|e| e.ok()).map(|e| e.path())
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))).collect();
+    let mut k: Vec<_> =
+        std::fs::read_dir("/boot").ok()?.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))).collect();
     k.sort();
     k.pop()
 }

@@ -12,8 +12,8 @@ pub mod bittorrent;
 pub mod clients;
 pub mod initramfs;
 mod netns;
-mod proc;
 pub mod probe;
+mod proc;
 pub mod qemu;
 mod server;
 
@@ -42,9 +42,7 @@ pub fn bin(name: &str) -> PathBuf {
     let dir = match std::env::var_os("SWARMBOOT_BIN_DIR") {
         Some(d) => PathBuf::from(d),
         None => {
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+            let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
             target.join("debug")
         }
     };

@@ -19,12 +19,7 @@ impl Proc {
     /// Starts `cmd` with stdout and stderr appended to `log`.
     pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> anyhow::Result<Self> {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .with_context(|| format!("cannot start {name}: {cmd:?}"))?;
+        let child = cmd.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out).spawn().with_context(|| format!("cannot start {name}: {cmd:?}"))?;
         Ok(Proc { child: Some(child), name: name.into(), log: log.into() })
     }
 
@@ -54,7 +49,9 @@ impl Proc {
 
     /// SIGTERM, up to `grace` to exit, then SIGKILL.
     pub fn stop(&mut self, grace: Duration) {
-        let Some(mut c) = self.child.take() else { return };
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
         let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {

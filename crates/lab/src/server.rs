@@ -107,10 +107,7 @@ impl Server {
     /// One counter from `/metrics` (`name` may include labels, as in the exposition line).
     pub fn metric(&self, name: &str) -> anyhow::Result<u64> {
         let m = self.metrics()?;
-        let line = m
-            .lines()
-            .find(|l| l.split_once(' ').is_some_and(|(n, _)| n == name))
-            .with_context(|| format!("no metric {name} in:\n{m}"))?;
+        let line = m.lines().find(|l| l.split_once(' ').is_some_and(|(n, _)| n == name)).with_context(|| format!("no metric {name} in:\n{m}"))?;
         Ok(line.rsplit(' ').next().unwrap_or("").trim().parse()?)
     }
 }

@@ -57,17 +57,36 @@ pub enum Disconnect {
 /// What happened, for the swarm to act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Connected { peer_id: [u8; 20], fast: bool },
+    Connected {
+        peer_id: [u8; 20],
+        fast: bool,
+    },
     /// The peer's pieces changed (bitfield, have-all, have-none, have).
     Has(Bitfield),
     Choked,
     Unchoked,
     Interested(bool),
-    Block { index: u32, begin: u32, data: Vec<u8> },
+    Block {
+        index: u32,
+        begin: u32,
+        data: Vec<u8>,
+    },
     /// The peer will not send this block (BEP 6), or choked us with it outstanding.
-    Lost { index: u32, begin: u32, length: u32 },
-    Requested { index: u32, begin: u32, length: u32 },
-    Cancelled { index: u32, begin: u32, length: u32 },
+    Lost {
+        index: u32,
+        begin: u32,
+        length: u32,
+    },
+    Requested {
+        index: u32,
+        begin: u32,
+        length: u32,
+    },
+    Cancelled {
+        index: u32,
+        begin: u32,
+        length: u32,
+    },
     Dropped(Disconnect),
 }
 
@@ -262,7 +281,11 @@ impl Peer {
     }
 
     fn check_index(&self, i: u32) -> Result<(), Disconnect> {
-        if i < self.cfg.pieces { Ok(()) } else { Err(Disconnect::BadIndex(i)) }
+        if i < self.cfg.pieces {
+            Ok(())
+        } else {
+            Err(Disconnect::BadIndex(i))
+        }
     }
 
     fn on_frame(&mut self, frame: Frame, ev: &mut Vec<Event>) -> Result<(), Disconnect> {

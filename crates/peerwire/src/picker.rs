@@ -112,8 +112,7 @@ impl PiecePicker {
             if self.missing() > ENDGAME_PIECES {
                 return None;
             }
-            let dup: Vec<u32> =
-                (0..self.have.len()).filter(|&i| wanted(i) && self.in_flight[i as usize] < ENDGAME_MAX_PEERS).collect();
+            let dup: Vec<u32> = (0..self.have.len()).filter(|&i| wanted(i) && self.in_flight[i as usize] < ENDGAME_MAX_PEERS).collect();
             *dup.get(self.rng.below(dup.len().max(1) as u64) as usize)?
         } else {
             match self.order {

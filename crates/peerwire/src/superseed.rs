@@ -59,11 +59,7 @@ impl SuperSeed {
         let on_offer: std::collections::HashSet<u32> = self.offers.values().flatten().copied().collect();
         let lacks = |i: u32| !peer_has.has(i) && !mine.contains(&i);
         let all = 0..self.uploads.len() as u32;
-        let piece = if floor == 0 {
-            all.clone().find(|&i| self.uploads[i as usize] == 0 && lacks(i) && !on_offer.contains(&i))
-        } else {
-            None
-        };
+        let piece = if floor == 0 { all.clone().find(|&i| self.uploads[i as usize] == 0 && lacks(i) && !on_offer.contains(&i)) } else { None };
         let piece = match piece {
             Some(p) => p,
             // Round one is not over: nothing goes out twice yet, starving or not.

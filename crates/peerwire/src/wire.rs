@@ -47,19 +47,41 @@ pub enum Message {
     Have(u32),
     /// Raw bytes; check them with [`crate::Bitfield::from_bytes`].
     Bitfield(Vec<u8>),
-    Request { index: u32, begin: u32, length: u32 },
-    Piece { index: u32, begin: u32, data: Vec<u8> },
-    Cancel { index: u32, begin: u32, length: u32 },
+    Request {
+        index: u32,
+        begin: u32,
+        length: u32,
+    },
+    Piece {
+        index: u32,
+        begin: u32,
+        data: Vec<u8>,
+    },
+    Cancel {
+        index: u32,
+        begin: u32,
+        length: u32,
+    },
     Port(u16),
     Suggest(u32),
     HaveAll,
     HaveNone,
-    Reject { index: u32, begin: u32, length: u32 },
+    Reject {
+        index: u32,
+        begin: u32,
+        length: u32,
+    },
     AllowedFast(u32),
     /// BEP 10: `id` 0 is the extension handshake (a bencoded dictionary).
-    Extended { id: u8, payload: Vec<u8> },
+    Extended {
+        id: u8,
+        payload: Vec<u8>,
+    },
     /// A message id we do not know; BEP 3 says to ignore it.
-    Unknown { id: u8, len: u32 },
+    Unknown {
+        id: u8,
+        len: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -330,7 +352,14 @@ mod tests {
             let mut d = Decoder::new(BLOCK + 9);
             d.push(&ok);
             d.next_frame().unwrap();
-            let junk: Vec<u8> = (0..64).map(|_| { x ^= x << 13; x ^= x >> 17; x ^= x << 5; (x % 24) as u8 }).collect();
+            let junk: Vec<u8> = (0..64)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    (x % 24) as u8
+                })
+                .collect();
             d.push(&junk);
             while let Ok(Some(_)) = d.next_frame() {}
         }

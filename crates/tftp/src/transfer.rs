@@ -153,7 +153,9 @@ impl Transfer {
                 // The absolute block this ACK names: the one at or below `sent` with this
                 // 16-bit number (block numbers roll over after 65535).
                 let back = u64::from((self.sent as u16).wrapping_sub(n));
-                let Some(a) = self.sent.checked_sub(back) else { return Step::default() };
+                let Some(a) = self.sent.checked_sub(back) else {
+                    return Step::default();
+                };
                 if a <= self.acked {
                     return Step::default(); // duplicate or stale: never resend on it
                 }

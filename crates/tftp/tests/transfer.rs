@@ -101,12 +101,7 @@ fn options_are_negotiated_in_an_oack() {
     let opts = RequestOptions { blksize: Some(9000), tsize: true, timeout_secs: Some(3), windowsize: Some(200) };
     let (t, step) = Transfer::start(&opts, 123_456, now, &Limits::default());
     let Outgoing::Packet(p) = &step.send[0] else { panic!() };
-    assert_eq!(p, &swarmboot_tftp::packet::encode_oack(&[
-        ("blksize", "1468".into()),
-        ("tsize", "123456".into()),
-        ("timeout", "3".into()),
-        ("windowsize", "64".into())
-    ]));
+    assert_eq!(p, &swarmboot_tftp::packet::encode_oack(&[("blksize", "1468".into()), ("tsize", "123456".into()), ("timeout", "3".into()), ("windowsize", "64".into())]));
     assert_eq!((t.blksize(), t.window()), (1468, 64));
     assert_eq!(t.poll_timeout(), Some(now + Duration::from_secs(3)));
 }

@@ -68,13 +68,25 @@ impl Value {
         }
     }
     pub fn as_int(&self) -> Option<i64> {
-        if let Value::Int(i) = self { Some(*i) } else { None }
+        if let Value::Int(i) = self {
+            Some(*i)
+        } else {
+            None
+        }
     }
     pub fn as_bytes(&self) -> Option<&[u8]> {
-        if let Value::Bytes(b) = self { Some(b) } else { None }
+        if let Value::Bytes(b) = self {
+            Some(b)
+        } else {
+            None
+        }
     }
     pub fn as_list(&self) -> Option<&[Value]> {
-        if let Value::List(l) = self { Some(l) } else { None }
+        if let Value::List(l) = self {
+            Some(l)
+        } else {
+            None
+        }
     }
 }
 

@@ -52,12 +52,8 @@ impl Metainfo {
         if !safe_component(&name) {
             return Err(MetainfoError::UnsafePath(name));
         }
-        let piece_length = info
-            .get("piece length")
-            .and_then(Value::as_int)
-            .and_then(|n| u32::try_from(n).ok())
-            .filter(|&n| n > 0)
-            .ok_or(MetainfoError::Field("info.piece length"))?;
+        let piece_length =
+            info.get("piece length").and_then(Value::as_int).and_then(|n| u32::try_from(n).ok()).filter(|&n| n > 0).ok_or(MetainfoError::Field("info.piece length"))?;
         let raw = info.get("pieces").and_then(Value::as_bytes).filter(|p| p.len() % 20 == 0).ok_or(MetainfoError::Field("info.pieces"))?;
         let pieces: Vec<[u8; 20]> = raw.chunks(20).map(|c| c.try_into().expect("20 bytes")).collect();
         let len_of = |v: &Value| v.get("length").and_then(Value::as_int).and_then(|n| u64::try_from(n).ok());
