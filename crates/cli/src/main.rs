@@ -11,6 +11,7 @@ use swarmboot_config::{Config, DEFAULT_PATH};
 use swarmboot_dhcp::{Lease, Mode};
 use swarmboot_server::lease_store::LeaseStore;
 
+mod fetch_cmd;
 mod torrent_cmd;
 
 #[derive(Parser)]
@@ -46,6 +47,9 @@ enum Command {
         #[command(subcommand)]
         action: KeyAction,
     },
+    /// Fetch an image from a boot server through the swarm: signed manifest, every file
+    /// verified; with --seed, keep seeding it.
+    Fetch(fetch_cmd::FetchArgs),
     /// Create, seed and download torrents with swarmboot's swarm engine.
     Torrent {
         #[command(subcommand)]
@@ -104,9 +108,7 @@ enum ImageAction {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SWARMBOOT_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SWARMBOOT_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -116,6 +118,7 @@ fn main() -> std::process::ExitCode {
         Command::Leases { config, json } => leases(config, json),
         Command::Image { config, action } => image(config, action),
         Command::Torrent { action } => torrent_cmd::run(action),
+        Command::Fetch(args) => fetch_cmd::run(args),
         Command::Key { config, action: KeyAction::Show } => key_show(config),
     };
     match result {
@@ -185,13 +188,7 @@ fn image(path: PathBuf, action: ImageAction) -> anyhow::Result<()> {
             }
             let key = swarmboot_manifest::SigningKey::load_or_create(&cfg.server.state_dir)?;
             let m = catalog.add(&name, &files, &cmdline, unix_now(), &key)?;
-            println!(
-                "added {}@{}{}, signed by {}",
-                m.name,
-                m.version,
-                m.predecessor.map(|p| format!(" (successor of @{p})")).unwrap_or_default(),
-                key.public().fingerprint()
-            );
+            println!("added {}@{}{}, signed by {}", m.name, m.version, m.predecessor.map(|p| format!(" (successor of @{p})")).unwrap_or_default(), key.public().fingerprint());
             for f in &m.files {
                 println!("  {:<7} {:>12} bytes  sha256 {}", format!("{:?}", f.role).to_lowercase(), f.size, f.sha256);
             }
@@ -201,10 +198,12 @@ fn image(path: PathBuf, action: ImageAction) -> anyhow::Result<()> {
             if json {
                 let rows: Vec<_> = all
                     .iter()
-                    .map(|m| serde_json::json!({"name": m.name, "version": m.version, "created": m.created, "predecessor": m.predecessor, "cmdline": m.cmdline,
+                    .map(|m| {
+                        serde_json::json!({"name": m.name, "version": m.version, "created": m.created, "predecessor": m.predecessor, "cmdline": m.cmdline,
                         "manifest": format!("/manifest/{}/{}", m.name, m.version),
                         "files": m.files.iter().map(|f| serde_json::json!({"role": format!("{:?}", f.role).to_lowercase(), "size": f.size, "sha256": f.sha256, "info_hash": f.info_hash,
-                            "blob": format!("/blob/{}", f.sha256), "torrent": format!("/torrent/{}.torrent", f.sha256), "magnet": format!("/magnet/{}", f.sha256)})).collect::<Vec<_>>()}))
+                            "blob": format!("/blob/{}", f.sha256), "torrent": format!("/torrent/{}.torrent", f.sha256), "magnet": format!("/magnet/{}", f.sha256)})).collect::<Vec<_>>()})
+                    })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
                 return Ok(());
@@ -249,8 +248,7 @@ struct LeaseRow {
 
 fn leases(path: PathBuf, json: bool) -> anyhow::Result<()> {
     let cfg = Config::load(&path)?;
-    let store = LeaseStore::open_read_only(&cfg.server.state_dir)
-        .context("no lease database yet: has `swarmboot serve` run with [dhcp] mode on?")?;
+    let store = LeaseStore::open_read_only(&cfg.server.state_dir).context("no lease database yet: has `swarmboot serve` run with [dhcp] mode on?")?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let rows: Vec<LeaseRow> = store
         .load()?

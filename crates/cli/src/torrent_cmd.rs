@@ -1,7 +1,7 @@
 //! `swarmboot torrent create | seed | get`: the swarm engine on its own, for operators, the
 //! interoperability tests and the storm benchmark.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -112,19 +112,8 @@ fn load(torrent: &Path) -> anyhow::Result<Metainfo> {
     Metainfo::parse(&bytes).with_context(|| format!("{} is not a valid torrent", torrent.display()))
 }
 
-fn peer_id() -> [u8; 20] {
-    let mut id = *b"-SB0100-000000000000";
-    let mut rnd = [0u8; 12];
-    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut rnd)).is_err() {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64 ^ u64::from(std::process::id());
-        rnd[..8].copy_from_slice(&t.to_le_bytes());
-    }
-    id[8..].copy_from_slice(&rnd);
-    id
-}
-
 fn engine_config(meta: &Metainfo, net: &NetArgs, super_seed: bool, order: Order) -> EngineConfig {
-    let mut swarm = SwarmConfig::new(meta, peer_id());
+    let mut swarm = SwarmConfig::new(meta, swarmboot_swarm::engine::random_peer_id());
     swarm.super_seed = super_seed;
     swarm.upload_slots = net.upload_slots;
     swarm.super_seed_slots = net.super_seed_slots;
@@ -139,7 +128,7 @@ fn engine_config(meta: &Metainfo, net: &NetArgs, super_seed: bool, order: Order)
     }
 }
 
-async fn until_signal() -> anyhow::Result<()> {
+pub async fn until_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -153,11 +142,8 @@ async fn until_signal() -> anyhow::Result<()> {
 fn write_stats(path: Option<&Path>, engine: &Engine, complete_after: Option<Duration>) -> anyhow::Result<()> {
     let Some(path) = path else { return Ok(()) };
     let p = engine.progress();
-    let peers: Vec<_> = engine
-        .peers()
-        .into_iter()
-        .map(|r| serde_json::json!({"addr": r.addr.to_string(), "downloaded": r.stats.downloaded, "uploaded": r.stats.uploaded}))
-        .collect();
+    let peers: Vec<_> =
+        engine.peers().into_iter().map(|r| serde_json::json!({"addr": r.addr.to_string(), "downloaded": r.stats.downloaded, "uploaded": r.stats.uploaded})).collect();
     let v = serde_json::json!({
         "downloaded": p.totals.downloaded, "uploaded": p.totals.uploaded, "wasted": p.totals.wasted,
         "hash_failures": p.totals.hash_failures, "have": p.have, "pieces": p.pieces,
@@ -233,7 +219,15 @@ async fn get(torrent: &Path, out: &Path, keep_seeding: bool, in_order: bool, net
     }
     let took = started.elapsed();
     let t = engine.progress().totals;
-    eprintln!("{}complete: {} bytes in {:.2} s, {} bytes uploaded, {} wasted, {} hash failures", if tty { "\n" } else { "" }, meta.total_length(), took.as_secs_f64(), t.uploaded, t.wasted, t.hash_failures);
+    eprintln!(
+        "{}complete: {} bytes in {:.2} s, {} bytes uploaded, {} wasted, {} hash failures",
+        if tty { "\n" } else { "" },
+        meta.total_length(),
+        took.as_secs_f64(),
+        t.uploaded,
+        t.wasted,
+        t.hash_failures
+    );
     if keep_seeding {
         eprintln!("seeding on {} until stopped", engine.local_addr());
         until_signal().await?;

@@ -55,6 +55,8 @@ pub struct Config {
     pub http: HttpSection,
     #[serde(default)]
     pub tftp: TftpSection,
+    #[serde(default)]
+    pub swarm: SwarmSection,
     /// Where the file was read from (for messages).
     #[serde(skip)]
     pub path: PathBuf,
@@ -211,6 +213,38 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 8080))
 }
 
+/// The server's BitTorrent side: its seed of every published file and its tracker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwarmSection {
+    /// Seed every file of every image version (super-seeding). Off: machines get the files
+    /// from each other and, when the swarm stalls, over HTTP.
+    #[serde(default = "yes")]
+    pub seed: bool,
+    /// Where the seed listens for peers (one port for every file). Bound to
+    /// `server.interface`.
+    #[serde(default = "default_swarm_listen")]
+    pub listen: SocketAddr,
+    /// Peers the seed sends to at once (super-seed upload slots).
+    #[serde(default = "default_seed_slots")]
+    pub upload_slots: usize,
+    /// Answer tracker announces at `/announce` (and `/scrape`) on the HTTP listener.
+    #[serde(default = "yes")]
+    pub tracker: bool,
+}
+
+impl Default for SwarmSection {
+    fn default() -> Self {
+        SwarmSection { seed: true, listen: default_swarm_listen(), upload_slots: default_seed_slots(), tracker: true }
+    }
+}
+fn default_swarm_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 6881))
+}
+fn default_seed_slots() -> usize {
+    4
+}
+
 /// The read-only TFTP server (first stage only: iPXE; everything after goes over HTTP).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -311,10 +345,7 @@ impl TryFrom<String> for Network {
         let prefix_len = a.prefix_len.ok_or_else(|| format!("`{s}` has no prefix length: write it like 10.78.0.0/24"))?;
         let mask = u32::from(swarmboot_dhcp::netmask(prefix_len));
         if u32::from(a.ip) & !mask != 0 {
-            return Err(format!(
-                "`{s}` has host bits set: the network is {}/{prefix_len}",
-                Ipv4Addr::from(u32::from(a.ip) & mask)
-            ));
+            return Err(format!("`{s}` has host bits set: the network is {}/{prefix_len}", Ipv4Addr::from(u32::from(a.ip) & mask)));
         }
         Ok(Network { network: a.ip, prefix_len })
     }
@@ -384,8 +415,7 @@ impl Config {
 
     /// Parses `text` (read from `path`) and checks everything that does not depend on the host.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let mut cfg: Config =
-            toml::from_str(text).map_err(|e| ConfigError::Syntax { path: path.into(), message: e.to_string() })?;
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax { path: path.into(), message: e.to_string() })?;
         cfg.path = path.into();
         let problems = cfg.problems(None);
         if !problems.is_empty() {
@@ -451,11 +481,7 @@ impl Config {
             },
             server_ip: self.server.address.ip,
             subnets,
-            reservations: d
-                .reservation
-                .iter()
-                .map(|r| Reservation { hwaddr: r.mac.0.clone(), ip: r.ip, hostname: r.hostname.clone() })
-                .collect(),
+            reservations: d.reservation.iter().map(|r| Reservation { hwaddr: r.mac.0.clone(), ip: r.ip, hostname: r.hostname.clone() }).collect(),
             decline_secs: d.decline_time.0,
             offer_secs: 60,
             boot: BootSettings {
@@ -467,10 +493,7 @@ impl Config {
         };
         // Everything `validate` checks was checked above with key names; this is the core's
         // own guard.
-        settings.validate().map_err(|e| ConfigError::Invalid {
-            path: self.path.clone(),
-            problems: vec![Problem { key: "dhcp".into(), message: e.to_string() }],
-        })?;
+        settings.validate().map_err(|e| ConfigError::Invalid { path: self.path.clone(), problems: vec![Problem { key: "dhcp".into(), message: e.to_string() }] })?;
         Ok(settings)
     }
 
@@ -485,6 +508,9 @@ impl Config {
         }
         if d.mode == DhcpMode::Authoritative && d.pool.is_empty() && d.reservation.is_empty() {
             bad("dhcp.pool".into(), "mode is \"authoritative\" but there is no pool to hand out".into());
+        }
+        if !(1..=64).contains(&self.swarm.upload_slots) {
+            bad("swarm.upload_slots".into(), format!("{} is out of range (1 to 64)", self.swarm.upload_slots));
         }
         if d.lease_time.0 < 10 {
             bad("dhcp.lease_time".into(), format!("{} s is too short (at least 10s)", d.lease_time.0));
@@ -513,10 +539,7 @@ impl Config {
             if let Some((net, plen)) = own {
                 let m = u32::from(swarmboot_dhcp::netmask(plen.min(s.network.prefix_len)));
                 if u32::from(net) & m == u32::from(s.network.network) & m {
-                    bad(
-                        format!("dhcp.subnet[{i}].network"),
-                        format!("{} overlaps the server's own network {net}/{plen}", s.network),
-                    );
+                    bad(format!("dhcp.subnet[{i}].network"), format!("{} overlaps the server's own network {net}/{plen}", s.network));
                 }
             }
             if let Some(r) = s.router {
@@ -529,10 +552,7 @@ impl Config {
             if let Some((network, plen)) = net {
                 if !in_net(range.first, *network, *plen) || !in_net(range.last, *network, *plen) {
                     let whose = if key.starts_with("dhcp.pool") { "the interface's subnet" } else { "its subnet" };
-                    bad(
-                        key.clone(),
-                        format!("{}-{} is outside {whose} {network}/{plen}", range.first, range.last),
-                    );
+                    bad(key.clone(), format!("{}-{} is outside {whose} {network}/{plen}", range.first, range.last));
                 }
             }
             for (other_key, other, _) in &pools[..i] {
@@ -557,8 +577,7 @@ impl Config {
             if let Some(j) = d.reservation[..i].iter().position(|o| o.mac == r.mac) {
                 bad(format!("{key}.mac"), format!("{} already has dhcp.reservation[{j}]", r.mac.0));
             }
-            let in_some_subnet = own.is_some_and(|(n, p)| in_net(r.ip, n, p))
-                || d.subnet.iter().any(|s| in_net(r.ip, s.network.network, s.network.prefix_len));
+            let in_some_subnet = own.is_some_and(|(n, p)| in_net(r.ip, n, p)) || d.subnet.iter().any(|s| in_net(r.ip, s.network.network, s.network.prefix_len));
             if own.is_some() && !in_some_subnet {
                 bad(format!("{key}.ip"), format!("{} is in no served subnet", r.ip));
             }

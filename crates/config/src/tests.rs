@@ -118,10 +118,7 @@ fn relayed_subnet_checks() {
 
 #[test]
 fn reservations_are_checked() {
-    let dup = EXAMPLE.replace(
-        "[[dhcp.subnet]]",
-        "[[dhcp.reservation]]\nmac = \"52:54:00:00:00:02\"\nip = \"10.77.0.10\"\n[[dhcp.subnet]]",
-    );
+    let dup = EXAMPLE.replace("[[dhcp.subnet]]", "[[dhcp.reservation]]\nmac = \"52:54:00:00:00:02\"\nip = \"10.77.0.10\"\n[[dhcp.subnet]]");
     assert!(err(&dup).contains("dhcp.reservation[1].ip: 10.77.0.10 is already reserved by dhcp.reservation[0]"));
     let away = EXAMPLE.replace("ip  = \"10.77.0.10\"", "ip  = \"172.16.0.10\"");
     assert!(settings_err(&away, 24).contains("dhcp.reservation[0].ip: 172.16.0.10 is in no served subnet"));

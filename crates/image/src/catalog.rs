@@ -86,9 +86,7 @@ pub struct Catalog {
 }
 
 fn check_name(name: &str) -> Result<(), CatalogError> {
-    let ok = (1..=64).contains(&name.len())
-        && !name.starts_with(['.', '-'])
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    let ok = (1..=64).contains(&name.len()) && !name.starts_with(['.', '-']) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if ok {
         Ok(())
     } else {
@@ -111,8 +109,7 @@ impl Catalog {
         check_name(name)?;
         let mut entries = Vec::new();
         for (role, path) in files {
-            let (sha256, size) =
-                self.store.put(path).map_err(|source| CatalogError::Read { path: path.to_path_buf(), source })?;
+            let (sha256, size) = self.store.put(path).map_err(|source| CatalogError::Read { path: path.to_path_buf(), source })?;
             let torrent = self.store.torrent(&sha256).map_err(|source| CatalogError::Read { path: path.to_path_buf(), source })?;
             let info_hash = torrent.map(|(m, _)| hex::encode(m.info_hash));
             entries.push(FileEntry { role: *role, size, sha256, info_hash });
@@ -128,9 +125,7 @@ impl Catalog {
             let text = toml::to_string(&m).expect("a manifest serializes");
             match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(mut f) => {
-                    f.write_all(text.as_bytes())
-                        .and_then(|_| f.sync_all())
-                        .map_err(|source| CatalogError::Write { path: path.clone(), source })?;
+                    f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(|source| CatalogError::Write { path: path.clone(), source })?;
                     self.signed(name, version, key)?;
                     return Ok(m);
                 }
@@ -144,11 +139,15 @@ impl Catalog {
     pub fn versions(&self, name: &str) -> Result<Vec<Manifest>, CatalogError> {
         check_name(name)?;
         let dir = self.images.join(name);
-        let Ok(rd) = std::fs::read_dir(&dir) else { return Ok(vec![]) };
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return Ok(vec![]);
+        };
         let mut out = Vec::new();
         for e in rd {
             let path = e.map_err(|source| CatalogError::Read { path: dir.clone(), source })?.path();
-            let Some(stem) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".toml")) else { continue };
+            let Some(stem) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".toml")) else {
+                continue;
+            };
             if stem.parse::<u32>().is_err() {
                 continue;
             }
@@ -212,13 +211,11 @@ impl Catalog {
 
     /// Names of all images.
     pub fn names(&self) -> Result<Vec<String>, CatalogError> {
-        let Ok(rd) = std::fs::read_dir(&self.images) else { return Ok(vec![]) };
-        let mut names: Vec<String> = rd
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().is_dir())
-            .map(|e| e.file_name().to_string_lossy().to_string())
-            .filter(|n| check_name(n).is_ok())
-            .collect();
+        let Ok(rd) = std::fs::read_dir(&self.images) else {
+            return Ok(vec![]);
+        };
+        let mut names: Vec<String> =
+            rd.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()).map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| check_name(n).is_ok()).collect();
         names.sort();
         Ok(names)
     }

@@ -83,7 +83,11 @@ impl Store {
         let torrent = torrent_path(&dest);
         if !torrent.exists() {
             // The file grew or shrank while read: its length decides (a later put fixes it).
-            let piece_len = if piece_length_for(size) == piece_len { piece_len } else { return Ok((sha, size)) };
+            let piece_len = if piece_length_for(size) == piece_len {
+                piece_len
+            } else {
+                return Ok((sha, size));
+            };
             let (_, bytes) = Metainfo::from_piece_hashes(&sha, size, piece_len, &pieces.finish(), None, true);
             let tmp = tmp_dir.join(format!("torrent-{}-{:?}", std::process::id(), std::thread::current().id()));
             std::fs::write(&tmp, bytes)?;
@@ -94,11 +98,11 @@ impl Store {
 
     /// The torrent of the stored file `sha256`, parsed (`None`: no such file or no torrent).
     pub fn torrent(&self, sha256: &str) -> std::io::Result<Option<(Metainfo, Vec<u8>)>> {
-        let Some(p) = self.path_of(sha256) else { return Ok(None) };
+        let Some(p) = self.path_of(sha256) else {
+            return Ok(None);
+        };
         match std::fs::read(torrent_path(&p)) {
-            Ok(bytes) => Metainfo::parse(&bytes)
-                .map(|m| Some((m, bytes)))
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{sha256}.torrent: {e}"))),
+            Ok(bytes) => Metainfo::parse(&bytes).map(|m| Some((m, bytes))).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{sha256}.torrent: {e}"))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -110,7 +114,9 @@ impl Store {
         if let Some(t) = self.torrent(sha256)? {
             return Ok(Some(t));
         }
-        let Some(path) = self.path_of(sha256) else { return Ok(None) };
+        let Some(path) = self.path_of(sha256) else {
+            return Ok(None);
+        };
         let mut input = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -139,7 +145,9 @@ impl Store {
     /// Every hash in the store.
     pub fn hashes(&self) -> std::io::Result<Vec<String>> {
         let mut out = Vec::new();
-        let Ok(level1) = std::fs::read_dir(&self.root) else { return Ok(out) };
+        let Ok(level1) = std::fs::read_dir(&self.root) else {
+            return Ok(out);
+        };
         for a in level1 {
             let a = a?.path();
             if !a.is_dir() || a.file_name().is_some_and(|n| n == "tmp") {

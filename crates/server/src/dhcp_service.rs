@@ -57,8 +57,7 @@ fn bind(iface: &str, port: u16) -> anyhow::Result<UdpSocket> {
     s.set_reuse_address(true)?;
     s.set_broadcast(true)?;
     s.bind_device(Some(iface.as_bytes())).with_context(|| format!("cannot bind to interface {iface} (SO_BINDTODEVICE needs root or CAP_NET_RAW)"))?;
-    s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())
-        .with_context(|| format!("cannot bind UDP port {port} on {iface}: another DHCP server running?"))?;
+    s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into()).with_context(|| format!("cannot bind UDP port {port} on {iface}: another DHCP server running?"))?;
     s.set_nonblocking(true)?;
     Ok(UdpSocket::from_std(s.into())?)
 }
@@ -119,10 +118,13 @@ impl DhcpService {
 
     async fn process(&mut self, batch: &mut Vec<(Source, Vec<u8>)>) {
         let t = now();
-        let outcomes: Vec<(Source, Outcome)> = batch.drain(..).map(|(src, bytes)| {
-            self.stats.received.fetch_add(1, Ordering::Relaxed);
-            (src, self.core.handle(t, src, &bytes))
-        }).collect();
+        let outcomes: Vec<(Source, Outcome)> = batch
+            .drain(..)
+            .map(|(src, bytes)| {
+                self.stats.received.fetch_add(1, Ordering::Relaxed);
+                (src, self.core.handle(t, src, &bytes))
+            })
+            .collect();
         let leases: Vec<_> = outcomes.iter().filter_map(|(_, o)| o.lease.clone()).collect();
         let persisted = match self.store.save(&leases) {
             Ok(()) => true,

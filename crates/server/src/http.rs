@@ -1,12 +1,14 @@
 //! The HTTP listener (`[http] listen`): everything after iPXE. `/boot.ipxe` (the machine's
-//! script), `/blob/<sha256>` (image files, content-addressed), `/tftp/<name>` (the TFTP files,
-//! for UEFI HTTP boot), `/healthz`, `/metrics`. Files are served with HEAD, Range and
+//! script), `/manifest/<name>[/<version>]` (a signed manifest envelope), `/blob/<sha256>`
+//! (image files, content-addressed), `/torrent/<sha256>.torrent` and `/magnet/<sha256>` (the
+//! file's swarm), `/announce` and `/scrape` (the tracker), `/tftp/<name>` (the TFTP files, for
+//! UEFI HTTP boot), `/healthz`, `/metrics`. Files are served with HEAD, Range and
 //! Content-Length.
 
 use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
@@ -18,11 +20,14 @@ use serde::Deserialize;
 use swarmboot_bootplan::{render, Asker, BootPlan, ImageRules};
 use swarmboot_dhcp::DropReason;
 use swarmboot_image::Catalog;
+use swarmboot_manifest::SigningKey;
+use swarmboot_tracker::PeerTable;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 use tracing::{info, warn};
 
 use crate::dhcp_service::DhcpStats;
+use crate::seeder::Seeder;
 use crate::tftp_service::{FileSource, Located, TftpStats};
 
 /// What `/boot.ipxe` decides with; replaced as a whole on SIGHUP.
@@ -38,6 +43,10 @@ pub struct HttpStats {
     pub scripts: AtomicU64,
     pub scripts_without_image: AtomicU64,
     pub blobs: AtomicU64,
+    /// Body bytes of image file responses (ranges count what they carry).
+    pub blob_bytes: AtomicU64,
+    pub manifests: AtomicU64,
+    pub announces: AtomicU64,
     pub not_found: AtomicU64,
 }
 
@@ -49,6 +58,11 @@ pub struct AppState {
     pub boot: Arc<RwLock<BootConfig>>,
     pub catalog: Catalog,
     pub files: Arc<FileSource>,
+    /// Signs manifests that were added before signing existed.
+    pub key: Arc<SigningKey>,
+    /// The tracker (`None`: `[swarm] tracker = false`).
+    pub tracker: Option<Arc<Mutex<PeerTable>>>,
+    pub seeder: Option<Arc<Seeder>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -56,8 +70,13 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/boot.ipxe", get(boot_script))
+        .route("/manifest/{name}", get(manifest_latest))
+        .route("/manifest/{name}/{version}", get(manifest_version))
         .route("/blob/{sha256}", get(blob))
         .route("/torrent/{name}", get(torrent))
+        .route("/magnet/{sha256}", get(magnet))
+        .route("/announce", get(announce))
+        .route("/scrape", get(scrape))
         .route("/tftp/{*name}", get(tftp_file))
         .with_state(state)
 }
@@ -86,7 +105,9 @@ async fn boot_script(State(s): State<AppState>, Query(q): Query<ScriptQuery>) ->
     };
     s.http.scripts.fetch_add(1, Ordering::Relaxed);
     match &plan {
-        Ok(p) => info!(mac = %asker.mac, arch = %asker.arch, image = %p.image, version = p.version, "boot script"),
+        Ok(p) => {
+            info!(mac = %asker.mac, arch = %asker.arch, image = %p.image, version = p.version, "boot script")
+        }
         Err(reason) => {
             s.http.scripts_without_image.fetch_add(1, Ordering::Relaxed);
             warn!(mac = %asker.mac, %reason, "boot script without an image");
@@ -100,9 +121,53 @@ async fn blob(State(s): State<AppState>, Path(sha256): Path<String>, req: Reques
     match s.catalog.store().path_of(&sha256) {
         Some(path) if path.is_file() => {
             s.http.blobs.fetch_add(1, Ordering::Relaxed);
-            serve_file(path, req).await
+            let is_head = req.method() == axum::http::Method::HEAD;
+            let r = serve_file(path, req).await;
+            if !is_head && r.status().is_success() {
+                let len = r.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                s.http.blob_bytes.fetch_add(len, Ordering::Relaxed);
+            }
+            r
         }
         _ => not_found(&s),
+    }
+}
+
+async fn manifest_latest(State(s): State<AppState>, Path(name): Path<String>) -> Response {
+    match s.catalog.latest(&name) {
+        Ok(Some(m)) => signed_manifest(&s, &name, m.version),
+        Ok(None) => not_found(&s),
+        Err(e) => manifest_error(&s, e),
+    }
+}
+
+async fn manifest_version(State(s): State<AppState>, Path((name, version)): Path<(String, String)>) -> Response {
+    match version.parse::<u32>() {
+        Ok(v) => signed_manifest(&s, &name, v),
+        Err(_) => not_found(&s),
+    }
+}
+
+/// A signed manifest envelope (see `swarmboot_manifest::envelope`).
+fn signed_manifest(s: &AppState, name: &str, version: u32) -> Response {
+    match s.catalog.signed(name, version, &s.key) {
+        Ok(Some((_, envelope))) => {
+            s.http.manifests.fetch_add(1, Ordering::Relaxed);
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], envelope).into_response()
+        }
+        Ok(None) => not_found(s),
+        Err(e) => manifest_error(s, e),
+    }
+}
+
+fn manifest_error(s: &AppState, e: swarmboot_image::CatalogError) -> Response {
+    use swarmboot_image::CatalogError;
+    match e {
+        CatalogError::BadName(_) | CatalogError::NoSuchImage(_) | CatalogError::NoSuchVersion { .. } => not_found(s),
+        e => {
+            warn!(error = %e, "manifest not served");
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response()
+        }
     }
 }
 
@@ -110,7 +175,9 @@ async fn blob(State(s): State<AppState>, Path(sha256): Path<String>, req: Reques
 /// as `announce`. The stored torrent is `d4:info…e`; `8:announce` sorts before `4:info`, so
 /// it goes right after the opening `d` and the `info` bytes (the info hash) stay untouched.
 async fn torrent(State(s): State<AppState>, Path(name): Path<String>) -> Response {
-    let Some(sha256) = name.strip_suffix(".torrent") else { return not_found(&s) };
+    let Some(sha256) = name.strip_suffix(".torrent") else {
+        return not_found(&s);
+    };
     let stored = match s.catalog.store().torrent(sha256) {
         Ok(Some((_, bytes))) if bytes.starts_with(b"d4:info") => bytes,
         Ok(_) => return not_found(&s),
@@ -123,12 +190,63 @@ async fn torrent(State(s): State<AppState>, Path(name): Path<String>) -> Respons
     ([(header::CONTENT_TYPE, "application/x-bittorrent")], out).into_response()
 }
 
-async fn tftp_file(
-    State(s): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(name): Path<String>,
-    req: Request,
-) -> Response {
+/// `/magnet/<sha256>`: a magnet link for the file's torrent, as text: the info hash, the
+/// name, the size, this server's tracker and (`xs`, BEP 9's exact source) the `.torrent` URL,
+/// so a client can get the metadata without a peer that has it.
+async fn magnet(State(s): State<AppState>, Path(sha256): Path<String>) -> Response {
+    let meta = match s.catalog.store().torrent(&sha256) {
+        Ok(Some((m, _))) => m,
+        Ok(None) => return not_found(&s),
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    };
+    let base = s.boot.read().expect("boot config lock").base_url.clone();
+    let enc = |u: &str| -> String { u.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect() };
+    let link = format!(
+        "magnet:?xt=urn:btih:{}&dn={}&xl={}&tr={}&xs={}\n",
+        hex::encode(meta.info_hash),
+        meta.name,
+        meta.total_length(),
+        enc(&format!("{base}/announce")),
+        enc(&format!("{base}/torrent/{sha256}.torrent"))
+    );
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], link).into_response()
+}
+
+/// The address a tracker request came from, as IPv4 (the swarm is IPv4 only).
+fn source_v4(peer: SocketAddr) -> Option<std::net::Ipv4Addr> {
+    match peer.ip() {
+        std::net::IpAddr::V4(a) => Some(a),
+        std::net::IpAddr::V6(a) => a.to_ipv4_mapped(),
+    }
+}
+
+/// `/announce`: the raw query bytes go to the tracker core (axum's `Query` would mangle the
+/// binary `info_hash` and `peer_id`).
+async fn announce(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request) -> Response {
+    let Some(tracker) = &s.tracker else {
+        return not_found(&s);
+    };
+    s.http.announces.fetch_add(1, Ordering::Relaxed);
+    let body = match source_v4(peer) {
+        Some(ip) => {
+            let query = req.uri().query().unwrap_or("").as_bytes();
+            swarmboot_tracker::handle_announce(&mut tracker.lock().expect("tracker lock"), query, ip, std::time::Instant::now())
+        }
+        None => swarmboot_tracker::reply::failure("this tracker serves IPv4 peers only"),
+    };
+    ([(header::CONTENT_TYPE, "text/plain")], body).into_response()
+}
+
+async fn scrape(State(s): State<AppState>, req: Request) -> Response {
+    let Some(tracker) = &s.tracker else {
+        return not_found(&s);
+    };
+    let query = req.uri().query().unwrap_or("").as_bytes();
+    let body = swarmboot_tracker::handle_scrape(&tracker.lock().expect("tracker lock"), query);
+    ([(header::CONTENT_TYPE, "text/plain")], body).into_response()
+}
+
+async fn tftp_file(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Path(name): Path<String>, req: Request) -> Response {
     match s.files.locate(name.as_bytes(), peer) {
         Ok(Located::Disk(path)) => serve_file(path, req).await,
         Ok(Located::Memory(bytes)) => bytes.into_response(),
@@ -150,10 +268,34 @@ fn not_found(s: &AppState) -> Response {
 
 /// Prometheus text format.
 async fn metrics(State(s): State<AppState>) -> String {
-    render_metrics(&s.dhcp, &s.tftp, &s.http)
+    let swarm = SwarmCounters::read(s.seeder.as_deref(), s.tracker.as_deref());
+    render_metrics(&s.dhcp, &s.tftp, &s.http, &swarm)
 }
 
-pub fn render_metrics(d: &DhcpStats, t: &TftpStats, h: &HttpStats) -> String {
+/// The swarm's counters at one moment.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SwarmCounters {
+    pub seed_uploaded: u64,
+    pub seeded_files: usize,
+    pub files_hashed: u64,
+    pub peers_uploaded: u64,
+    pub peers_downloaded: u64,
+}
+
+impl SwarmCounters {
+    pub fn read(seeder: Option<&Seeder>, tracker: Option<&Mutex<PeerTable>>) -> Self {
+        let reported = tracker.map(|t| t.lock().expect("tracker lock").reported()).unwrap_or_default();
+        SwarmCounters {
+            seed_uploaded: seeder.map_or(0, Seeder::uploaded),
+            seeded_files: seeder.map_or(0, Seeder::files),
+            files_hashed: seeder.map_or(0, |s| s.files_hashed.load(Ordering::Relaxed)),
+            peers_uploaded: reported.uploaded,
+            peers_downloaded: reported.downloaded,
+        }
+    }
+}
+
+pub fn render_metrics(d: &DhcpStats, t: &TftpStats, h: &HttpStats, w: &SwarmCounters) -> String {
     let mut out = String::new();
     let mut counter = |name: &str, help: &str, v: u64| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
@@ -176,7 +318,15 @@ pub fn render_metrics(d: &DhcpStats, t: &TftpStats, h: &HttpStats) -> String {
     counter("swarmboot_http_boot_scripts_total", "iPXE scripts served.", l(&h.scripts));
     counter("swarmboot_http_boot_scripts_without_image_total", "iPXE scripts that had no image to boot.", l(&h.scripts_without_image));
     counter("swarmboot_http_blobs_total", "Image file requests served.", l(&h.blobs));
+    counter("swarmboot_http_blob_bytes_total", "Image file bytes sent over HTTP.", l(&h.blob_bytes));
+    counter("swarmboot_http_manifests_total", "Signed manifests served.", l(&h.manifests));
     counter("swarmboot_http_not_found_total", "HTTP requests for files that do not exist.", l(&h.not_found));
+    counter("swarmboot_tracker_announces_total", "Tracker announces received.", l(&h.announces));
+    counter("swarmboot_seed_uploaded_bytes_total", "Payload bytes the server's seed uploaded to peers.", w.seed_uploaded);
+    counter("swarmboot_seed_hashed_files_total", "Files hashed before seeding since start (a verified store hashes none).", w.files_hashed);
+    counter("swarmboot_peers_uploaded_bytes_total", "Payload bytes machines reported uploading (to each other and to the server), from their announces.", w.peers_uploaded);
+    counter("swarmboot_peers_downloaded_bytes_total", "Payload bytes machines reported downloading through the swarm, from their announces.", w.peers_downloaded);
+    let _ = writeln!(out, "# HELP swarmboot_seed_files Files served through the swarm.\n# TYPE swarmboot_seed_files gauge\nswarmboot_seed_files {}", w.seeded_files);
     let _ = writeln!(out, "# HELP swarmboot_dhcp_dropped_total Datagrams not answered, by reason.\n# TYPE swarmboot_dhcp_dropped_total counter");
     for r in DropReason::ALL {
         let _ = writeln!(out, "swarmboot_dhcp_dropped_total{{reason=\"{}\"}} {}", r.as_str(), d.dropped(r));

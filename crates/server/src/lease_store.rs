@@ -29,8 +29,7 @@ pub struct LeaseStore {
 impl LeaseStore {
     /// Opens (creating if needed) the database under `state_dir`, for the server.
     pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(state_dir)
-            .map_err(|source| StoreError::CreateDir { path: state_dir.into(), source })?;
+        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::CreateDir { path: state_dir.into(), source })?;
         let path = state_dir.join(LEASE_DB);
         let conn = Connection::open(&path).map_err(|source| StoreError::Sqlite { path: path.clone(), source })?;
         let store = LeaseStore { conn, path };
@@ -58,8 +57,7 @@ impl LeaseStore {
     /// Opens an existing database read-only (for `swarmboot leases` beside a running server).
     pub fn open_read_only(state_dir: &Path) -> Result<Self, StoreError> {
         let path = state_dir.join(LEASE_DB);
-        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|source| StoreError::Sqlite { path: path.clone(), source })?;
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|source| StoreError::Sqlite { path: path.clone(), source })?;
         Ok(LeaseStore { conn, path })
     }
 
@@ -69,20 +67,10 @@ impl LeaseStore {
 
     /// Every record.
     pub fn load(&self) -> Result<Vec<Lease>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT ip, client_id, hwaddr, hostname, state, expires FROM leases ORDER BY ip")
-            .map_err(|e| self.err(e))?;
+        let mut stmt = self.conn.prepare("SELECT ip, client_id, hwaddr, hostname, state, expires FROM leases ORDER BY ip").map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Vec<u8>>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, i64>(5)?,
-                ))
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?, r.get::<_, Option<String>>(3)?, r.get::<_, String>(4)?, r.get::<_, i64>(5)?))
             })
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
@@ -119,15 +107,8 @@ impl LeaseStore {
                 )
                 .map_err(err)?;
             for l in leases {
-                stmt.execute(params![
-                    l.ip.to_string(),
-                    l.client_id.as_bytes(),
-                    l.hwaddr.to_string(),
-                    l.hostname,
-                    l.state.as_str(),
-                    i64::try_from(l.expires).unwrap_or(i64::MAX),
-                ])
-                .map_err(err)?;
+                stmt.execute(params![l.ip.to_string(), l.client_id.as_bytes(), l.hwaddr.to_string(), l.hostname, l.state.as_str(), i64::try_from(l.expires).unwrap_or(i64::MAX),])
+                    .map_err(err)?;
             }
         }
         tx.commit().map_err(err)

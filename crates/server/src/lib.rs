@@ -1,8 +1,9 @@
 //! swarmboot's boot server: the thin tokio shells around the protocol cores.
 //!
 //! [`run`] reads the served network from the interface, starts the DHCP service (sockets on
-//! 67 and 4011, the lease database), the TFTP service and the HTTP listener (boot scripts,
-//! image files), reloads on SIGHUP, and stops them on SIGTERM/SIGINT.
+//! 67 and 4011, the lease database), the TFTP service, the HTTP listener (boot scripts, signed
+//! manifests, image files, torrents, the tracker) and the seed of every image file
+//! ([`seeder`]), reloads on SIGHUP, and stops them on SIGTERM/SIGINT.
 //!
 //! What it does not do: decide anything about DHCP (that is `swarmboot-dhcp`) or parse config
 //! (that is `swarmboot-config`). Only this crate and the stub's init open sockets.
@@ -11,6 +12,7 @@ pub mod dhcp_service;
 pub mod http;
 pub mod lease_store;
 pub mod netif;
+pub mod seeder;
 pub mod tftp_service;
 
 use std::sync::Arc;
@@ -63,32 +65,48 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
 
     let tftp_root = cfg.tftp.root_dir(&cfg.server.state_dir);
-    let files = Arc::new(
-        FileSource::new(&tftp_root, &cfg.tftp.ipxe_dir).with_context(|| format!("tftp.root: cannot use {}", tftp_root.display()))?,
-    );
+    let files = Arc::new(FileSource::new(&tftp_root, &cfg.tftp.ipxe_dir).with_context(|| format!("tftp.root: cannot use {}", tftp_root.display()))?);
     if cfg.tftp.enabled {
-        let limits = swarmboot_tftp::Limits {
-            max_blksize: cfg.tftp.max_blksize,
-            max_windowsize: cfg.tftp.max_windowsize,
-            ..Default::default()
-        };
+        let limits = swarmboot_tftp::Limits { max_blksize: cfg.tftp.max_blksize, max_windowsize: cfg.tftp.max_windowsize, ..Default::default() };
         let service = TftpService::bind(cfg.tftp.listen, files.clone(), limits, tftp_stats.clone()).await?;
         info!(listen = %cfg.tftp.listen, root = %tftp_root.display(), "TFTP serving");
         let rx = stop_rx.clone();
         tasks.spawn(async move { service.run(rx).await.context("TFTP service") });
     }
 
+    let key = Arc::new(swarmboot_manifest::SigningKey::load_or_create(&cfg.server.state_dir)?);
+    info!(key = %key.public().to_hex(), fingerprint = %key.public().fingerprint(), "manifests are signed with this key");
+    let catalog = swarmboot_image::Catalog::new(&cfg.server.state_dir);
+    let seed_seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
+    let tracker = Arc::new(std::sync::Mutex::new(swarmboot_tracker::PeerTable::new(swarmboot_tracker::TrackerConfig::default(), seed_seed)));
+    let seeder = if cfg.swarm.seed || cfg.swarm.tracker {
+        let settings = seeder::SeedSettings {
+            seed: cfg.swarm.seed,
+            listen: cfg.swarm.listen,
+            device: Some(cfg.server.interface.clone()),
+            upload_slots: cfg.swarm.upload_slots,
+            address: cfg.server.address.ip,
+        };
+        let s = Arc::new(seeder::Seeder::new(catalog.clone(), tracker.clone(), settings)?);
+        let rx = stop_rx.clone();
+        tasks.spawn(s.clone().run(std::time::Duration::from_secs(5), rx));
+        Some(s)
+    } else {
+        None
+    };
+
     let boot = Arc::new(std::sync::RwLock::new(boot_config(&cfg)?));
-    let listener = tokio::net::TcpListener::bind(cfg.http.listen)
-        .await
-        .with_context(|| format!("http.listen: cannot listen on {}", cfg.http.listen))?;
+    let listener = tokio::net::TcpListener::bind(cfg.http.listen).await.with_context(|| format!("http.listen: cannot listen on {}", cfg.http.listen))?;
     let app = http::router(http::AppState {
         dhcp: dhcp_stats.clone(),
         tftp: tftp_stats.clone(),
         http: http_stats.clone(),
         boot: boot.clone(),
-        catalog: swarmboot_image::Catalog::new(&cfg.server.state_dir),
+        catalog,
         files,
+        key,
+        tracker: cfg.swarm.tracker.then_some(tracker),
+        seeder: seeder.clone(),
     });
     let mut rx = stop_rx.clone();
     tasks.spawn(async move {
@@ -124,16 +142,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     info!("shutting down");
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
-    let summary = http::render_metrics(&dhcp_stats, &tftp_stats, &http_stats);
+    let swarm = http::SwarmCounters::read(seeder.as_deref(), None);
+    let summary = http::render_metrics(&dhcp_stats, &tftp_stats, &http_stats, &swarm);
     info!(metrics = %summary.lines().filter(|l| !l.starts_with('#') && !l.ends_with(" 0")).collect::<Vec<_>>().join(", "), "final counters");
     result
 }
 
 fn boot_config(cfg: &Config) -> anyhow::Result<http::BootConfig> {
-    Ok(http::BootConfig {
-        rules: cfg.image_rules()?,
-        base_url: format!("http://{}:{}", cfg.server.address.ip, cfg.http.listen.port()),
-    })
+    Ok(http::BootConfig { rules: cfg.image_rules()?, base_url: format!("http://{}:{}", cfg.server.address.ip, cfg.http.listen.port()) })
 }
 
 /// Re-reads the config for SIGHUP. Interface, addresses, listeners and the TFTP root are not

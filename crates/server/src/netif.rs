@@ -21,8 +21,12 @@ pub fn prefix_of(iface: &str, addr: Ipv4Addr) -> Result<u8, NetifError> {
         if ifa.interface_name != iface {
             continue;
         }
-        let (Some(a), Some(m)) = (ifa.address, ifa.netmask) else { continue };
-        let (Some(a), Some(m)) = (a.as_sockaddr_in(), m.as_sockaddr_in()) else { continue };
+        let (Some(a), Some(m)) = (ifa.address, ifa.netmask) else {
+            continue;
+        };
+        let (Some(a), Some(m)) = (a.as_sockaddr_in(), m.as_sockaddr_in()) else {
+            continue;
+        };
         let prefix = u32::from(m.ip()).count_ones() as u8;
         if a.ip() == addr {
             return Ok(prefix);

@@ -210,7 +210,9 @@ async fn transfer(local_ip: std::net::IpAddr, peer: SocketAddr, req: Request, fi
             debug!(?end, size, "transfer ended");
             return;
         }
-        let Some(deadline) = t.poll_timeout() else { return };
+        let Some(deadline) = t.poll_timeout() else {
+            return;
+        };
         step = tokio::select! {
             r = sock.recv(&mut inbuf) => match r {
                 Ok(n) => t.on_packet(Instant::now(), &inbuf[..n]),

@@ -78,6 +78,19 @@ pub struct Engine {
     own_listener: bool,
 }
 
+/// A fresh peer id: `-SB0100-` (Azureus style: swarmboot 0.1.0) and 12 random bytes.
+pub fn random_peer_id() -> [u8; 20] {
+    use std::io::Read;
+    let mut id = *b"-SB0100-000000000000";
+    let mut rnd = [0u8; 12];
+    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut rnd)).is_err() {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64 ^ u64::from(std::process::id());
+        rnd[..8].copy_from_slice(&t.to_le_bytes());
+    }
+    id[8..].copy_from_slice(&rnd);
+    id
+}
+
 /// Bytes of a handshake up to and including the info hash: length byte, protocol name,
 /// reserved bits, info hash.
 const HANDSHAKE_TO_INFO_HASH: usize = 1 + 19 + 8 + 20;
@@ -200,6 +213,20 @@ impl Engine {
         stats.into_iter().filter_map(|s| peers.get(&s.key).map(|t| PeerReport { addr: t.addr, stats: s })).collect()
     }
 
+    /// Which pieces we have (verified).
+    pub fn have(&self) -> swarmboot_peerwire::Bitfield {
+        self.shared.inner.lock().expect("not poisoned").swarm.have().clone()
+    }
+
+    /// A whole piece fetched some other way (HTTP): verified, stored and announced to peers.
+    pub fn add_piece(&self, index: u32, data: &[u8]) -> Result<bool, crate::swarm::AddPieceError> {
+        let mut guard = self.shared.inner.lock().expect("not poisoned");
+        let inner = &mut *guard;
+        let r = inner.swarm.add_piece(index, data, &mut inner.store);
+        dispatch(&self.shared, inner);
+        r
+    }
+
     /// Dials one more peer.
     pub fn add_peer(&self, addr: SocketAddr) {
         dial(self.shared.clone(), addr);
@@ -307,7 +334,9 @@ async fn route_incoming(ls: Weak<ListenerShared>, mut stream: TcpStream, addr: S
     let engine = ls.upgrade().and_then(|l| l.routes.lock().expect("not poisoned").get(&info_hash).and_then(Weak::upgrade));
     match engine {
         Some(shared) => run_peer(shared, stream, addr, false, head.to_vec()),
-        None => debug!(%addr, info_hash = %hex::encode(info_hash), "handshake for a torrent not served here; closing"),
+        None => {
+            debug!(%addr, info_hash = %hex::encode(info_hash), "handshake for a torrent not served here; closing")
+        }
     }
 }
 
@@ -511,10 +540,7 @@ async fn http_get(url: &str, local_ip: IpAddr, device: Option<&str>) -> std::io:
     let rest = url.strip_prefix("http://").ok_or_else(|| bad("only http:// trackers"))?;
     let (hostport, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let path = if path.is_empty() { "/" } else { path };
-    let addr = tokio::net::lookup_host(if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:80") })
-        .await?
-        .next()
-        .ok_or_else(|| bad("no address"))?;
+    let addr = tokio::net::lookup_host(if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:80") }).await?.next().ok_or_else(|| bad("no address"))?;
     let mut s = connect(addr, local_ip, device).await?;
     s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {hostport}\r\nUser-Agent: swarmboot\r\nConnection: close\r\n\r\n").as_bytes()).await?;
     let mut resp = Vec::new();

@@ -21,4 +21,4 @@ pub mod rate;
 pub mod storage;
 pub mod swarm;
 
-pub use swarm::{DropReason, Progress, Swarm, SwarmConfig, SwarmEvent, Totals};
+pub use swarm::{AddPieceError, DropReason, Progress, Swarm, SwarmConfig, SwarmEvent, Totals};

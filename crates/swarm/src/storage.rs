@@ -157,10 +157,7 @@ impl MemStorage {
 impl Storage for MemStorage {
     fn read_block(&mut self, piece: u32, begin: u32, len: u32) -> io::Result<Vec<u8>> {
         let start = piece as usize * self.piece_length as usize + begin as usize;
-        self.data
-            .get(start..start + len as usize)
-            .map(<[u8]>::to_vec)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "block past the end"))
+        self.data.get(start..start + len as usize).map(<[u8]>::to_vec).ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "block past the end"))
     }
     fn write_piece(&mut self, piece: u32, data: &[u8]) -> io::Result<()> {
         let start = piece as usize * self.piece_length as usize;
@@ -178,7 +175,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let hashes = "x".repeat(60);
         // 3 files of 10, 25 and 5 bytes; pieces of 16: [0,16) spans a and b, [32,40) spans b and c.
-        let t = format!("d4:infod5:filesld6:lengthi10e4:pathl5:a.bineed6:lengthi25e4:pathl3:sub5:b.bineed6:lengthi5e4:pathl5:c.bineee4:name3:img12:piece lengthi16e6:pieces60:{hashes}ee");
+        let t = format!(
+            "d4:infod5:filesld6:lengthi10e4:pathl5:a.bineed6:lengthi25e4:pathl3:sub5:b.bineed6:lengthi5e4:pathl5:c.bineee4:name3:img12:piece lengthi16e6:pieces60:{hashes}ee"
+        );
         let meta = Metainfo::parse(t.as_bytes()).unwrap();
         let data: Vec<u8> = (0..40u8).collect();
         let mut s = FileStorage::create(&meta, dir.path()).unwrap();

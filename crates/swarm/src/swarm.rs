@@ -58,7 +58,6 @@ pub struct SwarmConfig {
     pub rng_seed: u64,
 }
 
-
 impl SwarmConfig {
     pub fn new(meta: &Metainfo, our_id: [u8; 20]) -> Self {
         SwarmConfig {
@@ -109,17 +108,40 @@ pub enum DropReason {
 /// What the shell should know (and log).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SwarmEvent {
-    Connected { key: PeerKey, peer_id: [u8; 20] },
+    Connected {
+        key: PeerKey,
+        peer_id: [u8; 20],
+    },
     /// The peer is gone; close its socket if it is still open.
-    Dropped { key: PeerKey, reason: DropReason },
+    Dropped {
+        key: PeerKey,
+        reason: DropReason,
+    },
     PieceVerified(u32),
     /// A piece failed its SHA-1 check; it is fetched again.
-    PieceFailed { piece: u32, from: Vec<PeerKey> },
+    PieceFailed {
+        piece: u32,
+        from: Vec<PeerKey>,
+    },
     /// Every piece is here and verified.
     Complete,
     /// Super-seeding: every piece has now left this seed at least this many times.
     SuperSeedRound(u32),
-    StorageFailed { piece: u32, error: String },
+    StorageFailed {
+        piece: u32,
+        error: String,
+    },
+}
+
+/// Why [`Swarm::add_piece`] refused a piece.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddPieceError {
+    #[error("piece {0} is not in this torrent")]
+    NoSuchPiece(u32),
+    #[error("piece {0} does not match its SHA-1")]
+    HashMismatch(u32),
+    #[error("cannot store the piece: {0}")]
+    Storage(String),
 }
 
 /// Counters for the server, the CLI and the benchmarks.
@@ -285,7 +307,16 @@ impl Swarm {
         let have = self.picker.have();
         let sources = self.peers.values().filter(|s| s.wire.is_handshaken() && !s.wire.peer_choking).count();
         let uploading_to = self.peers.values().filter(|s| !s.am_choking).count();
-        Progress { have: have.count(), pieces: have.len(), bytes_have: self.bytes_have, total_length: self.cfg.total_length, peers: self.peers.len(), sources, uploading_to, totals: self.totals }
+        Progress {
+            have: have.count(),
+            pieces: have.len(),
+            bytes_have: self.bytes_have,
+            total_length: self.cfg.total_length,
+            peers: self.peers.len(),
+            sources,
+            uploading_to,
+            totals: self.totals,
+        }
     }
 
     pub fn peer_stats(&mut self, now: Instant) -> Vec<PeerStats> {
@@ -371,9 +402,13 @@ impl Swarm {
     /// Bytes to write to `key`'s socket now; blocks it asked for are read from `store` here,
     /// only as fast as the socket takes them.
     pub fn poll_transmit(&mut self, now: Instant, key: PeerKey, store: &mut dyn Storage) -> Vec<u8> {
-        let Some(slot) = self.peers.get_mut(&key) else { return Vec::new() };
+        let Some(slot) = self.peers.get_mut(&key) else {
+            return Vec::new();
+        };
         while slot.wire.pending_transmit() < TRANSMIT_HIGH_WATER {
-            let Some((index, begin, length)) = slot.upload_queue.pop_front() else { break };
+            let Some((index, begin, length)) = slot.upload_queue.pop_front() else {
+                break;
+            };
             match store.read_block(index, begin, length) {
                 Ok(data) => {
                     slot.wire.send_block(index, begin, data);
@@ -431,7 +466,9 @@ impl Swarm {
         let _ = store;
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for key in keys {
-            let Some(slot) = self.peers.get_mut(&key) else { continue };
+            let Some(slot) = self.peers.get_mut(&key) else {
+                continue;
+            };
             let events = slot.wire.on_timeout(now);
             if slot.wire.has_transmit() {
                 self.wake.push(key);
@@ -463,7 +500,9 @@ impl Swarm {
 
     /// Bytes read from `key`'s socket.
     pub fn on_bytes(&mut self, now: Instant, key: PeerKey, bytes: &[u8], store: &mut dyn Storage) {
-        let Some(slot) = self.peers.get_mut(&key) else { return };
+        let Some(slot) = self.peers.get_mut(&key) else {
+            return;
+        };
         let events = slot.wire.on_bytes(now, bytes);
         for e in events {
             if !self.peers.contains_key(&key) {
@@ -548,7 +587,13 @@ impl Swarm {
         // One connection per pair of peers: the one dialed by the lower peer id stays.
         if let Some((&other, o)) = self.peers.iter().find(|(&k, s)| k != key && s.peer_id == Some(peer_id)) {
             let canonical_outbound = our_id < peer_id;
-            let drop = if o.outbound == canonical_outbound && outbound != canonical_outbound { key } else if outbound == canonical_outbound && o.outbound != canonical_outbound { other } else { key };
+            let drop = if o.outbound == canonical_outbound && outbound != canonical_outbound {
+                key
+            } else if outbound == canonical_outbound && o.outbound != canonical_outbound {
+                other
+            } else {
+                key
+            };
             self.remove_peer(drop, DropReason::Duplicate);
             if drop == key {
                 return;
@@ -574,7 +619,9 @@ impl Swarm {
     /// A peer that announced no piece it got from someone else for [`STARVING_AFTER`] is
     /// treated as cut off from the other peers: it goes first and may be offered any piece.
     fn refill_offers(&mut self, now: Instant) {
-        let Some(ss) = &mut self.superseed else { return };
+        let Some(ss) = &mut self.superseed else {
+            return;
+        };
         let cap = self.cfg.super_seed_slots * self.cfg.super_seed_offers;
         let starving = |s: &PeerSlot| now.saturating_duration_since(s.last_peer_progress) >= STARVING_AFTER;
         let mut order: Vec<(bool, u64, PeerKey)> = self
@@ -690,8 +737,38 @@ impl Swarm {
             self.events.push_back(SwarmEvent::StorageFailed { piece: index, error: e.to_string() });
             return;
         }
+        self.piece_stored(index, p.data.len());
+    }
+
+    /// A whole piece that came from elsewhere (the fetch client's HTTP fallback): checked
+    /// against its SHA-1, written, and announced like a piece from a peer; requests still out
+    /// for it are forgotten (their blocks count as wasted if they come). `Ok(false)`: we
+    /// already had it.
+    pub fn add_piece(&mut self, index: u32, data: &[u8], store: &mut dyn Storage) -> Result<bool, AddPieceError> {
+        let Some(expected) = self.cfg.piece_hashes.get(index as usize) else {
+            return Err(AddPieceError::NoSuchPiece(index));
+        };
+        if self.picker.have().has(index) {
+            return Ok(false);
+        }
+        if data.len() != self.cfg.piece_len(index) as usize || <[u8; 20]>::from(Sha1::digest(data)) != *expected {
+            self.totals.hash_failures += 1;
+            return Err(AddPieceError::HashMismatch(index));
+        }
+        if self.partial.remove(&index).is_some() {
+            for s in self.peers.values_mut() {
+                s.assigned.retain(|&(a, _)| a != index);
+            }
+        }
+        store.write_piece(index, data).map_err(|e| AddPieceError::Storage(e.to_string()))?;
+        self.piece_stored(index, data.len());
+        Ok(true)
+    }
+
+    /// After a verified piece was written: count it, announce it, update interest.
+    fn piece_stored(&mut self, index: u32, len: usize) {
         self.picker.piece_done(index);
-        self.bytes_have += p.data.len() as u64;
+        self.bytes_have += len as u64;
         self.events.push_back(SwarmEvent::PieceVerified(index));
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for k in keys {
@@ -710,7 +787,9 @@ impl Swarm {
 
     fn update_interest(&mut self, key: PeerKey) {
         let have = self.picker.have();
-        let Some(s) = self.peers.get_mut(&key) else { return };
+        let Some(s) = self.peers.get_mut(&key) else {
+            return;
+        };
         let wanted = s.counted.iter().any(|i| !have.has(i));
         if wanted != s.wire.am_interested {
             s.wire.set_interested(wanted);
@@ -720,7 +799,9 @@ impl Swarm {
 
     /// Releases the pieces `key` was fetching, so others can be asked for them.
     fn release_assignments(&mut self, key: PeerKey) {
-        let Some(s) = self.peers.get_mut(&key) else { return };
+        let Some(s) = self.peers.get_mut(&key) else {
+            return;
+        };
         s.sent_at.clear();
         for (piece, _) in std::mem::take(&mut s.assigned) {
             self.picker.piece_abandoned(piece);
@@ -763,7 +844,9 @@ impl Swarm {
     /// Keeps `key`'s pipeline full: free blocks of the pieces it is fetching, then new pieces
     /// from the picker.
     fn fill_requests(&mut self, now: Instant, key: PeerKey) {
-        let Some(s) = self.peers.get_mut(&key) else { return };
+        let Some(s) = self.peers.get_mut(&key) else {
+            return;
+        };
         if !s.wire.can_request() || !s.wire.am_interested {
             return;
         }
@@ -785,7 +868,9 @@ impl Swarm {
                     continue 'fill;
                 }
             }
-            let Some(piece) = self.picker.pick(&s.wire.peer_has) else { break };
+            let Some(piece) = self.picker.pick(&s.wire.peer_has) else {
+                break;
+            };
             let len = self.cfg.piece_len(piece);
             let dup = match self.partial.get(&piece) {
                 None => false,

@@ -131,11 +131,7 @@ pub fn parse_announce(query: &[u8]) -> Result<AnnounceRequest, QueryError> {
 
 /// Parses a scrape's raw query: every `info_hash` (none: the caller scrapes everything).
 pub fn parse_scrape(query: &[u8]) -> Result<Vec<[u8; 20]>, QueryError> {
-    pairs(query)?
-        .into_iter()
-        .filter(|(k, _)| k == b"info_hash")
-        .map(|(_, v)| v.as_slice().try_into().map_err(|_| QueryError::Malformed("info_hash")))
-        .collect()
+    pairs(query)?.into_iter().filter(|(k, _)| k == b"info_hash").map(|(_, v)| v.as_slice().try_into().map_err(|_| QueryError::Malformed("info_hash"))).collect()
 }
 
 #[cfg(test)]

@@ -16,7 +16,13 @@ pub fn announce(r: &AnnounceReply, want_dict: bool) -> Vec<u8> {
         Value::List(
             r.peers
                 .iter()
-                .map(|p| dict(vec![("ip", Value::Bytes(p.addr.ip().to_string().into_bytes())), ("peer id", Value::Bytes(p.peer_id.to_vec())), ("port", Value::Int(i64::from(p.addr.port())))]))
+                .map(|p| {
+                    dict(vec![
+                        ("ip", Value::Bytes(p.addr.ip().to_string().into_bytes())),
+                        ("peer id", Value::Bytes(p.peer_id.to_vec())),
+                        ("port", Value::Int(i64::from(p.addr.port()))),
+                    ])
+                })
                 .collect(),
         )
     } else {
@@ -44,7 +50,12 @@ pub fn failure(reason: &str) -> Vec<u8> {
 pub fn scrape(entries: &[([u8; 20], ScrapeEntry)]) -> Vec<u8> {
     let files = entries
         .iter()
-        .map(|(h, e)| (h.to_vec(), dict(vec![("complete", Value::Int(i64::from(e.complete))), ("downloaded", Value::Int(e.downloaded as i64)), ("incomplete", Value::Int(i64::from(e.incomplete)))])))
+        .map(|(h, e)| {
+            (
+                h.to_vec(),
+                dict(vec![("complete", Value::Int(i64::from(e.complete))), ("downloaded", Value::Int(e.downloaded as i64)), ("incomplete", Value::Int(i64::from(e.incomplete)))]),
+            )
+        })
         .collect::<BTreeMap<_, _>>();
     dict(vec![("files", Value::Dict(files))]).to_bytes()
 }
@@ -70,6 +81,9 @@ mod tests {
         let d = String::from_utf8(announce(&r, true)).unwrap();
         assert!(d.contains("5:peersld2:ip9:10.77.0.27:peer id20:-SB0100-abcdefghijkl4:porti6881eee"), "{d}");
         assert_eq!(failure("no"), b"d14:failure reason2:noe".to_vec());
-        assert_eq!(scrape(&[([b'a'; 20], ScrapeEntry { complete: 1, incomplete: 0, downloaded: 3 })]), b"d5:filesd20:aaaaaaaaaaaaaaaaaaaad8:completei1e10:downloadedi3e10:incompletei0eeee".to_vec());
+        assert_eq!(
+            scrape(&[([b'a'; 20], ScrapeEntry { complete: 1, incomplete: 0, downloaded: 3 })]),
+            b"d5:filesd20:aaaaaaaaaaaaaaaaaaaad8:completei1e10:downloadedi3e10:incompletei0eeee".to_vec()
+        );
     }
 }

@@ -48,6 +48,8 @@ struct PeerEntry {
     addr: SocketAddrV4,
     left: u64,
     last_seen: Instant,
+    uploaded: u64,
+    downloaded: u64,
 }
 
 #[derive(Debug, Default)]
@@ -55,6 +57,15 @@ struct SwarmEntry {
     peers: HashMap<[u8; 20], PeerEntry>,
     first_seen: Option<Instant>,
     completed: u64,
+}
+
+/// What peers said they moved, summed over every announce (a peer's counters are
+/// cumulative; each announce adds what grew since its previous one, a restarted peer's counters
+/// count from zero again).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReportedTotals {
+    pub uploaded: u64,
+    pub downloaded: u64,
 }
 
 /// A peer in a reply.
@@ -94,11 +105,12 @@ pub struct PeerTable {
     cfg: TrackerConfig,
     swarms: HashMap<[u8; 20], SwarmEntry>,
     rng: u64,
+    reported: ReportedTotals,
 }
 
 impl PeerTable {
     pub fn new(cfg: TrackerConfig, seed: u64) -> Self {
-        PeerTable { cfg, swarms: HashMap::new(), rng: seed | 1 }
+        PeerTable { cfg, swarms: HashMap::new(), rng: seed | 1, reported: ReportedTotals::default() }
     }
 
     /// Serves `info_hash` from now on.
@@ -138,6 +150,10 @@ impl PeerTable {
         let ttl = cfg.peer_ttl;
         swarm.peers.retain(|_, p| now.saturating_duration_since(p.last_seen) < ttl);
         let first_seen = *swarm.first_seen.get_or_insert(now);
+        let (up_before, down_before) = swarm.peers.get(&req.peer_id).map_or((0, 0), |p| (p.uploaded, p.downloaded));
+        let grown = |now: u64, before: u64| if now >= before { now - before } else { now };
+        self.reported.uploaded += grown(req.uploaded, up_before);
+        self.reported.downloaded += grown(req.downloaded, down_before);
         match req.event {
             Event::Stopped => {
                 swarm.peers.remove(&req.peer_id);
@@ -146,7 +162,10 @@ impl PeerTable {
                 if !swarm.peers.contains_key(&req.peer_id) && swarm.peers.len() >= cfg.max_peers_per_swarm {
                     return Err(Refusal::SwarmFull);
                 }
-                let before = swarm.peers.insert(req.peer_id, PeerEntry { addr: SocketAddrV4::new(source, req.port), left: req.left, last_seen: now });
+                let before = swarm.peers.insert(
+                    req.peer_id,
+                    PeerEntry { addr: SocketAddrV4::new(source, req.port), left: req.left, last_seen: now, uploaded: req.uploaded, downloaded: req.downloaded },
+                );
                 if req.event == Event::Completed && before.is_none_or(|b| b.left > 0) {
                     swarm.completed += 1;
                 }
@@ -184,6 +203,11 @@ impl PeerTable {
         Some(ScrapeEntry { complete, incomplete: s.peers.len() as u32 - complete, downloaded: s.completed })
     }
 
+    /// Bytes peers reported uploading and downloading, over every swarm, since start.
+    pub fn reported(&self) -> ReportedTotals {
+        self.reported
+    }
+
     /// Every served info hash.
     pub fn info_hashes(&self) -> Vec<[u8; 20]> {
         self.swarms.keys().copied().collect()
@@ -205,6 +229,26 @@ mod tests {
 
     fn ip(n: u8) -> Ipv4Addr {
         Ipv4Addr::new(10, 77, 0, n)
+    }
+
+    /// Cumulative counters: each announce adds what grew; a restarted peer counts from zero.
+    #[test]
+    fn reported_totals_add_growth_only() {
+        let mut t = PeerTable::new(TrackerConfig::default(), 1);
+        t.allow(HASH);
+        let now = Instant::now();
+        let with = |n, up, down, event| AnnounceRequest { uploaded: up, downloaded: down, ..req(n, 10, event) };
+        t.announce(&with(1, 0, 0, Event::Started), ip(1), now).unwrap();
+        t.announce(&with(1, 100, 1000, Event::Update), ip(1), now).unwrap();
+        t.announce(&with(2, 50, 0, Event::Started), ip(2), now).unwrap();
+        t.announce(&with(1, 300, 1000, Event::Stopped), ip(1), now).unwrap();
+        assert_eq!(t.reported(), ReportedTotals { uploaded: 350, downloaded: 1000 });
+        t.announce(&with(2, 20, 5, Event::Update), ip(2), now).unwrap(); // restarted: counts from zero
+        assert_eq!(t.reported(), ReportedTotals { uploaded: 370, downloaded: 1005 });
+        assert!(t.announce(&with(3, 9, 9, Event::Started), ip(3), now).is_ok());
+        let unknown = AnnounceRequest { info_hash: [1; 20], ..with(4, 1000, 1000, Event::Started) };
+        assert!(t.announce(&unknown, ip(4), now).is_err());
+        assert_eq!(t.reported(), ReportedTotals { uploaded: 379, downloaded: 1014 }, "refused announces count nothing");
     }
 
     #[test]

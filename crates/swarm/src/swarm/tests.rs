@@ -165,6 +165,34 @@ fn a_leecher_gets_every_byte_from_a_seed() {
     assert_eq!(net.nodes[seed].swarm.totals().uploaded, 300_000);
 }
 
+/// Pieces from elsewhere (the HTTP fallback) join a download already under way: verified,
+/// announced to peers, and the rest comes from the seed; a wrong piece is refused.
+#[test]
+fn pieces_from_elsewhere_are_verified_and_shared() {
+    let data = data_of(300_000, 7);
+    let (meta, _) = Metainfo::single_file("img", &data, 32768, None, true);
+    let mut net = Net::new();
+    let seed = net.add(&meta, Some(&data), 100_000, |_| {});
+    let leech = net.add(&meta, None, 100_000, |_| {});
+    let piece = |i: usize| &data[i * 32768..((i + 1) * 32768).min(data.len())];
+    {
+        let n = &mut net.nodes[leech];
+        assert_eq!(n.swarm.add_piece(9, piece(9), &mut n.store), Ok(true), "the short last piece");
+        assert_eq!(n.swarm.add_piece(9, piece(9), &mut n.store), Ok(false), "already had it");
+        assert_eq!(n.swarm.add_piece(3, piece(4), &mut n.store), Err(AddPieceError::HashMismatch(3)));
+        assert_eq!(n.swarm.add_piece(3, &piece(3)[1..], &mut n.store), Err(AddPieceError::HashMismatch(3)));
+        assert_eq!(n.swarm.add_piece(10, piece(9), &mut n.store), Err(AddPieceError::NoSuchPiece(10)));
+    }
+    net.connect(leech, seed);
+    net.run_until(200, |n| n.nodes[leech].swarm.progress().have >= 4);
+    let n = &mut net.nodes[leech];
+    assert_eq!(n.swarm.add_piece(0, piece(0), &mut n.store).map(|_| ()), Ok(()), "mid-download, wanted or not");
+    net.run_until(2000, |n| n.complete(leech));
+    assert_eq!(net.nodes[leech].store.data, data);
+    let from_seed = net.nodes[seed].swarm.totals().uploaded;
+    assert!(from_seed <= 300_000 - (data.len() as u64 - 9 * 32768), "the seed did not send piece 9: {from_seed}");
+}
+
 /// The storm the engine exists for: one super-seeding server, 12 leechers that all know
 /// each other, every node with the same upload rate. The server's upload stays near one copy,
 /// and nobody takes much longer than the bound SIZE / RATE.
@@ -263,7 +291,10 @@ fn one_connection_per_pair_of_peers() {
     assert_eq!(net.links.len(), 1, "both ends kept the same one");
     assert_eq!(net.nodes[a].swarm.peer_count(), 1);
     assert_eq!(net.nodes[b].swarm.peer_count(), 1);
-    assert!(net.nodes[b].events.iter().any(|e| matches!(e, SwarmEvent::Dropped { reason: DropReason::Duplicate, .. })) || net.nodes[a].events.iter().any(|e| matches!(e, SwarmEvent::Dropped { reason: DropReason::Duplicate, .. })));
+    assert!(
+        net.nodes[b].events.iter().any(|e| matches!(e, SwarmEvent::Dropped { reason: DropReason::Duplicate, .. }))
+            || net.nodes[a].events.iter().any(|e| matches!(e, SwarmEvent::Dropped { reason: DropReason::Duplicate, .. }))
+    );
 }
 
 /// One upload slot and four leechers that only know the seed: the slot must move (the

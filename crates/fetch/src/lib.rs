@@ -1,0 +1,426 @@
+//! The fetch client: what the stub's init and `swarmboot fetch` run to get an image.
+//!
+//! 1. GET `<server>/manifest/<name>[/<version>]`, open the signed envelope with the keys the
+//!    caller trusts (never a key the network offers) and check it names the image asked for.
+//! 2. For each file, GET `<server>/torrent/<sha256>.torrent` and check that its info hash is
+//!    the one the *signed* manifest lists (so every piece hash is vouched for by the signature),
+//!    its name is the SHA-256 and its length the manifest's size. Nothing is written before the
+//!    manifest and every torrent passed.
+//! 3. Download every file at once through the swarm (one engine per file, all on one
+//!    `PeerListener`, announcing to the server's tracker). If no byte arrives for
+//!    `stall_timeout`, fetch the missing pieces from `<server>/blob/<sha256>` with HTTP Range
+//!    (a few MiB per request, whole pieces, each checked against its SHA-1 and handed to the
+//!    engine, which shares it) — so a boot never hangs on the swarm.
+//! 4. Check every file's SHA-256 against the manifest, link it under its role name (`kernel`,
+//!    `initrd`, `rootfs`), write `manifest.signed` beside them.
+//!
+//! With [`Fetched`] the engines keep seeding until [`Fetched::shutdown`].
+//!
+//! Layout of `out`: `<sha256>` (the data, named as in its torrent), `kernel`/`initrd`/`rootfs`
+//! (hard links), `manifest.signed` (the envelope as received).
+
+pub mod http;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use swarmboot_image::{FileEntry, Manifest, Role};
+use swarmboot_manifest::{OpenError, PublicKey};
+use swarmboot_swarm::engine::{random_peer_id, Engine, EngineConfig, EngineError, PeerListener};
+use swarmboot_swarm::storage::FileStorage;
+use swarmboot_swarm::SwarmConfig;
+use swarmboot_torrent::Metainfo;
+use tracing::{info, warn};
+
+pub use http::HttpError;
+
+/// What to fetch, from where, trusting which keys.
+#[derive(Debug, Clone)]
+pub struct FetchConfig {
+    /// The boot server's base URL, `http://host:port`.
+    pub server: String,
+    pub image: String,
+    /// `None`: the latest version.
+    pub version: Option<u32>,
+    pub out: PathBuf,
+    /// Keys a manifest may be signed with.
+    pub trusted: Vec<PublicKey>,
+    /// Where our engines listen for peers (port 0: any).
+    pub listen: SocketAddr,
+    /// Bind the swarm's sockets to this interface.
+    pub bind_device: Option<String>,
+    /// No new byte from the swarm for this long: fetch the missing pieces over HTTP.
+    pub stall_timeout: Duration,
+    /// `false`: HTTP only (no swarm at all).
+    pub use_swarm: bool,
+    /// Peers we upload to at once.
+    pub upload_slots: usize,
+}
+
+impl FetchConfig {
+    pub fn new(server: &str, image: &str, out: &Path, trusted: Vec<PublicKey>) -> Self {
+        FetchConfig {
+            server: server.trim_end_matches('/').to_string(),
+            image: image.to_string(),
+            version: None,
+            out: out.to_path_buf(),
+            trusted,
+            listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+            bind_device: None,
+            stall_timeout: Duration::from_secs(10),
+            use_swarm: true,
+            upload_slots: 8,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("cannot get {url}: {source}")]
+    Http { url: String, source: HttpError },
+    #[error("the server has no image {0}")]
+    NoSuchImage(String),
+    #[error("refusing the manifest of {image}: {source}")]
+    Untrusted { image: String, source: OpenError },
+    #[error("the signed manifest is not a valid manifest: {0}")]
+    BadManifest(String),
+    #[error("the signed manifest is for {got}, not {wanted}: refusing it")]
+    WrongImage { wanted: String, got: String },
+    #[error("the torrent of {role} ({sha256}) is not valid: {reason}")]
+    BadTorrent { role: String, sha256: String, reason: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{role} ({path}) does not match the SHA-256 in the signed manifest after download: deleted")]
+    Sha256Mismatch { role: String, path: PathBuf },
+    #[error("the server sent bytes for {role} that do not match the signed piece hashes ({reason})")]
+    BadHttpData { role: String, reason: String },
+    #[error("swarm: {0}")]
+    Engine(#[from] EngineError),
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Kernel => "kernel",
+        Role::Initrd => "initrd",
+        Role::Rootfs => "rootfs",
+    }
+}
+
+/// Progress of the whole image, for a progress bar.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FetchProgress {
+    pub bytes_have: u64,
+    pub total: u64,
+    /// Payload bytes received from peers (duplicates included).
+    pub from_peers: u64,
+    /// Bytes received over HTTP (Range fallback, or files without a torrent).
+    pub from_http: u64,
+    pub uploaded: u64,
+    pub peers: usize,
+    /// Peers sending to us now.
+    pub sources: usize,
+    pub elapsed: Duration,
+    /// Fetching over HTTP because the swarm stalled.
+    pub fallback: bool,
+}
+
+/// The verified manifest.
+#[derive(Debug, Clone)]
+pub struct SignedManifest {
+    pub manifest: Manifest,
+    pub envelope: Vec<u8>,
+    pub signer: PublicKey,
+}
+
+/// GETs and verifies the manifest (nothing written).
+pub async fn fetch_manifest(cfg: &FetchConfig) -> Result<SignedManifest, FetchError> {
+    let url = match cfg.version {
+        Some(v) => format!("{}/manifest/{}/{v}", cfg.server, cfg.image),
+        None => format!("{}/manifest/{}", cfg.server, cfg.image),
+    };
+    let envelope = match http::get(&url, None, 1 << 20, Duration::from_secs(30)).await {
+        Ok(b) => b.to_vec(),
+        Err(e) if e.is_not_found() => {
+            let what = cfg.version.map_or(cfg.image.clone(), |v| format!("{}@{v}", cfg.image));
+            return Err(FetchError::NoSuchImage(what));
+        }
+        Err(source) => return Err(FetchError::Http { url, source }),
+    };
+    verify_manifest(&envelope, cfg)
+}
+
+/// Opens an envelope with the trusted keys and checks that it is the image (and version) asked for.
+pub fn verify_manifest(envelope: &[u8], cfg: &FetchConfig) -> Result<SignedManifest, FetchError> {
+    let (body, signer) = swarmboot_manifest::open(envelope, &cfg.trusted).map_err(|source| FetchError::Untrusted { image: cfg.image.clone(), source })?;
+    let text = std::str::from_utf8(body).map_err(|e| FetchError::BadManifest(e.to_string()))?;
+    let manifest: Manifest = toml::from_str(text).map_err(|e| FetchError::BadManifest(e.to_string()))?;
+    let wanted = cfg.version.map_or(cfg.image.clone(), |v| format!("{}@{v}", cfg.image));
+    if manifest.name != cfg.image || cfg.version.is_some_and(|v| v != manifest.version) {
+        return Err(FetchError::WrongImage { wanted, got: format!("{}@{}", manifest.name, manifest.version) });
+    }
+    for f in &manifest.files {
+        if !swarmboot_image::is_sha256_hex(&f.sha256) {
+            return Err(FetchError::BadManifest(format!("`{}` is not a SHA-256", f.sha256)));
+        }
+    }
+    Ok(SignedManifest { manifest, envelope: envelope.to_vec(), signer })
+}
+
+/// Checks a torrent from the network against the signed file entry.
+pub fn check_torrent(bytes: &[u8], entry: &FileEntry) -> Result<Metainfo, FetchError> {
+    let bad = |reason: String| FetchError::BadTorrent { role: role_name(entry.role).into(), sha256: entry.sha256.clone(), reason };
+    let meta = Metainfo::parse(bytes).map_err(|e| bad(e.to_string()))?;
+    let want = entry.info_hash.as_deref().unwrap_or("");
+    if hex::encode(meta.info_hash) != want {
+        return Err(bad(format!("its info hash {} is not the one the signed manifest lists ({want})", hex::encode(meta.info_hash))));
+    }
+    // The info hash matched a signed one, so the rest is what the server signed; still, the
+    // layout must be the one file named by its hash, or it would be written elsewhere.
+    if meta.name != entry.sha256 || meta.files.len() != 1 || !meta.files[0].path.is_empty() || meta.total_length() != entry.size {
+        return Err(bad("it is not one file named by its SHA-256 with the manifest's size".into()));
+    }
+    Ok(meta)
+}
+
+struct Job {
+    entry: FileEntry,
+    roles: Vec<Role>,
+    path: PathBuf,
+    meta: Option<Metainfo>,
+    engine: Option<Engine>,
+}
+
+/// A fetched image; its engines seed until [`Fetched::shutdown`].
+pub struct Fetched {
+    pub manifest: SignedManifest,
+    pub out: PathBuf,
+    pub progress: FetchProgress,
+    engines: Vec<Engine>,
+    listener: Option<PeerListener>,
+}
+
+impl Fetched {
+    /// The address peers reach our seeds at, if the swarm was used.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listener.as_ref().map(PeerListener::local_addr)
+    }
+
+    /// Counters now (uploads grow while seeding).
+    pub fn uploaded(&self) -> u64 {
+        self.engines.iter().map(|e| e.progress().totals.uploaded).sum()
+    }
+
+    /// Stops seeding (tells the tracker).
+    pub async fn shutdown(&self) {
+        for e in &self.engines {
+            e.shutdown().await;
+        }
+        if let Some(l) = &self.listener {
+            l.close();
+        }
+    }
+}
+
+const HTTP_CHUNK: u64 = 4 << 20;
+
+/// Fetches the image: see the crate docs. `report` is called about twice a second.
+pub async fn fetch(cfg: &FetchConfig, mut report: impl FnMut(&FetchProgress)) -> Result<Fetched, FetchError> {
+    let started = Instant::now();
+    let signed = fetch_manifest(cfg).await?;
+    info!(image = %signed.manifest.name, version = signed.manifest.version, signer = %signed.signer.fingerprint(), "manifest verified");
+
+    // One job per distinct file (two roles may share one).
+    let mut by_sha: BTreeMap<String, Job> = BTreeMap::new();
+    for f in &signed.manifest.files {
+        by_sha.entry(f.sha256.clone()).or_insert_with(|| Job { entry: f.clone(), roles: vec![], path: cfg.out.join(&f.sha256), meta: None, engine: None }).roles.push(f.role);
+    }
+    // Every torrent is fetched and checked before anything is written.
+    if cfg.use_swarm {
+        for job in by_sha.values_mut().filter(|j| j.entry.info_hash.is_some()) {
+            let url = format!("{}/torrent/{}.torrent", cfg.server, job.entry.sha256);
+            let bytes = http::get(&url, None, 4 << 20, Duration::from_secs(30)).await.map_err(|source| FetchError::Http { url, source })?;
+            job.meta = Some(check_torrent(&bytes, &job.entry)?);
+        }
+    }
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| FetchError::Io { path, source }
+    };
+    std::fs::create_dir_all(&cfg.out).map_err(io(&cfg.out))?;
+
+    let mut progress = FetchProgress { total: by_sha.values().map(|j| j.entry.size).sum(), ..Default::default() };
+    let listener = if by_sha.values().any(|j| j.meta.is_some()) { Some(PeerListener::bind(cfg.listen, cfg.bind_device.as_deref())?) } else { None };
+    let peer_id = random_peer_id();
+    for job in by_sha.values_mut() {
+        let Some(meta) = &job.meta else { continue };
+        let listener = listener.as_ref().expect("bound when a file has a torrent");
+        let (storage, have) = {
+            let meta = meta.clone();
+            let out = cfg.out.clone();
+            tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+                let mut storage = FileStorage::create(&meta, &out)?;
+                // Files created just now hold nothing: no hashing; otherwise resume.
+                let have = if storage.is_fresh() { swarmboot_peerwire::Bitfield::new(meta.pieces.len() as u32) } else { storage.verify(&meta)? };
+                Ok((storage, have))
+            })
+            .await
+            .expect("not cancelled")
+            .map_err(io(&job.path))?
+        };
+        let mut swarm = SwarmConfig::new(meta, peer_id);
+        swarm.upload_slots = cfg.upload_slots;
+        let ecfg = EngineConfig {
+            listen: cfg.listen,
+            bind_device: cfg.bind_device.clone(),
+            tracker: Some(format!("{}/announce", cfg.server)),
+            peers: vec![],
+            max_announce_interval: Duration::from_secs(5),
+            swarm,
+        };
+        job.engine = Some(Engine::start_on(listener, meta, storage, have, ecfg).await?);
+    }
+    // Files without a torrent (manifests from before torrents): over HTTP, whole.
+    for job in by_sha.values().filter(|j| j.engine.is_none()) {
+        http_whole_file(cfg, job, &mut progress).await?;
+    }
+
+    let mut last_have = u64::MAX;
+    let mut last_change = Instant::now();
+    loop {
+        let mut have = 0;
+        let (mut peers, mut sources, mut from_peers, mut uploaded) = (0, 0, 0, 0);
+        for job in by_sha.values() {
+            match &job.engine {
+                Some(e) => {
+                    let p = e.progress();
+                    have += p.bytes_have;
+                    peers += p.peers;
+                    sources += p.sources;
+                    from_peers += p.totals.downloaded;
+                    uploaded += p.totals.uploaded;
+                }
+                None => have += job.entry.size,
+            }
+        }
+        progress = FetchProgress { bytes_have: have, from_peers, uploaded, peers, sources, elapsed: started.elapsed(), ..progress };
+        report(&progress);
+        if have == progress.total {
+            break;
+        }
+        if have != last_have {
+            last_have = have;
+            last_change = Instant::now();
+        } else if last_change.elapsed() >= cfg.stall_timeout {
+            warn!(stalled_for = ?cfg.stall_timeout, "the swarm stalled: fetching the missing pieces over HTTP");
+            progress.fallback = true;
+            for job in by_sha.values() {
+                if let Some(engine) = &job.engine {
+                    http_fill(cfg, job, engine, &mut progress, &mut report, started).await?;
+                }
+            }
+            last_change = Instant::now();
+            continue;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Every file against its SHA-256, then the role names and the envelope.
+    for job in by_sha.values() {
+        let path = job.path.clone();
+        let ok = tokio::task::spawn_blocking(move || sha256_of(&path)).await.expect("not cancelled").map_err(io(&job.path))? == job.entry.sha256;
+        if !ok {
+            let _ = std::fs::remove_file(&job.path);
+            return Err(FetchError::Sha256Mismatch { role: role_name(job.entry.role).into(), path: job.path.clone() });
+        }
+        for role in &job.roles {
+            let link = cfg.out.join(role_name(*role));
+            let _ = std::fs::remove_file(&link);
+            std::fs::hard_link(&job.path, &link).map_err(io(&link))?;
+        }
+    }
+    let env_path = cfg.out.join("manifest.signed");
+    std::fs::write(&env_path, &signed.envelope).map_err(io(&env_path))?;
+    info!(bytes = progress.total, from_peers = progress.from_peers, from_http = progress.from_http, secs = started.elapsed().as_secs_f64(), "image fetched and verified");
+    let engines = by_sha.into_values().filter_map(|j| j.engine).collect();
+    Ok(Fetched { manifest: signed, out: cfg.out.clone(), progress, engines, listener })
+}
+
+fn sha256_of(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hex::encode(h.finalize()));
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+fn blob_url(cfg: &FetchConfig, sha: &str) -> String {
+    format!("{}/blob/{sha}", cfg.server)
+}
+
+/// The pieces the engine lacks, over HTTP Range: runs of missing pieces of at most
+/// [`HTTP_CHUNK`] bytes per request; each piece is checked by the engine.
+async fn http_fill(
+    cfg: &FetchConfig,
+    job: &Job,
+    engine: &Engine,
+    progress: &mut FetchProgress,
+    report: &mut impl FnMut(&FetchProgress),
+    started: Instant,
+) -> Result<(), FetchError> {
+    let meta = job.meta.as_ref().expect("an engine has a torrent");
+    let plen = u64::from(meta.piece_length);
+    let per_request = (HTTP_CHUNK / plen).max(1) as u32;
+    let n = meta.pieces.len() as u32;
+    let url = blob_url(cfg, &job.entry.sha256);
+    let mut i = 0;
+    while i < n {
+        let have = engine.have();
+        if have.has(i) {
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        while j < n && j - i < per_request && !have.has(j) {
+            j += 1;
+        }
+        let (start, end) = (u64::from(i) * plen, (u64::from(j) * plen).min(meta.total_length()));
+        let bytes = http::get(&url, Some((start, end)), (end - start) as usize, Duration::from_secs(60)).await.map_err(|source| FetchError::Http { url: url.clone(), source })?;
+        progress.from_http += bytes.len() as u64;
+        for p in i..j {
+            let a = (u64::from(p - i) * plen) as usize;
+            let b = (a + meta.piece_len(p) as usize).min(bytes.len());
+            engine.add_piece(p, &bytes[a..b]).map_err(|e| FetchError::BadHttpData { role: role_name(job.entry.role).into(), reason: e.to_string() })?;
+        }
+        progress.elapsed = started.elapsed();
+        report(progress);
+        i = j;
+    }
+    Ok(())
+}
+
+/// A file with no torrent: the whole file over HTTP, in ranges, into `<out>/<sha256>`.
+async fn http_whole_file(cfg: &FetchConfig, job: &Job, progress: &mut FetchProgress) -> Result<(), FetchError> {
+    use std::io::Write;
+    let url = blob_url(cfg, &job.entry.sha256);
+    let tmp = job.path.with_extension("part");
+    let mut f = std::fs::File::create(&tmp).map_err(|source| FetchError::Io { path: tmp.clone(), source })?;
+    let mut at = 0;
+    while at < job.entry.size {
+        let end = (at + HTTP_CHUNK).min(job.entry.size);
+        let bytes = http::get(&url, Some((at, end)), (end - at) as usize, Duration::from_secs(60)).await.map_err(|source| FetchError::Http { url: url.clone(), source })?;
+        f.write_all(&bytes).map_err(|source| FetchError::Io { path: tmp.clone(), source })?;
+        progress.from_http += bytes.len() as u64;
+        at = end;
+    }
+    drop(f);
+    std::fs::rename(&tmp, &job.path).map_err(|source| FetchError::Io { path: job.path.clone(), source })
+}
