@@ -4,6 +4,7 @@
 
 mod boot;
 mod dhcp;
+mod fetch;
 mod http;
 mod swarm;
 mod tftp;

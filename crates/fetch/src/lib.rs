@@ -120,6 +120,8 @@ pub struct FetchProgress {
     /// Bytes received over HTTP (Range fallback, or files without a torrent).
     pub from_http: u64,
     pub uploaded: u64,
+    /// Pieces from peers that failed their SHA-1 (those peers are dropped).
+    pub hash_failures: u64,
     pub peers: usize,
     /// Peers sending to us now.
     pub sources: usize,
@@ -292,7 +294,7 @@ pub async fn fetch(cfg: &FetchConfig, mut report: impl FnMut(&FetchProgress)) ->
     let mut last_change = Instant::now();
     loop {
         let mut have = 0;
-        let (mut peers, mut sources, mut from_peers, mut uploaded) = (0, 0, 0, 0);
+        let (mut peers, mut sources, mut from_peers, mut uploaded, mut hash_failures) = (0, 0, 0, 0, 0);
         for job in by_sha.values() {
             match &job.engine {
                 Some(e) => {
@@ -302,11 +304,12 @@ pub async fn fetch(cfg: &FetchConfig, mut report: impl FnMut(&FetchProgress)) ->
                     sources += p.sources;
                     from_peers += p.totals.downloaded;
                     uploaded += p.totals.uploaded;
+                    hash_failures += p.totals.hash_failures;
                 }
                 None => have += job.entry.size,
             }
         }
-        progress = FetchProgress { bytes_have: have, from_peers, uploaded, peers, sources, elapsed: started.elapsed(), ..progress };
+        progress = FetchProgress { bytes_have: have, from_peers, uploaded, hash_failures, peers, sources, elapsed: started.elapsed(), ..progress };
         report(&progress);
         if have == progress.total {
             break;
@@ -342,6 +345,7 @@ pub async fn fetch(cfg: &FetchConfig, mut report: impl FnMut(&FetchProgress)) ->
             std::fs::hard_link(&job.path, &link).map_err(io(&link))?;
         }
     }
+    progress.elapsed = started.elapsed();
     let env_path = cfg.out.join("manifest.signed");
     std::fs::write(&env_path, &signed.envelope).map_err(io(&env_path))?;
     info!(bytes = progress.total, from_peers = progress.from_peers, from_http = progress.from_http, secs = started.elapsed().as_secs_f64(), "image fetched and verified");
@@ -423,4 +427,79 @@ async fn http_whole_file(cfg: &FetchConfig, job: &Job, progress: &mut FetchProgr
     }
     drop(f);
     std::fs::rename(&tmp, &job.path).map_err(|source| FetchError::Io { path: job.path.clone(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarmboot_manifest::SigningKey;
+
+    fn key() -> SigningKey {
+        SigningKey::load_or_create(tempfile::tempdir().unwrap().path()).unwrap()
+    }
+
+    fn manifest(name: &str, version: u32, files: Vec<FileEntry>) -> Vec<u8> {
+        let m = Manifest { name: name.into(), version, created: 1, predecessor: None, cmdline: String::new(), files };
+        toml::to_string(&m).unwrap().into_bytes()
+    }
+
+    fn entry(data: &[u8], name: &str) -> (FileEntry, Vec<u8>) {
+        let sha = hex::encode(Sha256::digest(data));
+        let (meta, bytes) = Metainfo::single_file(if name.is_empty() { &sha } else { name }, data, 16384, None, true);
+        (FileEntry { role: Role::Rootfs, size: data.len() as u64, sha256: sha, info_hash: Some(hex::encode(meta.info_hash)) }, bytes)
+    }
+
+    fn cfg(trusted: Vec<PublicKey>, version: Option<u32>) -> FetchConfig {
+        let mut c = FetchConfig::new("http://127.0.0.1:1", "elchos", Path::new("/nonexistent"), trusted);
+        c.version = version;
+        c
+    }
+
+    #[test]
+    fn manifests_are_checked_for_signature_name_and_version() {
+        let k = key();
+        let (e, _) = entry(b"root", "");
+        let env = swarmboot_manifest::seal(&k, &manifest("elchos", 3, vec![e.clone()]));
+        let got = verify_manifest(&env, &cfg(vec![k.public()], None)).unwrap();
+        assert_eq!((got.manifest.version, got.manifest.files.clone(), got.signer), (3, vec![e.clone()], k.public()));
+        assert!(verify_manifest(&env, &cfg(vec![k.public()], Some(3))).is_ok());
+        let err = verify_manifest(&env, &cfg(vec![k.public()], Some(2))).unwrap_err();
+        assert!(matches!(&err, FetchError::WrongImage { wanted, got } if wanted == "elchos@2" && got == "elchos@3"), "{err}");
+        // A valid manifest of another image (replayed under this name) is refused.
+        let other = swarmboot_manifest::seal(&k, &manifest("evil", 1, vec![e.clone()]));
+        assert!(matches!(verify_manifest(&other, &cfg(vec![k.public()], None)), Err(FetchError::WrongImage { .. })));
+        // Wrong key and tampering say which.
+        let stranger = key();
+        let err = verify_manifest(&env, &cfg(vec![stranger.public()], None)).unwrap_err();
+        assert!(err.to_string().contains("not a key you trust"), "{err}");
+        let mut tampered = env.clone();
+        let at = tampered.len() - 3;
+        tampered[at] ^= 1;
+        let err = verify_manifest(&tampered, &cfg(vec![k.public()], None)).unwrap_err();
+        assert!(err.to_string().contains("altered after it was signed"), "{err}");
+        // Signed garbage is still garbage.
+        let junk = swarmboot_manifest::seal(&k, b"name = 5");
+        assert!(matches!(verify_manifest(&junk, &cfg(vec![k.public()], None)), Err(FetchError::BadManifest(_))));
+        let bad_sha = FileEntry { sha256: "../../etc/passwd".into(), ..e };
+        let env = swarmboot_manifest::seal(&k, &manifest("elchos", 1, vec![bad_sha]));
+        assert!(matches!(verify_manifest(&env, &cfg(vec![k.public()], None)), Err(FetchError::BadManifest(_))));
+    }
+
+    #[test]
+    fn torrents_must_be_the_signed_ones() {
+        let (e, bytes) = entry(&[7u8; 50_000], "");
+        assert_eq!(hex::encode(check_torrent(&bytes, &e).unwrap().info_hash), e.info_hash.clone().unwrap());
+        // Another file's torrent, a corrupt one, one the manifest has no hash for.
+        let (_, other) = entry(&[8u8; 50_000], "");
+        let err = check_torrent(&other, &e).unwrap_err();
+        assert!(err.to_string().contains("is not the one the signed manifest lists"), "{err}");
+        let mut corrupt = bytes.clone();
+        corrupt.truncate(bytes.len() - 5);
+        assert!(matches!(check_torrent(&corrupt, &e), Err(FetchError::BadTorrent { .. })));
+        assert!(check_torrent(&bytes, &FileEntry { info_hash: None, ..e.clone() }).is_err());
+        // Signed, but named so it would be written somewhere else: refused.
+        let (renamed, bytes) = entry(&[7u8; 50_000], "kernel");
+        let err = check_torrent(&bytes, &renamed).unwrap_err();
+        assert!(err.to_string().contains("one file named by its SHA-256"), "{err}");
+    }
 }

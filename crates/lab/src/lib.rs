@@ -10,6 +10,7 @@
 
 pub mod bittorrent;
 pub mod clients;
+pub mod hostile;
 pub mod initramfs;
 mod netns;
 pub mod probe;

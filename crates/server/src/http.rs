@@ -153,6 +153,9 @@ fn signed_manifest(s: &AppState, name: &str, version: u32) -> Response {
     match s.catalog.signed(name, version, &s.key) {
         Ok(Some((_, envelope))) => {
             s.http.manifests.fetch_add(1, Ordering::Relaxed);
+            if let Some(seeder) = &s.seeder {
+                seeder.wake();
+            }
             ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], envelope).into_response()
         }
         Ok(None) => not_found(s),

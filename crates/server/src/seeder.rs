@@ -2,8 +2,9 @@
 //! serves (its whitelist) and, with `[swarm] seed = true`, one our engine seeds with
 //! super-seeding, all on one port (`PeerListener`) bound to the boot interface.
 //!
-//! [`Seeder::sync`] makes the running set match the catalog (at start, then every few seconds,
-//! so `swarmboot image add` on a running server is picked up; removed versions' files stop).
+//! [`Seeder::sync`] makes the running set match the catalog (at start, then every few seconds
+//! and whenever a manifest is served, so `swarmboot image add` on a running server is picked up
+//! before its first machine announces; removed versions' files stop).
 //! A file is hashed before it is first seeded; what was verified is remembered in
 //! `<store>/verified.json` by size, mtime, ctime and inode, so a restart seeds a large store
 //! at once and a file changed on disk is hashed again.
@@ -56,6 +57,8 @@ pub struct Seeder {
     uploaded_by_stopped: AtomicU64,
     /// Files hashed before seeding since start (a restart over a verified store hashes none).
     pub files_hashed: AtomicU64,
+    /// Sync now (a manifest was asked for: its files may be new).
+    wake: tokio::sync::Notify,
 }
 
 impl Seeder {
@@ -77,12 +80,18 @@ impl Seeder {
             seeds: Mutex::new(HashMap::new()),
             uploaded_by_stopped: AtomicU64::new(0),
             files_hashed: AtomicU64::new(0),
+            wake: tokio::sync::Notify::new(),
         })
     }
 
     /// The seed's address, if seeding.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.listener.as_ref().map(PeerListener::local_addr)
+    }
+
+    /// Asks for a sync soon (wakes the loop of [`Seeder::run`]; many asks make one sync).
+    pub fn wake(&self) {
+        self.wake.notify_one();
     }
 
     /// Payload bytes the server's seed has uploaded since start.
@@ -210,6 +219,7 @@ impl Seeder {
             }
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
+                _ = self.wake.notified() => {}
                 _ = stop.changed() => break,
             }
         }

@@ -61,6 +61,10 @@ struct Shared {
     peers: Mutex<HashMap<PeerKey, PeerTasks>>,
     /// Addresses we are connected or connecting to (dialed or announced), not to dial twice.
     dialing: Mutex<HashSet<SocketAddr>>,
+    /// Peers dropped for sending bad pieces: a dialed one (ip, port) is never dialed again,
+    /// however often the tracker lists it; for one that dialed us, (ip, 0), its IP may not
+    /// connect again.
+    banned: Mutex<HashSet<SocketAddr>>,
     timer: Notify,
     complete: watch::Sender<bool>,
     cfg: EngineConfig,
@@ -172,6 +176,7 @@ impl Engine {
             inner: Mutex::new(Inner { swarm, store }),
             peers: Mutex::new(HashMap::new()),
             dialing: Mutex::new(HashSet::new()),
+            banned: Mutex::new(HashSet::new()),
             timer: Notify::new(),
             complete,
             cfg,
@@ -288,7 +293,7 @@ async fn connect(addr: SocketAddr, local_ip: IpAddr, device: Option<&str>) -> st
 }
 
 fn dial(shared: Arc<Shared>, addr: SocketAddr) {
-    if addr == shared.local || !shared.dialing.lock().expect("not poisoned").insert(addr) {
+    if addr == shared.local || shared.banned.lock().expect("not poisoned").contains(&addr) || !shared.dialing.lock().expect("not poisoned").insert(addr) {
         return;
     }
     tokio::spawn(async move {
@@ -357,6 +362,10 @@ fn dispatch(shared: &Shared, inner: &mut Inner) {
         match e {
             SwarmEvent::Dropped { key, reason } => {
                 if let Some(p) = peers.remove(&key) {
+                    if reason == crate::swarm::DropReason::BadPieces {
+                        warn!(addr = %p.addr, "peer dropped and banned: {reason}");
+                        shared.banned.lock().expect("not poisoned").insert(p.addr);
+                    }
                     debug!(addr = %p.addr, "peer dropped: {reason}");
                     if let Some(r) = p.reader {
                         r.abort();
@@ -387,6 +396,9 @@ fn dispatch(shared: &Shared, inner: &mut Inner) {
 
 /// Runs one connection; `already_read` are bytes of it read before (the routed handshake).
 fn run_peer(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr, outbound: bool, already_read: Vec<u8>) {
+    if !outbound && shared.banned.lock().expect("not poisoned").contains(&SocketAddr::new(addr.ip(), 0)) {
+        return debug!(%addr, "banned peer; closing");
+    }
     let _ = stream.set_nodelay(true);
     let key = {
         let mut inner = shared.inner.lock().expect("not poisoned");

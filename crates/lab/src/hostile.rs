@@ -1,0 +1,158 @@
+//! Hostile and fake servers for the bad-input tests: a static HTTP server that serves whatever
+//! bytes a test hands it (a tampered manifest, a corrupt torrent) in place of a boot server,
+//! and a BitTorrent peer that claims every piece and answers every request with garbage.
+//! Both take a listener the caller bound (inside a namespace, if it wants) and run on threads
+//! until dropped.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Serves `GET path` from a fixed map (404 otherwise), one request per connection.
+pub struct StaticHttp {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl StaticHttp {
+    pub fn start(listener: TcpListener, routes: HashMap<String, Vec<u8>>) -> std::io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        listener.set_nonblocking(true)?;
+        std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        let _ = s.set_nonblocking(false);
+                        let _ = answer(s, &routes);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Ok(StaticHttp { addr, stop })
+    }
+}
+
+impl Drop for StaticHttp {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn answer(mut s: TcpStream, routes: &HashMap<String, Vec<u8>>) -> std::io::Result<()> {
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut req = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        req.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&req);
+    let path = line.split_whitespace().nth(1).unwrap_or("");
+    match routes.get(path) {
+        Some(body) => {
+            write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
+            s.write_all(body)
+        }
+        None => write!(s, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    }
+}
+
+/// What a [`CorruptPeer`] saw.
+#[derive(Debug, Default)]
+pub struct CorruptPeerStats {
+    pub connections: AtomicU64,
+    /// Requests answered with garbage.
+    pub blocks_sent: AtomicU64,
+    /// Connections the other side closed.
+    pub closed_by_peer: AtomicU64,
+}
+
+/// A peer of one torrent that claims to have every piece, unchokes at once, and answers each
+/// request with a block of garbage of the requested length.
+pub struct CorruptPeer {
+    pub addr: SocketAddr,
+    pub peer_id: [u8; 20],
+    pub stats: Arc<CorruptPeerStats>,
+}
+
+impl CorruptPeer {
+    pub fn start(listener: TcpListener, info_hash: [u8; 20], pieces: u32) -> std::io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let peer_id = *b"-XX0001-corruptpeer!";
+        let stats = Arc::new(CorruptPeerStats::default());
+        let st = stats.clone();
+        std::thread::spawn(move || {
+            for s in listener.incoming().flatten() {
+                st.connections.fetch_add(1, Ordering::Relaxed);
+                let st = st.clone();
+                std::thread::spawn(move || serve_garbage(s, info_hash, peer_id, pieces, &st));
+            }
+        });
+        Ok(CorruptPeer { addr, peer_id, stats })
+    }
+
+    /// The tracker announce URL's path and query that registers this peer as a seed.
+    pub fn announce_path(&self, info_hash: &[u8; 20]) -> String {
+        let enc = |b: &[u8]| b.iter().map(|x| format!("%{x:02X}")).collect::<String>();
+        format!("/announce?info_hash={}&peer_id={}&port={}&uploaded=0&downloaded=0&left=0&event=started&compact=1", enc(info_hash), enc(&self.peer_id), self.addr.port())
+    }
+}
+
+fn serve_garbage(mut s: TcpStream, info_hash: [u8; 20], peer_id: [u8; 20], pieces: u32, st: &CorruptPeerStats) {
+    let mut hs = [0u8; 68];
+    if s.read_exact(&mut hs).is_err() || hs[28..48] != info_hash {
+        return;
+    }
+    let mut out = Vec::new();
+    out.push(19);
+    out.extend_from_slice(b"BitTorrent protocol");
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&info_hash);
+    out.extend_from_slice(&peer_id);
+    // BITFIELD: every piece, spare bits clear.
+    let mut bits = vec![0xFFu8; pieces.div_ceil(8) as usize];
+    if pieces % 8 != 0 {
+        *bits.last_mut().expect("pieces > 0") = 0xFF << (8 - pieces % 8);
+    }
+    out.extend_from_slice(&(1 + bits.len() as u32).to_be_bytes());
+    out.push(5);
+    out.extend_from_slice(&bits);
+    out.extend_from_slice(&[0, 0, 0, 1, 1]); // UNCHOKE
+    if s.write_all(&out).is_err() {
+        return;
+    }
+    loop {
+        let mut len = [0u8; 4];
+        if s.read_exact(&mut len).is_err() {
+            st.closed_by_peer.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut msg = vec![0u8; u32::from_be_bytes(len) as usize];
+        if s.read_exact(&mut msg).is_err() {
+            st.closed_by_peer.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if msg.first() == Some(&6) && msg.len() == 13 {
+            let length = u32::from_be_bytes(msg[9..13].try_into().expect("4 bytes"));
+            let mut piece = Vec::with_capacity(13 + length as usize);
+            piece.extend_from_slice(&(9 + length).to_be_bytes());
+            piece.push(7);
+            piece.extend_from_slice(&msg[1..9]);
+            piece.extend(std::iter::repeat_n(0xA5u8, length as usize));
+            if s.write_all(&piece).is_err() {
+                st.closed_by_peer.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            st.blocks_sent.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
