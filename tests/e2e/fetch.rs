@@ -103,7 +103,7 @@ fn http_get(ns: &Netns, addr: &str, path: &str) -> Vec<u8> {
 }
 
 /// Five machines fetch one image at once with `--seed` and an aria2c joins through the
-/// served .torrent; every copy matches, nothing went over HTTP, and the server's counters show
+/// served .torrent, then through the magnet link; every copy matches, nothing went over HTTP, and the server's counters show
 /// how much the machines got from each other.
 #[test]
 fn five_fetch_clients_and_aria2c_share_an_image() {
@@ -163,8 +163,15 @@ fn five_fetch_clients_and_aria2c_share_an_image() {
     let out = aria.wrap(&bittorrent::aria2c_get(&torrent, &aria_out, 6881, 0)).output().unwrap();
     assert!(out.status.success(), "aria2c: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(std::fs::read(aria_out.join(&rootfs_sha)).unwrap() == image.rootfs, "aria2c's copy differs");
+    // And through the magnet link: aria2c gets the info dictionary from our peers (BEP 9).
     let magnet = String::from_utf8(http_get(aria, "10.77.0.1:8080", &format!("/magnet/{rootfs_sha}"))).unwrap();
     assert!(magnet.starts_with("magnet:?xt=urn:btih:") && magnet.contains("&tr=http%3A%2F%2F10.77.0.1%3A8080%2Fannounce"), "{magnet}");
+    let magnet_out = dir.path().join("aria2c-magnet");
+    // Without the `xs` (the .torrent's URL), so the metadata can only come from peers.
+    let bare = magnet.trim().split('&').filter(|p| !p.starts_with("xs=")).collect::<Vec<_>>().join("&");
+    let out = aria.wrap(&bittorrent::aria2c_get(Path::new(&bare), &magnet_out, 6881, 0)).output().unwrap();
+    assert!(out.status.success(), "aria2c (magnet): {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read(magnet_out.join(&rootfs_sha)).unwrap() == image.rootfs, "aria2c's magnet copy differs");
 
     for (p, _, _) in &mut clients {
         p.stop(Duration::from_secs(5));
@@ -180,7 +187,7 @@ fn five_fetch_clients_and_aria2c_share_an_image() {
     );
     assert_eq!(http, 0, "nothing over HTTP");
     assert!(peers_down >= 5 * size, "the tracker heard every machine's downloads: {peers_down}");
-    // Five machines and aria2c's rootfs: about 5.9 images left the machines' disks in total;
+    // Five machines and aria2c's two rootfs copies: about 6.8 images in total;
     // the seed sent well under half of that, the machines the rest.
     assert!(seed_up < 3 * size, "the seed sent {seed_up} bytes, {:.2} images", seed_up as f64 / size as f64);
     assert!(peers_up > 2 * size, "machines uploaded only {peers_up} bytes to each other");
@@ -298,6 +305,7 @@ fn tampered_manifests_foreign_keys_and_corrupt_torrents_are_refused() {
         ("signed by another server", fake_server(&foreign, &torrent), key.as_str(), "which is not a key you trust"),
         ("a key the client was not given", fake_server(&envelope, &torrent), foreign_key.as_str(), "which is not a key you trust"),
         ("corrupt torrent", fake_server(&envelope, &corrupt_torrent), key.as_str(), "is not valid"),
+        ("not a manifest", fake_server(b"<html>captive portal</html>\n", &torrent), key.as_str(), "not a signed swarmboot manifest"),
     ];
     for (what, fake, trusted, says) in &cases {
         let out = dir.path().join(what.replace(' ', "-"));

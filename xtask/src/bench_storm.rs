@@ -5,7 +5,11 @@
 //! - `ours`: `swarmboot torrent seed --super-seed` on the server, `swarmboot torrent get --seed`
 //!   on the clients (they keep seeding, as booted machines do), opentracker on the server;
 //! - `aria2`: aria2c seeding on the server and aria2c on the clients (seeding on), opentracker;
-//! - `http`: curl from a plain HTTP server (python3 http.server) on the server.
+//! - `http`: curl from a plain HTTP server (python3 http.server) on the server;
+//! - `fetch`: the product path: `swarmboot serve` (its tracker, its super-seed of the store)
+//!   with the file published as an image's rootfs (kernel and initrd of 4 KiB), and
+//!   `swarmboot fetch --seed` on the clients (signed manifest, one torrent per file);
+//! - `aria2-served`: the same server, aria2c clients joining through its served .torrent.
 //!
 //! Printed per mode: completion times p50 / p99 / max (from the moment all clients are released
 //! at once),
@@ -163,12 +167,14 @@ pub fn run(a: StormArgs) -> anyhow::Result<()> {
         t.sort_by(f64::total_cmp);
         percentile(&t, 0.99)
     };
-    if a.modes.iter().any(|m| m == "ours") && a.modes.iter().any(|m| m == "aria2") {
-        let (ours_p99, aria_p99) = (stat("ours", &p99), all.iter().filter(|o| o.mode == "aria2").map(p99).fold(f64::INFINITY, f64::min));
-        let (ours_srv, aria_srv) =
-            (stat("ours", &|o| o.server_bytes as f64), all.iter().filter(|o| o.mode == "aria2").map(|o| o.server_bytes as f64).fold(f64::INFINITY, f64::min));
-        println!("\nworst run of ours vs best of aria2: p99 {:.2}× aria2's, server bytes {:.2}× aria2's", ours_p99 / aria_p99, ours_srv / aria_srv);
-        println!("goals: server ≤ 1.2 × SIZE: {}; p99 ≤ 1.3 × bound: {}", ours_srv / size as f64 <= 1.2, ours_p99 / bound <= 1.3);
+    for ours in ["ours", "fetch"] {
+        if !(a.modes.iter().any(|m| m == ours) && a.modes.iter().any(|m| m == "aria2")) {
+            continue;
+        }
+        let (ours_p99, aria_p99) = (stat(ours, &p99), all.iter().filter(|o| o.mode == "aria2").map(p99).fold(f64::INFINITY, f64::min));
+        let (ours_srv, aria_srv) = (stat(ours, &|o| o.server_bytes as f64), all.iter().filter(|o| o.mode == "aria2").map(|o| o.server_bytes as f64).fold(f64::INFINITY, f64::min));
+        println!("\nworst run of {ours} vs best of aria2: p99 {:.2}× aria2's, server bytes {:.2}× aria2's", ours_p99 / aria_p99, ours_srv / aria_srv);
+        println!("{ours} goals: server ≤ 1.2 × SIZE: {}; p99 ≤ 1.3 × bound: {}", ours_srv / size as f64 <= 1.2, ours_p99 / bound <= 1.3);
     }
     Ok(())
 }
@@ -220,7 +226,38 @@ fn storm(a: &StormArgs, mode: &str, run: usize, scratch: &ScratchDir, seed_dir: 
     };
     let seed_stats = work.join("seed.json");
     let mut seeder = None;
+    let mut server = None;
+    let mut served: Option<(String, PathBuf)> = None; // (public key, served .torrent)
     match mode {
+        "fetch" | "aria2-served" => {
+            let state = work.join("state");
+            let cfg = format!(
+                "[server]\ninterface = \"br0\"\naddress = \"{server_ip}\"\nstate_dir = \"{}\"\n[dhcp]\nmode = \"off\"\n[tftp]\nenabled = false\n\
+                 [http]\nlisten = \"0.0.0.0:8080\"\n[swarm]\nlisten = \"0.0.0.0:6881\"\nupload_slots = {}\n",
+                state.display(),
+                a.server_slots
+            );
+            std::env::set_var("SWARMBOOT_LOG", "warn,swarmboot_server=info");
+            let srv = swarmboot_lab::Server::start(&lan.server, &work, &cfg, 8080)?;
+            let small = work.join("small");
+            std::fs::write(&small, vec![7u8; 4096])?;
+            let rootfs = seed_dir.join("image.bin");
+            srv.cli(&["image", "add", "storm", "--kernel", small.to_str().unwrap(), "--initrd", small.to_str().unwrap(), "--rootfs", rootfs.to_str().unwrap()])?;
+            let key = srv.cli(&["key", "show"])?.lines().find_map(|l| l.strip_prefix("public key")).map(|k| k.trim().to_string()).context("key show")?;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while srv.metric("swarmboot_seed_files")? < 2 {
+                if Instant::now() > deadline {
+                    bail!("the server did not start seeding:\n{}", srv.log());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let list: serde_json::Value = serde_json::from_str(&srv.cli(&["image", "list", "--json"])?)?;
+            let sha = list[0]["files"].as_array().context("files")?.iter().find(|f| f["role"] == "rootfs").and_then(|f| f["sha256"].as_str()).context("rootfs")?.to_string();
+            let served_torrent = work.join("served.torrent");
+            host::run(lan.server.command("curl").args(["-sSf", "-o"]).arg(&served_torrent).arg(format!("http://{server_ip}:8080/torrent/{sha}.torrent")))?;
+            served = Some((key, served_torrent));
+            server = Some(srv);
+        }
         "ours" | "aria2" => {
             let t = bt::opentracker(&work, server_ip.parse()?, 6969, &[meta.info_hash])?;
             keep.push(Proc::spawn("opentracker", &mut lan.server.wrap(&t), &log("tracker"))?);
@@ -246,7 +283,7 @@ fn storm(a: &StormArgs, mode: &str, run: usize, scratch: &ScratchDir, seed_dir: 
             keep.push(Proc::spawn("http", &mut lan.server.wrap(&c), &log("http"))?);
             wait_port(8000)?;
         }
-        other => bail!("unknown mode {other:?} (ours, aria2, http)"),
+        other => bail!("unknown mode {other:?} (ours, aria2, http, fetch, aria2-served)"),
     }
     // All clients start at once: each waits for the `go` file, then execs its command; the
     // clock starts when `go` appears (starting 20 processes one by one through `ip netns exec`
@@ -263,11 +300,21 @@ fn storm(a: &StormArgs, mode: &str, run: usize, scratch: &ScratchDir, seed_dir: 
                 c.args(["--upload-slots", &a.client_slots.to_string()]);
                 c
             }
-            "aria2" => {
+            "fetch" => {
+                let (key, _) = served.as_ref().expect("a server");
+                let mut c = Command::new(&swarmboot);
+                c.args(["fetch", "--server", &format!("http://{server_ip}:8080"), "--image", "storm", "--key", key, "--seed", "--stall-timeout", "120s"])
+                    .args(["--listen", &format!("{ip}:6881"), "--upload-slots", &a.client_slots.to_string(), "--out"])
+                    .arg(&out)
+                    .env("SWARMBOOT_LOG", "warn,swarmboot_fetch=info");
+                c
+            }
+            "aria2" | "aria2-served" => {
                 let hook = work.join(format!("hook-{i}.sh"));
                 std::fs::write(&hook, format!("#!/bin/sh\ntouch {}\n", done_flag.display()))?;
                 std::process::Command::new("chmod").arg("755").arg(&hook).status()?;
-                let mut c = bt::aria2c_get(torrent, &out, 6881, 3600);
+                let t = if mode == "aria2" { torrent } else { served.as_ref().expect("a server").1.as_path() };
+                let mut c = bt::aria2c_get(t, &out, 6881, 3600);
                 c.arg(format!("--on-bt-download-complete={}", hook.display()));
                 c
             }
@@ -279,6 +326,11 @@ fn storm(a: &StormArgs, mode: &str, run: usize, scratch: &ScratchDir, seed_dir: 
         };
         let mut gated = Command::new("sh");
         gated.arg("-c").arg(format!("while [ ! -e {} ]; do sleep 0.005; done; exec \"$@\"", go.display())).arg("sh").arg(cmd.get_program()).args(cmd.get_args());
+        for (k, v) in cmd.get_envs() {
+            if let Some(v) = v {
+                gated.env(k, v);
+            }
+        }
         let p = Proc::spawn(&format!("client-{i}"), &mut lan.host(i).wrap(&gated), &log(&format!("client-{i}")))?;
         clients.push((p, done_flag));
     }
@@ -295,7 +347,8 @@ fn storm(a: &StormArgs, mode: &str, run: usize, scratch: &ScratchDir, seed_dir: 
             }
             let done = match mode {
                 "ours" => std::fs::read_to_string(&p.log).is_ok_and(|l| l.contains("complete: ")),
-                "aria2" => flag.exists(),
+                "fetch" => std::fs::read_to_string(&p.log).is_ok_and(|l| l.contains(" verified (signed by ")),
+                "aria2" | "aria2-served" => flag.exists(),
                 _ => p.exited(),
             };
             if done {
@@ -318,8 +371,14 @@ fn storm(a: &StormArgs, mode: &str, run: usize, scratch: &ScratchDir, seed_dir: 
     let server_bytes = read_counter(&lan.server, "br0")? - before;
     // Byte-identical everywhere, or the figures mean nothing.
     let want = std::fs::read(seed_dir.join("image.bin"))?;
+    let sha = served.as_ref().and_then(|(_, t)| Metainfo::parse(&std::fs::read(t).ok()?).ok()).map(|m| m.name);
     for i in 0..a.clients {
-        let got = std::fs::read(work.join(format!("c{i}/image.bin"))).unwrap_or_default();
+        let name = match mode {
+            "fetch" => "rootfs".to_string(),
+            "aria2-served" => sha.clone().unwrap_or_default(),
+            _ => "image.bin".to_string(),
+        };
+        let got = std::fs::read(work.join(format!("c{i}/{name}"))).unwrap_or_default();
         if got.len() != size || got != want {
             bail!("{mode}: client {i}'s file differs from the original");
         }
@@ -330,9 +389,12 @@ fn storm(a: &StormArgs, mode: &str, run: usize, scratch: &ScratchDir, seed_dir: 
     let payload = if mode == "ours" {
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&seed_stats).unwrap_or_default()).unwrap_or_default();
         v["uploaded"].as_u64()
+    } else if let Some(srv) = &server {
+        Some(srv.metric("swarmboot_seed_uploaded_bytes_total")? + srv.metric("swarmboot_http_blob_bytes_total")?)
     } else {
         None
     };
+    drop(server);
     drop(clients);
     drop(keep);
     for i in 0..a.clients {

@@ -58,7 +58,8 @@ enum Task {
     },
     /// SHA-1 piece verification throughput vs coreutils sha1sum.
     BenchSha1,
-    /// Boot storm: N clients fetch one file at once over shaped links; ours vs aria2c vs HTTP.
+    /// Boot storm: N clients fetch one file at once over shaped links. Modes: ours (engine
+    /// alone), fetch (swarmboot serve + swarmboot fetch), aria2, aria2-served, http.
     BenchStorm {
         #[arg(long, default_value_t = 20)]
         clients: usize,
@@ -67,7 +68,7 @@ enum Task {
         /// Every link's rate (tc syntax).
         #[arg(long, default_value = "100mbit")]
         rate: String,
-        #[arg(long, value_delimiter = ',', default_value = "ours,aria2,http")]
+        #[arg(long, value_delimiter = ',', default_value = "fetch,aria2,http")]
         modes: Vec<String>,
         /// Piece size of the torrent.
         #[arg(long, default_value_t = 256)]

@@ -159,6 +159,12 @@ fn check_config(path: PathBuf) -> anyhow::Result<()> {
     println!("  interface {} address {}/{prefix}", cfg.server.interface, s.server_ip);
     println!("  dhcp {mode}: {addresses} addresses in {} subnet(s), {} reservation(s)", s.subnets.len(), s.reservations.len());
     println!("  http {}; state in {}", cfg.http.listen, cfg.server.state_dir.display());
+    let w = &cfg.swarm;
+    println!(
+        "  swarm: tracker {}; seed {}",
+        if w.tracker { format!("at http://{}:{}/announce", s.server_ip, cfg.http.listen.port()) } else { "off".into() },
+        if w.seed { format!("on {} (bound to {}), {} upload slots", w.listen, cfg.server.interface, w.upload_slots) } else { "off".into() }
+    );
     Ok(())
 }
 

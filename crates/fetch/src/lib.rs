@@ -332,6 +332,7 @@ pub async fn fetch(cfg: &FetchConfig, mut report: impl FnMut(&FetchProgress)) ->
     }
 
     // Every file against its SHA-256, then the role names and the envelope.
+    info!(secs = started.elapsed().as_secs_f64(), "every piece verified; checking each file's SHA-256");
     for job in by_sha.values() {
         let path = job.path.clone();
         let ok = tokio::task::spawn_blocking(move || sha256_of(&path)).await.expect("not cancelled").map_err(io(&job.path))? == job.entry.sha256;

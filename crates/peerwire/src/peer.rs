@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::wire::{Decoder, Frame, Handshake, Message, WireError, BLOCK, FAST_EXTENSION};
+use crate::wire::{Decoder, Frame, Handshake, Message, WireError, BLOCK, EXTENSION_PROTOCOL, FAST_EXTENSION};
 use crate::{Bitfield, BitfieldError};
 
 #[derive(Debug, Clone)]
@@ -60,6 +60,13 @@ pub enum Event {
     Connected {
         peer_id: [u8; 20],
         fast: bool,
+        /// The peer speaks the extension protocol (BEP 10).
+        extended: bool,
+    },
+    /// A BEP 10 message (`id` 0: the extension handshake); its meaning is the caller's.
+    Extended {
+        id: u8,
+        payload: Vec<u8>,
     },
     /// The peer's pieces changed (bitfield, have-all, have-none, have).
     Has(Bitfield),
@@ -228,6 +235,11 @@ impl Peer {
             self.send(Message::Reject { index, begin, length });
         }
     }
+    /// Sends a BEP 10 message.
+    pub fn send_extended(&mut self, id: u8, payload: Vec<u8>) {
+        self.send(Message::Extended { id, payload });
+    }
+
     pub fn send_block(&mut self, index: u32, begin: u32, data: Vec<u8>) {
         self.send(Message::Piece { index, begin, data });
     }
@@ -299,7 +311,7 @@ impl Peer {
                 }
                 self.handshaken = true;
                 self.fast = h.supports(FAST_EXTENSION);
-                ev.push(Event::Connected { peer_id: h.peer_id, fast: self.fast });
+                ev.push(Event::Connected { peer_id: h.peer_id, fast: self.fast, extended: h.supports(EXTENSION_PROTOCOL) });
                 return Ok(());
             }
             Frame::Message(m) => m,
@@ -309,7 +321,8 @@ impl Peer {
             return Err(Disconnect::NotFast);
         }
         match m {
-            Message::KeepAlive | Message::Port(_) | Message::Suggest(_) | Message::AllowedFast(_) | Message::Extended { .. } | Message::Unknown { .. } => {}
+            Message::KeepAlive | Message::Port(_) | Message::Suggest(_) | Message::AllowedFast(_) | Message::Unknown { .. } => {}
+            Message::Extended { id, payload } => ev.push(Event::Extended { id, payload }),
             Message::Choke => {
                 self.peer_choking = true;
                 // Without the Fast extension a choke discards every outstanding request.
@@ -405,7 +418,7 @@ mod tests {
         seed.announce(&Bitfield::full(8));
         leech.announce(&Bitfield::new(8));
         let (es, el) = pump(&mut seed, &mut leech, now);
-        assert_eq!(es[0], Event::Connected { peer_id: [2; 20], fast: true });
+        assert_eq!(es[0], Event::Connected { peer_id: [2; 20], fast: true, extended: true });
         assert!(el.contains(&Event::Has(Bitfield::full(8))), "have-all over the Fast extension");
         leech.set_interested(true);
         seed.choke(false);

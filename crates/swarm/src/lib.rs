@@ -17,6 +17,7 @@
 pub mod announce;
 pub mod choker;
 pub mod engine;
+pub mod metadata;
 pub mod rate;
 pub mod storage;
 pub mod swarm;

@@ -56,6 +56,8 @@ pub struct SwarmConfig {
     pub max_upload_queue: usize,
     pub order: Order,
     pub rng_seed: u64,
+    /// The torrent's `info` dictionary, served to peers that joined by magnet link (BEP 9).
+    pub metadata: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 impl SwarmConfig {
@@ -80,6 +82,7 @@ impl SwarmConfig {
             max_upload_queue: 256,
             order: Order::RarestFirst,
             rng_seed: u64::from_le_bytes(our_id[12..20].try_into().expect("8 bytes")),
+            metadata: Some(std::sync::Arc::new(meta.info.clone())),
         }
     }
 
@@ -211,6 +214,8 @@ struct PeerSlot {
     /// someone else (a peer that gets nothing from peers cannot reach them).
     served: Bitfield,
     last_peer_progress: Instant,
+    /// The id the peer wants `ut_metadata` messages sent with (BEP 9).
+    ut_metadata: Option<u8>,
 }
 
 #[derive(Debug)]
@@ -369,6 +374,7 @@ impl Swarm {
             snubbed: false,
             served: Bitfield::new(self.cfg.pieces()),
             last_peer_progress: now,
+            ut_metadata: None,
         };
         self.peers.insert(key, slot);
         self.wake.push(key);
@@ -521,7 +527,23 @@ impl Swarm {
 
     fn on_wire_event(&mut self, now: Instant, key: PeerKey, e: WireEvent, store: &mut dyn Storage) {
         match e {
-            WireEvent::Connected { peer_id, .. } => self.on_connected(key, peer_id),
+            WireEvent::Connected { peer_id, extended, .. } => {
+                self.on_connected(key, peer_id);
+                if let (true, Some(md), Some(slot)) = (extended, &self.cfg.metadata, self.peers.get_mut(&key)) {
+                    slot.wire.send_extended(0, crate::metadata::handshake(md.len()));
+                }
+            }
+            WireEvent::Extended { id: 0, payload } => {
+                self.peers.get_mut(&key).expect("live peer").ut_metadata = crate::metadata::their_id(&payload);
+            }
+            WireEvent::Extended { id: crate::metadata::OUR_ID, payload } => {
+                let slot = self.peers.get_mut(&key).expect("live peer");
+                if let (Some(piece), Some(their), Some(md)) = (crate::metadata::requested_piece(&payload), slot.ut_metadata, &self.cfg.metadata) {
+                    slot.wire.send_extended(their, crate::metadata::reply(piece, md));
+                    self.wake.push(key);
+                }
+            }
+            WireEvent::Extended { .. } => {}
             WireEvent::Has(has) => {
                 let slot = self.peers.get_mut(&key).expect("live peer");
                 for i in 0..has.len() {

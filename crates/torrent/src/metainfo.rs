@@ -23,6 +23,9 @@ pub struct Metainfo {
     pub private: bool,
     /// SHA-1 of the `info` dictionary as it appears in the file.
     pub info_hash: [u8; 20],
+    /// The `info` dictionary's bytes as they appear in the file (what BEP 9 hands to peers
+    /// that joined by magnet link).
+    pub info: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,7 +93,8 @@ impl Metainfo {
             pieces,
             files,
             private: info.get("private").and_then(Value::as_int) == Some(1),
-            info_hash: Sha1::digest(&bytes[span]).into(),
+            info_hash: Sha1::digest(&bytes[span.clone()]).into(),
+            info: bytes[span].to_vec(),
         })
     }
 
