@@ -150,7 +150,11 @@ impl PeerTable {
         let ttl = cfg.peer_ttl;
         swarm.peers.retain(|_, p| now.saturating_duration_since(p.last_seen) < ttl);
         let first_seen = *swarm.first_seen.get_or_insert(now);
-        let (up_before, down_before) = swarm.peers.get(&req.peer_id).map_or((0, 0), |p| (p.uploaded, p.downloaded));
+        let known = swarm.peers.get(&req.peer_id).map(|p| (p.uploaded, p.downloaded));
+        if known.is_none() && req.event != Event::Stopped && swarm.peers.len() >= cfg.max_peers_per_swarm {
+            return Err(Refusal::SwarmFull);
+        }
+        let (up_before, down_before) = known.unwrap_or((0, 0));
         let grown = |now: u64, before: u64| if now >= before { now - before } else { now };
         self.reported.uploaded += grown(req.uploaded, up_before);
         self.reported.downloaded += grown(req.downloaded, down_before);
@@ -159,9 +163,6 @@ impl PeerTable {
                 swarm.peers.remove(&req.peer_id);
             }
             _ => {
-                if !swarm.peers.contains_key(&req.peer_id) && swarm.peers.len() >= cfg.max_peers_per_swarm {
-                    return Err(Refusal::SwarmFull);
-                }
                 let before = swarm.peers.insert(
                     req.peer_id,
                     PeerEntry { addr: SocketAddrV4::new(source, req.port), left: req.left, last_seen: now, uploaded: req.uploaded, downloaded: req.downloaded },
@@ -249,6 +250,21 @@ mod tests {
         let unknown = AnnounceRequest { info_hash: [1; 20], ..with(4, 1000, 1000, Event::Started) };
         assert!(t.announce(&unknown, ip(4), now).is_err());
         assert_eq!(t.reported(), ReportedTotals { uploaded: 379, downloaded: 1014 }, "refused announces count nothing");
+    }
+
+    #[test]
+    fn a_full_swarm_refuses_newcomers_only_and_counts_nothing_for_them() {
+        let mut t = PeerTable::new(TrackerConfig { max_peers_per_swarm: 2, ..TrackerConfig::default() }, 1);
+        t.allow(HASH);
+        let now = Instant::now();
+        t.announce(&req(1, 10, Event::Started), ip(1), now).unwrap();
+        t.announce(&req(2, 10, Event::Started), ip(2), now).unwrap();
+        let newcomer = AnnounceRequest { uploaded: 500, ..req(3, 10, Event::Started) };
+        assert_eq!(t.announce(&newcomer, ip(3), now), Err(Refusal::SwarmFull));
+        assert_eq!(t.reported(), ReportedTotals::default());
+        let update = AnnounceRequest { uploaded: 7, ..req(2, 0, Event::Completed) };
+        assert!(t.announce(&update, ip(2), now).is_ok(), "peers already in keep announcing");
+        assert_eq!(t.reported().uploaded, 7);
     }
 
     #[test]
