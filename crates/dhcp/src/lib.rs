@@ -10,10 +10,14 @@
 //! [`ClientRequest`] whose [`Machine`] says what kind of firmware is asking (BIOS, UEFI, UEFI HTTP,
 //! iPXE), and asks [`boot::select_boot_file`] what that machine should load.
 //!
+//! [`client::DhcpClient`] is the other side, for the stub's init: a sans-IO DISCOVER / OFFER /
+//! REQUEST / ACK client with the broadcast flag.
+//!
 //! What it does not do: open sockets, read the clock, touch the disk or log. The server crate's
 //! shell does those, and restores the [`LeaseTable`] from its database at start.
 
 pub mod boot;
+pub mod client;
 mod leases;
 mod reply;
 mod request;

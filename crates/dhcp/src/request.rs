@@ -146,17 +146,7 @@ pub struct ClientRequest {
 
 /// Decodes and checks one datagram. Every way it can fail is a [`DropReason`].
 pub fn parse_request(bytes: &[u8]) -> Result<ClientRequest, DropReason> {
-    if bytes.len() > MAX_REQUEST_LEN {
-        return Err(DropReason::Oversized);
-    }
-    if bytes.len() < MIN_REQUEST_LEN {
-        return Err(DropReason::Truncated);
-    }
-    if bytes[236..240] != [99, 130, 83, 99] {
-        return Err(DropReason::BadMagic);
-    }
-    check_option_lengths(&bytes[MIN_REQUEST_LEN..])?;
-    let message = v4::Message::decode(&mut dhcproto::Decoder::new(bytes)).map_err(|_| DropReason::Undecodable)?;
+    let message = decode_guarded(bytes)?;
     if message.opcode() != Opcode::BootRequest {
         return Err(DropReason::NotARequest);
     }
@@ -215,6 +205,22 @@ pub fn parse_request(bytes: &[u8]) -> Result<ClientRequest, DropReason> {
         hostname,
         message,
     })
+}
+
+/// Size, magic cookie and option lengths checked, then decoded by dhcproto (which would
+/// panic on some malformed options): for requests and, in [`crate::client`], replies.
+pub(crate) fn decode_guarded(bytes: &[u8]) -> Result<v4::Message, DropReason> {
+    if bytes.len() > MAX_REQUEST_LEN {
+        return Err(DropReason::Oversized);
+    }
+    if bytes.len() < MIN_REQUEST_LEN {
+        return Err(DropReason::Truncated);
+    }
+    if bytes[236..240] != [99, 130, 83, 99] {
+        return Err(DropReason::BadMagic);
+    }
+    check_option_lengths(&bytes[MIN_REQUEST_LEN..])?;
+    v4::Message::decode(&mut dhcproto::Decoder::new(bytes)).map_err(|_| DropReason::Undecodable)
 }
 
 /// Walks the option TLVs before dhcproto decodes them: every length must fit the datagram, and
