@@ -1,0 +1,15 @@
+//! The stub's init, as a library of sans-IO parts plus the PID-1 program (`main.rs`).
+//!
+//! - [`cmdline`]: `swarmboot.server=`, `swarmboot.image=`, `swarmboot.key=` … from
+//!   `/proc/cmdline`, with messages that say what is missing.
+//! - [`kmod`]: which kernel modules a device needs (`modalias` against `modules.alias`, glob
+//!   patterns) and in which order to load them (`modules.dep`); the stub builder uses the same
+//!   index to pick what goes into the initramfs.
+//! - [`kernel`]: whether the image's kernel is the running one (bzImage header vs
+//!   `/proc/version`).
+//!
+//! Not here: anything that touches the system (that is `main.rs` and its modules).
+
+pub mod cmdline;
+pub mod kernel;
+pub mod kmod;
