@@ -8,8 +8,11 @@
 //! - [`kernel`]: whether the image's kernel is the running one (bzImage header vs
 //!   `/proc/version`).
 //!
+//! - [`netlink`]: the rtnetlink messages for link up, address and default route.
+//!
 //! Not here: anything that touches the system (that is `main.rs` and its modules).
 
 pub mod cmdline;
 pub mod kernel;
 pub mod kmod;
+pub mod netlink;

@@ -1,0 +1,166 @@
+//! The stub's network: pick the wired interface, bring it up and wait for a link, DHCP, apply
+//! the lease over rtnetlink. Failures are explained and retried with backoff.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use swarmboot_dhcp::client::{ClientConfig, ClientLease, DhcpClient};
+use swarmboot_init::netlink;
+
+use crate::console::say;
+
+/// A `NETLINK_ROUTE` socket.
+pub struct Netlink {
+    fd: OwnedFd,
+    seq: u32,
+}
+
+impl Netlink {
+    pub fn open() -> io::Result<Netlink> {
+        // SAFETY: plain socket(2); the result is checked before it is owned.
+        let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh, valid descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: a zeroed sockaddr_nl with the family set is a valid address (pid 0: the kernel picks).
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as u16;
+        // SAFETY: addr is a sockaddr_nl of the size passed.
+        let r = unsafe { libc::bind(fd.as_raw_fd(), &addr as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_nl>() as u32) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Netlink { fd, seq: 1 })
+    }
+
+    fn call(&mut self, build: impl FnOnce(u32) -> Vec<u8>) -> io::Result<()> {
+        self.seq += 1;
+        let seq = self.seq;
+        let msg = build(seq);
+        // SAFETY: msg is a valid buffer of msg.len() bytes.
+        let n = unsafe { libc::send(self.fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut buf = vec![0u8; 8192];
+        for _ in 0..16 {
+            // SAFETY: buf is a valid writable buffer of buf.len() bytes.
+            let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            match netlink::ack_of(&buf[..n as usize], seq) {
+                Some(0) => return Ok(()),
+                Some(e) => return Err(io::Error::from_raw_os_error(-e)),
+                None => continue,
+            }
+        }
+        Err(io::Error::new(io::ErrorKind::TimedOut, "no netlink acknowledgement"))
+    }
+
+    pub fn link_up(&mut self, index: u32) -> io::Result<()> {
+        self.call(|seq| netlink::link_up(seq, index))
+    }
+
+    pub fn apply(&mut self, index: u32, lease: &ClientLease) -> io::Result<()> {
+        self.call(|seq| netlink::add_address(seq, index, lease.address, lease.prefix_len))?;
+        if let Some(gw) = lease.router {
+            self.call(|seq| netlink::add_default_route(seq, index, gw))?;
+        }
+        Ok(())
+    }
+}
+
+/// Ethernet interfaces (type 1, not loopback), sorted by name.
+pub fn ethernet_interfaces() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/sys/class/net").map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect()).unwrap_or_default();
+    v.retain(|n| n != "lo" && std::fs::read_to_string(format!("/sys/class/net/{n}/type")).is_ok_and(|t| t.trim() == "1"));
+    v.sort();
+    v
+}
+
+pub fn ifindex(name: &str) -> io::Result<u32> {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))?.trim().parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "ifindex"))
+}
+
+pub fn mac_of(name: &str) -> io::Result<[u8; 6]> {
+    let text = std::fs::read_to_string(format!("/sys/class/net/{name}/address"))?;
+    let bytes: Vec<u8> = text.trim().split(':').filter_map(|h| u8::from_str_radix(h, 16).ok()).collect();
+    bytes.try_into().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{name}: no Ethernet address")))
+}
+
+fn has_carrier(name: &str) -> bool {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/carrier")).is_ok_and(|c| c.trim() == "1")
+}
+
+/// Seconds to wait before try `n` (0-based): 1, 2, 4, … 30.
+pub fn backoff(n: u32) -> Duration {
+    Duration::from_secs((1u64 << n.min(5)).min(30))
+}
+
+/// Brings `name` up and waits until it has a link; explains and retries until it does.
+pub async fn bring_up(nl: &mut Netlink, name: &str) -> u32 {
+    let mut tries = 0;
+    loop {
+        match ifindex(name).and_then(|i| nl.link_up(i).map(|_| i)) {
+            Ok(index) => {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < deadline {
+                    if has_carrier(name) {
+                        return index;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                say(format!("no link on {name} after 10 s: is the cable plugged in and the switch port up? Retrying in {} s", backoff(tries).as_secs()));
+            }
+            Err(e) => say(format!("cannot bring {name} up: {e}; retrying in {} s", backoff(tries).as_secs())),
+        }
+        tokio::time::sleep(backoff(tries)).await;
+        tries += 1;
+    }
+}
+
+fn dhcp_socket(name: &str) -> io::Result<tokio::net::UdpSocket> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_broadcast(true)?;
+    s.bind_device(Some(name.as_bytes()))?;
+    s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, swarmboot_dhcp::CLIENT_PORT)).into())?;
+    s.set_nonblocking(true)?;
+    tokio::net::UdpSocket::from_std(s.into())
+}
+
+/// Asks DHCP on `name` until a server grants an address; says what is going on.
+pub async fn dhcp(name: &str, mac: [u8; 6], xid: u32) -> io::Result<ClientLease> {
+    let sock = dhcp_socket(name)?;
+    let mut client = DhcpClient::new(ClientConfig { mac, xid, vendor_class: b"swarmboot-stub".to_vec() }, Instant::now());
+    let to = SocketAddrV4::new(Ipv4Addr::BROADCAST, swarmboot_dhcp::SERVER_PORT);
+    let mut buf = vec![0u8; 1500];
+    let mut told = 0;
+    loop {
+        if let Some(l) = client.lease() {
+            return Ok(l.clone());
+        }
+        if let Some(msg) = client.poll_transmit(Instant::now()) {
+            sock.send_to(&msg, to).await?;
+            if client.unanswered() >= 4 && client.unanswered() != told {
+                told = client.unanswered();
+                say(format!("no DHCP answer on {name} yet ({told} requests sent): is a DHCP server on this network, and does it serve this port?"));
+            }
+        }
+        let wait = client.poll_timeout().map_or(Duration::from_millis(100), |t| t.saturating_duration_since(Instant::now()));
+        match tokio::time::timeout(wait, sock.recv_from(&mut buf)).await {
+            Ok(Ok((n, _))) => {
+                if let Err(e) = client.on_datagram(Instant::now(), &buf[..n]) {
+                    tracing::debug!("DHCP datagram ignored: {e}");
+                }
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {}
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! PID 1 of the stub: mount the basics, load drivers, fork the worker (before any thread
+//! exists), wait until it says the image is here and verified, then hand the machine over:
+//! switch_root into the image's root (same kernel) or kexec its kernel (another kernel).
+
+use std::ffi::CString;
+use std::io::{BufRead, BufReader};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::mount::{mount, MsFlags};
+use nix::unistd::{chdir, chroot, execv, fork, pipe, ForkResult};
+use swarmboot_image::{Manifest, Role};
+use swarmboot_init::{cmdline, kernel};
+use swarmboot_manifest::PublicKey;
+
+use crate::console::say;
+use crate::drivers::Drivers;
+use crate::worker::{self, WorkerArgs};
+
+/// Where the stub keeps the image: on the tmpfs at /run, which moves into the new root.
+const IMAGE_DIR: &str = "/run/swarmboot/image";
+/// The server's public key, put into the initramfs by `swarmboot stub build`.
+pub const BUILT_IN_KEY: &str = "/etc/swarmboot/server.pub";
+
+fn mount_basics() {
+    let m = |src: &str, target: &str, fs: &str, data: Option<&str>| {
+        let _ = std::fs::create_dir_all(target);
+        if let Err(e) = mount(Some(src), target, Some(fs), MsFlags::MS_NOSUID, data) {
+            if e != nix::errno::Errno::EBUSY {
+                say(format!("cannot mount {fs} on {target}: {e}"));
+            }
+        }
+    };
+    m("proc", "/proc", "proc", None);
+    m("sysfs", "/sys", "sysfs", None);
+    m("devtmpfs", "/dev", "devtmpfs", None);
+    // The image lives here, in RAM: most of it may be used.
+    m("tmpfs", "/run", "tmpfs", Some("mode=0755,size=95%"));
+}
+
+fn reboot_after(secs: u64) -> ! {
+    say(format!("rebooting in {secs} s"));
+    std::thread::sleep(Duration::from_secs(secs));
+    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// The keys a manifest may be signed with: `swarmboot.key=` and the built-in one.
+pub fn trusted_keys(args: &cmdline::StubArgs) -> Vec<PublicKey> {
+    let mut keys = Vec::new();
+    if let Some(k) = &args.key {
+        match PublicKey::from_hex(k) {
+            Ok(k) => keys.push(k),
+            Err(e) => say(format!("swarmboot.key= is not a key ({e}); ignored")),
+        }
+    }
+    if let Ok(text) = std::fs::read_to_string(BUILT_IN_KEY) {
+        if let Some(k) = text.split_whitespace().next().and_then(|h| PublicKey::from_hex(h).ok()) {
+            keys.push(k);
+        }
+    }
+    keys
+}
+
+pub fn run() -> ! {
+    mount_basics();
+    let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().to_string()).unwrap_or_default();
+    say(format!("stub starting (kernel {release})"));
+    let line = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let args = match cmdline::parse(&line) {
+        Ok(a) => a,
+        Err(e) => {
+            say(e);
+            reboot_after(60)
+        }
+    };
+    let trusted = trusted_keys(&args);
+    if trusted.is_empty() {
+        say("no key to check the image's signature with: neither swarmboot.key= nor a key built into the stub; refusing to boot anything");
+        reboot_after(60);
+    }
+    let mut drivers = Drivers::open();
+    drivers.load_for_devices();
+    let _ = std::fs::create_dir_all(IMAGE_DIR);
+
+    let (r, w) = match pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            say(format!("pipe: {e}"));
+            reboot_after(30)
+        }
+    };
+    // SAFETY: no other thread exists yet in this process (no runtime has been started).
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            drop(r);
+            let wa = WorkerArgs { stub: args, trusted, out: PathBuf::from(IMAGE_DIR), interface: None };
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
+            let result = rt.block_on(worker::run(wa, move |_| {
+                let _ = nix::unistd::write(&w, b"READY\n");
+            }));
+            if let Err(e) = result {
+                say(format!("the stub's worker stopped: {e:#}"));
+            }
+            std::process::exit(1)
+        }
+        Ok(ForkResult::Parent { .. }) => {
+            drop(w);
+            let mut line = String::new();
+            let _ = BufReader::new(std::fs::File::from(r)).read_line(&mut line);
+            if line.trim() != "READY" {
+                say("the stub's worker stopped before the image was ready");
+                reboot_after(30);
+            }
+        }
+        Err(e) => {
+            say(format!("fork: {e}"));
+            reboot_after(30)
+        }
+    }
+    match hand_over(&mut drivers, &trusted, Path::new(IMAGE_DIR)) {
+        Ok(never) => match never {},
+        Err(e) => {
+            say(format!("cannot start the image: {e:#}"));
+            reboot_after(60)
+        }
+    }
+}
+
+enum Never {}
+
+/// Re-checks the manifest the worker saved, then switch_root or kexec.
+fn hand_over(drivers: &mut Drivers, trusted: &[PublicKey], dir: &Path) -> anyhow::Result<Never> {
+    let envelope = std::fs::read(dir.join("manifest.signed"))?;
+    let (body, _) = swarmboot_manifest::open(&envelope, trusted)?;
+    let m: Manifest = toml::from_str(std::str::from_utf8(body)?)?;
+    let image_kernel = std::fs::read(dir.join("kernel"))?;
+    let proc_version = std::fs::read_to_string("/proc/version").unwrap_or_default();
+    let same = kernel::bzimage_version(&image_kernel).is_some_and(|v| kernel::is_running(&proc_version, &v));
+    if same && m.file(Role::Rootfs).is_some() {
+        switch_root(drivers, dir, &m)
+    } else {
+        kexec(dir, &m)
+    }
+}
+
+const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+const LOOP_SET_FD: libc::c_ulong = 0x4C00;
+
+/// A free loop device backed by `file`, read-only.
+fn attach_loop(file: &Path) -> anyhow::Result<PathBuf> {
+    let ctl = std::fs::File::open("/dev/loop-control")?;
+    // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number or -1.
+    let n = unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
+    anyhow::ensure!(n >= 0, "no free loop device: {}", std::io::Error::last_os_error());
+    let dev = PathBuf::from(format!("/dev/loop{n}"));
+    for _ in 0..50 {
+        if dev.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let lo = std::fs::File::open(&dev)?;
+    let backing = std::fs::File::open(file)?;
+    // SAFETY: LOOP_SET_FD takes the backing file's descriptor, valid for the call.
+    let r = unsafe { libc::ioctl(lo.as_raw_fd(), LOOP_SET_FD as _, backing.as_raw_fd()) };
+    anyhow::ensure!(r == 0, "LOOP_SET_FD on {}: {}", dev.display(), std::io::Error::last_os_error());
+    Ok(dev)
+}
+
+fn init_of(cmdline: &str) -> String {
+    cmdline::value(&cmdline::words(cmdline), "init").unwrap_or("/sbin/init").to_string()
+}
+
+/// The image's root, read-only squashfs under a tmpfs overlay, becomes `/` (as util-linux's
+/// switch_root does it: move the API filesystems, MS_MOVE the new root over /, chroot, exec).
+fn switch_root(drivers: &mut Drivers, dir: &Path, m: &Manifest) -> anyhow::Result<Never> {
+    for module in ["loop", "fs-squashfs", "fs-overlay"] {
+        drivers.load(module);
+    }
+    let base = Path::new("/run/swarmboot/root");
+    let (lower, rw, newroot) = (base.join("lower"), base.join("rw"), Path::new("/newroot"));
+    for d in [&lower, &rw] {
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::create_dir_all(newroot)?;
+    let dev = attach_loop(&dir.join("rootfs"))?;
+    mount(Some(&dev), &lower, Some("squashfs"), MsFlags::MS_RDONLY, None::<&str>).map_err(|e| anyhow::anyhow!("mounting the image's squashfs: {e}"))?;
+    mount(Some("tmpfs"), &rw, Some("tmpfs"), MsFlags::empty(), Some("mode=0755")).map_err(|e| anyhow::anyhow!("tmpfs for the overlay: {e}"))?;
+    std::fs::create_dir_all(rw.join("upper"))?;
+    std::fs::create_dir_all(rw.join("work"))?;
+    let opts = format!("lowerdir={},upperdir={},workdir={}", lower.display(), rw.join("upper").display(), rw.join("work").display());
+    mount(Some("overlay"), newroot, Some("overlay"), MsFlags::empty(), Some(opts.as_str())).map_err(|e| anyhow::anyhow!("overlay: {e}"))?;
+    for api in ["dev", "proc", "sys", "run"] {
+        let target = newroot.join(api);
+        std::fs::create_dir_all(&target)?;
+        mount(Some(Path::new("/").join(api).as_path()), &target, None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(|e| anyhow::anyhow!("moving /{api}: {e}"))?;
+    }
+    let init = init_of(&m.cmdline);
+    say(format!("switching to {}@{} ({init})", m.name, m.version));
+    chdir(newroot)?;
+    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)?;
+    chroot(".")?;
+    chdir("/")?;
+    let path = CString::new(init.clone())?;
+    execv(&path, &[&path])?;
+    anyhow::bail!("exec {init} returned")
+}
+
+/// Another kernel: load it with the image's initramfs and command line, and jump.
+fn kexec(dir: &Path, m: &Manifest) -> anyhow::Result<Never> {
+    let k = std::fs::File::open(dir.join("kernel"))?;
+    let i = std::fs::File::open(dir.join("initrd"))?;
+    let cmdline = CString::new(m.cmdline.clone())?;
+    say(format!("the image's kernel is not the stub's: kexec into {}@{} (seeding stops at the jump)", m.name, m.version));
+    // SAFETY: kexec_file_load(kernel_fd, initrd_fd, cmdline_len, cmdline, flags); the length
+    // includes the terminating NUL, as the kernel requires; the descriptors are open.
+    let r = unsafe { libc::syscall(libc::SYS_kexec_file_load, k.as_raw_fd(), i.as_raw_fd(), cmdline.as_bytes_with_nul().len(), cmdline.as_ptr(), 0usize) };
+    anyhow::ensure!(r == 0, "kexec_file_load: {}", std::io::Error::last_os_error());
+    nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_KEXEC)?;
+    anyhow::bail!("reboot(RB_KEXEC) returned")
+}

@@ -1,0 +1,145 @@
+//! The stub's worker: network, DHCP, the signed manifest, the image through the swarm (HTTP
+//! Range when it stalls), then seeding for as long as the machine runs. It runs in its own
+//! process (forked by PID 1 before any thread exists), so it keeps running — and seeding —
+//! after PID 1 has exec'd the image's init; its files stay open on the tmpfs that is moved into
+//! the new root's `/run`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use swarmboot_fetch::{FetchConfig, FetchError, Fetched};
+use swarmboot_init::cmdline::StubArgs;
+use swarmboot_manifest::PublicKey;
+
+use crate::console::{progress, progress_line, say};
+use crate::net::{self, backoff, Netlink};
+
+pub struct WorkerArgs {
+    pub stub: StubArgs,
+    pub trusted: Vec<PublicKey>,
+    pub out: PathBuf,
+    /// The interface to use (default: the first Ethernet interface that appears).
+    pub interface: Option<String>,
+}
+
+/// Free memory the image must fit in, with room for the booted system to start.
+const RAM_MARGIN: u64 = 64 << 20;
+
+fn mem_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib * 1024)
+}
+
+async fn pick_interface(wanted: Option<&str>) -> String {
+    let mut tries = 0;
+    loop {
+        let found = net::ethernet_interfaces();
+        match wanted {
+            Some(w) if found.iter().any(|f| f == w) => return w.to_string(),
+            None if !found.is_empty() => return found[0].clone(),
+            _ => {}
+        }
+        if tries == 10 {
+            say(format!(
+                "no {} network interface yet: is the NIC's driver in the stub? (`swarmboot stub build` bundles virtio_net, e1000, e1000e, igb, ixgbe, r8169, tg3, bnx2 …); interfaces: {found:?}",
+                wanted.unwrap_or("Ethernet")
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        tries += 1;
+    }
+}
+
+/// Runs until the image is fetched and verified, calls `ready`, then seeds forever.
+pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<()> {
+    let name = pick_interface(a.interface.as_deref()).await;
+    let mut nl = Netlink::open()?;
+    let index = net::bring_up(&mut nl, &name).await;
+    let mac = net::mac_of(&name)?;
+    let xid = u32::from_le_bytes([mac[2], mac[3], mac[4], mac[5]])
+        ^ std::process::id().rotate_left(16)
+        ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    say(format!("{name} is up; asking DHCP"));
+    let lease = net::dhcp(&name, mac, xid).await?;
+    nl.apply(index, &lease)?;
+    say(format!("{name}: {}/{} via {} (DHCP server {})", lease.address, lease.prefix_len, lease.router.map_or("-".to_string(), |r| r.to_string()), lease.server));
+
+    let mut cfg = FetchConfig::new(&a.stub.server, &a.stub.image, &a.out, a.trusted.clone());
+    cfg.version = a.stub.version;
+    cfg.stall_timeout = a.stub.stall;
+    cfg.bind_device = Some(name.clone());
+    cfg.listen = std::net::SocketAddr::from((lease.address, 6881));
+    let mut tries = 0;
+    let fetched = loop {
+        // The manifest first: it says how much RAM the image needs.
+        let signed = match swarmboot_fetch::fetch_manifest(&cfg).await {
+            Ok(s) => s,
+            Err(e) => {
+                explain(&e, tries);
+                tokio::time::sleep(backoff(tries)).await;
+                tries += 1;
+                continue;
+            }
+        };
+        let need: u64 = signed.manifest.files.iter().map(|f| f.size).sum::<u64>() + RAM_MARGIN;
+        if let Some(have) = mem_available() {
+            if have < need {
+                say(format!(
+                    "not enough RAM for {}@{}: it needs {} MiB (files + {} MiB to run), this machine has {} MiB free; retrying in {} s",
+                    signed.manifest.name,
+                    signed.manifest.version,
+                    need >> 20,
+                    RAM_MARGIN >> 20,
+                    have >> 20,
+                    backoff(tries).as_secs()
+                ));
+                tokio::time::sleep(backoff(tries)).await;
+                tries += 1;
+                continue;
+            }
+        }
+        say(format!("{}@{} verified (signed by {}); fetching {} MiB", signed.manifest.name, signed.manifest.version, signed.signer.fingerprint(), (need - RAM_MARGIN) >> 20));
+        let mut last = (Instant::now(), 0u64);
+        let result = swarmboot_fetch::fetch(&cfg, |p| {
+            if last.0.elapsed() >= Duration::from_millis(900) || p.bytes_have == p.total {
+                let rate = p.bytes_have.saturating_sub(last.1) as f64 / last.0.elapsed().as_secs_f64().max(0.001);
+                progress(&progress_line(p, rate));
+                last = (Instant::now(), p.bytes_have);
+            }
+        })
+        .await;
+        match result {
+            Ok(f) => break f,
+            Err(e) => {
+                explain(&e, tries);
+                tokio::time::sleep(backoff(tries)).await;
+                tries += 1;
+            }
+        }
+    };
+    let p = fetched.progress;
+    say(format!(
+        "image verified: {} MiB in {:.1} s, {} MiB from peers, {} MiB over HTTP; seeding on {}",
+        p.total >> 20,
+        p.elapsed.as_secs_f64(),
+        p.from_peers >> 20,
+        p.from_http >> 20,
+        fetched.listen_addr().map_or("-".into(), |a| a.to_string())
+    ));
+    ready(&fetched);
+    // Seed for as long as the machine runs.
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+fn explain(e: &FetchError, tries: u32) {
+    let wait = backoff(tries).as_secs();
+    match e {
+        FetchError::Untrusted { .. } | FetchError::WrongImage { .. } | FetchError::BadManifest(_) => {
+            say(format!("REFUSING TO BOOT: {e}. Nothing was booted; asking again in {wait} s"))
+        }
+        FetchError::Http { .. } | FetchError::NoSuchImage(_) => say(format!("the boot server is not answering as it should: {e}; retrying in {wait} s")),
+        other => say(format!("fetching the image failed: {other}; retrying in {wait} s")),
+    }
+}

@@ -1,0 +1,75 @@
+//! The stub's init without a VM: `swarmboot-init fetch` is the worker PID 1 forks — bring the
+//! interface up over rtnetlink, DHCP (our client, broadcast flag) from `swarmboot serve`,
+//! address and default route applied, the signed manifest, the image through the swarm — run
+//! in a lab namespace whose eth0 has no address.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use swarmboot_lab::{bin, require_root, Lan, ScratchDir, Server};
+
+#[test]
+fn the_stub_worker_gets_an_address_and_the_image() {
+    if !require_root("the_stub_worker_gets_an_address_and_the_image") {
+        return;
+    }
+    let dir = ScratchDir::new("stub-worker").unwrap();
+    let mut lan = Lan::new("10.77.0.1/24").unwrap();
+    let cfg = format!(
+        "[server]\ninterface = \"br0\"\naddress = \"10.77.0.1\"\nstate_dir = \"{}\"\n\
+         [dhcp]\nmode = \"authoritative\"\npool = [\"10.77.0.100-10.77.0.110\"]\nrouter = \"10.77.0.1\"\n\
+         [tftp]\nenabled = false\n[http]\nlisten = \"0.0.0.0:8080\"\n",
+        dir.path().join("state").display()
+    );
+    let server = Server::start(&lan.server, dir.path(), &cfg, 8080).unwrap();
+    let (kernel, initrd, rootfs) = (vec![1u8; 300_000], vec![2u8; 100_000], (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 19) as u8).collect::<Vec<u8>>());
+    for (name, data) in [("k", &kernel), ("i", &initrd), ("r", &rootfs)] {
+        std::fs::write(dir.path().join(name), data).unwrap();
+    }
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    server.cli(&["image", "add", "elchos", "--kernel", &p("k"), "--initrd", &p("i"), "--rootfs", &p("r")]).unwrap();
+    let key = server.cli(&["key", "show"]).unwrap().lines().find_map(|l| l.strip_prefix("public key").map(|k| k.trim().to_string())).unwrap();
+    let h = lan.add_host(Some("52:54:00:5b:00:01")).unwrap();
+    let host = lan.host(h);
+
+    let out = dir.path().join("image");
+    let line = format!("console=ttyS0 swarmboot.server=http://10.77.0.1:8080 swarmboot.image=elchos swarmboot.key={key}");
+    let mut child = host
+        .command(bin("swarmboot-init"))
+        .args(["fetch", "--cmdline", &line, "--interface", "eth0", "--out"])
+        .arg(&out)
+        .env("SWARMBOOT_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("init.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let started = Instant::now();
+    let ready = rx.recv_timeout(Duration::from_secs(60));
+    let log = std::fs::read_to_string(dir.path().join("init.log")).unwrap_or_default();
+    assert_eq!(ready.as_deref(), Ok("READY"), "no READY after {:?}:\n{log}\nserver:\n{}", started.elapsed(), server.log());
+    for (role, data) in [("kernel", &kernel), ("initrd", &initrd), ("rootfs", &rootfs)] {
+        assert!(std::fs::read(out.join(role)).unwrap() == *data, "{role} differs");
+    }
+    assert!(out.join("manifest.signed").exists());
+    // The lease went onto eth0 over rtnetlink, with the default route.
+    let addr = String::from_utf8(host.command("ip").args(["-4", "-o", "addr", "show", "eth0"]).output().unwrap().stdout).unwrap();
+    assert!(addr.contains("inet 10.77.0.10") && addr.contains("/24 brd 10.77.0.255"), "{addr}");
+    let route = String::from_utf8(host.command("ip").args(["-4", "route", "show", "default"]).output().unwrap().stdout).unwrap();
+    assert!(route.contains("default via 10.77.0.1 dev eth0"), "{route}");
+    let lease = server.leases().unwrap();
+    assert!(lease.iter().any(|l| l["mac"] == "52:54:00:5b:00:01" && l["state"] == "bound"), "{lease:?}");
+    assert!(log.contains("eth0: 10.77.0.10") && log.contains("verified (signed by sha256:"), "{log}");
+    // After READY it stays (to seed), until stopped.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(child.try_wait().unwrap().is_none(), "the worker keeps running after READY");
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+    let _ = child.wait();
+}
