@@ -10,25 +10,12 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use swarmboot_lab::hostile::{CorruptPeer, StaticHttp};
-use swarmboot_lab::{bin, bittorrent, require_root, Lan, Netns, Proc, ScratchDir, Server};
+use swarmboot_lab::{bin, bittorrent, noise, require_root, Lan, Netns, Proc, ScratchDir, Server};
 
 struct Image {
     kernel: Vec<u8>,
     initrd: Vec<u8>,
     rootfs: Vec<u8>,
-}
-
-/// Incompressible bytes, different per `salt`.
-fn noise(len: usize, salt: u64) -> Vec<u8> {
-    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ salt.wrapping_mul(0xD1B5_4A32_D192_ED03);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 impl Image {

@@ -73,3 +73,67 @@ fn the_stub_worker_gets_an_address_and_the_image() {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
     let _ = child.wait();
 }
+
+const BOOT: Duration = Duration::from_secs(240);
+
+/// A lab for swarm-mode VMs: the server (authoritative DHCP) with a stub built for the
+/// Debian kernel and an image whose root is a squashfs of `data_mib` MiB of noise.
+struct StubLab {
+    dir: ScratchDir,
+    lan: Lan,
+    server: Server,
+    rootfs_len: u64,
+}
+
+fn stub_lab(tag: &str, data_mib: usize, marker: &str) -> StubLab {
+    use swarmboot_lab::initramfs::{debian_kernel, write_test_initramfs, write_test_rootfs};
+    let dir = ScratchDir::new(tag).unwrap();
+    let lan = Lan::new("10.77.0.1/24").unwrap();
+    let cfg = format!(
+        "[server]\ninterface = \"br0\"\naddress = \"10.77.0.1\"\nstate_dir = \"{}\"\n\
+         [dhcp]\nmode = \"authoritative\"\npool = [\"10.77.0.100-10.77.0.199\"]\nrouter = \"10.77.0.1\"\n\
+         [boot]\ndefault_image = \"elchos\"\nmode = \"swarm\"\n[http]\nlisten = \"0.0.0.0:8080\"\n",
+        dir.path().join("state").display()
+    );
+    let server = Server::start(&lan.server, dir.path(), &cfg, 8080).unwrap();
+    let kernel = debian_kernel().expect("a Debian kernel in /boot (linux-image-amd64)");
+    let initrd = dir.path().join("initrd.cpio");
+    write_test_initramfs(&initrd, std::path::Path::new("/bin/busybox")).unwrap();
+    let rootfs = dir.path().join("root.squashfs");
+    write_test_rootfs(&rootfs, std::path::Path::new("/bin/busybox"), data_mib, 1).unwrap();
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let cmdline = format!("console=ttyS0 panic=-1 marker={marker}");
+    server.cli(&["image", "add", "elchos", "--kernel", &s(&kernel), "--initrd", &s(&initrd), "--rootfs", &s(&rootfs), "--cmdline", &cmdline]).unwrap();
+    let built = server.cli(&["stub", "build", "--kernel", &s(&kernel)]).unwrap();
+    assert!(built.contains("registered"), "{built}");
+    eprintln!("{built}");
+    let rootfs_len = std::fs::metadata(&rootfs).unwrap().len();
+    StubLab { dir, lan, server, rootfs_len }
+}
+
+/// PXE → iPXE → the stub kernel and initramfs → swarmboot-init: drivers, DHCP, the signed
+/// manifest, the image through the swarm → switch_root into the squashfs → the image's init
+/// prints the marker and sees the stub's seeder still running.
+#[test]
+fn a_vm_boots_the_image_through_the_stub_and_keeps_seeding() {
+    if !require_root("a_vm_boots_the_image_through_the_stub_and_keeps_seeding") {
+        return;
+    }
+    use swarmboot_lab::qemu::{Firmware, Vm};
+    let lab = stub_lab("stub-vm", 16, "stub-v1");
+    let mut vm = Vm::start(&lab.lan, lab.dir.path(), "vm1", "52:54:00:5b:01:01", Firmware::Bios).unwrap();
+    vm.wait_for("SWARMBOOT-TEST-MARKER stub-v1", BOOT).unwrap();
+    let seeding = vm.wait_for("SWARMBOOT-TEST-SEEDING", Duration::from_secs(30)).unwrap();
+    let console = std::fs::read_to_string(&vm.console).unwrap();
+    assert!(console.contains("swarmboot: image verified"), "{console}");
+    assert!(console.contains("switching to elchos@1"), "{console}");
+    let pids: Vec<&str> = seeding.split_whitespace().skip(1).filter(|w| w.starts_with("/proc/")).collect();
+    assert_eq!(pids.len(), 1, "the stub's seeder runs in the booted system: {seeding}");
+    assert!(seeding.contains("files=7"), "three files named by hash, their kernel/initrd/rootfs links, manifest.signed: {seeding}");
+    let seed_up = lab.server.metric("swarmboot_seed_uploaded_bytes_total").unwrap();
+    assert!(seed_up >= lab.rootfs_len, "the image came through the swarm: the seed sent {seed_up} bytes");
+    // Over HTTP went only what iPXE loaded: the stub's kernel and initramfs.
+    let stub: Vec<u64> = lab.server.cli(&["stub", "show"]).unwrap().split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    let kernel_len = std::fs::metadata(swarmboot_lab::initramfs::debian_kernel().unwrap()).unwrap().len();
+    assert_eq!(lab.server.metric("swarmboot_http_blob_bytes_total").unwrap(), kernel_len + stub[0], "HTTP carried the stub only ({stub:?})");
+}

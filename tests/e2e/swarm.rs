@@ -29,15 +29,7 @@ fn addr(port: u16) -> SocketAddr {
 
 fn setup(tag: &str, size: usize, piece: u32) -> Setup {
     let dir = ScratchDir::new(tag).unwrap();
-    let mut x = 0x2545_F491u32 ^ size as u32;
-    let data: Vec<u8> = (0..size)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 8) as u8
-        })
-        .collect();
+    let data = swarmboot_lab::noise(size, size as u64);
     let seed_dir = dir.path().join("seed");
     std::fs::create_dir_all(&seed_dir).unwrap();
     std::fs::write(seed_dir.join("image.bin"), &data).unwrap();

@@ -115,15 +115,7 @@ pub fn run(a: StormArgs) -> anyhow::Result<()> {
     let size = a.size_mib << 20;
     let bound = size as f64 * 8.0 / rate_bps;
     let dir = ScratchDir::new("bench-storm")?;
-    let mut x = 0x1234_5678u64;
-    let data: Vec<u8> = (0..size)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect();
+    let data = swarmboot_lab::noise(size, 0x1234_5678);
     let seed_dir = dir.path().join("seed");
     std::fs::create_dir_all(&seed_dir)?;
     std::fs::write(seed_dir.join("image.bin"), &data)?;

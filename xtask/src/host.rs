@@ -28,7 +28,14 @@ pub const PACKAGES: &[&str] = &[
     "transmission-cli",
     "aria2",
     "opentracker",
+    // The stub: a static swarmboot-init (musl-gcc for any C a crate builds) and the test root
+    // filesystems (mksquashfs).
+    "musl-tools",
+    "squashfs-tools",
 ];
+
+/// The stub's init is a static binary for this target.
+pub const STUB_TARGET: &str = "x86_64-unknown-linux-musl";
 
 /// The rqbit (librqbit's command-line client) the interoperability tests run against.
 pub const RQBIT_VERSION: &str = "9.1.0";
@@ -114,11 +121,26 @@ pub fn ensure_rqbit() -> anyhow::Result<PathBuf> {
     Ok(exe)
 }
 
+/// Builds the static `swarmboot-init` (rustup's musl target, Debian's musl-gcc; cargo profile
+/// `stub`) and points `SWARMBOOT_INIT` at it for `swarmboot stub build`.
+pub fn build_stub_init() -> anyhow::Result<PathBuf> {
+    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output().context("rustup")?;
+    if !String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == STUB_TARGET) {
+        run(Command::new("rustup").args(["target", "add", STUB_TARGET]))?;
+    }
+    let root = workspace_root();
+    run(cargo().current_dir(&root).args(["build", "--profile", "stub", "--target", STUB_TARGET, "-p", "swarmboot-init"]).env("CC_x86_64_unknown_linux_musl", "musl-gcc"))?;
+    let init = root.join("target").join(STUB_TARGET).join("stub/swarmboot-init");
+    std::env::set_var("SWARMBOOT_INIT", &init);
+    Ok(init)
+}
+
 pub fn test(fuzz_secs: u32) -> anyhow::Result<()> {
     ensure_packages()?;
     std::env::set_var("SWARMBOOT_RQBIT", ensure_rqbit()?);
     let root = workspace_root();
     run(cargo().current_dir(&root).args(["build", "--workspace", "--bins"]))?;
+    build_stub_init()?;
     if fuzz_secs > 0 {
         // (target, seed inputs, longest input): the DHCP core gets the full time, the tracker
         // a third of it.

@@ -1,14 +1,16 @@
 //! `cargo xtask <task>`: the project's set-up, test, demo and benchmark steps, in Rust.
 //!
-//! - `test`: installs what the suite needs (Debian packages, cargo-fuzz), builds, runs a short
-//!   fuzz smoke and then every test, lab tests included. `.ci/run` calls this.
+//! - `test`: installs what the suite needs (Debian packages, cargo-fuzz, the musl target),
+//!   builds (the stub's static init too), runs a short fuzz smoke and then every test, lab tests
+//!   included. `.ci/run` calls this.
+//! - `stub-init`: builds the stub's static `swarmboot-init`.
 //! - `demo`: a lab with a swarmboot server and VMs PXE-booting from it, shown live, torn down.
 //! - `bench-dhcp`: perfdhcp against swarmboot, dnsmasq and Kea, same rate ladder, ratios.
 //! - `bench-tftp`: a 20 MB file from swarmboot, tftpd-hpa and dnsmasq; throughput, ratios.
 //! - `bench-boot`: VM power-on → marker, swarmboot (HTTP) vs dnsmasq (TFTP only).
 //! - `bench-sha1`: SHA-1 piece verification MB/s vs coreutils sha1sum.
-//! - `bench-storm`: N clients fetch one file at once over tc-shaped links: our swarm engine vs
-//!   aria2c vs plain HTTP; p50/p99/max, server bytes ÷ SIZE, p99 ÷ bound.
+//! - `bench-storm`: N clients fetch one file at once over tc-shaped links: swarmboot serve +
+//!   fetch, our engine alone, aria2c, plain HTTP; p50/p99/max, server bytes ÷ SIZE, p99 ÷ bound.
 
 mod bench_boot;
 mod bench_dhcp;
@@ -58,6 +60,8 @@ enum Task {
     },
     /// SHA-1 piece verification throughput vs coreutils sha1sum.
     BenchSha1,
+    /// Build the stub's static init (target/x86_64-unknown-linux-musl/stub/swarmboot-init).
+    StubInit,
     /// Boot storm: N clients fetch one file at once over shaped links. Modes: ours (engine
     /// alone), fetch (swarmboot serve + swarmboot fetch), aria2, aria2-served, http.
     BenchStorm {
@@ -100,6 +104,7 @@ fn main() -> std::process::ExitCode {
         Task::BenchTftp { runs } => bench_tftp::run(runs),
         Task::BenchBoot { runs } => bench_boot::run(runs),
         Task::BenchSha1 => bench_sha1::run(),
+        Task::StubInit => host::ensure_packages().and_then(|_| host::build_stub_init()).map(|p| println!("{}", p.display())),
         Task::BenchStorm { clients, size_mib, rate, modes, piece_kib, server_slots, client_slots, runs } => {
             bench_storm::run(bench_storm::StormArgs { clients, size_mib, rate, modes, piece_kib, server_slots, client_slots, runs })
         }

@@ -12,7 +12,17 @@
 //! What it does not do: read files, talk HTTP, or know about DHCP.
 
 use globset::{GlobBuilder, GlobMatcher};
-use swarmboot_image::{Manifest, Role};
+use swarmboot_image::{Manifest, Role, StubRecord};
+
+/// How a machine gets its image: through the swarm (the stub kernel and initramfs, whose init
+/// fetches the image from peers), or directly (iPXE loads the image's kernel and initrd over
+/// HTTP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BootMode {
+    #[default]
+    Swarm,
+    Direct,
+}
 
 /// One `[[boot.client]]` rule.
 #[derive(Debug, Clone)]
@@ -20,6 +30,8 @@ pub struct ClientRule {
     pub mac_glob: String,
     matcher: GlobMatcher,
     pub image: String,
+    /// `None`: the default mode.
+    pub mode: Option<BootMode>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -36,7 +48,12 @@ impl ClientRule {
             .build()
             .map_err(|e| BadGlob { glob: mac_glob.into(), message: e.to_string() })?
             .compile_matcher();
-        Ok(ClientRule { mac_glob: mac_glob.into(), matcher, image: image.into() })
+        Ok(ClientRule { mac_glob: mac_glob.into(), matcher, image: image.into(), mode: None })
+    }
+
+    pub fn with_mode(mut self, mode: Option<BootMode>) -> Self {
+        self.mode = mode;
+        self
     }
 }
 
@@ -44,6 +61,7 @@ impl ClientRule {
 #[derive(Debug, Clone, Default)]
 pub struct ImageRules {
     pub default_image: Option<String>,
+    pub default_mode: BootMode,
     pub clients: Vec<ClientRule>,
 }
 
@@ -53,6 +71,12 @@ impl ImageRules {
     pub fn image_for(&self, mac: &str) -> Option<&str> {
         let mac = mac.to_ascii_lowercase();
         self.clients.iter().find(|r| r.matcher.is_match(&mac)).map(|r| r.image.as_str()).or(self.default_image.as_deref())
+    }
+
+    /// How `mac` boots: the first matching rule's mode if it has one, else the default.
+    pub fn mode_for(&self, mac: &str) -> BootMode {
+        let mac = mac.to_ascii_lowercase();
+        self.clients.iter().find(|r| r.matcher.is_match(&mac)).and_then(|r| r.mode).unwrap_or(self.default_mode)
     }
 }
 
@@ -64,6 +88,7 @@ pub struct BootPlan {
     pub kernel_sha256: String,
     pub initrd_sha256: String,
     pub cmdline: String,
+    pub mode: BootMode,
 }
 
 /// Why a manifest cannot be booted directly.
@@ -82,7 +107,23 @@ impl BootPlan {
             kernel_sha256: sha(Role::Kernel, "kernel")?,
             initrd_sha256: sha(Role::Initrd, "initrd")?,
             cmdline: m.cmdline.clone(),
+            mode: BootMode::Direct,
         })
+    }
+
+    /// Through the swarm: the stub's kernel and initramfs, with the image's command line (the
+    /// stub's kernel runs the image when it is the same kernel) and the stub's arguments —
+    /// where the server is, which version to fetch, the key its manifest must be signed with.
+    pub fn swarm(m: &Manifest, stub: &StubRecord, base: &str, key_hex: &str) -> Self {
+        let cmdline = format!("{} swarmboot.server={base} swarmboot.image={}@{} swarmboot.key={key_hex}", m.cmdline, m.name, m.version);
+        BootPlan {
+            image: m.name.clone(),
+            version: m.version,
+            kernel_sha256: stub.kernel_sha256.clone(),
+            initrd_sha256: stub.initrd_sha256.clone(),
+            cmdline: cmdline.trim_start().to_string(),
+            mode: BootMode::Swarm,
+        }
     }
 }
 
@@ -119,6 +160,7 @@ pub fn render(plan: Result<&BootPlan, &str>, asker: &Asker, base: &str) -> Strin
                 ("kernel_url", format!("{base}/blob/{}", p.kernel_sha256)),
                 ("initrd_url", format!("{base}/blob/{}", p.initrd_sha256)),
                 ("cmdline", plain(&p.cmdline)),
+                ("how", if p.mode == BootMode::Swarm { "through the swarm (stub)".into() } else { "directly".to_string() }),
             ]);
             BOOT_TEMPLATE
         }
@@ -140,7 +182,11 @@ mod tests {
     use swarmboot_image::FileEntry;
 
     fn rules() -> ImageRules {
-        ImageRules { default_image: Some("elchos".into()), clients: vec![ClientRule::new("52:54:00:00:00:0?", "lab").unwrap(), ClientRule::new("52:54:00:*", "vm").unwrap()] }
+        ImageRules {
+            default_image: Some("elchos".into()),
+            default_mode: BootMode::Swarm,
+            clients: vec![ClientRule::new("52:54:00:00:00:0?", "lab").unwrap().with_mode(Some(BootMode::Direct)), ClientRule::new("52:54:00:*", "vm").unwrap()],
+        }
     }
 
     #[test]
@@ -150,6 +196,7 @@ mod tests {
         assert_eq!(r.image_for("52:54:00:AB:00:01"), Some("vm"), "MACs match in any case");
         assert_eq!(r.image_for("02:00:00:00:00:01"), Some("elchos"));
         assert_eq!(ImageRules::default().image_for("02:00:00:00:00:01"), None);
+        assert_eq!((r.mode_for("52:54:00:00:00:01"), r.mode_for("52:54:00:ab:00:01"), r.mode_for("02:00:00:00:00:01")), (BootMode::Direct, BootMode::Swarm, BootMode::Swarm));
         assert!(ClientRule::new("52:54:[", "x").is_err());
     }
 
@@ -175,8 +222,23 @@ mod tests {
         assert!(s.starts_with("#!ipxe\n"));
         assert!(s.contains(&format!("kernel http://10.77.0.1:8080/blob/{} initrd=initrd.img console=ttyS0 quiet || goto retry", "a".repeat(64))), "{s}");
         assert!(s.contains(&format!("initrd --name initrd.img http://10.77.0.1:8080/blob/{}", "b".repeat(64))));
-        assert!(s.contains("52:54:00:00:00:01 boots elchos version 3"));
+        assert!(s.contains("52:54:00:00:00:01 boots elchos version 3 directly"));
         assert!(!s.contains("{{"), "every placeholder filled: {s}");
+    }
+
+    #[test]
+    fn swarm_mode_boots_the_stub_with_the_images_arguments() {
+        let stub = StubRecord { kernel_sha256: "c".repeat(64), initrd_sha256: "d".repeat(64), release: "6.1.0-1-amd64".into(), initrd_size: 1, built: 1 };
+        let plan = BootPlan::swarm(&manifest(), &stub, "http://10.77.0.1:8080", &"e".repeat(64));
+        let s = render(Ok(&plan), &Asker { mac: "52:54:00:00:00:01".into(), ..Default::default() }, "http://10.77.0.1:8080");
+        let line = format!(
+            "kernel http://10.77.0.1:8080/blob/{} initrd=initrd.img console=ttyS0 quiet swarmboot.server=http://10.77.0.1:8080 swarmboot.image=elchos@3 swarmboot.key={} || goto retry",
+            "c".repeat(64),
+            "e".repeat(64)
+        );
+        assert!(s.contains(&line), "{s}");
+        assert!(s.contains(&format!("initrd --name initrd.img http://10.77.0.1:8080/blob/{}", "d".repeat(64))));
+        assert!(s.contains("boots elchos version 3 through the swarm"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use swarmboot_dhcp::{Lease, Mode};
 use swarmboot_server::lease_store::LeaseStore;
 
 mod fetch_cmd;
+mod stub_cmd;
 mod torrent_cmd;
 
 #[derive(Parser)]
@@ -50,6 +51,13 @@ enum Command {
     /// Fetch an image from a boot server through the swarm: signed manifest, every file
     /// verified; with --seed, keep seeding it.
     Fetch(fetch_cmd::FetchArgs),
+    /// The stub initramfs that swarm-mode machines boot.
+    Stub {
+        #[arg(long, default_value = DEFAULT_PATH, global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: stub_cmd::StubAction,
+    },
     /// Create, seed and download torrents with swarmboot's swarm engine.
     Torrent {
         #[command(subcommand)]
@@ -119,6 +127,7 @@ fn main() -> std::process::ExitCode {
         Command::Image { config, action } => image(config, action),
         Command::Torrent { action } => torrent_cmd::run(action),
         Command::Fetch(args) => fetch_cmd::run(args),
+        Command::Stub { config, action } => stub_cmd::run(&config, action),
         Command::Key { config, action: KeyAction::Show } => key_show(config),
     };
     match result {

@@ -171,14 +171,35 @@ pub struct BootSection {
     /// The image a machine boots when no `[[boot.client]]` rule matches it.
     #[serde(default)]
     pub default_image: Option<String>,
+    /// `"swarm"`: machines boot the stub, which fetches the image from peers (falls back to
+    /// direct while no stub is built); `"direct"`: iPXE loads the image's kernel and initrd.
+    #[serde(default)]
+    pub mode: BootModeSetting,
     /// Per-machine overrides, first match wins.
     #[serde(default)]
     pub client: Vec<ClientEntry>,
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BootModeSetting {
+    #[default]
+    Swarm,
+    Direct,
+}
+
+impl From<BootModeSetting> for swarmboot_bootplan::BootMode {
+    fn from(m: BootModeSetting) -> Self {
+        match m {
+            BootModeSetting::Swarm => swarmboot_bootplan::BootMode::Swarm,
+            BootModeSetting::Direct => swarmboot_bootplan::BootMode::Direct,
+        }
+    }
+}
+
 impl Default for BootSection {
     fn default() -> Self {
-        BootSection { bios_file: default_bios_file(), efi_x64_file: default_efi_file(), default_image: None, client: vec![] }
+        BootSection { bios_file: default_bios_file(), efi_x64_file: default_efi_file(), default_image: None, mode: BootModeSetting::default(), client: vec![] }
     }
 }
 
@@ -189,6 +210,9 @@ pub struct ClientEntry {
     /// A MAC address or glob (`*`, `?`, `[0-9]`), any case.
     pub mac: String,
     pub image: String,
+    /// Overrides `[boot] mode` for these machines.
+    #[serde(default)]
+    pub mode: Option<BootModeSetting>,
 }
 fn default_bios_file() -> String {
     "undionly.kpxe".into()
@@ -430,14 +454,14 @@ impl Config {
         let mut problems = Vec::new();
         for (i, c) in self.boot.client.iter().enumerate() {
             match swarmboot_bootplan::ClientRule::new(&c.mac, &c.image) {
-                Ok(r) => clients.push(r),
+                Ok(r) => clients.push(r.with_mode(c.mode.map(Into::into))),
                 Err(e) => problems.push(Problem { key: format!("boot.client[{i}].mac"), message: e.to_string() }),
             }
         }
         if !problems.is_empty() {
             return Err(ConfigError::Invalid { path: self.path.clone(), problems });
         }
-        Ok(swarmboot_bootplan::ImageRules { default_image: self.boot.default_image.clone(), clients })
+        Ok(swarmboot_bootplan::ImageRules { default_image: self.boot.default_image.clone(), default_mode: self.boot.mode.into(), clients })
     }
 
     /// The prefix length of the served network, from `server.address` if it has one.

@@ -70,6 +70,21 @@ pub enum CatalogError {
     BadSignature { path: PathBuf, reason: String },
 }
 
+/// The registered stub: the kernel machines boot in swarm mode and the initramfs with
+/// `swarmboot-init` that fetches their image (`<state_dir>/stub.toml`; both files live in the
+/// store like image files, so they are served from `/blob/<sha256>` and kept by `gc`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StubRecord {
+    pub kernel_sha256: String,
+    pub initrd_sha256: String,
+    /// The kernel's release (`6.1.0-28-amd64`).
+    pub release: String,
+    pub initrd_size: u64,
+    /// Seconds since the Unix epoch.
+    pub built: u64,
+}
+
 /// What [`Catalog::gc`] removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct GcReport {
@@ -83,6 +98,7 @@ pub struct GcReport {
 pub struct Catalog {
     images: PathBuf,
     store: Store,
+    stub: PathBuf,
 }
 
 fn check_name(name: &str) -> Result<(), CatalogError> {
@@ -96,7 +112,7 @@ fn check_name(name: &str) -> Result<(), CatalogError> {
 
 impl Catalog {
     pub fn new(state_dir: &Path) -> Self {
-        Catalog { images: state_dir.join("images"), store: Store::new(state_dir.join("store")) }
+        Catalog { images: state_dir.join("images"), store: Store::new(state_dir.join("store")), stub: state_dir.join("stub.toml") }
     }
 
     pub fn store(&self) -> &Store {
@@ -209,6 +225,27 @@ impl Catalog {
         Ok(Some((m, envelope)))
     }
 
+    /// Stores a stub's kernel and initramfs and makes it the one swarm-mode machines boot.
+    pub fn set_stub(&self, kernel: &Path, initrd: &Path, release: &str, now: u64) -> Result<StubRecord, CatalogError> {
+        let (kernel_sha256, _) = self.store.put(kernel).map_err(|source| CatalogError::Read { path: kernel.to_path_buf(), source })?;
+        let (initrd_sha256, initrd_size) = self.store.put(initrd).map_err(|source| CatalogError::Read { path: initrd.to_path_buf(), source })?;
+        let rec = StubRecord { kernel_sha256, initrd_sha256, release: release.to_string(), initrd_size, built: now };
+        let tmp = self.stub.with_extension(format!("toml.{}", std::process::id()));
+        std::fs::write(&tmp, toml::to_string(&rec).expect("serializes"))
+            .and_then(|_| std::fs::rename(&tmp, &self.stub))
+            .map_err(|source| CatalogError::Write { path: self.stub.clone(), source })?;
+        Ok(rec)
+    }
+
+    /// The registered stub, if one was built.
+    pub fn stub(&self) -> Result<Option<StubRecord>, CatalogError> {
+        match std::fs::read_to_string(&self.stub) {
+            Ok(text) => toml::from_str(&text).map(Some).map_err(|e| CatalogError::BadManifest { path: self.stub.clone(), message: e.to_string() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(CatalogError::Read { path: self.stub.clone(), source }),
+        }
+    }
+
     /// Names of all images.
     pub fn names(&self) -> Result<Vec<String>, CatalogError> {
         let Ok(rd) = std::fs::read_dir(&self.images) else {
@@ -270,7 +307,10 @@ impl Catalog {
                 }
             }
         }
-        let referenced: HashSet<String> = self.all()?.into_iter().flat_map(|m| m.files.into_iter().map(|f| f.sha256)).collect();
+        let mut referenced: HashSet<String> = self.all()?.into_iter().flat_map(|m| m.files.into_iter().map(|f| f.sha256)).collect();
+        if let Some(stub) = self.stub()? {
+            referenced.extend([stub.kernel_sha256, stub.initrd_sha256]);
+        }
         let store_err = |source| CatalogError::Write { path: self.store.root().to_path_buf(), source };
         for h in self.store.hashes().map_err(store_err)? {
             if !referenced.contains(&h) {
@@ -371,7 +411,13 @@ mod tests {
         assert_eq!(c.versions("img").unwrap().len(), 1);
         c.remove("img", None).unwrap();
         assert_eq!(c.store().hashes().unwrap().len(), 2, "files stay until gc");
-        assert_eq!(c.gc(1, 0, 500).unwrap().blobs, 2);
+        let (sk, si) = (dir.path().join("stub-kernel"), dir.path().join("stub-initrd"));
+        std::fs::write(&sk, "stub kernel").unwrap();
+        std::fs::write(&si, "stub initrd").unwrap();
+        let stub = c.set_stub(&sk, &si, "6.1.0-1-amd64", 450).unwrap();
+        assert_eq!(c.stub().unwrap(), Some(stub), "registered");
+        assert_eq!(c.gc(1, 0, 500).unwrap().blobs, 2, "the image's files go, the stub's stay");
+        assert_eq!(c.store().hashes().unwrap().len(), 2);
         assert!(c.names().unwrap().is_empty());
     }
 

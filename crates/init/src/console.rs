@@ -2,12 +2,19 @@
 //! redrawn in place while the image downloads.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use swarmboot_fetch::FetchProgress;
 
+/// A progress line is on screen without its newline.
+static PROGRESS_OPEN: AtomicBool = AtomicBool::new(false);
+
 pub fn say(msg: impl std::fmt::Display) {
     let mut e = std::io::stderr().lock();
-    let _ = writeln!(e, "\rswarmboot: {msg}");
+    if PROGRESS_OPEN.swap(false, Ordering::Relaxed) {
+        let _ = writeln!(e);
+    }
+    let _ = writeln!(e, "swarmboot: {msg}");
 }
 
 /// The progress line: `[#####.....] 41% 26.2/64.0 MiB 11.3 MB/s 7 peers (3 sending) ETA 3s`.
@@ -32,4 +39,5 @@ pub fn progress(line: &str) {
     let mut e = std::io::stderr().lock();
     let _ = write!(e, "\r{line}   ");
     let _ = e.flush();
+    PROGRESS_OPEN.store(true, Ordering::Relaxed);
 }

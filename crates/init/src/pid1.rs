@@ -97,6 +97,8 @@ pub fn run() -> ! {
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             drop(r);
+            // `ps` in the booted system shows what this process is.
+            let _ = nix::sys::prctl::set_name(c"swarmboot-seed");
             let wa = WorkerArgs { stub: args, trusted, out: PathBuf::from(IMAGE_DIR), interface: None };
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
             let result = rt.block_on(worker::run(wa, move |_| {

@@ -1,8 +1,10 @@
-//! A tiny test initramfs (newc cpio, written here): static busybox and an `/init` that prints a
+//! A tiny test initramfs (newc cpio, with the stub builder's writer): static busybox and an `/init` that prints a
 //! marker taken from the kernel command line (`marker=...`) to the console and powers off.
 
 use std::io::Write;
 use std::path::Path;
+
+use swarmboot_stub::cpio::{is_dynamic_elf, CpioWriter, CHAR_DEV, EXEC};
 
 /// The line a test VM prints when its image booted: `SWARMBOOT-TEST-MARKER <marker>`.
 pub const MARKER_PREFIX: &str = "SWARMBOOT-TEST-MARKER";
@@ -17,82 +19,19 @@ echo "SWARMBOOT-TEST-MARKER $m"
 /bin/busybox poweroff -f
 "#;
 
-struct Cpio<W: Write> {
-    out: W,
-    ino: u32,
-    written: usize,
-}
-
-impl<W: Write> Cpio<W> {
-    fn entry(&mut self, name: &str, mode: u32, data: &[u8], rdev: (u32, u32)) -> std::io::Result<()> {
-        self.ino += 1;
-        let header = format!(
-            "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
-            self.ino,
-            mode,
-            0,
-            0,
-            1,
-            0,
-            data.len(),
-            0,
-            0,
-            rdev.0,
-            rdev.1,
-            name.len() + 1,
-            0
-        );
-        self.write(header.as_bytes())?;
-        self.write(name.as_bytes())?;
-        self.write(&[0])?;
-        self.pad()?;
-        self.write(data)?;
-        self.pad()
-    }
-    fn write(&mut self, b: &[u8]) -> std::io::Result<()> {
-        self.out.write_all(b)?;
-        self.written += b.len();
-        Ok(())
-    }
-    fn pad(&mut self) -> std::io::Result<()> {
-        let n = (4 - self.written % 4) % 4;
-        self.write(&[0u8; 3][..n])
-    }
-}
-
 /// Writes the test initramfs to `dest`, with `busybox` (a static binary) as `/bin/busybox`.
 pub fn write_test_initramfs(dest: &Path, busybox: &Path) -> std::io::Result<()> {
     let bb = std::fs::read(busybox)?;
-    if has_interpreter(&bb) {
+    if is_dynamic_elf(&bb) {
         return Err(std::io::Error::other(format!("{} is dynamically linked and would not run in the initramfs: install busybox-static", busybox.display())));
     }
-    let mut c = Cpio { out: std::io::BufWriter::new(std::fs::File::create(dest)?), ino: 0, written: 0 };
-    const DIR: u32 = 0o040755;
-    const FILE: u32 = 0o100755;
-    const CHR: u32 = 0o020600;
-    c.entry("bin", DIR, &[], (0, 0))?;
-    c.entry("dev", DIR, &[], (0, 0))?;
-    c.entry("dev/console", CHR, &[], (5, 1))?;
-    c.entry("bin/busybox", FILE, &bb, (0, 0))?;
-    c.entry("init", FILE, INIT.as_bytes(), (0, 0))?;
-    c.entry("TRAILER!!!", 0, &[], (0, 0))?;
-    c.out.flush()
-}
-
-/// Whether a 64-bit little-endian ELF has a PT_INTERP program header (is dynamically linked).
-fn has_interpreter(elf: &[u8]) -> bool {
-    let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
-    let u64_at = |o: usize| elf.get(o..o + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap()) as usize);
-    if !elf.starts_with(b"\x7fELF") {
-        return false;
-    }
-    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
-        return false;
-    };
-    (0..phnum).any(|i| {
-        let o = phoff + i * phentsize;
-        elf.get(o..o + 4).is_some_and(|t| u32::from_le_bytes(t.try_into().unwrap()) == 3)
-    })
+    let mut c = CpioWriter::new(std::io::BufWriter::new(std::fs::File::create(dest)?));
+    c.dir("bin")?;
+    c.dir("dev")?;
+    c.entry("dev/console", CHAR_DEV, &[], (5, 1))?;
+    c.entry("bin/busybox", EXEC, &bb, (0, 0))?;
+    c.entry("init", EXEC, INIT.as_bytes(), (0, 0))?;
+    c.finish()?.flush()
 }
 
 /// The newest Debian kernel in /boot.
@@ -103,12 +42,48 @@ pub fn debian_kernel() -> Option<std::path::PathBuf> {
     k.pop()
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn tells_static_from_dynamic_binaries() {
-        // /bin/sh on Debian is dynamically linked.
-        assert!(super::has_interpreter(&std::fs::read("/bin/sh").unwrap()));
-        assert!(!super::has_interpreter(b"#!/bin/sh"));
+/// The init of the test root filesystem: prints the marker, then whether the stub's seeder
+/// still runs (`SWARMBOOT-TEST-SEEDING <pids>`), then stays up (a booted machine keeps
+/// seeding for the others).
+const ROOT_INIT: &str = r#"#!/bin/busybox sh
+b=/bin/busybox
+$b mkdir -p /proc /sys /tmp
+$b mountpoint -q /proc || $b mount -t proc proc /proc
+for word in $($b cat /proc/cmdline); do
+  case "$word" in marker=*) m="${word#marker=}" ;; esac
+done
+echo "SWARMBOOT-TEST-MARKER $m"
+seeders=""
+for c in /proc/[0-9]*/comm; do
+  [ "$($b cat $c 2>/dev/null)" = "swarmboot-seed" ] && seeders="$seeders ${c%/comm}"
+done
+echo "SWARMBOOT-TEST-SEEDING$seeders files=$($b ls /run/swarmboot/image 2>/dev/null | $b wc -l)"
+exec $b sleep 100000
+"#;
+
+/// A squashfs root filesystem for stub tests: static busybox, an `/sbin/init` that prints the
+/// marker from the kernel command line and whether the stub's seeder survived the switch, and
+/// `data_mib` MiB of incompressible bytes (`/data/noise`), so where the bytes came from can be
+/// measured. Needs `mksquashfs` (squashfs-tools).
+pub fn write_test_rootfs(dest: &Path, busybox: &Path, data_mib: usize, salt: u64) -> anyhow::Result<()> {
+    let tree = dest.with_extension("tree");
+    let _ = std::fs::remove_dir_all(&tree);
+    for d in ["bin", "sbin", "proc", "sys", "dev", "run", "tmp", "data"] {
+        std::fs::create_dir_all(tree.join(d))?;
     }
+    let bb = std::fs::read(busybox)?;
+    anyhow::ensure!(!is_dynamic_elf(&bb), "{} is dynamically linked: install busybox-static", busybox.display());
+    std::fs::write(tree.join("bin/busybox"), bb)?;
+    std::fs::write(tree.join("sbin/init"), ROOT_INIT)?;
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["bin/busybox", "sbin/init"] {
+        std::fs::set_permissions(tree.join(f), std::fs::Permissions::from_mode(0o755))?;
+    }
+    let noise = crate::noise(data_mib << 20, salt);
+    std::fs::write(tree.join("data/noise"), noise)?;
+    let _ = std::fs::remove_file(dest);
+    let out = std::process::Command::new("mksquashfs").arg(&tree).arg(dest).args(["-noappend", "-no-progress", "-all-root", "-comp", "gzip"]).output()?;
+    anyhow::ensure!(out.status.success(), "mksquashfs: {}", String::from_utf8_lossy(&out.stderr));
+    std::fs::remove_dir_all(&tree)?;
+    Ok(())
 }

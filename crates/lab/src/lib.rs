@@ -77,3 +77,17 @@ impl Drop for ScratchDir {
         }
     }
 }
+
+/// `len` incompressible bytes (xorshift64), the same for the same `salt`: test images whose
+/// size on the wire is their size on disk.
+pub fn noise(len: usize, salt: u64) -> Vec<u8> {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ salt.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}

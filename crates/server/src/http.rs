@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
-use swarmboot_bootplan::{render, Asker, BootPlan, ImageRules};
+use swarmboot_bootplan::{render, Asker, BootMode, BootPlan, ImageRules};
 use swarmboot_dhcp::DropReason;
 use swarmboot_image::Catalog;
 use swarmboot_manifest::SigningKey;
@@ -98,7 +98,15 @@ async fn boot_script(State(s): State<AppState>, Query(q): Query<ScriptQuery>) ->
     let plan: Result<BootPlan, String> = match boot.rules.image_for(&asker.mac) {
         None => Err("no [boot] default_image, and no [[boot.client]] rule matches".into()),
         Some(name) => match s.catalog.latest(name) {
-            Ok(Some(m)) => BootPlan::from_manifest(&m).map_err(|e| e.to_string()),
+            Ok(Some(m)) => match (boot.rules.mode_for(&asker.mac), s.catalog.stub()) {
+                (BootMode::Swarm, Ok(Some(stub))) => Ok(BootPlan::swarm(&m, &stub, &boot.base_url, &s.key.public().to_hex())),
+                (BootMode::Swarm, Ok(None)) => {
+                    warn!(mac = %asker.mac, "swarm mode, but no stub is built (swarmboot stub build): booting directly");
+                    BootPlan::from_manifest(&m).map_err(|e| e.to_string())
+                }
+                (BootMode::Swarm, Err(e)) => Err(e.to_string()),
+                (BootMode::Direct, _) => BootPlan::from_manifest(&m).map_err(|e| e.to_string()),
+            },
             Ok(None) => Err(format!("the catalog has no image {name}")),
             Err(e) => Err(e.to_string()),
         },

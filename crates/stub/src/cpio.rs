@@ -1,0 +1,109 @@
+//! A newc ("070701") cpio writer, the format the kernel unpacks an initramfs from.
+
+use std::io::Write;
+
+pub const DIR: u32 = 0o040755;
+pub const FILE: u32 = 0o100644;
+pub const EXEC: u32 = 0o100755;
+pub const CHAR_DEV: u32 = 0o020600;
+
+pub struct CpioWriter<W: Write> {
+    out: W,
+    ino: u32,
+    written: usize,
+}
+
+impl<W: Write> CpioWriter<W> {
+    pub fn new(out: W) -> Self {
+        CpioWriter { out, ino: 0, written: 0 }
+    }
+
+    /// One entry; `rdev` is (major, minor) for device nodes.
+    pub fn entry(&mut self, name: &str, mode: u32, data: &[u8], rdev: (u32, u32)) -> std::io::Result<()> {
+        self.ino += 1;
+        let header = format!(
+            "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
+            self.ino,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            data.len(),
+            0,
+            0,
+            rdev.0,
+            rdev.1,
+            name.len() + 1,
+            0
+        );
+        self.write(header.as_bytes())?;
+        self.write(name.as_bytes())?;
+        self.write(&[0])?;
+        self.pad()?;
+        self.write(data)?;
+        self.pad()
+    }
+
+    pub fn dir(&mut self, name: &str) -> std::io::Result<()> {
+        self.entry(name, DIR, &[], (0, 0))
+    }
+
+    /// Writes the trailer and returns the writer.
+    pub fn finish(mut self) -> std::io::Result<W> {
+        self.entry("TRAILER!!!", 0, &[], (0, 0))?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+
+    fn write(&mut self, b: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(b)?;
+        self.written += b.len();
+        Ok(())
+    }
+
+    fn pad(&mut self) -> std::io::Result<()> {
+        let n = (4 - self.written % 4) % 4;
+        self.write(&[0u8; 3][..n])
+    }
+}
+
+/// Whether a 64-bit little-endian ELF has a PT_INTERP program header (is dynamically linked,
+/// so it would not run in an initramfs without its loader and libraries).
+pub fn is_dynamic_elf(elf: &[u8]) -> bool {
+    let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
+    let u64_at = |o: usize| elf.get(o..o + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize);
+    if !elf.starts_with(b"\x7fELF") {
+        return false;
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
+        return false;
+    };
+    (0..phnum).any(|i| {
+        let o = phoff + i * phentsize;
+        elf.get(o..o + 4).is_some_and(|t| u32::from_le_bytes(t.try_into().expect("4 bytes")) == 3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_aligned_newc() {
+        let mut c = CpioWriter::new(Vec::new());
+        c.dir("etc").unwrap();
+        c.entry("etc/x", FILE, b"hello", (0, 0)).unwrap();
+        let out = c.finish().unwrap();
+        assert!(out.starts_with(b"070701"));
+        assert_eq!(out.len() % 4, 0);
+        let s = String::from_utf8_lossy(&out);
+        assert!(s.contains("etc/x\0") && s.contains("hello") && s.contains("TRAILER!!!\0"));
+    }
+
+    #[test]
+    fn tells_static_from_dynamic_binaries() {
+        assert!(is_dynamic_elf(&std::fs::read("/bin/sh").unwrap()), "Debian's /bin/sh is dynamic");
+        assert!(!is_dynamic_elf(b"#!/bin/sh"));
+    }
+}

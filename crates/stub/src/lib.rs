@@ -1,0 +1,113 @@
+//! The stub builder: the initramfs swarm-mode machines boot with the server's kernel. It holds
+//! `/init` (the static `swarmboot-init`), `/etc/swarmboot/server.pub` (the key manifests must
+//! be signed with), and the kernel modules for common NICs and for squashfs, overlay and loop
+//! with everything they depend on, plus `modules.alias`/`modules.dep` cut down to them; newc
+//! cpio, gzip-compressed.
+//!
+//! What it does not do: register the stub (that is `Catalog::set_stub`) or build the init
+//! (cargo does; `cargo xtask stub-init`).
+
+pub mod cpio;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use swarmboot_init::kmod::ModuleIndex;
+use swarmboot_manifest::PublicKey;
+
+use crate::cpio::{CpioWriter, CHAR_DEV, EXEC, FILE};
+
+/// NIC drivers the stub carries (virtio for VMs, the Intel/Realtek/Broadcom families of lab
+/// and office PCs and servers), and what switch_root into a squashfs needs.
+pub const DEFAULT_MODULES: &[&str] =
+    &["virtio_pci", "virtio_net", "e1000", "e1000e", "igb", "igc", "ixgbe", "i40e", "r8169", "tg3", "bnx2", "bnxt_en", "atlantic", "fs-squashfs", "fs-overlay", "loop"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StubError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{0} is not a bzImage kernel with a version string")]
+    NotAKernel(PathBuf),
+    #[error("{0} is dynamically linked and would not run as the stub's init: build it static (cargo xtask stub-init, target x86_64-unknown-linux-musl)")]
+    DynamicInit(PathBuf),
+    #[error("{dir} has no modules.dep for kernel {release}: install that kernel's modules (linux-image-{release}) or pass --modules-dir")]
+    NoModules { dir: PathBuf, release: String },
+    #[error("writing the initramfs: {0}")]
+    Write(#[from] std::io::Error),
+}
+
+pub struct StubInputs {
+    pub kernel: PathBuf,
+    /// `/lib/modules/<release>` by default.
+    pub modules_dir: Option<PathBuf>,
+    pub init: PathBuf,
+    pub key: PublicKey,
+    /// Modules (names or aliases) beyond [`DEFAULT_MODULES`].
+    pub extra_modules: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct BuiltStub {
+    /// The gzip-compressed initramfs.
+    pub initrd: Vec<u8>,
+    pub release: String,
+    /// Module files carried, relative to the modules directory.
+    pub modules: Vec<String>,
+    pub uncompressed: usize,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, StubError> {
+    std::fs::read(path).map_err(|source| StubError::Read { path: path.to_path_buf(), source })
+}
+
+pub fn build(inputs: &StubInputs) -> Result<BuiltStub, StubError> {
+    let kernel = read(&inputs.kernel)?;
+    let version = swarmboot_init::kernel::bzimage_version(&kernel).ok_or_else(|| StubError::NotAKernel(inputs.kernel.clone()))?;
+    let release = version.split_whitespace().next().unwrap_or_default().to_string();
+    let init = read(&inputs.init)?;
+    if cpio::is_dynamic_elf(&init) {
+        return Err(StubError::DynamicInit(inputs.init.clone()));
+    }
+    let dir = inputs.modules_dir.clone().unwrap_or_else(|| Path::new("/lib/modules").join(&release));
+    let dep = std::fs::read_to_string(dir.join("modules.dep")).map_err(|_| StubError::NoModules { dir: dir.clone(), release: release.clone() })?;
+    let alias = std::fs::read_to_string(dir.join("modules.alias")).unwrap_or_default();
+    let index = ModuleIndex::parse(&alias, &dep);
+    let wanted: Vec<&str> = DEFAULT_MODULES.iter().copied().chain(inputs.extra_modules.iter().map(String::as_str)).collect();
+    let modules = index.closure(wanted);
+    let (sub_alias, sub_dep) = index.subset(&modules);
+
+    let mut raw = Vec::new();
+    {
+        let mut c = CpioWriter::new(&mut raw);
+        for d in ["dev", "proc", "sys", "run", "etc", "etc/swarmboot", "lib", "lib/modules"] {
+            c.dir(d)?;
+        }
+        c.entry("dev/console", CHAR_DEV, &[], (5, 1))?;
+        c.entry("init", EXEC, &init, (0, 0))?;
+        c.entry("etc/swarmboot/server.pub", FILE, format!("{}\n", inputs.key.to_hex()).as_bytes(), (0, 0))?;
+        let base = format!("lib/modules/{release}");
+        let mut made: std::collections::BTreeSet<String> = ["lib", "lib/modules"].iter().map(|s| s.to_string()).collect();
+        made.insert(base.clone());
+        c.dir(&base)?;
+        c.entry(&format!("{base}/modules.alias"), FILE, sub_alias.as_bytes(), (0, 0))?;
+        c.entry(&format!("{base}/modules.dep"), FILE, sub_dep.as_bytes(), (0, 0))?;
+        for m in &modules {
+            let full = format!("{base}/{m}");
+            let mut parent = String::new();
+            for part in Path::new(&full).parent().into_iter().flat_map(|p| p.components()) {
+                if !parent.is_empty() {
+                    parent.push('/');
+                }
+                parent.push_str(&part.as_os_str().to_string_lossy());
+                if made.insert(parent.clone()) {
+                    c.dir(&parent)?;
+                }
+            }
+            c.entry(&full, FILE, &read(&dir.join(m))?, (0, 0))?;
+        }
+        c.finish()?;
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&raw)?;
+    Ok(BuiltStub { initrd: gz.finish()?, release, modules, uncompressed: raw.len() })
+}
