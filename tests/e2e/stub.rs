@@ -85,25 +85,40 @@ struct StubLab {
     rootfs_len: u64,
 }
 
+struct LabOpts<'a> {
+    data_mib: usize,
+    marker: &'a str,
+    /// The image's kernel (default: the stub's own, so the stub switch_roots).
+    image_kernel: Option<std::path::PathBuf>,
+    /// More config for the server (`[http]` lines).
+    http_extra: &'a str,
+}
+
 fn stub_lab(tag: &str, data_mib: usize, marker: &str) -> StubLab {
+    stub_lab_with(tag, LabOpts { data_mib, marker, image_kernel: None, http_extra: "" })
+}
+
+fn stub_lab_with(tag: &str, o: LabOpts) -> StubLab {
     use swarmboot_lab::initramfs::{debian_kernel, write_test_initramfs, write_test_rootfs};
     let dir = ScratchDir::new(tag).unwrap();
     let lan = Lan::new("10.77.0.1/24").unwrap();
     let cfg = format!(
         "[server]\ninterface = \"br0\"\naddress = \"10.77.0.1\"\nstate_dir = \"{}\"\n\
          [dhcp]\nmode = \"authoritative\"\npool = [\"10.77.0.100-10.77.0.199\"]\nrouter = \"10.77.0.1\"\n\
-         [boot]\ndefault_image = \"elchos\"\nmode = \"swarm\"\n[http]\nlisten = \"0.0.0.0:8080\"\n",
-        dir.path().join("state").display()
+         [boot]\ndefault_image = \"elchos\"\nmode = \"swarm\"\n[http]\nlisten = \"0.0.0.0:8080\"\n{}\n",
+        dir.path().join("state").display(),
+        o.http_extra
     );
     let server = Server::start(&lan.server, dir.path(), &cfg, 8080).unwrap();
     let kernel = debian_kernel().expect("a Debian kernel in /boot (linux-image-amd64)");
     let initrd = dir.path().join("initrd.cpio");
     write_test_initramfs(&initrd, std::path::Path::new("/bin/busybox")).unwrap();
     let rootfs = dir.path().join("root.squashfs");
-    write_test_rootfs(&rootfs, std::path::Path::new("/bin/busybox"), data_mib, 1).unwrap();
+    write_test_rootfs(&rootfs, std::path::Path::new("/bin/busybox"), o.data_mib, 1).unwrap();
     let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
-    let cmdline = format!("console=ttyS0 panic=-1 marker={marker}");
-    server.cli(&["image", "add", "elchos", "--kernel", &s(&kernel), "--initrd", &s(&initrd), "--rootfs", &s(&rootfs), "--cmdline", &cmdline]).unwrap();
+    let cmdline = format!("console=ttyS0 panic=-1 marker={}", o.marker);
+    let image_kernel = o.image_kernel.unwrap_or_else(|| kernel.clone());
+    server.cli(&["image", "add", "elchos", "--kernel", &s(&image_kernel), "--initrd", &s(&initrd), "--rootfs", &s(&rootfs), "--cmdline", &cmdline]).unwrap();
     let built = server.cli(&["stub", "build", "--kernel", &s(&kernel)]).unwrap();
     assert!(built.contains("registered"), "{built}");
     eprintln!("{built}");
@@ -136,4 +151,99 @@ fn a_vm_boots_the_image_through_the_stub_and_keeps_seeding() {
     let stub: Vec<u64> = lab.server.cli(&["stub", "show"]).unwrap().split_whitespace().filter_map(|w| w.parse().ok()).collect();
     let kernel_len = std::fs::metadata(swarmboot_lab::initramfs::debian_kernel().unwrap()).unwrap().len();
     assert_eq!(lab.server.metric("swarmboot_http_blob_bytes_total").unwrap(), kernel_len + stub[0], "HTTP carried the stub only ({stub:?})");
+}
+
+/// VM1 boots first; then VM2 and VM3 boot together and get most of their image from VM1 and
+/// each other, not from the server (its seed's counter moves by less than one image for the
+/// two of them).
+#[test]
+fn later_vms_get_the_image_from_the_ones_that_booted() {
+    if !require_root("later_vms_get_the_image_from_the_ones_that_booted") {
+        return;
+    }
+    use swarmboot_lab::qemu::{Firmware, Vm};
+    let lab = stub_lab("stub-three", 64, "fleet-v1");
+    let seed = || lab.server.metric("swarmboot_seed_uploaded_bytes_total").unwrap();
+    let mut vm1 = Vm::start(&lab.lan, lab.dir.path(), "vm1", "52:54:00:5b:02:01", Firmware::Bios).unwrap();
+    vm1.wait_for("SWARMBOOT-TEST-SEEDING", BOOT).unwrap();
+    let after_vm1 = seed();
+    let mut vm2 = Vm::start(&lab.lan, lab.dir.path(), "vm2", "52:54:00:5b:02:02", Firmware::Bios).unwrap();
+    let mut vm3 = Vm::start(&lab.lan, lab.dir.path(), "vm3", "52:54:00:5b:02:03", Firmware::Bios).unwrap();
+    vm2.wait_for("SWARMBOOT-TEST-SEEDING", BOOT).unwrap();
+    vm3.wait_for("SWARMBOOT-TEST-SEEDING", BOOT).unwrap();
+    let for_two = seed() - after_vm1;
+    let image = lab.rootfs_len;
+    let reported = lab.server.metric("swarmboot_peers_uploaded_bytes_total").unwrap();
+    eprintln!(
+        "seed sent {after_vm1} bytes for VM1 ({:.2} images), {for_two} for VM2 and VM3 together ({:.2} images); machines reported uploading {reported}",
+        after_vm1 as f64 / image as f64,
+        for_two as f64 / image as f64
+    );
+    for vm in [&vm1, &vm2, &vm3] {
+        let c = std::fs::read_to_string(&vm.console).unwrap();
+        let line = c.lines().find(|l| l.contains("swarmboot: image verified")).unwrap_or("").to_string();
+        eprintln!("{}: {}", vm.mac, line.trim_start_matches(|ch: char| ch != 's'));
+    }
+    assert!(after_vm1 >= image, "VM1 got its image from the server's seed");
+    assert!(for_two < image, "VM2 and VM3 took {for_two} bytes from the server's seed: most of their 2 × {image} should come from peers");
+    assert!(reported >= image, "the machines report uploading to each other: {reported}");
+}
+
+/// A copy of `kernel` whose header version string says another build (`#1 ` → `#9 `): to the
+/// stub it is another kernel, so it takes the kexec path (the code is the same kernel).
+fn other_kernel(kernel: &std::path::Path, dest: &std::path::Path) {
+    let mut k = std::fs::read(kernel).unwrap();
+    let off = u16::from_le_bytes([k[0x20E], k[0x20F]]) as usize + 0x200;
+    let end = off + k[off..].iter().position(|&b| b == 0).unwrap();
+    let at = off + k[off..end].windows(3).position(|w| w == b"#1 ").expect("a build number in the version string");
+    k[at + 1] = b'9';
+    std::fs::write(dest, k).unwrap();
+}
+
+/// An image whose kernel is not the stub's: the stub fetches it through the swarm and
+/// kexecs it with the image's initramfs and command line.
+#[test]
+fn an_image_with_another_kernel_is_kexeced() {
+    if !require_root("an_image_with_another_kernel_is_kexeced") {
+        return;
+    }
+    use swarmboot_lab::qemu::{Firmware, Vm};
+    let dir = ScratchDir::new("kexec-kernel").unwrap();
+    let patched = dir.path().join("vmlinuz-other");
+    other_kernel(&swarmboot_lab::initramfs::debian_kernel().unwrap(), &patched);
+    let lab = stub_lab_with("stub-kexec", LabOpts { data_mib: 1, marker: "kexec-v1", image_kernel: Some(patched), http_extra: "" });
+    let mut vm = Vm::start(&lab.lan, lab.dir.path(), "vm1", "52:54:00:5b:03:01", Firmware::Bios).unwrap();
+    vm.wait_for("SWARMBOOT-TEST-MARKER kexec-v1", BOOT).unwrap();
+    let console = std::fs::read_to_string(&vm.console).unwrap();
+    assert!(console.contains("the image's kernel is not the stub's: kexec into elchos@1"), "{console}");
+    assert_eq!(console.matches("Linux version").count(), 2, "two kernels booted: the stub's, then the kexec'd one");
+}
+
+/// A man in the middle changes the manifest on its way to the machine (`panic=-1` →
+/// `panic=99`): the stub refuses it, says why on the console, and boots nothing.
+#[test]
+fn a_tampered_manifest_is_refused_on_the_console() {
+    if !require_root("a_tampered_manifest_is_refused_on_the_console") {
+        return;
+    }
+    use swarmboot_lab::hostile::TamperingProxy;
+    use swarmboot_lab::qemu::{Firmware, Vm};
+    let mut lab = stub_lab_with("stub-tamper", LabOpts { data_mib: 1, marker: "never", image_kernel: None, http_extra: "public_url = \"http://10.77.0.2:8080\"" });
+    let h = lab.lan.add_host(None).unwrap();
+    let mitm = lab.lan.host(h);
+    mitm.ip(&["addr", "add", "10.77.0.2/24", "dev", "eth0"]).unwrap();
+    let proxy = mitm
+        .enter(|| {
+            let l = std::net::TcpListener::bind("10.77.0.2:8080").unwrap();
+            TamperingProxy::start(l, "10.77.0.1:8080".parse().unwrap(), "/manifest/", b"panic=-1", b"panic=99").unwrap()
+        })
+        .unwrap();
+    let mut vm = Vm::start(&lab.lan, lab.dir.path(), "vm1", "52:54:00:5b:04:01", Firmware::Bios).unwrap();
+    let refusal = vm.wait_for("REFUSING TO BOOT", BOOT).unwrap();
+    assert!(refusal.contains("altered after it was signed"), "{refusal}");
+    assert!(proxy.tampered.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    // It keeps asking (an operator may fix the network), and never boots the changed image.
+    std::thread::sleep(Duration::from_secs(5));
+    let console = std::fs::read_to_string(&vm.console).unwrap();
+    assert!(!console.contains("SWARMBOOT-TEST-MARKER") && !console.contains("switching to"), "{console}");
 }

@@ -226,11 +226,16 @@ fn default_efi_file() -> String {
 pub struct HttpSection {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// The URL machines use for everything after the boot script (files, manifests, tracker),
+    /// when it is not `http://<server.address>:<listen port>` (a reverse proxy or cache in
+    /// front of the server).
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 impl Default for HttpSection {
     fn default() -> Self {
-        HttpSection { listen: default_listen() }
+        HttpSection { listen: default_listen(), public_url: None }
     }
 }
 fn default_listen() -> SocketAddr {
@@ -464,6 +469,11 @@ impl Config {
         Ok(swarmboot_bootplan::ImageRules { default_image: self.boot.default_image.clone(), default_mode: self.boot.mode.into(), clients })
     }
 
+    /// The base of every URL a machine is given after its boot script.
+    pub fn base_url(&self) -> String {
+        self.http.public_url.clone().unwrap_or_else(|| format!("http://{}:{}", self.server.address.ip, self.http.listen.port()))
+    }
+
     /// The prefix length of the served network, from `server.address` if it has one.
     pub fn configured_prefix(&self) -> Option<u8> {
         self.server.address.prefix_len
@@ -532,6 +542,12 @@ impl Config {
         }
         if d.mode == DhcpMode::Authoritative && d.pool.is_empty() && d.reservation.is_empty() {
             bad("dhcp.pool".into(), "mode is \"authoritative\" but there is no pool to hand out".into());
+        }
+        if let Some(u) = &self.http.public_url {
+            let host = u.strip_prefix("http://").unwrap_or("");
+            if host.is_empty() || host.contains(char::is_whitespace) || u.ends_with('/') {
+                bad("http.public_url".into(), format!("{u:?} must look like http://host:port (plain HTTP, no trailing slash)"));
+            }
         }
         if !(1..=64).contains(&self.swarm.upload_slots) {
             bad("swarm.upload_slots".into(), format!("{} is out of range (1 to 64)", self.swarm.upload_slots));

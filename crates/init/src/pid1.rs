@@ -214,8 +214,15 @@ fn switch_root(drivers: &mut Drivers, dir: &Path, m: &Manifest) -> anyhow::Resul
 
 /// Another kernel: load it with the image's initramfs and command line, and jump.
 fn kexec(dir: &Path, m: &Manifest) -> anyhow::Result<Never> {
-    let k = std::fs::File::open(dir.join("kernel"))?;
-    let i = std::fs::File::open(dir.join("initrd"))?;
+    // The worker holds the fetched files open for writing (its storage), and the kernel
+    // refuses to load a file open for writing (ETXTBSY): load copies.
+    let copies = Path::new("/run/swarmboot/kexec");
+    std::fs::create_dir_all(copies)?;
+    for f in ["kernel", "initrd"] {
+        std::fs::copy(dir.join(f), copies.join(f))?;
+    }
+    let k = std::fs::File::open(copies.join("kernel"))?;
+    let i = std::fs::File::open(copies.join("initrd"))?;
     let cmdline = CString::new(m.cmdline.clone())?;
     say(format!("the image's kernel is not the stub's: kexec into {}@{} (seeding stops at the jump)", m.name, m.version));
     // SAFETY: kexec_file_load(kernel_fd, initrd_fd, cmdline_len, cmdline, flags); the length

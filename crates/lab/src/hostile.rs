@@ -156,3 +156,61 @@ fn serve_garbage(mut s: TcpStream, info_hash: [u8; 20], peer_id: [u8; 20], piece
         }
     }
 }
+
+/// A man in the middle on the boot network: an HTTP proxy to `upstream` that changes the
+/// bytes of every answer to a path starting with `tamper_prefix` (it replaces `from` with
+/// `to`, same length, so the length header stays right) and passes everything else through.
+pub struct TamperingProxy {
+    pub addr: SocketAddr,
+    pub tampered: Arc<AtomicU64>,
+}
+
+impl TamperingProxy {
+    /// Start it on a thread that is in the namespace the listener was bound in (so its
+    /// connections to `upstream` leave from there).
+    pub fn start(listener: TcpListener, upstream: SocketAddr, tamper_prefix: &str, from: &[u8], to: &[u8]) -> std::io::Result<Self> {
+        assert_eq!(from.len(), to.len(), "a same-length change");
+        let addr = listener.local_addr()?;
+        let tampered = Arc::new(AtomicU64::new(0));
+        let (count, prefix, from, to) = (tampered.clone(), tamper_prefix.to_string(), from.to_vec(), to.to_vec());
+        std::thread::spawn(move || {
+            for s in listener.incoming().flatten() {
+                let (count, prefix, from, to) = (count.clone(), prefix.clone(), from.clone(), to.clone());
+                std::thread::spawn(move || {
+                    let _ = relay(s, upstream, &prefix, &from, &to, &count);
+                });
+            }
+        });
+        Ok(TamperingProxy { addr, tampered })
+    }
+}
+
+fn relay(mut client: TcpStream, upstream: SocketAddr, prefix: &str, from: &[u8], to: &[u8], count: &AtomicU64) -> std::io::Result<()> {
+    client.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut req = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = client.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        req.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&req).to_string();
+    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let range = head.lines().find(|l| l.to_ascii_lowercase().starts_with("range:")).map(|l| format!("{l}\r\n")).unwrap_or_default();
+    let mut up = TcpStream::connect(upstream)?;
+    write!(up, "GET {path} HTTP/1.0\r\nHost: {upstream}\r\n{range}\r\n")?;
+    let mut resp = Vec::new();
+    up.read_to_end(&mut resp)?;
+    if path.starts_with(prefix) {
+        if let Some(split) = resp.windows(4).position(|w| w == b"\r\n\r\n") {
+            let body = split + 4;
+            if let Some(at) = resp[body..].windows(from.len()).position(|w| w == from) {
+                resp[body + at..body + at + to.len()].copy_from_slice(to);
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    client.write_all(&resp)
+}

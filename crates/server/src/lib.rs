@@ -149,7 +149,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 }
 
 fn boot_config(cfg: &Config) -> anyhow::Result<http::BootConfig> {
-    Ok(http::BootConfig { rules: cfg.image_rules()?, base_url: format!("http://{}:{}", cfg.server.address.ip, cfg.http.listen.port()) })
+    Ok(http::BootConfig { rules: cfg.image_rules()?, base_url: cfg.base_url() })
 }
 
 /// Re-reads the config for SIGHUP. Interface, addresses, listeners and the TFTP root are not
