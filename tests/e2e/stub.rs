@@ -92,10 +92,12 @@ struct LabOpts<'a> {
     image_kernel: Option<std::path::PathBuf>,
     /// More config for the server (`[http]` lines).
     http_extra: &'a str,
+    /// More of the image's kernel command line.
+    cmdline_extra: &'a str,
 }
 
 fn stub_lab(tag: &str, data_mib: usize, marker: &str) -> StubLab {
-    stub_lab_with(tag, LabOpts { data_mib, marker, image_kernel: None, http_extra: "" })
+    stub_lab_with(tag, LabOpts { data_mib, marker, image_kernel: None, http_extra: "", cmdline_extra: "" })
 }
 
 fn stub_lab_with(tag: &str, o: LabOpts) -> StubLab {
@@ -116,7 +118,7 @@ fn stub_lab_with(tag: &str, o: LabOpts) -> StubLab {
     let rootfs = dir.path().join("root.squashfs");
     write_test_rootfs(&rootfs, std::path::Path::new("/bin/busybox"), o.data_mib, 1).unwrap();
     let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
-    let cmdline = format!("console=ttyS0 panic=-1 marker={}", o.marker);
+    let cmdline = format!("console=ttyS0 panic=-1 marker={} {}", o.marker, o.cmdline_extra);
     let image_kernel = o.image_kernel.unwrap_or_else(|| kernel.clone());
     server.cli(&["image", "add", "elchos", "--kernel", &s(&image_kernel), "--initrd", &s(&initrd), "--rootfs", &s(&rootfs), "--cmdline", &cmdline]).unwrap();
     let built = server.cli(&["stub", "build", "--kernel", &s(&kernel)]).unwrap();
@@ -211,7 +213,7 @@ fn an_image_with_another_kernel_is_kexeced() {
     let dir = ScratchDir::new("kexec-kernel").unwrap();
     let patched = dir.path().join("vmlinuz-other");
     other_kernel(&swarmboot_lab::initramfs::debian_kernel().unwrap(), &patched);
-    let lab = stub_lab_with("stub-kexec", LabOpts { data_mib: 1, marker: "kexec-v1", image_kernel: Some(patched), http_extra: "" });
+    let lab = stub_lab_with("stub-kexec", LabOpts { data_mib: 1, marker: "kexec-v1", image_kernel: Some(patched), http_extra: "", cmdline_extra: "" });
     let mut vm = Vm::start(&lab.lan, lab.dir.path(), "vm1", "52:54:00:5b:03:01", Firmware::Bios).unwrap();
     vm.wait_for("SWARMBOOT-TEST-MARKER kexec-v1", BOOT).unwrap();
     let console = std::fs::read_to_string(&vm.console).unwrap();
@@ -228,7 +230,7 @@ fn a_tampered_manifest_is_refused_on_the_console() {
     }
     use swarmboot_lab::hostile::TamperingProxy;
     use swarmboot_lab::qemu::{Firmware, Vm};
-    let mut lab = stub_lab_with("stub-tamper", LabOpts { data_mib: 1, marker: "never", image_kernel: None, http_extra: "public_url = \"http://10.77.0.2:8080\"" });
+    let mut lab = stub_lab_with("stub-tamper", LabOpts { data_mib: 1, marker: "never", image_kernel: None, http_extra: "public_url = \"http://10.77.0.2:8080\"", cmdline_extra: "" });
     let h = lab.lan.add_host(None).unwrap();
     let mitm = lab.lan.host(h);
     mitm.ip(&["addr", "add", "10.77.0.2/24", "dev", "eth0"]).unwrap();
@@ -246,4 +248,32 @@ fn a_tampered_manifest_is_refused_on_the_console() {
     std::thread::sleep(Duration::from_secs(5));
     let console = std::fs::read_to_string(&vm.console).unwrap();
     assert!(!console.contains("SWARMBOOT-TEST-MARKER") && !console.contains("switching to"), "{console}");
+}
+
+/// After VM1 booted, the server stops seeding (restarted with `[swarm] seed = false`), and
+/// the image's `swarmboot.stall=600` keeps the stub from falling back to HTTP: VM2 still boots,
+/// every byte of its image from VM1. Over HTTP goes only the stub iPXE loads.
+#[test]
+fn with_the_servers_seed_stopped_the_next_vm_boots_from_the_first() {
+    if !require_root("with_the_servers_seed_stopped_the_next_vm_boots_from_the_first") {
+        return;
+    }
+    use swarmboot_lab::qemu::{Firmware, Vm};
+    let mut lab = stub_lab_with("stub-noseed", LabOpts { data_mib: 16, marker: "peer-v1", image_kernel: None, http_extra: "", cmdline_extra: "swarmboot.stall=600" });
+    let mut vm1 = Vm::start(&lab.lan, lab.dir.path(), "vm1", "52:54:00:5b:05:01", Firmware::Bios).unwrap();
+    vm1.wait_for("SWARMBOOT-TEST-SEEDING", BOOT).unwrap();
+    let mut cfg = std::fs::read_to_string(&lab.server.config).unwrap();
+    cfg.push_str("[swarm]\nseed = false\n");
+    std::fs::write(&lab.server.config, cfg).unwrap();
+    lab.server.restart(&lab.lan.server).unwrap();
+    let mut vm2 = Vm::start(&lab.lan, lab.dir.path(), "vm2", "52:54:00:5b:05:02", Firmware::Bios).unwrap();
+    vm2.wait_for("SWARMBOOT-TEST-MARKER peer-v1", BOOT).unwrap();
+    let console = std::fs::read_to_string(&vm2.console).unwrap();
+    let line = console.lines().find(|l| l.contains("image verified")).unwrap_or_default().to_string();
+    assert!(line.contains(" 0 MiB over HTTP"), "{line}");
+    assert_eq!(lab.server.metric("swarmboot_seed_uploaded_bytes_total").unwrap(), 0, "the server did not seed");
+    let stub: Vec<u64> = lab.server.cli(&["stub", "show"]).unwrap().split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    let kernel_len = std::fs::metadata(swarmboot_lab::initramfs::debian_kernel().unwrap()).unwrap().len();
+    assert_eq!(lab.server.metric("swarmboot_http_blob_bytes_total").unwrap(), kernel_len + stub[0], "HTTP carried the stub only");
+    eprintln!("VM2: {}", line.trim_start_matches(|c: char| c != 's'));
 }
