@@ -61,7 +61,7 @@ fn parse_key(k: &str) -> anyhow::Result<PublicKey> {
 fn write_stats(path: Option<&Path>, p: &FetchProgress, uploaded: u64, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let Some(path) = path else { return Ok(()) };
     let v = serde_json::json!({
-        "total": p.total, "from_peers": p.from_peers, "from_http": p.from_http, "uploaded": uploaded,
+        "total": p.total, "from_peers": p.from_peers, "from_server_seed": p.from_server_seed, "from_http": p.from_http, "uploaded": uploaded,
         "complete_secs": p.elapsed.as_secs_f64(), "fallback": p.fallback, "hash_failures": p.hash_failures, "listen": listen.map(|a| a.to_string()),
     });
     std::fs::write(path, serde_json::to_vec_pretty(&v)?).with_context(|| format!("writing {}", path.display()))

@@ -117,6 +117,9 @@ pub struct FetchProgress {
     pub total: u64,
     /// Payload bytes received from peers (duplicates included).
     pub from_peers: u64,
+    /// Of those, from the boot server's own seed (peers at the server's address; sampled, so
+    /// a connection that came and went between samples counts what was seen of it).
+    pub from_server_seed: u64,
     /// Bytes received over HTTP (Range fallback, or files without a torrent).
     pub from_http: u64,
     pub uploaded: u64,
@@ -292,7 +295,18 @@ pub async fn fetch(cfg: &FetchConfig, mut report: impl FnMut(&FetchProgress)) ->
 
     let mut last_have = u64::MAX;
     let mut last_change = Instant::now();
+    let server_ip: Option<std::net::IpAddr> = cfg.server.strip_prefix("http://").and_then(|r| r.split(['/', ':']).next()).and_then(|h| h.parse().ok());
+    // Most seen from each connection to the server's address: (file, connection) → bytes.
+    let mut from_server: std::collections::HashMap<(usize, String), u64> = std::collections::HashMap::new();
     loop {
+        for (i, job) in by_sha.values().enumerate() {
+            for r in job.engine.iter().flat_map(Engine::peers) {
+                if Some(r.addr.ip()) == server_ip {
+                    let seen = from_server.entry((i, format!("{:?}", r.stats.key))).or_default();
+                    *seen = (*seen).max(r.stats.downloaded);
+                }
+            }
+        }
         let mut have = 0;
         let (mut peers, mut sources, mut from_peers, mut uploaded, mut hash_failures) = (0, 0, 0, 0, 0);
         for job in by_sha.values() {
@@ -309,7 +323,17 @@ pub async fn fetch(cfg: &FetchConfig, mut report: impl FnMut(&FetchProgress)) ->
                 None => have += job.entry.size,
             }
         }
-        progress = FetchProgress { bytes_have: have, from_peers, uploaded, hash_failures, peers, sources, elapsed: started.elapsed(), ..progress };
+        progress = FetchProgress {
+            bytes_have: have,
+            from_peers,
+            from_server_seed: from_server.values().sum(),
+            uploaded,
+            hash_failures,
+            peers,
+            sources,
+            elapsed: started.elapsed(),
+            ..progress
+        };
         report(&progress);
         if have == progress.total {
             break;

@@ -120,10 +120,11 @@ pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<
     };
     let p = fetched.progress;
     say(format!(
-        "image verified: {} MiB in {:.1} s, {} MiB from peers, {} MiB over HTTP; seeding on {}",
+        "image verified: {} MiB in {:.1} s, {} MiB from peers ({} MiB of it from the server's seed), {} MiB over HTTP; seeding on {}",
         p.total >> 20,
         p.elapsed.as_secs_f64(),
         p.from_peers >> 20,
+        p.from_server_seed >> 20,
         p.from_http >> 20,
         fetched.listen_addr().map_or("-".into(), |a| a.to_string())
     ));

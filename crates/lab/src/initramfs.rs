@@ -48,7 +48,7 @@ pub fn debian_kernel() -> Option<std::path::PathBuf> {
 const ROOT_INIT: &str = r#"#!/bin/busybox sh
 b=/bin/busybox
 $b mkdir -p /proc /sys /tmp
-$b mountpoint -q /proc || $b mount -t proc proc /proc
+[ -e /proc/self ] || $b mount -t proc proc /proc
 for word in $($b cat /proc/cmdline); do
   case "$word" in marker=*) m="${word#marker=}" ;; esac
 done
