@@ -60,15 +60,6 @@ fn rate_bits(rate: &str) -> anyhow::Result<f64> {
     Ok(num.parse::<f64>().context("--rate number")? * mult)
 }
 
-fn tc(ns: &swarmboot_lab::Netns, dev: &str, rate: &str) -> anyhow::Result<()> {
-    host::run(ns.command("tc").args(["qdisc", "replace", "dev", dev, "root", "tbf", "rate", rate, "burst", "64kb", "latency", "20ms"]))
-}
-
-fn read_counter(ns: &swarmboot_lab::Netns, dev: &str) -> anyhow::Result<u64> {
-    let out = ns.command("cat").arg(format!("/sys/class/net/{dev}/statistics/tx_bytes")).output()?;
-    String::from_utf8_lossy(&out.stdout).trim().parse().context("tx_bytes")
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
@@ -195,10 +186,10 @@ fn storm(a: &StormArgs, mode: &str, run: usize, scratch: &ScratchDir, seed_dir: 
     for i in 0..a.clients {
         let h = lan.add_host(None)?;
         lan.host(h).ip(&["addr", "add", &format!("10.88.0.{}/24", 10 + i), "dev", "eth0"])?;
-        tc(lan.host(h), "eth0", &a.rate)?;
-        tc(&lan.server, &lan.ports[h], &a.rate)?;
+        lan.host(h).shape("eth0", &a.rate)?;
+        lan.server.shape(&lan.ports[h], &a.rate)?;
     }
-    tc(&lan.server, "br0", &a.rate)?;
+    lan.server.shape("br0", &a.rate)?;
     let server_ip = "10.88.0.1";
     let swarmboot = swarmboot_lab::bin("swarmboot");
     let mut keep: Vec<Proc> = Vec::new();
@@ -327,7 +318,7 @@ fn storm(a: &StormArgs, mode: &str, run: usize, scratch: &ScratchDir, seed_dir: 
         clients.push((p, done_flag));
     }
     std::thread::sleep(Duration::from_millis(500));
-    let before = read_counter(&lan.server, "br0")?;
+    let before = lan.server.tx_bytes("br0")?;
     std::fs::write(&go, b"")?;
     let t0 = Instant::now();
     let mut times: Vec<Option<f64>> = vec![None; a.clients];
@@ -360,7 +351,7 @@ fn storm(a: &StormArgs, mode: &str, run: usize, scratch: &ScratchDir, seed_dir: 
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let server_bytes = read_counter(&lan.server, "br0")? - before;
+    let server_bytes = lan.server.tx_bytes("br0")? - before;
     // Byte-identical everywhere, or the figures mean nothing.
     let want = std::fs::read(seed_dir.join("image.bin"))?;
     let sha = served.as_ref().and_then(|(_, t)| Metainfo::parse(&std::fs::read(t).ok()?).ok()).map(|m| m.name);

@@ -9,6 +9,8 @@
 //! - `bench-tftp`: a 20 MB file from swarmboot, tftpd-hpa and dnsmasq; throughput, ratios.
 //! - `bench-boot`: VM power-on → marker, swarmboot (HTTP) vs dnsmasq (TFTP only).
 //! - `bench-sha1`: SHA-1 piece verification MB/s vs coreutils sha1sum.
+//! - `bench-stub`: N VMs boot one image at once, swarm mode vs direct: time to marker,
+//!   server bytes per VM.
 //! - `bench-storm`: N clients fetch one file at once over tc-shaped links: swarmboot serve +
 //!   fetch, our engine alone, aria2c, plain HTTP; p50/p99/max, server bytes ÷ SIZE, p99 ÷ bound.
 
@@ -16,6 +18,7 @@ mod bench_boot;
 mod bench_dhcp;
 mod bench_sha1;
 mod bench_storm;
+mod bench_stub;
 mod bench_tftp;
 mod demo;
 mod host;
@@ -62,6 +65,17 @@ enum Task {
     BenchSha1,
     /// Build the stub's static init (target/x86_64-unknown-linux-musl/stub/swarmboot-init).
     StubInit,
+    /// N VMs boot one image at once, swarm mode vs direct mode: time to marker, server bytes.
+    BenchStub {
+        #[arg(long, default_value_t = 3)]
+        vms: usize,
+        /// MiB of incompressible data in the image's initramfs.
+        #[arg(long, default_value_t = 64)]
+        size_mib: usize,
+        /// The server uplink's rate (tc syntax).
+        #[arg(long, default_value = "100mbit")]
+        rate: String,
+    },
     /// Boot storm: N clients fetch one file at once over shaped links. Modes: ours (engine
     /// alone), fetch (swarmboot serve + swarmboot fetch), aria2, aria2-served, http.
     BenchStorm {
@@ -104,6 +118,7 @@ fn main() -> std::process::ExitCode {
         Task::BenchTftp { runs } => bench_tftp::run(runs),
         Task::BenchBoot { runs } => bench_boot::run(runs),
         Task::BenchSha1 => bench_sha1::run(),
+        Task::BenchStub { vms, size_mib, rate } => bench_stub::run(bench_stub::StubBenchArgs { vms, size_mib, rate }),
         Task::StubInit => host::ensure_packages().and_then(|_| host::build_stub_init()).map(|p| println!("{}", p.display())),
         Task::BenchStorm { clients, size_mib, rate, modes, piece_kib, server_slots, client_slots, runs } => {
             bench_storm::run(bench_storm::StormArgs { clients, size_mib, rate, modes, piece_kib, server_slots, client_slots, runs })

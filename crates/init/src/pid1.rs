@@ -18,6 +18,9 @@ use crate::console::say;
 use crate::drivers::Drivers;
 use crate::worker::{self, WorkerArgs};
 
+/// The worker's pid (0 before the fork).
+static WORKER: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
 /// Where the stub keeps the image: on the tmpfs at /run, which moves into the new root.
 const IMAGE_DIR: &str = "/run/swarmboot/image";
 /// The server's public key, put into the initramfs by `swarmboot stub build`.
@@ -109,7 +112,8 @@ pub fn run() -> ! {
             }
             std::process::exit(1)
         }
-        Ok(ForkResult::Parent { .. }) => {
+        Ok(ForkResult::Parent { child }) => {
+            WORKER.store(child.as_raw(), std::sync::atomic::Ordering::Relaxed);
             drop(w);
             let mut line = String::new();
             let _ = BufReader::new(std::fs::File::from(r)).read_line(&mut line);
@@ -214,15 +218,17 @@ fn switch_root(drivers: &mut Drivers, dir: &Path, m: &Manifest) -> anyhow::Resul
 
 /// Another kernel: load it with the image's initramfs and command line, and jump.
 fn kexec(dir: &Path, m: &Manifest) -> anyhow::Result<Never> {
-    // The worker holds the fetched files open for writing (its storage), and the kernel
-    // refuses to load a file open for writing (ETXTBSY): load copies.
-    let copies = Path::new("/run/swarmboot/kexec");
-    std::fs::create_dir_all(copies)?;
-    for f in ["kernel", "initrd"] {
-        std::fs::copy(dir.join(f), copies.join(f))?;
+    // Seeding ends at the jump anyway: stop the worker first, so its files are no longer open
+    // for writing (the kernel refuses those with ETXTBSY) and its memory is free for the
+    // kexec buffers.
+    let worker = WORKER.load(std::sync::atomic::Ordering::Relaxed);
+    if worker > 0 {
+        let pid = nix::unistd::Pid::from_raw(worker);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
     }
-    let k = std::fs::File::open(copies.join("kernel"))?;
-    let i = std::fs::File::open(copies.join("initrd"))?;
+    let k = std::fs::File::open(dir.join("kernel"))?;
+    let i = std::fs::File::open(dir.join("initrd"))?;
     let cmdline = CString::new(m.cmdline.clone())?;
     say(format!("the image's kernel is not the stub's: kexec into {}@{} (seeding stops at the jump)", m.name, m.version));
     // SAFETY: kexec_file_load(kernel_fd, initrd_fd, cmdline_len, cmdline, flags); the length

@@ -82,14 +82,21 @@ pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<
                 continue;
             }
         };
-        let need: u64 = signed.manifest.files.iter().map(|f| f.size).sum::<u64>() + RAM_MARGIN;
+        // The files on the tmpfs, plus — when the image has no root filesystem, so its kernel
+        // will be kexec'd — the kernel's copy of its kernel and initramfs while it loads them.
+        let m = &signed.manifest;
+        let files: u64 = m.files.iter().map(|f| f.size).sum();
+        let kexec_buffers: u64 = if m.file(swarmboot_image::Role::Rootfs).is_none() { files } else { 0 };
+        let need = files + kexec_buffers + RAM_MARGIN;
         if let Some(have) = mem_available() {
             if have < need {
                 say(format!(
-                    "not enough RAM for {}@{}: it needs {} MiB (files + {} MiB to run), this machine has {} MiB free; retrying in {} s",
+                    "not enough RAM for {}@{}: it needs {} MiB ({} MiB of files, {} MiB to load its kernel, {} MiB to run), this machine has {} MiB free; retrying in {} s",
                     signed.manifest.name,
                     signed.manifest.version,
                     need >> 20,
+                    files >> 20,
+                    kexec_buffers >> 20,
                     RAM_MARGIN >> 20,
                     have >> 20,
                     backoff(tries).as_secs()
@@ -99,7 +106,7 @@ pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<
                 continue;
             }
         }
-        say(format!("{}@{} verified (signed by {}); fetching {} MiB", signed.manifest.name, signed.manifest.version, signed.signer.fingerprint(), (need - RAM_MARGIN) >> 20));
+        say(format!("{}@{} verified (signed by {}); fetching {} MiB", signed.manifest.name, signed.manifest.version, signed.signer.fingerprint(), files >> 20));
         let mut last = (Instant::now(), 0u64);
         let result = swarmboot_fetch::fetch(&cfg, |p| {
             if last.0.elapsed() >= Duration::from_millis(900) || p.bytes_have == p.total {

@@ -21,6 +21,12 @@ echo "SWARMBOOT-TEST-MARKER $m"
 
 /// Writes the test initramfs to `dest`, with `busybox` (a static binary) as `/bin/busybox`.
 pub fn write_test_initramfs(dest: &Path, busybox: &Path) -> std::io::Result<()> {
+    write_test_initramfs_with_data(dest, busybox, 0, 0)
+}
+
+/// The test initramfs with `data_mib` MiB of incompressible bytes in `/data/noise` (an image
+/// whose size is its size on the wire, for benchmarks that boot it directly or by kexec).
+pub fn write_test_initramfs_with_data(dest: &Path, busybox: &Path, data_mib: usize, salt: u64) -> std::io::Result<()> {
     let bb = std::fs::read(busybox)?;
     if is_dynamic_elf(&bb) {
         return Err(std::io::Error::other(format!("{} is dynamically linked and would not run in the initramfs: install busybox-static", busybox.display())));
@@ -31,6 +37,10 @@ pub fn write_test_initramfs(dest: &Path, busybox: &Path) -> std::io::Result<()> 
     c.entry("dev/console", CHAR_DEV, &[], (5, 1))?;
     c.entry("bin/busybox", EXEC, &bb, (0, 0))?;
     c.entry("init", EXEC, INIT.as_bytes(), (0, 0))?;
+    if data_mib > 0 {
+        c.dir("data")?;
+        c.entry("data/noise", EXEC & !0o111, &crate::noise(data_mib << 20, salt), (0, 0))?;
+    }
     c.finish()?.flush()
 }
 

@@ -73,6 +73,18 @@ impl Netns {
         c
     }
 
+    /// Shapes what `dev` sends to `rate` (tc syntax, like `100mbit`): a token bucket with a
+    /// 64 KiB burst and 20 ms of queue, as a switch port of that speed would.
+    pub fn shape(&self, dev: &str, rate: &str) -> anyhow::Result<()> {
+        run(self.command("tc").args(["qdisc", "replace", "dev", dev, "root", "tbf", "rate", rate, "burst", "64kb", "latency", "20ms"])).map(|_| ())
+    }
+
+    /// Bytes `dev` has sent (its tx counter, headers included).
+    pub fn tx_bytes(&self, dev: &str) -> anyhow::Result<u64> {
+        let out = run(self.command("cat").arg(format!("/sys/class/net/{dev}/statistics/tx_bytes")))?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().context("tx_bytes")
+    }
+
     /// Runs `f` on a thread that has entered the namespace; sockets it opens live there.
     pub fn enter<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> anyhow::Result<R> {
         enter_named(&self.name, f)
