@@ -230,7 +230,8 @@ fn a_tampered_manifest_is_refused_on_the_console() {
     }
     use swarmboot_lab::hostile::TamperingProxy;
     use swarmboot_lab::qemu::{Firmware, Vm};
-    let mut lab = stub_lab_with("stub-tamper", LabOpts { data_mib: 1, marker: "never", image_kernel: None, http_extra: "public_url = \"http://10.77.0.2:8080\"", cmdline_extra: "" });
+    let mut lab =
+        stub_lab_with("stub-tamper", LabOpts { data_mib: 1, marker: "never", image_kernel: None, http_extra: "public_url = \"http://10.77.0.2:8080\"", cmdline_extra: "" });
     let h = lab.lan.add_host(None).unwrap();
     let mitm = lab.lan.host(h);
     mitm.ip(&["addr", "add", "10.77.0.2/24", "dev", "eth0"]).unwrap();
