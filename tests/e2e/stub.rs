@@ -278,3 +278,21 @@ fn with_the_servers_seed_stopped_the_next_vm_boots_from_the_first() {
     assert_eq!(lab.server.metric("swarmboot_http_blob_bytes_total").unwrap(), kernel_len + stub[0], "HTTP carried the stub only");
     eprintln!("VM2: {}", line.trim_start_matches(|c: char| c != 's'));
 }
+
+/// A machine with too little RAM for the image: the stub says how much it needs and how much
+/// there is, before downloading anything, and boots nothing.
+#[test]
+fn too_little_ram_is_explained_before_anything_is_fetched() {
+    if !require_root("too_little_ram_is_explained_before_anything_is_fetched") {
+        return;
+    }
+    use swarmboot_lab::qemu::{Firmware, Vm};
+    let lab = stub_lab("stub-ram", 192, "never");
+    let mut vm = Vm::start_with_memory(&lab.lan, lab.dir.path(), "small", "52:54:00:5b:06:01", Firmware::Bios, 256).unwrap();
+    let line = vm.wait_for("not enough RAM", BOOT).unwrap();
+    assert!(line.contains("not enough RAM for elchos@1: it needs") && line.contains("MiB free"), "{line}");
+    eprintln!("{}", line.trim_start_matches(|c: char| c != 's'));
+    assert_eq!(lab.server.metric("swarmboot_seed_uploaded_bytes_total").unwrap(), 0, "nothing was fetched");
+    let console = std::fs::read_to_string(&vm.console).unwrap();
+    assert!(!console.contains("SWARMBOOT-TEST-MARKER"), "{console}");
+}

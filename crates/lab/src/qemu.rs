@@ -29,14 +29,19 @@ pub struct Vm {
 }
 
 impl Vm {
-    /// Starts a VM that network-boots from the lab bridge.
+    /// Starts a VM (384 MiB of RAM) that network-boots from the lab bridge.
     pub fn start(lan: &Lan, dir: &Path, name: &str, mac: &str, firmware: Firmware) -> anyhow::Result<Self> {
+        Self::start_with_memory(lan, dir, name, mac, firmware, 384)
+    }
+
+    /// Like [`Vm::start`], with `mib` MiB of RAM.
+    pub fn start_with_memory(lan: &Lan, dir: &Path, name: &str, mac: &str, firmware: Firmware, mib: u32) -> anyhow::Result<Self> {
         let tap = format!("t{}", unique());
         lan.server.ip(&["tuntap", "add", &tap, "mode", "tap"])?;
         lan.server.ip(&["link", "set", &tap, "master", "br0", "up"])?;
         let console = dir.join(format!("{name}.console"));
         let mut cmd = lan.server.command("qemu-system-x86_64");
-        cmd.args(["-accel", "tcg", "-m", "384", "-smp", "1", "-display", "none", "-no-reboot", "-boot", "n"])
+        cmd.args(["-accel", "tcg", "-m", &mib.to_string(), "-smp", "1", "-display", "none", "-no-reboot", "-boot", "n"])
             .args(["-netdev", &format!("tap,id=n0,ifname={tap},script=no,downscript=no")])
             .args(["-device", &format!("virtio-net-pci,netdev=n0,mac={mac}{}", if firmware == Firmware::UefiNativePxe { ",romfile=" } else { "" })])
             .arg("-serial")
