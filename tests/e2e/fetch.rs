@@ -42,11 +42,6 @@ impl Image {
     }
 }
 
-fn public_key(server: &Server) -> String {
-    let out = server.cli(&["key", "show"]).unwrap();
-    out.lines().find_map(|l| l.strip_prefix("public key")).map(|k| k.trim().to_string()).unwrap()
-}
-
 /// A server alone in a namespace, on its loopback: HTTP on 8080, seed on 6881.
 fn solo(tag: &str, swarm: &str) -> (ScratchDir, Netns, Server) {
     let dir = ScratchDir::new(tag).unwrap();
@@ -106,7 +101,7 @@ fn five_fetch_clients_and_aria2c_share_an_image() {
     let server = Server::start(&lan.server, dir.path(), &cfg, 8080).unwrap();
     let image = Image::new(24 << 20);
     let rootfs_sha = image.add(&server, dir.path(), "elchos");
-    let key = public_key(&server);
+    let key = server.public_key().unwrap();
     for i in 0..6 {
         let h = lan.add_host(None).unwrap();
         lan.host(h).ip(&["addr", "add", &format!("10.77.0.{}/24", 10 + i), "dev", "eth0"]).unwrap();
@@ -190,7 +185,7 @@ fn a_stalled_swarm_falls_back_to_http_and_restarts_do_not_rehash() {
     let (dir, ns, mut server) = solo("fetch-stall", "seed = false");
     let image = Image::new(5 << 20);
     image.add(&server, dir.path(), "img");
-    let key = public_key(&server);
+    let key = server.public_key().unwrap();
     let out = dir.path().join("out");
     let stats_path = dir.path().join("stats.json");
     let started = Instant::now();
@@ -262,7 +257,7 @@ fn tampered_manifests_foreign_keys_and_corrupt_torrents_are_refused() {
     let (dir, ns, server) = solo("fetch-refuse", "");
     let image = Image::new(300_000);
     let rootfs_sha = image.add(&server, dir.path(), "img");
-    let key = public_key(&server);
+    let key = server.public_key().unwrap();
     let envelope = http_get(&ns, "127.0.0.1:8080", "/manifest/img");
     let torrent = http_get(&ns, "127.0.0.1:8080", &format!("/torrent/{rootfs_sha}.torrent"));
 
@@ -270,7 +265,7 @@ fn tampered_manifests_foreign_keys_and_corrupt_torrents_are_refused() {
     let (dir2, ns2, server2) = solo("fetch-refuse2", "");
     image.add(&server2, dir2.path(), "img");
     let foreign = http_get(&ns2, "127.0.0.1:8080", "/manifest/img");
-    let foreign_key = public_key(&server2);
+    let foreign_key = server2.public_key().unwrap();
     drop((server2, ns2));
 
     let mut tampered = envelope.clone();
@@ -322,7 +317,7 @@ fn a_corrupting_peer_is_dropped_and_the_download_completes() {
     let (dir, ns, server) = solo("fetch-corrupt", "upload_slots = 1");
     let image = Image::new(16 << 20);
     let rootfs_sha = image.add(&server, dir.path(), "img");
-    let key = public_key(&server);
+    let key = server.public_key().unwrap();
     let meta = swarmboot_torrent::Metainfo::parse(&http_get(&ns, "127.0.0.1:8080", &format!("/torrent/{rootfs_sha}.torrent"))).unwrap();
     wait_files(&server, 3);
     let listener = ns.enter(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();

@@ -29,7 +29,7 @@ fn the_stub_worker_gets_an_address_and_the_image() {
     }
     let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
     server.cli(&["image", "add", "elchos", "--kernel", &p("k"), "--initrd", &p("i"), "--rootfs", &p("r")]).unwrap();
-    let key = server.cli(&["key", "show"]).unwrap().lines().find_map(|l| l.strip_prefix("public key").map(|k| k.trim().to_string())).unwrap();
+    let key = server.public_key().unwrap();
     let h = lan.add_host(Some("52:54:00:5b:00:01")).unwrap();
     let host = lan.host(h);
 
@@ -83,6 +83,15 @@ struct StubLab {
     lan: Lan,
     server: Server,
     rootfs_len: u64,
+}
+
+impl StubLab {
+    /// What iPXE loads over HTTP per machine in swarm mode: the stub's kernel and initramfs.
+    fn stub_bytes(&self) -> u64 {
+        let show = self.server.cli(&["stub", "show"]).unwrap();
+        let initrd: u64 = show.split("initramfs ").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok()).expect("stub show names the initramfs size");
+        std::fs::metadata(swarmboot_lab::initramfs::debian_kernel().unwrap()).unwrap().len() + initrd
+    }
 }
 
 struct LabOpts<'a> {
@@ -150,9 +159,7 @@ fn a_vm_boots_the_image_through_the_stub_and_keeps_seeding() {
     let seed_up = lab.server.metric("swarmboot_seed_uploaded_bytes_total").unwrap();
     assert!(seed_up >= lab.rootfs_len, "the image came through the swarm: the seed sent {seed_up} bytes");
     // Over HTTP went only what iPXE loaded: the stub's kernel and initramfs.
-    let stub: Vec<u64> = lab.server.cli(&["stub", "show"]).unwrap().split_whitespace().filter_map(|w| w.parse().ok()).collect();
-    let kernel_len = std::fs::metadata(swarmboot_lab::initramfs::debian_kernel().unwrap()).unwrap().len();
-    assert_eq!(lab.server.metric("swarmboot_http_blob_bytes_total").unwrap(), kernel_len + stub[0], "HTTP carried the stub only ({stub:?})");
+    assert_eq!(lab.server.metric("swarmboot_http_blob_bytes_total").unwrap(), lab.stub_bytes(), "HTTP carried the stub only");
 }
 
 /// VM1 boots first; then VM2 and VM3 boot together and get most of their image from VM1 and
@@ -273,9 +280,7 @@ fn with_the_servers_seed_stopped_the_next_vm_boots_from_the_first() {
     let line = console.lines().find(|l| l.contains("image verified")).unwrap_or_default().to_string();
     assert!(line.contains(" 0 MiB over HTTP"), "{line}");
     assert_eq!(lab.server.metric("swarmboot_seed_uploaded_bytes_total").unwrap(), 0, "the server did not seed");
-    let stub: Vec<u64> = lab.server.cli(&["stub", "show"]).unwrap().split_whitespace().filter_map(|w| w.parse().ok()).collect();
-    let kernel_len = std::fs::metadata(swarmboot_lab::initramfs::debian_kernel().unwrap()).unwrap().len();
-    assert_eq!(lab.server.metric("swarmboot_http_blob_bytes_total").unwrap(), kernel_len + stub[0], "HTTP carried the stub only");
+    assert_eq!(lab.server.metric("swarmboot_http_blob_bytes_total").unwrap(), lab.stub_bytes(), "HTTP carried the stub only");
     eprintln!("VM2: {}", line.trim_start_matches(|c: char| c != 's'));
 }
 

@@ -60,6 +60,15 @@ fn rate_bits(rate: &str) -> anyhow::Result<f64> {
     Ok(num.parse::<f64>().context("--rate number")? * mult)
 }
 
+impl Outcome {
+    /// Completion times: (p50, p99, max).
+    fn quantiles(&self) -> (f64, f64, f64) {
+        let mut t = self.times.clone();
+        t.sort_by(f64::total_cmp);
+        (percentile(&t, 0.5), percentile(&t, 0.99), t[t.len() - 1])
+    }
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
@@ -131,25 +140,12 @@ pub fn run(a: StormArgs) -> anyhow::Result<()> {
     println!("\n| mode | p50 | p99 | max | server bytes ÷ SIZE | p99 ÷ bound |");
     println!("|---|---|---|---|---|---|");
     for o in &all {
-        let mut t = o.times.clone();
-        t.sort_by(f64::total_cmp);
+        let (p50, p99, max) = o.quantiles();
         let payload = o.payload.map(|p| format!(" (payload {:.2})", p as f64 / size as f64)).unwrap_or_default();
-        println!(
-            "| {} | {:.1} s | {:.1} s | {:.1} s | {:.2}{payload} | {:.2} |",
-            o.mode,
-            percentile(&t, 0.5),
-            percentile(&t, 0.99),
-            t[t.len() - 1],
-            o.server_bytes as f64 / size as f64,
-            percentile(&t, 0.99) / bound
-        );
+        println!("| {} | {:.1} s | {:.1} s | {:.1} s | {:.2}{payload} | {:.2} |", o.mode, p50, p99, max, o.server_bytes as f64 / size as f64, p99 / bound);
     }
     let stat = |m: &str, f: &dyn Fn(&Outcome) -> f64| all.iter().filter(|o| o.mode == m).map(f).fold(f64::NAN, f64::max);
-    let p99 = |o: &Outcome| {
-        let mut t = o.times.clone();
-        t.sort_by(f64::total_cmp);
-        percentile(&t, 0.99)
-    };
+    let p99 = |o: &Outcome| o.quantiles().1;
     for ours in ["ours", "fetch"] {
         if !(a.modes.iter().any(|m| m == ours) && a.modes.iter().any(|m| m == "aria2")) {
             continue;
@@ -163,17 +159,16 @@ pub fn run(a: StormArgs) -> anyhow::Result<()> {
 }
 
 fn print_row(o: &Outcome, size: usize, bound: f64) {
-    let mut t = o.times.clone();
-    t.sort_by(f64::total_cmp);
+    let (p50, p99, max) = o.quantiles();
     println!(
         "{:>6}: p50 {:6.2} s  p99 {:6.2} s  max {:6.2} s  server {:5.2} × SIZE{}  p99 {:5.2} × bound",
         o.mode,
-        percentile(&t, 0.5),
-        percentile(&t, 0.99),
-        t[t.len() - 1],
+        p50,
+        p99,
+        max,
         o.server_bytes as f64 / size as f64,
         o.payload.map(|p| format!(" (payload {:.2})", p as f64 / size as f64)).unwrap_or_default(),
-        percentile(&t, 0.99) / bound
+        p99 / bound
     );
 }
 
@@ -226,7 +221,7 @@ fn storm(a: &StormArgs, mode: &str, run: usize, scratch: &ScratchDir, seed_dir: 
             std::fs::write(&small, vec![7u8; 4096])?;
             let rootfs = seed_dir.join("image.bin");
             srv.cli(&["image", "add", "storm", "--kernel", small.to_str().unwrap(), "--initrd", small.to_str().unwrap(), "--rootfs", rootfs.to_str().unwrap()])?;
-            let key = srv.cli(&["key", "show"])?.lines().find_map(|l| l.strip_prefix("public key")).map(|k| k.trim().to_string()).context("key show")?;
+            let key = srv.public_key()?;
             let deadline = Instant::now() + Duration::from_secs(60);
             while srv.metric("swarmboot_seed_files")? < 2 {
                 if Instant::now() > deadline {

@@ -83,25 +83,15 @@ pub fn run(args: FetchArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let tty = std::io::stderr().is_terminal();
-        let mut last = (Instant::now(), 0u64, Instant::now());
+        let mut last = (Instant::now(), 0u64);
         let fetched = swarmboot_fetch::fetch(&cfg, |p| {
             // One line a second (redrawn in place on a terminal).
-            if last.2.elapsed().as_millis() < 950 && p.bytes_have != p.total {
+            if last.0.elapsed().as_millis() < 950 && p.bytes_have != p.total {
                 return;
             }
             let rate = (p.bytes_have.saturating_sub(last.1)) as f64 / last.0.elapsed().as_secs_f64().max(0.001);
-            last = (Instant::now(), p.bytes_have, Instant::now());
-            let eta = if rate > 0.0 { format!("{:.0}s", (p.total - p.bytes_have) as f64 / rate) } else { "-".into() };
-            let line = format!(
-                "{:.1}/{:.1} MiB {:3}%  {:.1} MB/s  {} peers ({} sending)  ETA {eta}{}",
-                p.bytes_have as f64 / 1048576.0,
-                p.total as f64 / 1048576.0,
-                p.bytes_have * 100 / p.total.max(1),
-                rate / 1e6,
-                p.peers,
-                p.sources,
-                if p.fallback { "  [swarm stalled: HTTP]" } else { "" }
-            );
+            last = (Instant::now(), p.bytes_have);
+            let line = p.line(rate);
             if tty {
                 eprint!("\r{line}   ");
             } else {

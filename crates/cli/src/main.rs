@@ -24,7 +24,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the boot server (DHCP, HTTP) until SIGTERM.
+    /// Run the boot server (DHCP, TFTP, HTTP, the tracker and the seed of every image file) until SIGTERM.
     Serve {
         #[arg(long, default_value = DEFAULT_PATH)]
         config: PathBuf,

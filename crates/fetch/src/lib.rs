@@ -133,6 +133,27 @@ pub struct FetchProgress {
     pub fallback: bool,
 }
 
+impl FetchProgress {
+    /// The progress line both the CLI and the stub's console show, given the current rate:
+    /// `[#####...............]  27% 11.7/42.7 MiB 11.0 MB/s 9 peers (7 sending) ETA 3s`.
+    pub fn line(&self, rate: f64) -> String {
+        let pct = self.bytes_have * 100 / self.total.max(1);
+        let filled = (pct / 5) as usize;
+        let eta = if rate > 0.0 { format!("{:.0}s", (self.total - self.bytes_have) as f64 / rate) } else { "-".into() };
+        format!(
+            "[{}{}] {pct:3}% {:.1}/{:.1} MiB {:.1} MB/s {} peers ({} sending) ETA {eta}{}",
+            "#".repeat(filled),
+            ".".repeat(20 - filled),
+            self.bytes_have as f64 / 1048576.0,
+            self.total as f64 / 1048576.0,
+            rate / 1e6,
+            self.peers,
+            self.sources,
+            if self.fallback { " [swarm stalled: HTTP]" } else { "" }
+        )
+    }
+}
+
 /// The verified manifest.
 #[derive(Debug, Clone)]
 pub struct SignedManifest {

@@ -11,7 +11,7 @@ use swarmboot_fetch::{FetchConfig, FetchError, Fetched};
 use swarmboot_init::cmdline::StubArgs;
 use swarmboot_manifest::PublicKey;
 
-use crate::console::{progress, progress_line, say};
+use crate::console::{progress, say};
 use crate::net::{self, backoff, Netlink};
 
 pub struct WorkerArgs {
@@ -111,7 +111,7 @@ pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<
         let result = swarmboot_fetch::fetch(&cfg, |p| {
             if last.0.elapsed() >= Duration::from_millis(900) || p.bytes_have == p.total {
                 let rate = p.bytes_have.saturating_sub(last.1) as f64 / last.0.elapsed().as_secs_f64().max(0.001);
-                progress(&progress_line(p, rate));
+                progress(&p.line(rate));
                 last = (Instant::now(), p.bytes_have);
             }
         })

@@ -44,18 +44,23 @@ impl Drop for StaticHttp {
     }
 }
 
-fn answer(mut s: TcpStream, routes: &HashMap<String, Vec<u8>>) -> std::io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+/// An HTTP request's head (up to the blank line); `None` if the peer closed first.
+fn read_head(s: &mut TcpStream, timeout: Duration) -> std::io::Result<Option<String>> {
+    s.set_read_timeout(Some(timeout))?;
     let mut req = Vec::new();
-    let mut buf = [0u8; 1024];
+    let mut buf = [0u8; 4096];
     while !req.windows(4).any(|w| w == b"\r\n\r\n") {
         let n = s.read(&mut buf)?;
         if n == 0 {
-            return Ok(());
+            return Ok(None);
         }
         req.extend_from_slice(&buf[..n]);
     }
-    let line = String::from_utf8_lossy(&req);
+    Ok(Some(String::from_utf8_lossy(&req).into_owned()))
+}
+
+fn answer(mut s: TcpStream, routes: &HashMap<String, Vec<u8>>) -> std::io::Result<()> {
+    let Some(line) = read_head(&mut s, Duration::from_secs(5))? else { return Ok(()) };
     let path = line.split_whitespace().nth(1).unwrap_or("");
     match routes.get(path) {
         Some(body) => {
@@ -186,17 +191,7 @@ impl TamperingProxy {
 }
 
 fn relay(mut client: TcpStream, upstream: SocketAddr, prefix: &str, from: &[u8], to: &[u8], count: &AtomicU64) -> std::io::Result<()> {
-    client.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut req = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = client.read(&mut buf)?;
-        if n == 0 {
-            return Ok(());
-        }
-        req.extend_from_slice(&buf[..n]);
-    }
-    let head = String::from_utf8_lossy(&req).to_string();
+    let Some(head) = read_head(&mut client, Duration::from_secs(30))? else { return Ok(()) };
     let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
     let range = head.lines().find(|l| l.to_ascii_lowercase().starts_with("range:")).map(|l| format!("{l}\r\n")).unwrap_or_default();
     let mut up = TcpStream::connect(upstream)?;

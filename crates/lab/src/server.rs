@@ -71,6 +71,11 @@ impl Server {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// The server's public key in hex (`swarmboot key show`), what clients are given as `--key`.
+    pub fn public_key(&self) -> anyhow::Result<String> {
+        self.cli(&["key", "show"])?.lines().find_map(|l| l.strip_prefix("public key")).map(|k| k.trim().to_string()).context("no public key in `key show`")
+    }
+
     /// Everything the server logged since its last start.
     pub fn log(&self) -> String {
         self.proc.output()

@@ -284,7 +284,9 @@ impl VerifiedFiles {
         let _guard = RECORD_LOCK.lock().expect("not poisoned");
         let mut all = self.load();
         all.insert(sha.to_string(), FileIdentity::of(file)?);
-        all.retain(|h, _| h == sha || self.path.with_file_name(&h[..2]).join(&h[..4]).join(h).exists());
+        // Forget files no longer in the store.
+        let store = swarmboot_image::Store::new(self.path.parent().unwrap_or(Path::new("/")).to_path_buf());
+        all.retain(|h, _| h == sha || store.path_of(h).is_some_and(|p| p.exists()));
         let tmp = self.path.with_extension(format!("json.{}", std::process::id()));
         std::fs::write(&tmp, serde_json::to_vec_pretty(&all).expect("serializes"))?;
         std::fs::rename(&tmp, &self.path)
