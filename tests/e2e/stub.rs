@@ -99,6 +99,9 @@ struct LabOpts<'a> {
     marker: &'a str,
     /// The image's kernel (default: the stub's own, so the stub switch_roots).
     image_kernel: Option<std::path::PathBuf>,
+    /// The image's initramfs brings up its network (loads virtio_net, runs udhcpc) instead of
+    /// printing the marker and powering off.
+    networked_initrd: bool,
     /// More config for the server (`[http]` lines).
     http_extra: &'a str,
     /// More of the image's kernel command line.
@@ -106,7 +109,7 @@ struct LabOpts<'a> {
 }
 
 fn stub_lab(tag: &str, data_mib: usize, marker: &str) -> StubLab {
-    stub_lab_with(tag, LabOpts { data_mib, marker, image_kernel: None, http_extra: "", cmdline_extra: "" })
+    stub_lab_with(tag, LabOpts { data_mib, marker, image_kernel: None, networked_initrd: false, http_extra: "", cmdline_extra: "" })
 }
 
 fn stub_lab_with(tag: &str, o: LabOpts) -> StubLab {
@@ -123,7 +126,12 @@ fn stub_lab_with(tag: &str, o: LabOpts) -> StubLab {
     let server = Server::start(&lan.server, dir.path(), &cfg, 8080).unwrap();
     let kernel = debian_kernel().expect("a Debian kernel in /boot (linux-image-amd64)");
     let initrd = dir.path().join("initrd.cpio");
-    write_test_initramfs(&initrd, std::path::Path::new("/bin/busybox")).unwrap();
+    if o.networked_initrd {
+        let release = kernel.file_name().unwrap().to_str().unwrap().trim_start_matches("vmlinuz-").to_string();
+        swarmboot_lab::initramfs::write_networked_test_initramfs(&initrd, std::path::Path::new("/bin/busybox"), &release).unwrap();
+    } else {
+        write_test_initramfs(&initrd, std::path::Path::new("/bin/busybox")).unwrap();
+    }
     let rootfs = dir.path().join("root.squashfs");
     write_test_rootfs(&rootfs, std::path::Path::new("/bin/busybox"), o.data_mib, 1).unwrap();
     let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
@@ -155,7 +163,7 @@ fn a_vm_boots_the_image_through_the_stub_and_keeps_seeding() {
     assert!(console.contains("switching to elchos@1"), "{console}");
     let pids: Vec<&str> = seeding.split_whitespace().skip(1).filter(|w| w.starts_with("/proc/")).collect();
     assert_eq!(pids.len(), 1, "the stub's seeder runs in the booted system: {seeding}");
-    assert!(seeding.contains("files=7"), "three files named by hash, their kernel/initrd/rootfs links, manifest.signed: {seeding}");
+    assert!(seeding.contains("files=10"), "three files named by hash, their torrents, kernel/initrd/rootfs links, manifest.signed: {seeding}");
     let seed_up = lab.server.metric("swarmboot_seed_uploaded_bytes_total").unwrap();
     assert!(seed_up >= lab.rootfs_len, "the image came through the swarm: the seed sent {seed_up} bytes");
     // Over HTTP went only what iPXE loaded: the stub's kernel and initramfs.
@@ -214,23 +222,51 @@ fn other_kernel(kernel: &std::path::Path, dest: &std::path::Path) {
     std::fs::write(dest, k).unwrap();
 }
 
-/// An image whose kernel is not the stub's: the stub fetches it through the swarm and
-/// kexecs it with the image's initramfs and command line.
+/// An image whose kernel is not the stub's: the stub fetches it through the swarm and kexecs
+/// it with the image's initramfs and command line, carrying the image and its seeder along.
+/// The image's initramfs loads its NIC driver and asks DHCP, as a real one does; the carried
+/// seeder then seeds again. The proof: with the server's seed stopped (and `swarmboot.stall=600`
+/// keeping the stub off HTTP), VM2 boots, every byte of its image from VM1's kexec'd system.
 #[test]
-fn an_image_with_another_kernel_is_kexeced() {
-    if !require_root("an_image_with_another_kernel_is_kexeced") {
+fn an_image_with_another_kernel_is_kexeced_and_keeps_seeding() {
+    if !require_root("an_image_with_another_kernel_is_kexeced_and_keeps_seeding") {
         return;
     }
     use swarmboot_lab::qemu::{Firmware, Vm};
     let dir = ScratchDir::new("kexec-kernel").unwrap();
     let patched = dir.path().join("vmlinuz-other");
     other_kernel(&swarmboot_lab::initramfs::debian_kernel().unwrap(), &patched);
-    let lab = stub_lab_with("stub-kexec", LabOpts { data_mib: 1, marker: "kexec-v1", image_kernel: Some(patched), http_extra: "", cmdline_extra: "" });
-    let mut vm = Vm::start(&lab.lan, lab.dir.path(), "vm1", "52:54:00:5b:03:01", Firmware::Bios).unwrap();
-    vm.wait_for("SWARMBOOT-TEST-MARKER kexec-v1", BOOT).unwrap();
-    let console = std::fs::read_to_string(&vm.console).unwrap();
-    assert!(console.contains("the image's kernel is not the stub's: kexec into elchos@1"), "{console}");
+    let mut lab = stub_lab_with(
+        "stub-kexec",
+        LabOpts { data_mib: 8, marker: "kexec-v1", image_kernel: Some(patched), networked_initrd: true, http_extra: "", cmdline_extra: "swarmboot.stall=600" },
+    );
+    let mut vm1 = Vm::start(&lab.lan, lab.dir.path(), "vm1", "52:54:00:5b:03:01", Firmware::Bios).unwrap();
+    vm1.wait_for("SWARMBOOT-TEST-MARKER kexec-v1", BOOT).unwrap();
+    let seeding = vm1.wait_for("SWARMBOOT-TEST-SEEDING", Duration::from_secs(60)).unwrap();
+    vm1.wait_for("again after the kexec", Duration::from_secs(60)).unwrap();
+    let console = std::fs::read_to_string(&vm1.console).unwrap();
+    assert!(console.contains("the image's kernel is not the stub's: kexec into elchos@1 (the image and its seeder go along)"), "{console}");
     assert_eq!(console.matches("Linux version").count(), 2, "two kernels booted: the stub's, then the kexec'd one");
+    assert!(seeding.contains("/proc/"), "the carried seeder runs in the kexec'd system: {seeding}");
+    assert!(seeding.contains("files=10"), "three files named by hash, their torrents, kernel/initrd/rootfs links, manifest.signed: {seeding}");
+
+    stop_the_servers_seed(&mut lab);
+    let mut vm2 = Vm::start(&lab.lan, lab.dir.path(), "vm2", "52:54:00:5b:03:02", Firmware::Bios).unwrap();
+    vm2.wait_for("SWARMBOOT-TEST-MARKER kexec-v1", BOOT).unwrap();
+    let console = std::fs::read_to_string(&vm2.console).unwrap();
+    let line = console.lines().find(|l| l.contains("image verified")).unwrap_or_default().to_string();
+    eprintln!("VM2: {}", line.trim_start_matches(|c: char| c != 's'));
+    assert!(line.contains(" 0 MiB over HTTP"), "{line}");
+    assert_eq!(lab.server.metric("swarmboot_seed_uploaded_bytes_total").unwrap(), 0, "the server did not seed");
+    assert_eq!(lab.server.metric("swarmboot_http_blob_bytes_total").unwrap(), lab.stub_bytes(), "HTTP carried the stub only");
+}
+
+/// Restarts the lab's server with `[swarm] seed = false` (its tracker and HTTP stay).
+fn stop_the_servers_seed(lab: &mut StubLab) {
+    let mut cfg = std::fs::read_to_string(&lab.server.config).unwrap();
+    cfg.push_str("[swarm]\nseed = false\n");
+    std::fs::write(&lab.server.config, cfg).unwrap();
+    lab.server.restart(&lab.lan.server).unwrap();
 }
 
 /// A man in the middle changes the manifest on its way to the machine (`panic=-1` →
@@ -242,8 +278,10 @@ fn a_tampered_manifest_is_refused_on_the_console() {
     }
     use swarmboot_lab::hostile::TamperingProxy;
     use swarmboot_lab::qemu::{Firmware, Vm};
-    let mut lab =
-        stub_lab_with("stub-tamper", LabOpts { data_mib: 1, marker: "never", image_kernel: None, http_extra: "public_url = \"http://10.77.0.2:8080\"", cmdline_extra: "" });
+    let mut lab = stub_lab_with(
+        "stub-tamper",
+        LabOpts { data_mib: 1, marker: "never", image_kernel: None, networked_initrd: false, http_extra: "public_url = \"http://10.77.0.2:8080\"", cmdline_extra: "" },
+    );
     let h = lab.lan.add_host(None).unwrap();
     let mitm = lab.lan.host(h);
     mitm.ip(&["addr", "add", "10.77.0.2/24", "dev", "eth0"]).unwrap();
@@ -272,13 +310,13 @@ fn with_the_servers_seed_stopped_the_next_vm_boots_from_the_first() {
         return;
     }
     use swarmboot_lab::qemu::{Firmware, Vm};
-    let mut lab = stub_lab_with("stub-noseed", LabOpts { data_mib: 16, marker: "peer-v1", image_kernel: None, http_extra: "", cmdline_extra: "swarmboot.stall=600" });
+    let mut lab = stub_lab_with(
+        "stub-noseed",
+        LabOpts { data_mib: 16, marker: "peer-v1", image_kernel: None, networked_initrd: false, http_extra: "", cmdline_extra: "swarmboot.stall=600" },
+    );
     let mut vm1 = Vm::start(&lab.lan, lab.dir.path(), "vm1", "52:54:00:5b:05:01", Firmware::Bios).unwrap();
     vm1.wait_for("SWARMBOOT-TEST-SEEDING", BOOT).unwrap();
-    let mut cfg = std::fs::read_to_string(&lab.server.config).unwrap();
-    cfg.push_str("[swarm]\nseed = false\n");
-    std::fs::write(&lab.server.config, cfg).unwrap();
-    lab.server.restart(&lab.lan.server).unwrap();
+    stop_the_servers_seed(&mut lab);
     let mut vm2 = Vm::start(&lab.lan, lab.dir.path(), "vm2", "52:54:00:5b:05:02", Firmware::Bios).unwrap();
     vm2.wait_for("SWARMBOOT-TEST-MARKER peer-v1", BOOT).unwrap();
     let console = std::fs::read_to_string(&vm2.console).unwrap();
@@ -305,4 +343,65 @@ fn too_little_ram_is_explained_before_anything_is_fetched() {
     assert_eq!(lab.server.metric("swarmboot_seed_uploaded_bytes_total").unwrap(), 0, "nothing was fetched");
     let console = std::fs::read_to_string(&vm.console).unwrap();
     assert!(!console.contains("SWARMBOOT-TEST-MARKER"), "{console}");
+}
+
+/// The stub, booted directly (no PXE: there is no DHCP for that either), meets one failure
+/// after another and says each on the console, retrying, until the last is fixed and it boots
+/// the image: the cable pulled (fixed by plugging it in), no DHCP server (fixed by starting
+/// one), the boot server not answering HTTP where the command line says (fixed by moving it
+/// there).
+#[test]
+fn the_stub_explains_no_link_no_dhcp_and_no_server_then_boots() {
+    if !require_root("the_stub_explains_no_link_no_dhcp_and_no_server_then_boots") {
+        return;
+    }
+    use swarmboot_lab::qemu::{KernelBoot, Vm};
+    let mut lab = stub_lab("stub-fail", 1, "fixed-v1");
+    let good = std::fs::read_to_string(&lab.server.config).unwrap();
+    let no_dhcp = good.replace("mode = \"authoritative\"", "mode = \"off\"").replace("0.0.0.0:8080", "0.0.0.0:8081");
+    let wrong_port = good.replace("0.0.0.0:8080", "0.0.0.0:8081");
+    assert!(no_dhcp != good && wrong_port != good && no_dhcp != wrong_port);
+    let reconfigure = |lab: &mut StubLab, cfg: &str| {
+        std::fs::write(&lab.server.config, cfg).unwrap();
+        lab.server.restart(&lab.lan.server).unwrap();
+    };
+    reconfigure(&mut lab, &no_dhcp);
+
+    let show = lab.server.cli(&["stub", "show"]).unwrap();
+    let sha = show.split("sha256 ").nth(2).and_then(|r| r.split([',', ' ']).next()).expect("stub show names the initramfs hash").to_string();
+    let initrd = find_named(&lab.dir.path().join("state"), &sha).expect("the stub's initramfs in the store");
+    let kernel = swarmboot_lab::initramfs::debian_kernel().unwrap();
+    let append = "console=ttyS0 panic=-1 marker=fixed-v1 swarmboot.server=http://10.77.0.1:8080 swarmboot.image=elchos";
+    let mut vm = Vm::start_kernel(&lab.lan, lab.dir.path(), "vm", "52:54:00:5b:07:01", KernelBoot { kernel: &kernel, initrd: &initrd, append }, false).unwrap();
+
+    let line = vm.wait_for("no link on eth0", BOOT).unwrap();
+    assert!(line.contains("is the cable plugged in"), "{line}");
+    vm.set_link(true).unwrap();
+    let line = vm.wait_for("no DHCP answer on eth0", Duration::from_secs(120)).unwrap();
+    assert!(line.contains("is a DHCP server on this network"), "{line}");
+    reconfigure(&mut lab, &wrong_port);
+    let line = vm.wait_for("the boot server is not answering", Duration::from_secs(120)).unwrap();
+    assert!(line.contains("http://10.77.0.1:8080/manifest/elchos") && line.contains("retrying in"), "{line}");
+    reconfigure(&mut lab, &good);
+    vm.wait_for("SWARMBOOT-TEST-MARKER fixed-v1", BOOT).unwrap();
+    let console = std::fs::read_to_string(&vm.console).unwrap();
+    for l in console.lines().filter(|l| l.contains("swarmboot:")) {
+        eprintln!("{}", l.trim_start_matches(|c: char| c != 's'));
+    }
+}
+
+/// The file called `name` somewhere under `dir`.
+fn find_named(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+        if p.is_dir() {
+            if let Some(found) = find_named(&p, name) {
+                return Some(found);
+            }
+        }
+    }
+    None
 }

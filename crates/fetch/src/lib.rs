@@ -16,10 +16,15 @@
 //!
 //! With [`Fetched`] the engines keep seeding until [`Fetched::shutdown`].
 //!
-//! Layout of `out`: `<sha256>` (the data, named as in its torrent), `kernel`/`initrd`/`rootfs`
-//! (hard links), `manifest.signed` (the envelope as received).
+//! Layout of `out`: `<sha256>` (the data, named as in its torrent), `<sha256>.torrent`,
+//! `kernel`/`initrd`/`rootfs` (hard links), `manifest.signed` (the envelope as received).
+//! [`VerifiedImage`] seeds such a directory again (after a kexec carried it into another
+//! kernel) without fetching or hashing it.
 
 pub mod http;
+mod verified;
+
+pub use verified::VerifiedImage;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -100,14 +105,6 @@ pub enum FetchError {
     BadHttpData { role: String, reason: String },
     #[error("swarm: {0}")]
     Engine(#[from] EngineError),
-}
-
-fn role_name(r: Role) -> &'static str {
-    match r {
-        Role::Kernel => "kernel",
-        Role::Initrd => "initrd",
-        Role::Rootfs => "rootfs",
-    }
 }
 
 /// Progress of the whole image, for a progress bar.
@@ -198,7 +195,7 @@ pub fn verify_manifest(envelope: &[u8], cfg: &FetchConfig) -> Result<SignedManif
 
 /// Checks a torrent from the network against the signed file entry.
 pub fn check_torrent(bytes: &[u8], entry: &FileEntry) -> Result<Metainfo, FetchError> {
-    let bad = |reason: String| FetchError::BadTorrent { role: role_name(entry.role).into(), sha256: entry.sha256.clone(), reason };
+    let bad = |reason: String| FetchError::BadTorrent { role: entry.role.as_str().into(), sha256: entry.sha256.clone(), reason };
     let meta = Metainfo::parse(bytes).map_err(|e| bad(e.to_string()))?;
     let want = entry.info_hash.as_deref().unwrap_or("");
     if hex::encode(meta.info_hash) != want {
@@ -217,6 +214,8 @@ struct Job {
     roles: Vec<Role>,
     path: PathBuf,
     meta: Option<Metainfo>,
+    /// The torrent's bytes as the server sent them (kept beside the data).
+    torrent: Vec<u8>,
     engine: Option<Engine>,
 }
 
@@ -253,6 +252,20 @@ impl Fetched {
 
 const HTTP_CHUNK: u64 = 4 << 20;
 
+/// How each file's engine runs: announcing to the server's tracker every few seconds.
+fn engine_config(cfg: &FetchConfig, meta: &Metainfo, peer_id: [u8; 20]) -> EngineConfig {
+    let mut swarm = SwarmConfig::new(meta, peer_id);
+    swarm.upload_slots = cfg.upload_slots;
+    EngineConfig {
+        listen: cfg.listen,
+        bind_device: cfg.bind_device.clone(),
+        tracker: Some(format!("{}/announce", cfg.server)),
+        peers: vec![],
+        max_announce_interval: Duration::from_secs(5),
+        swarm,
+    }
+}
+
 /// Fetches the image: see the crate docs. `report` is called about twice a second.
 pub async fn fetch(cfg: &FetchConfig, mut report: impl FnMut(&FetchProgress)) -> Result<Fetched, FetchError> {
     let started = Instant::now();
@@ -262,7 +275,11 @@ pub async fn fetch(cfg: &FetchConfig, mut report: impl FnMut(&FetchProgress)) ->
     // One job per distinct file (two roles may share one).
     let mut by_sha: BTreeMap<String, Job> = BTreeMap::new();
     for f in &signed.manifest.files {
-        by_sha.entry(f.sha256.clone()).or_insert_with(|| Job { entry: f.clone(), roles: vec![], path: cfg.out.join(&f.sha256), meta: None, engine: None }).roles.push(f.role);
+        by_sha
+            .entry(f.sha256.clone())
+            .or_insert_with(|| Job { entry: f.clone(), roles: vec![], path: cfg.out.join(&f.sha256), meta: None, torrent: vec![], engine: None })
+            .roles
+            .push(f.role);
     }
     // Every torrent is fetched and checked before anything is written.
     if cfg.use_swarm {
@@ -270,6 +287,7 @@ pub async fn fetch(cfg: &FetchConfig, mut report: impl FnMut(&FetchProgress)) ->
             let url = format!("{}/torrent/{}.torrent", cfg.server, job.entry.sha256);
             let bytes = http::get(&url, None, 4 << 20, Duration::from_secs(30)).await.map_err(|source| FetchError::Http { url, source })?;
             job.meta = Some(check_torrent(&bytes, &job.entry)?);
+            job.torrent = bytes.to_vec();
         }
     }
     let io = |path: &Path| {
@@ -277,6 +295,10 @@ pub async fn fetch(cfg: &FetchConfig, mut report: impl FnMut(&FetchProgress)) ->
         move |source| FetchError::Io { path, source }
     };
     std::fs::create_dir_all(&cfg.out).map_err(io(&cfg.out))?;
+    for job in by_sha.values().filter(|j| j.meta.is_some()) {
+        let path = cfg.out.join(format!("{}.torrent", job.entry.sha256));
+        std::fs::write(&path, &job.torrent).map_err(io(&path))?;
+    }
 
     let mut progress = FetchProgress { total: by_sha.values().map(|j| j.entry.size).sum(), ..Default::default() };
     let listener = if by_sha.values().any(|j| j.meta.is_some()) { Some(PeerListener::bind(cfg.listen, cfg.bind_device.as_deref())?) } else { None };
@@ -297,16 +319,7 @@ pub async fn fetch(cfg: &FetchConfig, mut report: impl FnMut(&FetchProgress)) ->
             .expect("not cancelled")
             .map_err(io(&job.path))?
         };
-        let mut swarm = SwarmConfig::new(meta, peer_id);
-        swarm.upload_slots = cfg.upload_slots;
-        let ecfg = EngineConfig {
-            listen: cfg.listen,
-            bind_device: cfg.bind_device.clone(),
-            tracker: Some(format!("{}/announce", cfg.server)),
-            peers: vec![],
-            max_announce_interval: Duration::from_secs(5),
-            swarm,
-        };
+        let ecfg = engine_config(cfg, meta, peer_id);
         job.engine = Some(Engine::start_on(listener, meta, storage, have, ecfg).await?);
     }
     // Files without a torrent (manifests from before torrents): over HTTP, whole.
@@ -383,10 +396,10 @@ pub async fn fetch(cfg: &FetchConfig, mut report: impl FnMut(&FetchProgress)) ->
         let ok = tokio::task::spawn_blocking(move || sha256_of(&path)).await.expect("not cancelled").map_err(io(&job.path))? == job.entry.sha256;
         if !ok {
             let _ = std::fs::remove_file(&job.path);
-            return Err(FetchError::Sha256Mismatch { role: role_name(job.entry.role).into(), path: job.path.clone() });
+            return Err(FetchError::Sha256Mismatch { role: job.entry.role.as_str().into(), path: job.path.clone() });
         }
         for role in &job.roles {
-            let link = cfg.out.join(role_name(*role));
+            let link = cfg.out.join(role.as_str());
             let _ = std::fs::remove_file(&link);
             std::fs::hard_link(&job.path, &link).map_err(io(&link))?;
         }
@@ -448,7 +461,7 @@ async fn http_fill(
         for p in i..j {
             let a = (u64::from(p - i) * plen) as usize;
             let b = (a + meta.piece_len(p) as usize).min(bytes.len());
-            engine.add_piece(p, &bytes[a..b]).map_err(|e| FetchError::BadHttpData { role: role_name(job.entry.role).into(), reason: e.to_string() })?;
+            engine.add_piece(p, &bytes[a..b]).map_err(|e| FetchError::BadHttpData { role: job.entry.role.as_str().into(), reason: e.to_string() })?;
         }
         progress.elapsed = started.elapsed();
         report(progress);

@@ -19,6 +19,17 @@ pub enum Role {
     Rootfs,
 }
 
+impl Role {
+    /// The name in manifests, and of the file a fetched image links under it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Kernel => "kernel",
+            Role::Initrd => "initrd",
+            Role::Rootfs => "rootfs",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileEntry {

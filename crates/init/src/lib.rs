@@ -9,10 +9,16 @@
 //!   `/proc/version`).
 //!
 //! - [`netlink`]: the rtnetlink messages for link up, address and default route.
+//! - [`cpio`]: the newc archive writer (the stub builder's initramfs, the archive a kexec
+//!   carries the image in).
+//! - [`carry`]: what a kexec carries into the image's kernel so the stub's seeder runs on
+//!   there: the archive's layout, the note the seeder reads, the new command line.
 //!
 //! Not here: anything that touches the system (that is `main.rs` and its modules).
 
+pub mod carry;
 pub mod cmdline;
+pub mod cpio;
 pub mod kernel;
 pub mod kmod;
 pub mod netlink;

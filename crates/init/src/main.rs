@@ -1,4 +1,5 @@
-//! `swarmboot-init`: PID 1 of the stub initramfs (see `pid1`). Run as any other PID it is a
+//! `swarmboot-init`: PID 1 of the stub initramfs (see `pid1`), and for a moment PID 1 of a
+//! kexec'd image it carried along (see `carried`). Run as any other PID it is a
 //! tool for tests and debugging:
 //!
 //! `swarmboot-init fetch --cmdline "swarmboot.server=… swarmboot.image=…" --out DIR
@@ -6,8 +7,10 @@
 //! apply the lease, fetch and verify the image, print `READY`, seed until SIGTERM — so the
 //! network and fetch path is tested in a namespace without booting a machine.
 
+mod carried;
 mod console;
 mod drivers;
+mod kexec;
 mod net;
 mod pid1;
 mod worker;
@@ -22,6 +25,9 @@ fn usage() -> ! {
 fn main() {
     let filter = std::env::var("SWARMBOOT_LOG").unwrap_or_else(|_| "warn".into());
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_writer(std::io::stderr).with_ansi(false).init();
+    if carried::is_carried() {
+        carried::run();
+    }
     if std::process::id() == 1 {
         pid1::run();
     }

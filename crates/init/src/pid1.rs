@@ -127,7 +127,7 @@ pub fn run() -> ! {
             reboot_after(30)
         }
     }
-    match hand_over(&mut drivers, &trusted, Path::new(IMAGE_DIR)) {
+    match hand_over(&mut drivers, &trusted, &args.server, Path::new(IMAGE_DIR)) {
         Ok(never) => match never {},
         Err(e) => {
             say(format!("cannot start the image: {e:#}"));
@@ -136,10 +136,20 @@ pub fn run() -> ! {
     }
 }
 
-enum Never {}
+pub enum Never {}
+
+/// Stops the stub's worker (and with it the seeding in this kernel).
+pub fn stop_worker() {
+    let worker = WORKER.load(std::sync::atomic::Ordering::Relaxed);
+    if worker > 0 {
+        let pid = nix::unistd::Pid::from_raw(worker);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
+    }
+}
 
 /// Re-checks the manifest the worker saved, then switch_root or kexec.
-fn hand_over(drivers: &mut Drivers, trusted: &[PublicKey], dir: &Path) -> anyhow::Result<Never> {
+fn hand_over(drivers: &mut Drivers, trusted: &[PublicKey], server: &str, dir: &Path) -> anyhow::Result<Never> {
     let envelope = std::fs::read(dir.join("manifest.signed"))?;
     let (body, _) = swarmboot_manifest::open(&envelope, trusted)?;
     let m: Manifest = toml::from_str(std::str::from_utf8(body)?)?;
@@ -149,7 +159,7 @@ fn hand_over(drivers: &mut Drivers, trusted: &[PublicKey], dir: &Path) -> anyhow
     if same && m.file(Role::Rootfs).is_some() {
         switch_root(drivers, dir, &m)
     } else {
-        kexec(dir, &m)
+        crate::kexec::kexec(dir, &m, trusted, server)
     }
 }
 
@@ -214,27 +224,4 @@ fn switch_root(drivers: &mut Drivers, dir: &Path, m: &Manifest) -> anyhow::Resul
     let path = CString::new(init.clone())?;
     execv(&path, &[&path])?;
     anyhow::bail!("exec {init} returned")
-}
-
-/// Another kernel: load it with the image's initramfs and command line, and jump.
-fn kexec(dir: &Path, m: &Manifest) -> anyhow::Result<Never> {
-    // Seeding ends at the jump anyway: stop the worker first, so its files are no longer open
-    // for writing (the kernel refuses those with ETXTBSY) and its memory is free for the
-    // kexec buffers.
-    let worker = WORKER.load(std::sync::atomic::Ordering::Relaxed);
-    if worker > 0 {
-        let pid = nix::unistd::Pid::from_raw(worker);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        let _ = nix::sys::wait::waitpid(pid, None);
-    }
-    let k = std::fs::File::open(dir.join("kernel"))?;
-    let i = std::fs::File::open(dir.join("initrd"))?;
-    let cmdline = CString::new(m.cmdline.clone())?;
-    say(format!("the image's kernel is not the stub's: kexec into {}@{} (seeding stops at the jump)", m.name, m.version));
-    // SAFETY: kexec_file_load(kernel_fd, initrd_fd, cmdline_len, cmdline, flags); the length
-    // includes the terminating NUL, as the kernel requires; the descriptors are open.
-    let r = unsafe { libc::syscall(libc::SYS_kexec_file_load, k.as_raw_fd(), i.as_raw_fd(), cmdline.as_bytes_with_nul().len(), cmdline.as_ptr(), 0usize) };
-    anyhow::ensure!(r == 0, "kexec_file_load: {}", std::io::Error::last_os_error());
-    nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_KEXEC)?;
-    anyhow::bail!("reboot(RB_KEXEC) returned")
 }

@@ -125,7 +125,7 @@ fn serve_garbage(mut s: TcpStream, info_hash: [u8; 20], peer_id: [u8; 20], piece
     out.extend_from_slice(&peer_id);
     // BITFIELD: every piece, spare bits clear.
     let mut bits = vec![0xFFu8; pieces.div_ceil(8) as usize];
-    if pieces % 8 != 0 {
+    if !pieces.is_multiple_of(8) {
         *bits.last_mut().expect("pieces > 0") = 0xFF << (8 - pieces % 8);
     }
     out.extend_from_slice(&(1 + bits.len() as u32).to_be_bytes());

@@ -20,9 +20,25 @@ pub enum Firmware {
     UefiNativePxe,
 }
 
+/// A kernel, initramfs and command line QEMU boots directly.
+#[derive(Debug, Clone, Copy)]
+pub struct KernelBoot<'a> {
+    pub kernel: &'a Path,
+    pub initrd: &'a Path,
+    pub append: &'a str,
+}
+
+/// How a VM boots.
+enum Boot<'a> {
+    Network(Firmware),
+    Kernel(KernelBoot<'a>),
+}
+
 pub struct Vm {
     proc: Proc,
     pub console: PathBuf,
+    /// QEMU's human monitor (a unix socket).
+    monitor: PathBuf,
     pub mac: String,
     tap: String,
     ns: String,
@@ -36,22 +52,87 @@ impl Vm {
 
     /// Like [`Vm::start`], with `mib` MiB of RAM.
     pub fn start_with_memory(lan: &Lan, dir: &Path, name: &str, mac: &str, firmware: Firmware, mib: u32) -> anyhow::Result<Self> {
+        Self::spawn(lan, dir, name, mac, mib, &Boot::Network(firmware), true)
+    }
+
+    /// A VM (384 MiB) that boots `kernel` and `initrd` with `append` as its command line
+    /// directly (no firmware network boot: the tests of the stub's own failures, when there is
+    /// no DHCP for PXE either). `link_up = false`: its NIC starts with the link down (see
+    /// [`Vm::set_link`]).
+    pub fn start_kernel(lan: &Lan, dir: &Path, name: &str, mac: &str, boot: KernelBoot<'_>, link_up: bool) -> anyhow::Result<Self> {
+        Self::spawn(lan, dir, name, mac, 384, &Boot::Kernel(boot), link_up)
+    }
+
+    fn spawn(lan: &Lan, dir: &Path, name: &str, mac: &str, mib: u32, boot: &Boot<'_>, link_up: bool) -> anyhow::Result<Self> {
         let tap = format!("t{}", unique());
         lan.server.ip(&["tuntap", "add", &tap, "mode", "tap"])?;
         lan.server.ip(&["link", "set", &tap, "master", "br0", "up"])?;
         let console = dir.join(format!("{name}.console"));
+        let monitor = dir.join(format!("{name}.monitor"));
         let mut cmd = lan.server.command("qemu-system-x86_64");
-        cmd.args(["-accel", "tcg", "-m", &mib.to_string(), "-smp", "1", "-display", "none", "-no-reboot", "-boot", "n"])
+        cmd.args(["-accel", "tcg", "-m", &mib.to_string(), "-smp", "1", "-display", "none", "-no-reboot"])
             .args(["-netdev", &format!("tap,id=n0,ifname={tap},script=no,downscript=no")])
-            .args(["-device", &format!("virtio-net-pci,netdev=n0,mac={mac}{}", if firmware == Firmware::UefiNativePxe { ",romfile=" } else { "" })])
             .arg("-serial")
             .arg(format!("file:{}", console.display()))
-            .args(["-monitor", "none"]);
-        if firmware != Firmware::Bios {
-            cmd.args(["-bios", "/usr/share/ovmf/OVMF.fd"]);
+            .arg("-monitor")
+            .arg(format!("unix:{},server=on,wait=off", monitor.display()));
+        match boot {
+            Boot::Network(firmware) => {
+                cmd.args(["-boot", "n"]);
+                cmd.args(["-device", &format!("virtio-net-pci,id=nic0,netdev=n0,mac={mac}{}", if *firmware == Firmware::UefiNativePxe { ",romfile=" } else { "" })]);
+                if *firmware != Firmware::Bios {
+                    cmd.args(["-bios", "/usr/share/ovmf/OVMF.fd"]);
+                }
+            }
+            Boot::Kernel(KernelBoot { kernel, initrd, append }) => {
+                cmd.args(["-device", &format!("virtio-net-pci,id=nic0,netdev=n0,mac={mac},romfile=")]);
+                cmd.arg("-kernel").arg(kernel).arg("-initrd").arg(initrd).args(["-append", append]);
+            }
+        }
+        if !link_up {
+            // Paused until the link is down, so the guest never sees it up.
+            cmd.arg("-S");
         }
         let proc = Proc::spawn(&format!("qemu {name}"), &mut cmd, &dir.join(format!("{name}.qemu.log")))?;
-        Ok(Vm { proc, console, mac: mac.into(), tap, ns: lan.server.name().into() })
+        let vm = Vm { proc, console, monitor, mac: mac.into(), tap, ns: lan.server.name().into() };
+        if !link_up {
+            vm.monitor("set_link nic0 off")?;
+            vm.monitor("cont")?;
+        }
+        Ok(vm)
+    }
+
+    /// Plugs the VM's cable in (`true`) or pulls it (`false`).
+    pub fn set_link(&self, up: bool) -> anyhow::Result<()> {
+        self.monitor(if up { "set_link nic0 on" } else { "set_link nic0 off" })
+    }
+
+    /// One command on QEMU's human monitor (waits for the socket to appear).
+    fn monitor(&self, command: &str) -> anyhow::Result<()> {
+        use std::io::{Read, Write};
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut sock = loop {
+            match std::os::unix::net::UnixStream::connect(&self.monitor) {
+                Ok(s) => break s,
+                Err(e) if std::time::Instant::now() > deadline => anyhow::bail!("QEMU monitor {}: {e}", self.monitor.display()),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        sock.set_read_timeout(Some(Duration::from_secs(5)))?;
+        // The banner ends with the prompt; the command's reply with the next one.
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 512];
+        let mut prompts = 0;
+        sock.write_all(format!("{command}\n").as_bytes())?;
+        while prompts < 2 {
+            let n = sock.read(&mut buf)?;
+            anyhow::ensure!(n > 0, "QEMU monitor closed after {:?}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+            prompts = String::from_utf8_lossy(&seen).matches("(qemu)").count();
+        }
+        let reply = String::from_utf8_lossy(&seen);
+        anyhow::ensure!(!reply.contains("Error") && !reply.contains("not found"), "QEMU monitor `{command}`: {reply}");
+        Ok(())
     }
 
     /// Waits for a console line containing `needle`; fails at once if QEMU exits without it.

@@ -7,7 +7,7 @@
 //! What it does not do: register the stub (that is `Catalog::set_stub`) or build the init
 //! (cargo does; `cargo xtask stub-init`).
 
-pub mod cpio;
+pub use swarmboot_init::cpio;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -6,6 +6,7 @@ pub const DIR: u32 = 0o040755;
 pub const FILE: u32 = 0o100644;
 pub const EXEC: u32 = 0o100755;
 pub const CHAR_DEV: u32 = 0o020600;
+pub const SYMLINK: u32 = 0o120777;
 
 pub struct CpioWriter<W: Write> {
     out: W,
@@ -20,6 +21,30 @@ impl<W: Write> CpioWriter<W> {
 
     /// One entry; `rdev` is (major, minor) for device nodes.
     pub fn entry(&mut self, name: &str, mode: u32, data: &[u8], rdev: (u32, u32)) -> std::io::Result<()> {
+        self.header(name, mode, data.len() as u64, rdev)?;
+        self.write(data)?;
+        self.pad()
+    }
+
+    /// A file of `len` bytes read from `data` (streamed: an image's root filesystem does not
+    /// fit in memory twice).
+    pub fn entry_from(&mut self, name: &str, mode: u32, len: u64, data: &mut impl std::io::Read) -> std::io::Result<()> {
+        self.header(name, mode, len, (0, 0))?;
+        let copied = std::io::copy(&mut std::io::Read::take(data, len), &mut self.out)?;
+        if copied != len {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("{name}: {copied} of {len} bytes")));
+        }
+        self.written += len as usize;
+        self.pad()
+    }
+
+    /// A symbolic link `name` → `target`.
+    pub fn symlink(&mut self, name: &str, target: &str) -> std::io::Result<()> {
+        self.entry(name, SYMLINK, target.as_bytes(), (0, 0))
+    }
+
+    fn header(&mut self, name: &str, mode: u32, len: u64, rdev: (u32, u32)) -> std::io::Result<()> {
+        let len = u32::try_from(len).map_err(|_| std::io::Error::other(format!("{name}: newc cpio holds files below 4 GiB")))?;
         self.ino += 1;
         let header = format!(
             "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
@@ -29,7 +54,7 @@ impl<W: Write> CpioWriter<W> {
             0,
             1,
             0,
-            data.len(),
+            len,
             0,
             0,
             rdev.0,
@@ -40,8 +65,6 @@ impl<W: Write> CpioWriter<W> {
         self.write(header.as_bytes())?;
         self.write(name.as_bytes())?;
         self.write(&[0])?;
-        self.pad()?;
-        self.write(data)?;
         self.pad()
     }
 
@@ -99,6 +122,20 @@ mod tests {
         assert_eq!(out.len() % 4, 0);
         let s = String::from_utf8_lossy(&out);
         assert!(s.contains("etc/x\0") && s.contains("hello") && s.contains("TRAILER!!!\0"));
+    }
+
+    #[test]
+    fn a_streamed_entry_is_the_same_bytes_and_a_short_reader_is_an_error() {
+        let data: Vec<u8> = (0..1001u32).map(|i| i as u8).collect();
+        let mut a = CpioWriter::new(Vec::new());
+        a.entry("big", FILE, &data, (0, 0)).unwrap();
+        a.symlink("rootfs", "big").unwrap();
+        let mut b = CpioWriter::new(Vec::new());
+        b.entry_from("big", FILE, 1001, &mut &data[..]).unwrap();
+        b.symlink("rootfs", "big").unwrap();
+        assert_eq!(a.finish().unwrap(), b.finish().unwrap());
+        let mut c = CpioWriter::new(Vec::new());
+        assert!(c.entry_from("big", FILE, 2000, &mut &data[..]).is_err(), "1001 of 2000 bytes");
     }
 
     #[test]

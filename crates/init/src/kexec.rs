@@ -1,0 +1,122 @@
+//! The stub's kexec path: the image's kernel is not the running one. The image (every file,
+//! with its torrents and signed manifest) and this binary ride along in an archive appended to
+//! the image's initramfs (layout in `swarmboot_init::carry`), so the seeder starts again in the
+//! new kernel (`carried.rs`) without fetching or hashing anything. When RAM is too short to
+//! hold the image twice for a moment, the image boots without it and seeding ends at the jump.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use swarmboot_image::{Manifest, Role};
+use swarmboot_init::carry::{self, Carry};
+use swarmboot_init::cpio::{CpioWriter, EXEC, FILE};
+use swarmboot_manifest::PublicKey;
+
+use crate::console::say;
+use crate::pid1::Never;
+
+/// Room left for the stub while the kernel copies the archive.
+const MARGIN: u64 = 32 << 20;
+
+fn mem_available() -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    text.lines().find_map(|l| l.strip_prefix("MemAvailable:")).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok()).map_or(0, |kib| kib << 10)
+}
+
+/// Writes `<dir>/kexec-initrd`: the image's initramfs, then the carried archive. Each data
+/// file but the kernel is deleted once it is in the archive (the archive replaces it on the
+/// tmpfs; the kernel file is still needed for kexec_file_load).
+fn write_carried_initrd(dir: &Path, m: &Manifest, note: &Carry) -> anyhow::Result<PathBuf> {
+    let exe = std::fs::read("/proc/self/exe")?;
+    let image_initrd = std::fs::metadata(dir.join("initrd"))?.len();
+    let mut distinct: Vec<&swarmboot_image::FileEntry> = Vec::new();
+    for f in &m.files {
+        if !distinct.iter().any(|d| d.sha256 == f.sha256) {
+            distinct.push(f);
+        }
+    }
+    let carried: u64 = distinct.iter().map(|f| f.size).sum();
+    let total = image_initrd + carried + exe.len() as u64;
+    let largest = distinct.iter().map(|f| f.size).max().unwrap_or(0);
+    let need = total + largest + MARGIN;
+    let have = mem_available();
+    anyhow::ensure!(
+        have >= need,
+        "carrying the image needs {} MiB of free RAM for a moment ({} MiB of archive while the kernel copies it), this machine has {} MiB",
+        need >> 20,
+        total >> 20,
+        have >> 20
+    );
+
+    let path = dir.join("kexec-initrd");
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(&path)?);
+    std::io::copy(&mut File::open(dir.join("initrd"))?, &mut out)?;
+    out.write_all(&[0u8; 3][..((4 - image_initrd % 4) % 4) as usize])?;
+    let mut c = CpioWriter::new(out);
+    c.dir("swarmboot")?;
+    c.entry(carry::INIT.trim_start_matches('/'), EXEC, &exe, (0, 0))?;
+    c.entry(carry::NOTE.trim_start_matches('/'), FILE, toml::to_string(note)?.as_bytes(), (0, 0))?;
+    let img = carry::IMAGE_DIR.trim_start_matches('/');
+    c.dir(img)?;
+    c.entry(&format!("{img}/manifest.signed"), FILE, &std::fs::read(dir.join("manifest.signed"))?, (0, 0))?;
+    for f in &distinct {
+        let torrent = dir.join(format!("{}.torrent", f.sha256));
+        if let Ok(t) = std::fs::read(&torrent) {
+            c.entry(&format!("{img}/{}.torrent", f.sha256), FILE, &t, (0, 0))?;
+        }
+        let data = dir.join(&f.sha256);
+        c.entry_from(&format!("{img}/{}", f.sha256), FILE, f.size, &mut File::open(&data)?)?;
+        if f.role != Role::Kernel && !m.files.iter().any(|o| o.sha256 == f.sha256 && o.role == Role::Kernel) {
+            let _ = std::fs::remove_file(&data);
+            for o in m.files.iter().filter(|o| o.sha256 == f.sha256) {
+                let _ = std::fs::remove_file(dir.join(o.role.as_str()));
+            }
+        }
+    }
+    for f in &m.files {
+        c.symlink(&format!("{img}/{}", f.role.as_str()), &f.sha256)?;
+    }
+    c.finish()?.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    Ok(path)
+}
+
+/// Loads the image's kernel with its initramfs (plus the carried archive) and jumps.
+pub fn kexec(dir: &Path, m: &Manifest, trusted: &[PublicKey], server: &str) -> anyhow::Result<Never> {
+    // The worker's files must not be open for writing (the kernel refuses those with
+    // ETXTBSY), and its memory is wanted for the copy: it stops here and its seeding starts
+    // again in the new kernel.
+    crate::pid1::stop_worker();
+    let (carried_cmdline, image_init) = carry::kexec_cmdline(&m.cmdline);
+    let note = Carry { server: server.to_string(), image: m.name.clone(), version: m.version, trusted_keys: trusted.iter().map(PublicKey::to_hex).collect(), init: image_init };
+    let (initrd, cmdline, carried) = match write_carried_initrd(dir, m, &note) {
+        Ok(p) => (p, carried_cmdline, true),
+        Err(e) => {
+            say(format!("cannot carry the image into its kernel ({e:#}): it boots without the stub's seeder"));
+            let _ = std::fs::remove_file(dir.join("kexec-initrd"));
+            (dir.join("initrd"), m.cmdline.clone(), false)
+        }
+    };
+    say(format!(
+        "the image's kernel is not the stub's: kexec into {}@{}{}",
+        m.name,
+        m.version,
+        if carried { " (the image and its seeder go along)" } else { " (seeding stops at the jump)" }
+    ));
+    let k = File::open(dir.join("kernel"))?;
+    let i = File::open(&initrd)?;
+    let cmdline = CString::new(cmdline)?;
+    // SAFETY: kexec_file_load(kernel_fd, initrd_fd, cmdline_len, cmdline, flags); the length
+    // includes the terminating NUL, as the kernel requires; the descriptors are open.
+    let r = unsafe { libc::syscall(libc::SYS_kexec_file_load, k.as_raw_fd(), i.as_raw_fd(), cmdline.as_bytes_with_nul().len(), cmdline.as_ptr(), 0usize) };
+    anyhow::ensure!(r == 0, "kexec_file_load: {}", std::io::Error::last_os_error());
+    // The kernel holds its own copy now.
+    drop(i);
+    if carried {
+        let _ = std::fs::remove_file(&initrd);
+    }
+    nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_KEXEC)?;
+    anyhow::bail!("reboot(RB_KEXEC) returned")
+}
