@@ -32,6 +32,8 @@ pub enum StubError {
     DynamicInit(PathBuf),
     #[error("{dir} has no modules.dep for kernel {release}: install that kernel's modules (linux-image-{release}) or pass --modules-dir")]
     NoModules { dir: PathBuf, release: String },
+    #[error("module {path}: cannot decompress it ({reason})")]
+    BadModule { path: PathBuf, reason: String },
     #[error("writing the initramfs: {0}")]
     Write(#[from] std::io::Error),
 }
@@ -60,6 +62,36 @@ fn read(path: &Path) -> Result<Vec<u8>, StubError> {
     std::fs::read(path).map_err(|source| StubError::Read { path: path.to_path_buf(), source })
 }
 
+/// Module file suffixes after `.ko` that kmod knows, and their compression.
+const COMPRESSED_SUFFIXES: &[(&str, Compression)] = &[(".xz", Compression::Xz), (".zst", Compression::Zstd), (".gz", Compression::Gzip)];
+
+#[derive(Debug, Clone, Copy)]
+enum Compression {
+    Xz,
+    Zstd,
+    Gzip,
+}
+
+/// `name` and `bytes` of a module file, decompressed (`x.ko.xz` → `x.ko`) if compressed.
+fn uncompressed(name: &str, bytes: Vec<u8>) -> Result<(String, Vec<u8>), StubError> {
+    let Some((suffix, how)) = COMPRESSED_SUFFIXES.iter().find(|(s, _)| name.ends_with(&format!(".ko{s}"))) else {
+        return Ok((name.to_string(), bytes));
+    };
+    let bad = |e: String| StubError::BadModule { path: PathBuf::from(name), reason: e };
+    let mut out = Vec::new();
+    match how {
+        Compression::Xz => lzma_rs::xz_decompress(&mut bytes.as_slice(), &mut out).map_err(|e| bad(format!("xz: {e}")))?,
+        Compression::Zstd => {
+            let mut d = ruzstd::decoding::StreamingDecoder::new(bytes.as_slice()).map_err(|e| bad(format!("zstd: {e}")))?;
+            std::io::Read::read_to_end(&mut d, &mut out).map_err(|e| bad(format!("zstd: {e}")))?;
+        }
+        Compression::Gzip => {
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes.as_slice()), &mut out).map_err(|e| bad(format!("gzip: {e}")))?;
+        }
+    }
+    Ok((name.trim_end_matches(suffix).to_string(), out))
+}
+
 pub fn build(inputs: &StubInputs) -> Result<BuiltStub, StubError> {
     let kernel = read(&inputs.kernel)?;
     let version = swarmboot_init::kernel::bzimage_version(&kernel).ok_or_else(|| StubError::NotAKernel(inputs.kernel.clone()))?;
@@ -75,6 +107,9 @@ pub fn build(inputs: &StubInputs) -> Result<BuiltStub, StubError> {
     let wanted: Vec<&str> = DEFAULT_MODULES.iter().copied().chain(inputs.extra_modules.iter().map(String::as_str)).collect();
     let modules = index.closure(wanted);
     let (sub_alias, sub_dep) = index.subset(&modules);
+    // Compressed modules go in uncompressed: the stub's kernel may not decompress them
+    // (Debian 12's has no CONFIG_MODULE_DECOMPRESS), and the initramfs is gzipped anyway.
+    let sub_dep = COMPRESSED_SUFFIXES.iter().fold(sub_dep, |d, (suffix, _)| d.replace(&format!(".ko{suffix}"), ".ko"));
 
     let mut raw = Vec::new();
     {
@@ -103,7 +138,8 @@ pub fn build(inputs: &StubInputs) -> Result<BuiltStub, StubError> {
                     c.dir(&parent)?;
                 }
             }
-            c.entry(&full, FILE, &read(&dir.join(m))?, (0, 0))?;
+            let (full, bytes) = uncompressed(&full, read(&dir.join(m))?)?;
+            c.entry(&full, FILE, &bytes, (0, 0))?;
         }
         c.finish()?;
     }
