@@ -32,6 +32,14 @@ pub const PACKAGES: &[&str] = &[
     // filesystems (mksquashfs).
     "musl-tools",
     "squashfs-tools",
+    // The stub builder's test with compressed kernel modules.
+    "xz-utils",
+    "zstd",
+    // The Debian package: its build, lint and install test (a debootstrap root).
+    "debhelper",
+    "dpkg-dev",
+    "lintian",
+    "debootstrap",
 ];
 
 /// The stub's init is a static binary for this target.
@@ -109,11 +117,18 @@ fn fuzz_command() -> anyhow::Result<Command> {
     Ok(c)
 }
 
+/// `~/.cache/swarmboot`: what is slow to make and never changes (rqbit, a debootstrap root).
+pub fn cache_dir() -> PathBuf {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let dir = home.join(".cache/swarmboot");
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
 /// rqbit, built once into `~/.cache/swarmboot/rqbit-<version>` (about 5 minutes on 2 cores;
 /// Debian has no package); returns the binary's path.
 pub fn ensure_rqbit() -> anyhow::Result<PathBuf> {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
-    let root = home.join(format!(".cache/swarmboot/rqbit-{RQBIT_VERSION}"));
+    let root = cache_dir().join(format!("rqbit-{RQBIT_VERSION}"));
     let exe = root.join("bin/rqbit");
     if !exe.exists() {
         run(cargo().args(["install", "rqbit", "--locked", "--version", RQBIT_VERSION, "--root"]).arg(&root)).context("building rqbit for the interoperability tests")?;
@@ -158,7 +173,15 @@ pub fn test(fuzz_secs: u32) -> anyhow::Result<()> {
             .with_context(|| format!("fuzz smoke of {target} (a crash input is in fuzz/artifacts/{target}/)"))?;
         }
     }
-    run_tests(cargo().current_dir(&root).args(["test", "--workspace"]))
+    run_tests(cargo().current_dir(&root).args(["test", "--workspace"]))?;
+    if is_root() {
+        crate::deb::test()
+    } else if std::env::var_os("SWARMBOOT_SKIP_LAB").is_some() {
+        println!("package test skipped: SWARMBOOT_SKIP_LAB is set (it needs root for debootstrap and chroot)");
+        Ok(())
+    } else {
+        bail!("the package test needs root (debootstrap, chroot); run as root, or set SWARMBOOT_SKIP_LAB=1 to skip it on purpose")
+    }
 }
 
 /// Runs `cargo test`, passing its output through, and ends with one summary line over every

@@ -20,6 +20,7 @@ mod bench_sha1;
 mod bench_storm;
 mod bench_stub;
 mod bench_tftp;
+mod deb;
 mod demo;
 mod host;
 
@@ -65,6 +66,12 @@ enum Task {
     BenchSha1,
     /// Build the stub's static init (target/x86_64-unknown-linux-musl/stub/swarmboot-init).
     StubInit,
+    /// Build the Debian package (`dpkg-buildpackage -b -us -uc` with rustup's cargo, crates
+    /// fetched first) into target/deb/.
+    Deb,
+    /// Build the package, lint it, and install-test it in a clean Debian 12 root (debootstrap):
+    /// files, the unit and its exposure score, upgrade, purge. Part of `test`.
+    DebTest,
     /// N VMs boot one image at once, swarm mode vs direct mode: time to marker, server bytes.
     BenchStub {
         #[arg(long, default_value_t = 3)]
@@ -119,6 +126,8 @@ fn main() -> std::process::ExitCode {
         Task::BenchBoot { runs } => bench_boot::run(runs),
         Task::BenchSha1 => bench_sha1::run(),
         Task::BenchStub { vms, size_mib, rate } => bench_stub::run(bench_stub::StubBenchArgs { vms, size_mib, rate }),
+        Task::Deb => deb::build().map(|_| ()),
+        Task::DebTest => deb::test(),
         Task::StubInit => host::ensure_packages().and_then(|_| host::build_stub_init()).map(|p| println!("{}", p.display())),
         Task::BenchStorm { clients, size_mib, rate, modes, piece_kib, server_slots, client_slots, runs } => {
             bench_storm::run(bench_storm::StormArgs { clients, size_mib, rate, modes, piece_kib, server_slots, client_slots, runs })

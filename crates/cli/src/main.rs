@@ -12,6 +12,8 @@ use swarmboot_dhcp::{Lease, Mode};
 use swarmboot_server::lease_store::LeaseStore;
 
 mod fetch_cmd;
+mod setup;
+mod state_owner;
 mod stub_cmd;
 mod torrent_cmd;
 
@@ -51,6 +53,9 @@ enum Command {
     /// Fetch an image from a boot server through the swarm: signed manifest, every file
     /// verified; with --seed, keep seeding it.
     Fetch(fetch_cmd::FetchArgs),
+    /// Configure a fresh install: pick the boot network's interface, see whether a DHCP server
+    /// answers there (one DHCPDISCOVER), write proxy or authoritative mode into the config.
+    Setup(setup::SetupArgs),
     /// The stub initramfs that swarm-mode machines boot.
     Stub {
         #[arg(long, default_value = DEFAULT_PATH, global = true)]
@@ -120,8 +125,14 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // Commands that write into the state directory, for handing root's files back afterwards.
+    let touches_state = match &cli.command {
+        Command::Leases { config, .. } | Command::Image { config, .. } | Command::Stub { config, .. } | Command::Key { config, .. } => Some(config.clone()),
+        _ => None,
+    };
     let result = match cli.command {
         Command::Serve { config } => serve(config),
+        Command::Setup(args) => setup::run(args),
         Command::CheckConfig { config } => check_config(config),
         Command::Leases { config, json } => leases(config, json),
         Command::Image { config, action } => image(config, action),
@@ -130,6 +141,11 @@ fn main() -> std::process::ExitCode {
         Command::Stub { config, action } => stub_cmd::run(&config, action),
         Command::Key { config, action: KeyAction::Show } => key_show(config),
     };
+    if let Some(cfg) = touches_state.and_then(|p| Config::load(&p).ok()) {
+        if let Err(e) = state_owner::hand_back(&cfg.server.state_dir) {
+            eprintln!("swarmboot: warning: cannot give {} back to its owner: {e}", cfg.server.state_dir.display());
+        }
+    }
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -142,14 +158,30 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// What an installed but unconfigured server says (in its log and `check-config`).
+fn not_configured(path: &std::path::Path) -> String {
+    format!(
+        "{}: not configured yet, so swarmboot serves nothing (no DHCP, TFTP, HTTP or seed): name the boot network's interface and this server's address on it ([server] interface, address) and choose [dhcp] mode, e.g. with `swarmboot setup`; then `systemctl restart swarmboot`",
+        path.display()
+    )
+}
+
 fn serve(path: PathBuf) -> anyhow::Result<()> {
     let cfg = Config::load(&path)?;
+    if !cfg.is_configured() {
+        tracing::warn!("{}", not_configured(&path));
+        return Ok(());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(swarmboot_server::run(cfg))
 }
 
 fn check_config(path: PathBuf) -> anyhow::Result<()> {
     let cfg = Config::load(&path)?;
+    if !cfg.is_configured() {
+        println!("{}", not_configured(&path));
+        return Ok(());
+    }
     let prefix = match swarmboot_server::served_prefix(&cfg) {
         Ok(p) => p,
         Err(e) => {

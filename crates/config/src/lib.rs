@@ -46,6 +46,7 @@ impl fmt::Display for Problem {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    #[serde(default)]
     pub server: ServerSection,
     #[serde(default)]
     pub dhcp: DhcpSection,
@@ -65,10 +66,13 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
-    /// The NIC facing the boot network.
+    /// The NIC facing the boot network. Empty (as installed): not configured yet, and
+    /// `swarmboot serve` serves nothing (see [`Config::is_configured`]).
+    #[serde(default)]
     pub interface: String,
     /// This server's IPv4 address on it, optionally with its prefix (`10.77.0.1/24`). Without a
-    /// prefix, the server reads it from the interface.
+    /// prefix, the server reads it from the interface. Required with `interface`.
+    #[serde(default = "HostAddress::unset")]
     pub address: HostAddress,
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
@@ -78,6 +82,12 @@ fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/swarmboot")
 }
 
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection { interface: String::new(), address: HostAddress::unset(), state_dir: default_state_dir() }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum DhcpMode {
@@ -85,6 +95,17 @@ pub enum DhcpMode {
     Off,
     Authoritative,
     Proxy,
+}
+
+impl DhcpMode {
+    /// As written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DhcpMode::Off => "off",
+            DhcpMode::Authoritative => "authoritative",
+            DhcpMode::Proxy => "proxy",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -342,6 +363,13 @@ pub struct HostAddress {
     pub prefix_len: Option<u8>,
 }
 
+impl HostAddress {
+    /// No address (`0.0.0.0`): a config that names no interface yet.
+    fn unset() -> Self {
+        HostAddress { ip: Ipv4Addr::UNSPECIFIED, prefix_len: None }
+    }
+}
+
 impl TryFrom<String> for HostAddress {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
@@ -531,14 +559,26 @@ impl Config {
         Ok(settings)
     }
 
+    /// Whether the config names an interface to serve on. A fresh install's does not: the
+    /// server then starts, says what to configure, and serves nothing (a DHCP server that
+    /// answers on a network it was not meant for is an incident).
+    pub fn is_configured(&self) -> bool {
+        !self.server.interface.is_empty()
+    }
+
     /// Every problem found. With `prefix_len`, also the checks against the served network.
     pub fn problems(&self, prefix_len: Option<u8>) -> Vec<Problem> {
         let mut out = Vec::new();
         let mut bad = |key: String, message: String| out.push(Problem { key, message });
         let d = &self.dhcp;
         let prefix_len = prefix_len.or(self.server.address.prefix_len);
-        if self.server.interface.is_empty() {
-            bad("server.interface".into(), "must name a network interface, like br0".into());
+        if !self.is_configured() {
+            // As installed: nothing is served, so only a DHCP mode without an interface is wrong.
+            if d.mode != DhcpMode::Off {
+                bad("server.interface".into(), format!("dhcp.mode = \"{}\" needs the interface to serve on, like br0", d.mode.as_str()));
+            }
+        } else if self.server.address.ip.is_unspecified() {
+            bad("server.address".into(), format!("is required with server.interface: this server's IPv4 address on {}, like 10.77.0.1/24", self.server.interface));
         }
         if d.mode == DhcpMode::Authoritative && d.pool.is_empty() && d.reservation.is_empty() {
             bad("dhcp.pool".into(), "mode is \"authoritative\" but there is no pool to hand out".into());

@@ -131,11 +131,44 @@ fn all_problems_are_reported_at_once() {
     assert!(e.contains("dhcp.lease_time") && e.contains("dhcp.router: 10.99.0.1 is outside"), "{e}");
 }
 
+/// The config the package installs: valid, not configured, DHCP off.
 #[test]
-fn the_shipped_example_config_is_valid() {
+fn the_installed_config_serves_nothing_until_an_interface_is_named() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../etc/swarmboot.toml");
     let cfg = Config::load(&path).unwrap();
+    assert!(!cfg.is_configured());
+    assert_eq!(cfg.dhcp.mode, DhcpMode::Off);
+}
+
+/// Its `#key = value` lines, uncommented (and `mode = "off"` dropped for the `#mode` line
+/// below it), are a working authoritative config: the notes in the file are true.
+#[test]
+fn the_installed_configs_commented_settings_are_a_valid_config() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../etc/swarmboot.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut uncommented = String::new();
+    for line in text.lines() {
+        if line.starts_with("mode       = \"off\"") {
+            continue;
+        }
+        let is_setting = line.strip_prefix('#').is_some_and(|r| r.starts_with(|c: char| c.is_ascii_lowercase() || c == '['));
+        uncommented.push_str(if is_setting { &line[1..] } else { line });
+        uncommented.push('\n');
+    }
+    let cfg = parse(&uncommented).unwrap();
+    assert!(cfg.is_configured());
+    assert_eq!(cfg.dhcp.mode, DhcpMode::Authoritative);
     cfg.dhcp_settings(24).unwrap();
+    assert_eq!(cfg.image_rules().unwrap().image_for("52:54:00:01:02:03"), Some("elchos"));
+}
+
+#[test]
+fn without_an_interface_only_dhcp_off_is_accepted_and_an_address_goes_with_an_interface() {
+    assert!(!parse("[server]\n").unwrap().is_configured());
+    let e = err("[dhcp]\nmode = \"proxy\"\n");
+    assert!(e.contains("server.interface") && e.contains("dhcp.mode = \"proxy\" needs the interface"), "{e}");
+    let e = err("[server]\ninterface = \"br0\"\n");
+    assert!(e.contains("server.address: is required with server.interface"), "{e}");
 }
 
 #[test]

@@ -85,6 +85,14 @@ impl DhcpClient {
         }
     }
 
+    /// The offer being requested (after an OFFER, before the ACK).
+    pub fn offer(&self) -> Option<&ClientLease> {
+        match &self.phase {
+            Phase::Requesting { offer, .. } => Some(offer),
+            _ => None,
+        }
+    }
+
     /// Messages sent without an answer since the last one (0 once answered).
     pub fn unanswered(&self) -> u32 {
         self.unanswered

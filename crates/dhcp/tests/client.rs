@@ -51,12 +51,15 @@ fn binds_against_our_server_with_the_broadcast_flag() {
     assert!(m.flags().broadcast(), "no address yet: replies must be broadcast");
     let offer = server.handle(1_800_000_000, from_client(), &discover).reply.expect("an OFFER");
     assert!(offer.broadcast);
+    assert!(c.offer().is_none(), "nothing offered yet");
     c.on_datagram(t, &offer.bytes).unwrap();
+    assert_eq!(c.offer().map(|o| (o.address, o.server)), Some((Ipv4Addr::new(10, 77, 0, 100), SERVER)), "the offer being requested");
     let request = c.poll_transmit(t).expect("a REQUEST at once");
     let ack = server.handle(1_800_000_000, from_client(), &request).reply.expect("an ACK");
     assert_eq!(ack.kind, MessageType::Ack);
     c.on_datagram(t, &ack.bytes).unwrap();
     let lease = c.lease().expect("bound");
+    assert!(c.offer().is_none(), "bound: no offer pending");
     assert_eq!((lease.address, lease.prefix_len, lease.router, lease.server), (Ipv4Addr::new(10, 77, 0, 100), 24, Some(SERVER), SERVER));
     assert_eq!((lease.dns.clone(), lease.domain.as_deref(), lease.lease_secs), (vec![SERVER], Some("lab"), 3600));
     assert_eq!(c.poll_timeout(), None, "nothing more to send once bound");
