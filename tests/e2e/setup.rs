@@ -114,3 +114,74 @@ fn the_server_runs_unprivileged_and_unconfigured_serves_nothing() {
     assert!(!server.exited(), "{}", server.output());
     server.stop(Duration::from_secs(5));
 }
+
+/// A tmux session (its own server socket), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(socket: &str, command: &str) -> Tmux {
+        let ok = std::process::Command::new("tmux").args(["-L", socket, "new-session", "-d", "-x", "80", "-y", "24", command]).status().unwrap();
+        assert!(ok.success(), "tmux new-session");
+        Tmux { socket: socket.into() }
+    }
+
+    fn screen(&self) -> String {
+        let out = std::process::Command::new("tmux").args(["-L", &self.socket, "capture-pane", "-p"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn wait_for(&self, needle: &str) -> String {
+        for _ in 0..200 {
+            let s = self.screen();
+            if s.contains(needle) {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("no {needle:?} on the screen:\n{}", self.screen());
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        assert!(std::process::Command::new("tmux").args(["-L", &self.socket, "send-keys"]).args(keys).status().unwrap().success());
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux").args(["-L", &self.socket, "kill-server"]).status();
+    }
+}
+
+/// On a terminal setup asks which interface and whether to write; without one (and without
+/// --yes) it refuses and says how to run it from a script.
+#[test]
+fn setup_asks_on_a_terminal_and_refuses_without_one() {
+    if !require_root("setup_asks_on_a_terminal_and_refuses_without_one") {
+        return;
+    }
+    let dir = ScratchDir::new("setup-tty").unwrap();
+    let lan = Lan::new("10.77.0.1/24").unwrap();
+    let config = installed_config(dir.path());
+    let bin = swarmboot_lab::bin("swarmboot");
+
+    let out = lan.server.command(&bin).args(["setup", "--config"]).arg(&config).stdin(std::process::Stdio::null()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("no terminal to ask on") && err.contains("--yes"), "{err}");
+
+    let socket = format!("sb-setup-{}", std::process::id());
+    let cmd = format!("ip netns exec {} {} setup --probe-secs 1 --config {}; echo SETUP-EXIT $?; sleep 60", lan.server.name(), bin.display(), config.display());
+    let t = Tmux::start(&socket, &cmd);
+    let screen = t.wait_for("Which interface faces the machines that should boot?");
+    assert!(screen.contains("br0") && screen.contains("10.77.0.1/24"), "{screen}");
+    t.keys(&["br0", "Enter"]);
+    let screen = t.wait_for("[y/N]");
+    assert!(screen.contains("none answered") && screen.contains("mode = \"authoritative\", pool 10.77.0.128-10.77.0.254"), "{screen}");
+    t.keys(&["y", "Enter"]);
+    let screen = t.wait_for("SETUP-EXIT");
+    assert!(screen.contains("Wrote ") && screen.contains("SETUP-EXIT 0"), "{screen}");
+    eprintln!("{screen}");
+    let cfg = swarmboot_config::Config::load(&config).unwrap();
+    assert_eq!((cfg.server.interface.as_str(), cfg.dhcp.mode), ("br0", swarmboot_config::DhcpMode::Authoritative));
+}
