@@ -6,6 +6,7 @@ mod boot;
 mod dhcp;
 mod fetch;
 mod http;
+mod pick;
 mod setup;
 mod stub;
 mod swarm;

@@ -115,24 +115,24 @@ fn the_server_runs_unprivileged_and_unconfigured_serves_nothing() {
     server.stop(Duration::from_secs(5));
 }
 
-/// A tmux session (its own server socket), killed on drop.
-struct Tmux {
+/// A tmux session (its own server socket, 80×24), killed on drop.
+pub struct Tmux {
     socket: String,
 }
 
 impl Tmux {
-    fn start(socket: &str, command: &str) -> Tmux {
+    pub fn start(socket: &str, command: &str) -> Tmux {
         let ok = std::process::Command::new("tmux").args(["-L", socket, "new-session", "-d", "-x", "80", "-y", "24", command]).status().unwrap();
         assert!(ok.success(), "tmux new-session");
         Tmux { socket: socket.into() }
     }
 
-    fn screen(&self) -> String {
+    pub fn screen(&self) -> String {
         let out = std::process::Command::new("tmux").args(["-L", &self.socket, "capture-pane", "-p"]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn wait_for(&self, needle: &str) -> String {
+    pub fn wait_for(&self, needle: &str) -> String {
         for _ in 0..200 {
             let s = self.screen();
             if s.contains(needle) {
@@ -143,7 +143,7 @@ impl Tmux {
         panic!("no {needle:?} on the screen:\n{}", self.screen());
     }
 
-    fn keys(&self, keys: &[&str]) {
+    pub fn keys(&self, keys: &[&str]) {
         assert!(std::process::Command::new("tmux").args(["-L", &self.socket, "send-keys"]).args(keys).status().unwrap().success());
     }
 }

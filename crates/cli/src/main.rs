@@ -11,7 +11,9 @@ use swarmboot_config::{Config, DEFAULT_PATH};
 use swarmboot_dhcp::{Lease, Mode};
 use swarmboot_server::lease_store::LeaseStore;
 
+mod assign;
 mod fetch_cmd;
+mod pick;
 mod setup;
 mod state_owner;
 mod stub_cmd;
@@ -53,6 +55,19 @@ enum Command {
     /// Fetch an image from a boot server through the swarm: signed manifest, every file
     /// verified; with --seed, keep seeding it.
     Fetch(fetch_cmd::FetchArgs),
+    /// Choose which image machines boot: one MAC, a group (a named `[[boot.client]]` rule or its
+    /// MAC glob), or the default; the config is edited in place and the running server reloaded.
+    Assign {
+        #[arg(long, default_value = DEFAULT_PATH)]
+        config: PathBuf,
+        /// `default`, a MAC address (52:54:00:12:34:56), or a group.
+        target: String,
+        /// An image in the catalog.
+        image: String,
+    },
+    /// Pick which image machines boot, in the terminal (keyboard only, fits 80×24; see --help
+    /// for the keys). Without a terminal use `swarmboot assign`.
+    Pick(pick::PickArgs),
     /// Configure a fresh install: pick the boot network's interface, see whether a DHCP server
     /// answers there (one DHCPDISCOVER), write proxy or authoritative mode into the config.
     Setup(setup::SetupArgs),
@@ -99,6 +114,9 @@ enum ImageAction {
         /// Kernel command line.
         #[arg(long, default_value = "")]
         cmdline: String,
+        /// Add nothing when the latest version has the same files and command line.
+        #[arg(long)]
+        if_changed: bool,
     },
     /// List images and their versions.
     List {
@@ -133,6 +151,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::Setup(args) => setup::run(args),
+        Command::Pick(args) => pick::run(args),
+        Command::Assign { config, target, image } => assign::apply(&config, &assign::Target::parse(&target), &image).map(|said| println!("{said}")),
         Command::CheckConfig { config } => check_config(config),
         Command::Leases { config, json } => leases(config, json),
         Command::Image { config, action } => image(config, action),
@@ -228,13 +248,18 @@ fn image(path: PathBuf, action: ImageAction) -> anyhow::Result<()> {
     let cfg = Config::load(&path)?;
     let catalog = Catalog::new(&cfg.server.state_dir);
     match action {
-        ImageAction::Add { name, kernel, initrd, rootfs, cmdline } => {
+        ImageAction::Add { name, kernel, initrd, rootfs, cmdline, if_changed } => {
             let mut files = vec![(Role::Kernel, kernel.as_path()), (Role::Initrd, initrd.as_path())];
             if let Some(r) = &rootfs {
                 files.push((Role::Rootfs, r.as_path()));
             }
             let key = swarmboot_manifest::SigningKey::load_or_create(&cfg.server.state_dir)?;
-            let m = catalog.add(&name, &files, &cmdline, unix_now(), &key)?;
+            let (m, new) =
+                if if_changed { catalog.add_if_changed(&name, &files, &cmdline, unix_now(), &key)? } else { (catalog.add(&name, &files, &cmdline, unix_now(), &key)?, true) };
+            if !new {
+                println!("unchanged: {}@{} has these files and command line; nothing added", m.name, m.version);
+                return Ok(());
+            }
             println!("added {}@{}{}, signed by {}", m.name, m.version, m.predecessor.map(|p| format!(" (successor of @{p})")).unwrap_or_default(), key.public().fingerprint());
             for f in &m.files {
                 println!("  {:<7} {:>12} bytes  sha256 {}", format!("{:?}", f.role).to_lowercase(), f.size, f.sha256);

@@ -313,7 +313,7 @@ pub fn run(a: SetupArgs) -> anyhow::Result<()> {
 }
 
 /// Writes via a temporary file in the same directory and a rename (keeping the old mode).
-fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
+pub fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;

@@ -228,6 +228,9 @@ impl Default for BootSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientEntry {
+    /// A name for the group of machines this rule covers (`swarmboot assign NAME IMAGE`).
+    #[serde(default)]
+    pub name: Option<String>,
     /// A MAC address or glob (`*`, `?`, `[0-9]`), any case.
     pub mac: String,
     pub image: String,

@@ -133,6 +133,17 @@ impl Catalog {
     /// Adds a version of `name` made of these files: version 1, or the latest + 1, signed with
     /// `key` (`VERSION.sig` beside `VERSION.toml`).
     pub fn add(&self, name: &str, files: &[(Role, &Path)], cmdline: &str, now: u64, key: &SigningKey) -> Result<Manifest, CatalogError> {
+        self.add_unless_same(name, files, cmdline, now, key, false).map(|(m, _)| m)
+    }
+
+    /// Like [`Catalog::add`], but when the latest version has the same files (by SHA-256) and
+    /// command line it is returned instead of a new one (`false`: nothing added). For tools
+    /// that publish on every run (the LTSP plugin).
+    pub fn add_if_changed(&self, name: &str, files: &[(Role, &Path)], cmdline: &str, now: u64, key: &SigningKey) -> Result<(Manifest, bool), CatalogError> {
+        self.add_unless_same(name, files, cmdline, now, key, true)
+    }
+
+    fn add_unless_same(&self, name: &str, files: &[(Role, &Path)], cmdline: &str, now: u64, key: &SigningKey, unless_same: bool) -> Result<(Manifest, bool), CatalogError> {
         check_name(name)?;
         let mut entries = Vec::new();
         for (role, path) in files {
@@ -140,6 +151,13 @@ impl Catalog {
             let torrent = self.store.torrent(&sha256).map_err(|source| CatalogError::Read { path: path.to_path_buf(), source })?;
             let info_hash = torrent.map(|(m, _)| hex::encode(m.info_hash));
             entries.push(FileEntry { role: *role, size, sha256, info_hash });
+        }
+        if unless_same {
+            if let Some(latest) = self.latest(name)? {
+                if latest.cmdline == cmdline && latest.files == entries {
+                    return Ok((latest, false));
+                }
+            }
         }
         let dir = self.images.join(name);
         std::fs::create_dir_all(&dir).map_err(|source| CatalogError::Write { path: dir.clone(), source })?;
@@ -154,7 +172,7 @@ impl Catalog {
                 Ok(mut f) => {
                     f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(|source| CatalogError::Write { path: path.clone(), source })?;
                     self.signed(name, version, key)?;
-                    return Ok(m);
+                    return Ok((m, true));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(source) => return Err(CatalogError::Write { path, source }),
@@ -372,6 +390,25 @@ mod tests {
         assert_eq!(c.names().unwrap(), vec!["elchos".to_string()]);
         let text = std::fs::read_to_string(dir.path().join("state/images/elchos/2.toml")).unwrap();
         assert!(text.contains("predecessor = 1") && text.contains("role = \"kernel\""), "{text}");
+    }
+
+    /// Publishing the same files and command line again adds nothing; a changed file or
+    /// command line adds a version.
+    #[test]
+    fn add_if_changed_adds_only_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Catalog::new(&dir.path().join("state"));
+        let k = key();
+        let (k1, i1) = files(dir.path(), "1");
+        let (v1, new) = c.add_if_changed("ltsp", &[(Role::Kernel, &k1), (Role::Initrd, &i1)], "quiet", 100, &k).unwrap();
+        assert!(new && v1.version == 1);
+        let (same, new) = c.add_if_changed("ltsp", &[(Role::Kernel, &k1), (Role::Initrd, &i1)], "quiet", 200, &k).unwrap();
+        assert!(!new && same == v1, "unchanged: the latest is returned");
+        let (v2, new) = c.add_if_changed("ltsp", &[(Role::Kernel, &k1), (Role::Initrd, &i1)], "quiet splash", 300, &k).unwrap();
+        assert!(new && v2.version == 2, "a new command line is a new version");
+        let (k3, _) = files(dir.path(), "3");
+        let (v3, new) = c.add_if_changed("ltsp", &[(Role::Kernel, &k3), (Role::Initrd, &i1)], "quiet splash", 400, &k).unwrap();
+        assert!(new && v3.version == 3 && v3.predecessor == Some(2));
     }
 
     /// Versions are signed when added; the envelope carries the stored bytes; a version from

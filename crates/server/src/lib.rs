@@ -21,7 +21,7 @@ use anyhow::Context;
 use swarmboot_config::Config;
 use swarmboot_dhcp::{DhcpServer, Mode};
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::dhcp_service::{DhcpService, DhcpStats};
 use crate::lease_store::LeaseStore;
@@ -36,6 +36,9 @@ pub fn served_prefix(cfg: &Config) -> anyhow::Result<u8> {
         (None, Err(e)) => Err(e).context("server.address has no /prefix, so it is read from the interface"),
     }
 }
+
+/// The running server's pid, in the state directory (SIGHUP reloads it).
+pub const PID_FILE: &str = "serve.pid";
 
 /// Runs the server until SIGTERM or SIGINT. SIGHUP re-reads the config file: DHCP settings
 /// and boot rules change without dropping leases or transfers (the catalog is read per request
@@ -117,6 +120,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             .await
             .context("HTTP listener")
     });
+    // Where `swarmboot assign` and the picker find the server to reload it.
+    let pid_file = cfg.server.state_dir.join(PID_FILE);
+    if let Err(e) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
+        warn!(path = %pid_file.display(), error = %e, "cannot write the pid file: `swarmboot assign` will not reload this server");
+    }
     info!(address = %cfg.server.address.ip, prefix, http = %cfg.http.listen, "swarmboot ready");
 
     use tokio::signal::unix::{signal, SignalKind};
@@ -140,6 +148,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }
     };
     info!("shutting down");
+    if std::fs::read_to_string(&pid_file).is_ok_and(|t| t.trim() == std::process::id().to_string()) {
+        let _ = std::fs::remove_file(&pid_file);
+    }
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     let swarm = http::SwarmCounters::read(seeder.as_deref(), None);
