@@ -21,8 +21,16 @@ fn output(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Builds the package; returns the .deb (moved to `target/deb/`).
-pub fn build() -> anyhow::Result<PathBuf> {
+/// The binary packages one build makes.
+pub struct Debs {
+    /// The server, CLI, stub init and builder.
+    pub server: PathBuf,
+    /// The LTSP plugin.
+    pub ltsp: PathBuf,
+}
+
+/// Builds the packages (moved to `target/deb/`).
+pub fn build() -> anyhow::Result<Debs> {
     ensure_packages()?;
     crate::host::build_stub_init()?;
     let root = workspace_root();
@@ -39,20 +47,21 @@ pub fn build() -> anyhow::Result<PathBuf> {
     let parent = root.parent().context("the repository has a parent directory")?;
     let out = root.join("target/deb");
     std::fs::create_dir_all(&out)?;
-    let mut deb = None;
-    for suffix in ["_amd64.deb", "_amd64.buildinfo", "_amd64.changes"] {
-        let name = format!("swarmboot_{version}{suffix}");
+    for name in [
+        format!("swarmboot_{version}_amd64.deb"),
+        format!("swarmboot-ltsp_{version}_all.deb"),
+        format!("swarmboot_{version}_amd64.buildinfo"),
+        format!("swarmboot_{version}_amd64.changes"),
+    ] {
         let from = parent.join(&name);
-        if from.exists() {
-            std::fs::rename(&from, out.join(&name)).or_else(|_| std::fs::copy(&from, out.join(&name)).map(|_| ()).and_then(|_| std::fs::remove_file(&from)))?;
-            if suffix.ends_with(".deb") {
-                deb = Some(out.join(&name));
-            }
-        }
+        ensure!(from.exists(), "dpkg-buildpackage made no {name} in {}", parent.display());
+        std::fs::rename(&from, out.join(&name)).or_else(|_| std::fs::copy(&from, out.join(&name)).map(|_| ()).and_then(|_| std::fs::remove_file(&from)))?;
     }
-    let deb = deb.with_context(|| format!("dpkg-buildpackage made no swarmboot_{version}_amd64.deb in {}", parent.display()))?;
-    println!("{} ({} bytes)", deb.display(), std::fs::metadata(&deb)?.len());
-    Ok(deb)
+    let debs = Debs { server: out.join(format!("swarmboot_{version}_amd64.deb")), ltsp: out.join(format!("swarmboot-ltsp_{version}_all.deb")) };
+    for d in [&debs.server, &debs.ltsp] {
+        println!("{} ({} bytes)", d.display(), std::fs::metadata(d)?.len());
+    }
+    Ok(debs)
 }
 
 /// What a Debian 12 server has besides minbase that the unit checks need: systemd (its
@@ -131,6 +140,52 @@ impl Drop for Chroot {
     }
 }
 
+/// The LTSP plugin with Debian's `ltsp`: `ltsp swarmboot` publishes a tiny image from
+/// /srv/ltsp/images (with the vmlinuz/initrd.img `ltsp kernel` would have extracted) into the
+/// catalog, once; `ltsp ipxe` gets the swarmboot entry (and the default, from ltsp.conf);
+/// `ltsp swarmboot pick` without a terminal points at `swarmboot assign`.
+fn ltsp_test(c: &Chroot, debs: &Debs) -> anyhow::Result<()> {
+    std::fs::copy(&debs.server, c.path("/tmp/swarmboot.deb"))?;
+    std::fs::copy(&debs.ltsp, c.path("/tmp/swarmboot-ltsp.deb"))?;
+    c.sh("apt-get install -y -qq --no-install-recommends ltsp squashfs-tools /tmp/swarmboot.deb /tmp/swarmboot-ltsp.deb >/dev/null")?;
+    ensure!(c.path("/usr/share/ltsp/server/swarmboot/55-swarmboot.sh").exists(), "the applet is not installed");
+    c.sh("mkdir -p /tmp/tree/sbin /srv/ltsp/images /srv/tftp/ltsp/test && echo '#!/bin/sh' > /tmp/tree/sbin/init \
+          && mksquashfs /tmp/tree /srv/ltsp/images/test.img -quiet -noappend >/dev/null \
+          && head -c 300000 /dev/urandom > /srv/tftp/ltsp/test/vmlinuz && head -c 200000 /dev/urandom > /srv/tftp/ltsp/test/initrd.img")?;
+    let published = c.sh("ltsp swarmboot 2>&1")?;
+    ensure!(published.contains("added test@1"), "ltsp swarmboot: {published}");
+    let again = c.sh("ltsp swarmboot test 2>&1")?;
+    ensure!(again.contains("unchanged: test@1"), "ltsp swarmboot a second time: {again}");
+    let list = c.sh("swarmboot image list")?;
+    ensure!(list.contains("test"), "the catalog has no test image: {list}");
+    println!("ltsp swarmboot: {}", published.lines().filter(|l| l.contains("Publishing") || l.contains("added")).collect::<Vec<_>>().join(" / "));
+
+    c.sh("ltsp ipxe >/dev/null 2>&1")?;
+    let menu = c.sh("cat /srv/tftp/ltsp/ltsp.ipxe")?;
+    ensure!(
+        menu.contains("item --key w swarmboot") && menu.contains("\n:swarmboot\n") && menu.contains("chain --replace --autofree http://${srv}:8080/boot.ipxe?mac=${net0/mac}"),
+        "ltsp ipxe did not add the entry:\n{menu}"
+    );
+    // No other entry's labels may fall through into ours.
+    let lines: Vec<&str> = menu.lines().collect();
+    let at = lines.iter().position(|l| *l == ":swarmboot").expect("checked above");
+    let before = lines[..at].iter().rev().find(|l| !l.trim().is_empty()).copied().unwrap_or("");
+    ensure!(!before.starts_with(':') && (before.contains("goto") || before.contains("boot")), "the swarmboot label follows {before:?}: another entry would fall into it\n{menu}");
+    std::fs::create_dir_all(c.path("/etc/ltsp"))?;
+    std::fs::write(c.path("/etc/ltsp/ltsp.conf"), "[server]\nSWARMBOOT_DEFAULT=1\n")?;
+    c.sh("ltsp ipxe >/dev/null 2>&1")?;
+    let menu = c.sh("cat /srv/tftp/ltsp/ltsp.ipxe")?;
+    ensure!(menu.matches("item --key w swarmboot").count() == 1, "a second ltsp ipxe added the entry again:\n{menu}");
+    ensure!(menu.contains("set img swarmboot # SWARMBOOT_DEFAULT\ngoto ${mac} || goto start"), "SWARMBOOT_DEFAULT=1 did not make it the default:\n{menu}");
+    let added: Vec<&str> = menu.lines().filter(|l| l.contains("swarmboot") || l.contains("/boot.ipxe?")).collect();
+    println!("ltsp.ipxe lines added:\n  {}", added.join("\n  "));
+
+    let pick = c.cmd(&["ltsp", "swarmboot", "pick"]).stdin(std::process::Stdio::null()).output()?;
+    let said = String::from_utf8_lossy(&pick.stderr);
+    ensure!(!pick.status.success() && said.contains("swarmboot assign"), "ltsp swarmboot pick without a terminal: {said}");
+    Ok(())
+}
+
 /// `deb` with its control file's Version changed (a newer package of the same files, for the
 /// upgrade test).
 fn with_version(deb: &Path, version: &str, dir: &Path) -> anyhow::Result<PathBuf> {
@@ -156,13 +211,14 @@ fn exposure(report: &str) -> Option<f64> {
 
 /// Builds, lints and install-tests the package; prints what it found.
 pub fn test() -> anyhow::Result<()> {
-    let deb = build()?;
+    let debs = build()?;
+    let deb = &debs.server;
     let root = workspace_root();
     let work = root.join("target/deb-test");
     std::fs::create_dir_all(&work)?;
 
     // lintian: errors fail the test; warnings are printed (and justified in the closing note).
-    let lint = Command::new("lintian").args(["--no-tag-display-limit", "--display-info"]).arg(&deb).output()?;
+    let lint = Command::new("lintian").args(["--no-tag-display-limit", "--display-info"]).arg(deb).arg(&debs.ltsp).output()?;
     let lint_text = String::from_utf8_lossy(&lint.stdout).into_owned();
     println!("lintian:\n{}", if lint_text.trim().is_empty() { "(nothing)".to_string() } else { lint_text.clone() });
     let errors: Vec<&str> = lint_text.lines().filter(|l| l.starts_with("E: ")).collect();
@@ -175,7 +231,7 @@ pub fn test() -> anyhow::Result<()> {
     // The package's dependencies first, so the purge check compares against a root that has them.
     c.sh("apt-get update -qq && apt-get install -y -qq --no-install-recommends ipxe adduser >/dev/null")?;
     let before = c.files()?;
-    std::fs::copy(&deb, c.path("/tmp/swarmboot.deb"))?;
+    std::fs::copy(deb, c.path("/tmp/swarmboot.deb"))?;
     c.sh("apt-get install -y -qq --no-install-recommends /tmp/swarmboot.deb >/dev/null")?;
 
     for f in [
@@ -221,7 +277,7 @@ pub fn test() -> anyhow::Result<()> {
     let owner = c.sh("stat -c %U /var/lib/swarmboot/signing.key")?;
     ensure!(owner.trim() == "swarmboot", "the key root's CLI made belongs to {owner}: the service could not read it");
     let state_before = c.sh("cd /var/lib/swarmboot && find . -type f | sort | xargs sha256sum")?;
-    let newer = with_version(&deb, &format!("{}+upgrade1", version.split_whitespace().nth(1).unwrap_or("0.1.0")), &work)?;
+    let newer = with_version(deb, &format!("{}+upgrade1", version.split_whitespace().nth(1).unwrap_or("0.1.0")), &work)?;
     std::fs::copy(&newer, c.path("/tmp/swarmboot-newer.deb"))?;
     c.sh("apt-get install -y -qq --no-install-recommends /tmp/swarmboot-newer.deb >/dev/null")?;
     let installed = c.sh("dpkg-query -W -f '${Version}' swarmboot")?;
@@ -241,6 +297,8 @@ pub fn test() -> anyhow::Result<()> {
     ensure!(gone.is_empty(), "install and purge removed: {gone:?}");
     ensure!(c.sh("getent passwd swarmboot || true")?.trim().is_empty(), "the swarmboot user is left");
     println!("remove kept the state; purge left nothing ({} paths compared)", after.len());
+
+    ltsp_test(&c, &debs)?;
     println!("package: OK — lintian {} error(s), {} warning(s); exposure {score}", errors.len(), lint_text.lines().filter(|l| l.starts_with("W: ")).count());
     Ok(())
 }
