@@ -26,9 +26,15 @@ fn mem_available() -> u64 {
     text.lines().find_map(|l| l.strip_prefix("MemAvailable:")).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok()).map_or(0, |kib| kib << 10)
 }
 
-/// Writes `<dir>/kexec-initrd`: the image's initramfs, then the carried archive. Each data
-/// file but the kernel is deleted once it is in the archive (the archive replaces it on the
-/// tmpfs; the kernel file is still needed for kexec_file_load).
+/// Whether `f`'s data stays on the tmpfs after it is copied into the archive: the kernel and
+/// the initramfs (kexec without carrying needs them), not the root filesystem.
+fn keeps(m: &Manifest, f: &swarmboot_image::FileEntry) -> bool {
+    m.files.iter().any(|o| o.sha256 == f.sha256 && matches!(o.role, Role::Kernel | Role::Initrd))
+}
+
+/// Writes `<dir>/kexec-initrd`: the image's initramfs, then the carried archive. The root
+/// filesystem's data is deleted once it is in the archive (the archive replaces it on the
+/// tmpfs); the kernel and initramfs stay, so a failure here can still kexec without carrying.
 fn write_carried_initrd(dir: &Path, m: &Manifest, note: &Carry) -> anyhow::Result<PathBuf> {
     let exe = std::fs::read("/proc/self/exe")?;
     let image_initrd = std::fs::metadata(dir.join("initrd"))?.len();
@@ -40,8 +46,10 @@ fn write_carried_initrd(dir: &Path, m: &Manifest, note: &Carry) -> anyhow::Resul
     }
     let carried: u64 = distinct.iter().map(|f| f.size).sum();
     let total = image_initrd + carried + exe.len() as u64;
-    let largest = distinct.iter().map(|f| f.size).max().unwrap_or(0);
-    let need = total + largest + MARGIN;
+    // Data deleted once copied (everything but the kernel and initramfs, which a failure here
+    // still needs); while the kernel copies the archive, the archive is there twice, less that.
+    let deleted: u64 = distinct.iter().filter(|f| !keeps(m, f)).map(|f| f.size).sum();
+    let need = total + (total - deleted) + MARGIN;
     let have = mem_available();
     anyhow::ensure!(
         have >= need,
@@ -69,7 +77,7 @@ fn write_carried_initrd(dir: &Path, m: &Manifest, note: &Carry) -> anyhow::Resul
         }
         let data = dir.join(&f.sha256);
         c.entry_from(&format!("{img}/{}", f.sha256), FILE, f.size, &mut File::open(&data)?)?;
-        if f.role != Role::Kernel && !m.files.iter().any(|o| o.sha256 == f.sha256 && o.role == Role::Kernel) {
+        if !keeps(m, f) {
             let _ = std::fs::remove_file(&data);
             for o in m.files.iter().filter(|o| o.sha256 == f.sha256) {
                 let _ = std::fs::remove_file(dir.join(o.role.as_str()));
