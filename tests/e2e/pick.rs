@@ -9,7 +9,7 @@ use swarmboot_lab::clients::Udhcpc;
 use swarmboot_lab::initramfs::{debian_kernel, write_test_initramfs};
 use swarmboot_lab::{require_root, Lan, ScratchDir, Server};
 
-use crate::setup::Tmux;
+use swarmboot_lab::tmux::Tmux;
 
 const MAC: &str = "52:54:00:0f:00:01";
 

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use swarmboot_lab::clients::Udhcpc;
+use swarmboot_lab::tmux::Tmux;
 use swarmboot_lab::{require_root, Lan, Proc, ScratchDir};
 
 fn setup(lan: &Lan, config: &Path) -> String {
@@ -113,45 +114,6 @@ fn the_server_runs_unprivileged_and_unconfigured_serves_nothing() {
     assert_eq!(std::fs::read(&got).unwrap(), std::fs::read("/usr/lib/ipxe/undionly.kpxe").unwrap());
     assert!(!server.exited(), "{}", server.output());
     server.stop(Duration::from_secs(5));
-}
-
-/// A tmux session (its own server socket, 80×24), killed on drop.
-pub struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    pub fn start(socket: &str, command: &str) -> Tmux {
-        let ok = std::process::Command::new("tmux").args(["-L", socket, "new-session", "-d", "-x", "80", "-y", "24", command]).status().unwrap();
-        assert!(ok.success(), "tmux new-session");
-        Tmux { socket: socket.into() }
-    }
-
-    pub fn screen(&self) -> String {
-        let out = std::process::Command::new("tmux").args(["-L", &self.socket, "capture-pane", "-p"]).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    pub fn wait_for(&self, needle: &str) -> String {
-        for _ in 0..200 {
-            let s = self.screen();
-            if s.contains(needle) {
-                return s;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("no {needle:?} on the screen:\n{}", self.screen());
-    }
-
-    pub fn keys(&self, keys: &[&str]) {
-        assert!(std::process::Command::new("tmux").args(["-L", &self.socket, "send-keys"]).args(keys).status().unwrap().success());
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("tmux").args(["-L", &self.socket, "kill-server"]).status();
-    }
 }
 
 /// On a terminal setup asks which interface and whether to write; without one (and without

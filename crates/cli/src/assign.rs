@@ -134,7 +134,7 @@ pub fn apply(config_path: &Path, target: &Target, image: &str) -> anyhow::Result
     let text = std::fs::read_to_string(config_path).with_context(|| format!("reading {}", config_path.display()))?;
     let (edited, said) = edit(&text, target, image)?;
     Config::parse(&edited, config_path).context("the edited config does not validate (nothing written)")?;
-    crate::setup::write_atomically(config_path, &edited)?;
+    crate::config_file::write_atomically(config_path, &edited)?;
     Ok(format!("{said}; {}", reload_server(&cfg.server.state_dir)))
 }
 

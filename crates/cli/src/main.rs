@@ -12,6 +12,7 @@ use swarmboot_dhcp::{Lease, Mode};
 use swarmboot_server::lease_store::LeaseStore;
 
 mod assign;
+mod config_file;
 mod fetch_cmd;
 mod pick;
 mod setup;

@@ -30,13 +30,6 @@ pub enum StubAction {
     Show,
 }
 
-fn newest_kernel() -> Option<PathBuf> {
-    let mut k: Vec<PathBuf> =
-        std::fs::read_dir("/boot").ok()?.flatten().map(|e| e.path()).filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))).collect();
-    k.sort();
-    k.pop()
-}
-
 fn find_init() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("SWARMBOOT_INIT") {
         return Some(PathBuf::from(p));
@@ -61,7 +54,7 @@ pub fn run(config: &Path, action: StubAction) -> anyhow::Result<()> {
             None => println!("no stub built yet: run `swarmboot stub build`"),
         },
         StubAction::Build { kernel, init, modules_dir, modules } => {
-            let kernel = kernel.or_else(newest_kernel).context("no kernel in /boot: pass --kernel (Debian: apt install linux-image-amd64)")?;
+            let kernel = kernel.or_else(swarmboot_stub::newest_kernel).context("no kernel in /boot: pass --kernel (Debian: apt install linux-image-amd64)")?;
             let init = init.or_else(find_init).context("no static swarmboot-init found: pass --init, set SWARMBOOT_INIT, or build it with `cargo xtask stub-init`")?;
             let key = swarmboot_manifest::SigningKey::load_or_create(&cfg.server.state_dir)?;
             let inputs = swarmboot_stub::StubInputs { kernel: kernel.clone(), modules_dir, init: init.clone(), key: key.public(), extra_modules: modules };

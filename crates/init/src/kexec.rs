@@ -21,11 +21,6 @@ use crate::pid1::Never;
 /// Room left for the stub while the kernel copies the archive.
 const MARGIN: u64 = 32 << 20;
 
-fn mem_available() -> u64 {
-    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    text.lines().find_map(|l| l.strip_prefix("MemAvailable:")).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok()).map_or(0, |kib| kib << 10)
-}
-
 /// Whether `f`'s data stays on the tmpfs after it is copied into the archive: the kernel and
 /// the initramfs (kexec without carrying needs them), not the root filesystem.
 fn keeps(m: &Manifest, f: &swarmboot_image::FileEntry) -> bool {
@@ -50,7 +45,7 @@ fn write_carried_initrd(dir: &Path, m: &Manifest, note: &Carry) -> anyhow::Resul
     // still needs); while the kernel copies the archive, the archive is there twice, less that.
     let deleted: u64 = distinct.iter().filter(|f| !keeps(m, f)).map(|f| f.size).sum();
     let need = total + (total - deleted) + MARGIN;
-    let have = mem_available();
+    let have = crate::worker::mem_available().unwrap_or(0);
     anyhow::ensure!(
         have >= need,
         "carrying the image needs {} MiB of free RAM for a moment ({} MiB of archive while the kernel copies it), this machine has {} MiB",

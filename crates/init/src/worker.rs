@@ -25,7 +25,8 @@ pub struct WorkerArgs {
 /// Free memory the image must fit in, with room for the booted system to start.
 const RAM_MARGIN: u64 = 64 << 20;
 
-fn mem_available() -> Option<u64> {
+/// MemAvailable from /proc/meminfo, in bytes.
+pub fn mem_available() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib * 1024)

@@ -116,13 +116,8 @@ pub fn write_networked_test_initramfs(dest: &Path, busybox: &Path, release: &str
     Ok(())
 }
 
-/// The newest Debian kernel in /boot.
-pub fn debian_kernel() -> Option<std::path::PathBuf> {
-    let mut k: Vec<_> =
-        std::fs::read_dir("/boot").ok()?.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))).collect();
-    k.sort();
-    k.pop()
-}
+/// The newest Debian kernel in /boot (the one the stub builder defaults to).
+pub use swarmboot_stub::newest_kernel as debian_kernel;
 
 /// The init of the test root filesystem: prints the marker, then whether the stub's seeder
 /// still runs (`SWARMBOOT-TEST-SEEDING <pids>`), then stays up (a booted machine keeps

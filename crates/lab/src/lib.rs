@@ -17,6 +17,7 @@ pub mod probe;
 mod proc;
 pub mod qemu;
 mod server;
+pub mod tmux;
 
 pub use netns::{Lan, Netns};
 pub use proc::{wait_for_line, Proc};

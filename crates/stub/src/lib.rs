@@ -92,6 +92,15 @@ fn uncompressed(name: &str, bytes: Vec<u8>) -> Result<(String, Vec<u8>), StubErr
     Ok((name.trim_end_matches(suffix).to_string(), out))
 }
 
+/// The newest kernel in /boot (`/boot/vmlinuz-*`, by name): what `stub build` uses when
+/// no `--kernel` is given.
+pub fn newest_kernel() -> Option<PathBuf> {
+    let mut k: Vec<PathBuf> =
+        std::fs::read_dir("/boot").ok()?.flatten().map(|e| e.path()).filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))).collect();
+    k.sort();
+    k.pop()
+}
+
 pub fn build(inputs: &StubInputs) -> Result<BuiltStub, StubError> {
     let kernel = read(&inputs.kernel)?;
     let version = swarmboot_init::kernel::bzimage_version(&kernel).ok_or_else(|| StubError::NotAKernel(inputs.kernel.clone()))?;

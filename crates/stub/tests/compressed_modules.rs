@@ -3,7 +3,7 @@
 //! with a modules.dep that names the `.ko` files.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use swarmboot_stub::{build, StubInputs};
@@ -33,16 +33,9 @@ fn entries(mut a: &[u8]) -> Vec<(String, Vec<u8>)> {
     }
 }
 
-fn newest_kernel() -> Option<PathBuf> {
-    let mut k: Vec<PathBuf> =
-        std::fs::read_dir("/boot").ok()?.flatten().map(|e| e.path()).filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))).collect();
-    k.sort();
-    k.pop()
-}
-
 #[test]
 fn compressed_modules_go_in_uncompressed() {
-    let kernel = newest_kernel().expect("a Debian kernel in /boot (linux-image-amd64)");
+    let kernel = swarmboot_stub::newest_kernel().expect("a Debian kernel in /boot (linux-image-amd64)");
     let release = kernel.file_name().unwrap().to_str().unwrap().trim_start_matches("vmlinuz-").to_string();
     let real = Path::new("/lib/modules").join(&release);
     let dir = tempfile::tempdir().unwrap();
