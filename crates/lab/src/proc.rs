@@ -76,13 +76,15 @@ impl Drop for Proc {
     }
 }
 
-/// Waits until a line of `path` contains `needle`; returns that line. Fails at `timeout` with
-/// the file's tail.
+/// Waits until a whole line of `path` (one its writer has ended with a newline) contains
+/// `needle`; returns that line. A line still being written is not looked at: a caller that
+/// checks the rest of the line must not see half of it. Fails at `timeout` with the file's tail.
 pub fn wait_for_line(path: &Path, needle: &str, timeout: Duration) -> anyhow::Result<String> {
     let deadline = Instant::now() + timeout;
     loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        if let Some(l) = text.lines().find(|l| l.contains(needle)) {
+        // Lossy: a VM's console may carry bytes that are not UTF-8 (firmware output).
+        let text = String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned();
+        if let Some(l) = whole_lines(&text).find(|l| l.contains(needle)) {
             return Ok(l.to_string());
         }
         if Instant::now() > deadline {
@@ -90,5 +92,33 @@ pub fn wait_for_line(path: &Path, needle: &str, timeout: Duration) -> anyhow::Re
             bail!("no line with {needle:?} in {} after {timeout:?}; last lines:\n{}", path.display(), tail.join("\n"));
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The lines of `text` that are complete: everything up to its last newline.
+fn whole_lines(text: &str) -> std::str::Lines<'_> {
+    text[..text.rfind('\n').map_or(0, |i| i + 1)].lines()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_still_being_written_is_not_matched() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("console");
+        std::fs::write(&log, "booting\nswarmboot: REFUSING TO BOOT: refu").unwrap();
+        assert!(wait_for_line(&log, "REFUSING", Duration::ZERO).is_err());
+        std::fs::write(&log, "booting\nswarmboot: REFUSING TO BOOT: refused\r\nmore").unwrap();
+        assert_eq!(wait_for_line(&log, "REFUSING", Duration::ZERO).unwrap(), "swarmboot: REFUSING TO BOOT: refused");
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_do_not_hide_a_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("console");
+        std::fs::write(&log, b"\xff\xfe firmware\nswarmboot ready\n").unwrap();
+        assert_eq!(wait_for_line(&log, "ready", Duration::ZERO).unwrap(), "swarmboot ready");
     }
 }

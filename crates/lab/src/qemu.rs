@@ -144,7 +144,7 @@ impl Vm {
                 return Ok(line);
             }
             if exited || std::time::Instant::now() > deadline {
-                let console = std::fs::read_to_string(&self.console).unwrap_or_default();
+                let console = String::from_utf8_lossy(&std::fs::read(&self.console).unwrap_or_default()).into_owned();
                 let tail: Vec<&str> = console.lines().rev().take(25).collect::<Vec<_>>().into_iter().rev().collect();
                 anyhow::bail!(
                     "VM {}: no {needle:?} on the console ({}); last console lines:\n{}\nqemu: {}",
