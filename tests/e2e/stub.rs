@@ -161,11 +161,16 @@ fn a_vm_boots_the_image_through_the_stub_and_keeps_seeding() {
     let console = std::fs::read_to_string(&vm.console).unwrap();
     assert!(console.contains("swarmboot: image verified"), "{console}");
     assert!(console.contains("switching to elchos@1"), "{console}");
+    // The image's kernel is the stub's (the same file, and running): only the root
+    // filesystem was fetched.
+    assert!(console.contains("elchos@1 verified (signed by sha256:") && console.contains("its kernel is the stub's: fetching only its root filesystem"), "{console}");
     let pids: Vec<&str> = seeding.split_whitespace().skip(1).filter(|w| w.starts_with("/proc/")).collect();
     assert_eq!(pids.len(), 1, "the stub's seeder runs in the booted system: {seeding}");
-    assert!(seeding.contains("files=10"), "three files named by hash, their torrents, kernel/initrd/rootfs links, manifest.signed: {seeding}");
+    assert!(seeding.contains("files=4"), "the root filesystem named by hash, its torrent, the rootfs link, manifest.signed: {seeding}");
     let seed_up = lab.server.metric("swarmboot_seed_uploaded_bytes_total").unwrap();
     assert!(seed_up >= lab.rootfs_len, "the image came through the swarm: the seed sent {seed_up} bytes");
+    let image_kernel = std::fs::metadata(swarmboot_lab::initramfs::debian_kernel().unwrap()).unwrap().len();
+    assert!(seed_up < lab.rootfs_len + image_kernel, "the image's kernel and initramfs did not go: the seed sent {seed_up} bytes for a {} byte root", lab.rootfs_len);
     // Over HTTP went only what iPXE loaded: the stub's kernel and initramfs.
     assert_eq!(lab.server.metric("swarmboot_http_blob_bytes_total").unwrap(), lab.stub_bytes(), "HTTP carried the stub only");
 }

@@ -6,11 +6,11 @@
 //!    the one the *signed* manifest lists (so every piece hash is vouched for by the signature),
 //!    its name is the SHA-256 and its length the manifest's size. Nothing is written before the
 //!    manifest and every torrent passed.
-//! 3. Download every file at once through the swarm (one engine per file, all on one
-//!    `PeerListener`, announcing to the server's tracker). If no byte arrives for
-//!    `stall_timeout`, fetch the missing pieces from `<server>/blob/<sha256>` with HTTP Range
-//!    (a few MiB per request, whole pieces, each checked against its SHA-1 and handed to the
-//!    engine, which shares it) — so a boot never hangs on the swarm.
+//! 3. Download every file (or those of [`FetchConfig::roles`]) at once through the swarm (one
+//!    engine per file, all on one `PeerListener`, announcing to the server's tracker). If no
+//!    byte arrives for `stall_timeout`, fetch the missing pieces from `<server>/blob/<sha256>`
+//!    with HTTP Range (a few MiB per request, whole pieces, each checked against its SHA-1 and
+//!    handed to the engine, which shares it) — so a boot never hangs on the swarm.
 //! 4. Check every file's SHA-256 against the manifest, link it under its role name (`kernel`,
 //!    `initrd`, `rootfs`), write `manifest.signed` beside them.
 //!
@@ -64,6 +64,9 @@ pub struct FetchConfig {
     pub use_swarm: bool,
     /// Peers we upload to at once.
     pub upload_slots: usize,
+    /// Only the files with these roles (`None`: every file of the image). The stub leaves out
+    /// the kernel and initramfs when it will switch_root with its own kernel.
+    pub roles: Option<Vec<Role>>,
 }
 
 impl FetchConfig {
@@ -79,6 +82,7 @@ impl FetchConfig {
             stall_timeout: Duration::from_secs(10),
             use_swarm: true,
             upload_slots: 8,
+            roles: None,
         }
     }
 }
@@ -272,9 +276,9 @@ pub async fn fetch(cfg: &FetchConfig, mut report: impl FnMut(&FetchProgress)) ->
     let signed = fetch_manifest(cfg).await?;
     info!(image = %signed.manifest.name, version = signed.manifest.version, signer = %signed.signer.fingerprint(), "manifest verified");
 
-    // One job per distinct file (two roles may share one).
+    // One job per distinct file (two roles may share one), of the roles asked for.
     let mut by_sha: BTreeMap<String, Job> = BTreeMap::new();
-    for f in &signed.manifest.files {
+    for f in signed.manifest.files.iter().filter(|f| cfg.roles.as_ref().is_none_or(|r| r.contains(&f.role))) {
         by_sha
             .entry(f.sha256.clone())
             .or_insert_with(|| Job { entry: f.clone(), roles: vec![], path: cfg.out.join(&f.sha256), meta: None, torrent: vec![], engine: None })

@@ -7,6 +7,8 @@
 //!   index to pick what goes into the initramfs.
 //! - [`kernel`]: whether the image's kernel is the running one (bzImage header vs
 //!   `/proc/version`).
+//! - [`handover`]: before fetching, whether the stub will switch_root with its own kernel (so
+//!   it fetches the root filesystem only), and the RAM the image needs.
 //!
 //! - [`netlink`]: the rtnetlink messages for link up, address and default route.
 //! - [`cpio`]: the newc archive writer (the stub builder's initramfs, the archive a kexec
@@ -19,6 +21,7 @@
 pub mod carry;
 pub mod cmdline;
 pub mod cpio;
+pub mod handover;
 pub mod kernel;
 pub mod kmod;
 pub mod netlink;

@@ -153,6 +153,12 @@ fn hand_over(drivers: &mut Drivers, trusted: &[PublicKey], server: &str, dir: &P
     let envelope = std::fs::read(dir.join("manifest.signed"))?;
     let (body, _) = swarmboot_manifest::open(&envelope, trusted)?;
     let m: Manifest = toml::from_str(std::str::from_utf8(body)?)?;
+    if !dir.join("kernel").exists() {
+        // The worker fetched the root filesystem only: the signed manifest names the stub's
+        // own kernel, which is running (`swarmboot_init::handover`).
+        anyhow::ensure!(dir.join("rootfs").exists(), "the worker fetched neither a kernel nor a root filesystem");
+        return switch_root(drivers, dir, &m);
+    }
     let image_kernel = std::fs::read(dir.join("kernel"))?;
     let proc_version = std::fs::read_to_string("/proc/version").unwrap_or_default();
     let same = kernel::bzimage_version(&image_kernel).is_some_and(|v| kernel::is_running(&proc_version, &v));

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use swarmboot_fetch::{FetchConfig, FetchError, Fetched};
 use swarmboot_init::cmdline::StubArgs;
+use swarmboot_init::handover::{self, Plan, StubKernel};
 use swarmboot_manifest::PublicKey;
 
 use crate::console::{progress, say};
@@ -71,9 +72,12 @@ pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<
     cfg.stall_timeout = a.stub.stall;
     cfg.bind_device = Some(name.clone());
     cfg.listen = std::net::SocketAddr::from((lease.address, 6881));
+    // The kernel this stub was built for (the stub builder's note; none in stubs built before).
+    let stub_kernel: Option<StubKernel> = std::fs::read_to_string(handover::STUB_KERNEL).ok().and_then(|t| toml::from_str(&t).ok());
+    let proc_version = std::fs::read_to_string("/proc/version").unwrap_or_default();
     let mut tries = 0;
     let fetched = loop {
-        // The manifest first: it says how much RAM the image needs.
+        // The manifest first: it says which files to fetch and how much RAM they need.
         let signed = match swarmboot_fetch::fetch_manifest(&cfg).await {
             Ok(s) => s,
             Err(e) => {
@@ -83,22 +87,19 @@ pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<
                 continue;
             }
         };
-        // The files on the tmpfs, plus — when the image has no root filesystem, so its kernel
-        // will be kexec'd — the kernel's copy of its kernel and initramfs while it loads them.
         let m = &signed.manifest;
-        let files: u64 = m.files.iter().map(|f| f.size).sum();
-        let kexec_buffers: u64 = if m.file(swarmboot_image::Role::Rootfs).is_none() { files } else { 0 };
-        let need = files + kexec_buffers + RAM_MARGIN;
+        let plan = Plan::decide(m, stub_kernel.as_ref(), &proc_version);
+        let need = handover::ram_needed(m, plan, RAM_MARGIN);
         if let Some(have) = mem_available() {
-            if have < need {
+            if have < need.total() {
                 say(format!(
                     "not enough RAM for {}@{}: it needs {} MiB ({} MiB of files, {} MiB to load its kernel, {} MiB to run), this machine has {} MiB free; retrying in {} s",
-                    signed.manifest.name,
-                    signed.manifest.version,
-                    need >> 20,
-                    files >> 20,
-                    kexec_buffers >> 20,
-                    RAM_MARGIN >> 20,
+                    m.name,
+                    m.version,
+                    need.total() >> 20,
+                    need.files >> 20,
+                    need.load >> 20,
+                    need.margin >> 20,
                     have >> 20,
                     backoff(tries).as_secs()
                 ));
@@ -107,9 +108,17 @@ pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<
                 continue;
             }
         }
-        say(format!("{}@{} verified (signed by {}); fetching {} MiB", signed.manifest.name, signed.manifest.version, signed.signer.fingerprint(), files >> 20));
+        let what = match plan {
+            Plan::RootfsOnly => format!("its kernel is the stub's: fetching only its root filesystem, {} MiB", need.files >> 20),
+            Plan::Everything => format!("fetching {} MiB", need.files >> 20),
+        };
+        say(format!("{}@{} verified (signed by {}); {what}", m.name, m.version, signed.signer.fingerprint()));
+        // This version (a newer one added meanwhile waits for the next boot), these files.
+        let mut this = cfg.clone();
+        this.version = Some(m.version);
+        this.roles = Some(plan.roles(m));
         let mut last = (Instant::now(), 0u64);
-        let result = swarmboot_fetch::fetch(&cfg, |p| {
+        let result = swarmboot_fetch::fetch(&this, |p| {
             if last.0.elapsed() >= Duration::from_millis(900) || p.bytes_have == p.total {
                 let rate = p.bytes_have.saturating_sub(last.1) as f64 / last.0.elapsed().as_secs_f64().max(0.001);
                 progress(&p.line(rate));

@@ -1,8 +1,9 @@
 //! The stub builder: the initramfs swarm-mode machines boot with the server's kernel. It holds
 //! `/init` (the static `swarmboot-init`), `/etc/swarmboot/server.pub` (the key manifests must
-//! be signed with), and the kernel modules for common NICs and for squashfs, overlay and loop
-//! with everything they depend on, plus `modules.alias`/`modules.dep` cut down to them; newc
-//! cpio, gzip-compressed.
+//! be signed with), `/etc/swarmboot/kernel.toml` (which kernel it is for: an image with that
+//! kernel is switch_root'ed into without fetching its kernel and initramfs), and the kernel
+//! modules for common NICs and for squashfs, overlay and loop with everything they depend on,
+//! plus `modules.alias`/`modules.dep` cut down to them; newc cpio, gzip-compressed.
 //!
 //! What it does not do: register the stub (that is `Catalog::set_stub`) or build the init
 //! (cargo does; `cargo xtask stub-init`).
@@ -12,6 +13,8 @@ pub use swarmboot_init::cpio;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
+use swarmboot_init::handover::StubKernel;
 use swarmboot_init::kmod::ModuleIndex;
 use swarmboot_manifest::PublicKey;
 
@@ -105,6 +108,7 @@ pub fn build(inputs: &StubInputs) -> Result<BuiltStub, StubError> {
     let kernel = read(&inputs.kernel)?;
     let version = swarmboot_init::kernel::bzimage_version(&kernel).ok_or_else(|| StubError::NotAKernel(inputs.kernel.clone()))?;
     let release = version.split_whitespace().next().unwrap_or_default().to_string();
+    let note = StubKernel { sha256: hex::encode(Sha256::digest(&kernel)), version: version.clone() };
     let init = read(&inputs.init)?;
     if cpio::is_dynamic_elf(&init) {
         return Err(StubError::DynamicInit(inputs.init.clone()));
@@ -129,6 +133,8 @@ pub fn build(inputs: &StubInputs) -> Result<BuiltStub, StubError> {
         c.entry("dev/console", CHAR_DEV, &[], (5, 1))?;
         c.entry("init", EXEC, &init, (0, 0))?;
         c.entry("etc/swarmboot/server.pub", FILE, format!("{}\n", inputs.key.to_hex()).as_bytes(), (0, 0))?;
+        let note = toml::to_string(&note).expect("two strings serialize");
+        c.entry(swarmboot_init::handover::STUB_KERNEL.trim_start_matches('/'), FILE, note.as_bytes(), (0, 0))?;
         let base = format!("lib/modules/{release}");
         let mut made: std::collections::BTreeSet<String> = ["lib", "lib/modules"].iter().map(|s| s.to_string()).collect();
         made.insert(base.clone());

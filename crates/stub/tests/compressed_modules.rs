@@ -93,3 +93,23 @@ fn compressed_modules_go_in_uncompressed() {
     let dep = String::from_utf8_lossy(&dep.1);
     assert!(dep.contains("virtio_net.ko: ") && !dep.contains(".xz") && !dep.contains(".zst") && !dep.contains(".gz"), "{dep}");
 }
+
+/// The stub names the kernel it was built for (SHA-256 of the file, header version), so its
+/// init can tell, from the signed manifest alone, that an image's kernel is its own.
+#[test]
+fn the_stub_names_the_kernel_it_is_for() {
+    use sha2::Digest;
+    let kernel = swarmboot_stub::newest_kernel().expect("a Debian kernel in /boot (linux-image-amd64)");
+    let dir = tempfile::tempdir().unwrap();
+    let key = swarmboot_manifest::SigningKey::load_or_create(dir.path()).unwrap().public();
+    let built = build(&StubInputs { kernel: kernel.clone(), modules_dir: None, init: "/bin/busybox".into(), key, extra_modules: vec![] }).unwrap();
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(built.initrd.as_slice()).read_to_end(&mut raw).unwrap();
+    let files = entries(&raw);
+    let (_, note) = files.iter().find(|(n, _)| format!("/{n}") == swarmboot_init::handover::STUB_KERNEL).expect("the kernel note in the stub");
+    let note: swarmboot_init::handover::StubKernel = toml::from_str(std::str::from_utf8(note).unwrap()).unwrap();
+    let bytes = std::fs::read(&kernel).unwrap();
+    assert_eq!(note.sha256, hex::encode(sha2::Sha256::digest(&bytes)));
+    assert_eq!(Some(note.version.clone()), swarmboot_init::kernel::bzimage_version(&bytes));
+    assert!(note.version.starts_with(&built.release), "{note:?}");
+}
