@@ -109,8 +109,8 @@ pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<
             }
         }
         let what = match plan {
-            Plan::RootfsOnly => format!("its kernel is the stub's: fetching only its root filesystem, {} MiB", need.files >> 20),
-            Plan::Everything => format!("fetching {} MiB", need.files >> 20),
+            Plan::RootfsOnly => format!("its kernel is the stub's: fetching only its root filesystem, {} MiB", nearest_mib(need.files)),
+            Plan::Everything => format!("fetching {} MiB", nearest_mib(need.files)),
         };
         say(format!("{}@{} verified (signed by {}); {what}", m.name, m.version, signed.signer.fingerprint()));
         // This version (a newer one added meanwhile waits for the next boot), these files.
@@ -138,17 +138,24 @@ pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<
     let p = fetched.progress;
     say(format!(
         "image verified: {} MiB in {:.1} s, {} MiB from peers ({} MiB of it from the server's seed), {} MiB over HTTP; seeding on {}",
-        p.total >> 20,
+        nearest_mib(p.total),
         p.elapsed.as_secs_f64(),
-        p.from_peers >> 20,
-        p.from_server_seed >> 20,
-        p.from_http >> 20,
+        nearest_mib(p.from_peers),
+        nearest_mib(p.from_server_seed),
+        nearest_mib(p.from_http),
         fetched.listen_addr().map_or("-".into(), |a| a.to_string())
     ));
     ready(&fetched);
     // Seed for as long as the machine runs.
     std::future::pending::<()>().await;
     Ok(())
+}
+
+/// Bytes in whole MiB, rounded to the nearest: the image's size and where its bytes came from
+/// then agree on the console (32.99 MiB fetched, all from peers, reads "33 MiB … 33 MiB from
+/// peers", not "32 … 33"; peers may send a few blocks twice near the end, so theirs can be more).
+fn nearest_mib(bytes: u64) -> u64 {
+    (bytes + (1 << 19)) >> 20
 }
 
 fn explain(e: &FetchError, tries: u32) {
@@ -159,5 +166,19 @@ fn explain(e: &FetchError, tries: u32) {
         }
         FetchError::Http { .. } | FetchError::NoSuchImage(_) => say(format!("the boot server is not answering as it should: {e}; retrying in {wait} s")),
         other => say(format!("fetching the image failed: {other}; retrying in {wait} s")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nearest_mib;
+
+    #[test]
+    fn sizes_round_to_the_nearest_mib() {
+        assert_eq!(nearest_mib(0), 0);
+        assert_eq!(nearest_mib((1 << 19) - 1), 0, "less than half a MiB over HTTP reads 0");
+        assert_eq!(nearest_mib(1 << 19), 1);
+        assert_eq!(nearest_mib((33 << 20) - 10_000), 33);
+        assert_eq!(nearest_mib((33 << 20) + 300_000), 33);
     }
 }
