@@ -83,6 +83,8 @@ struct StubLab {
     lan: Lan,
     server: Server,
     rootfs_len: u64,
+    /// What `swarmboot stub build` printed.
+    stub_built: String,
 }
 
 impl StubLab {
@@ -142,7 +144,7 @@ fn stub_lab_with(tag: &str, o: LabOpts) -> StubLab {
     assert!(built.contains("registered"), "{built}");
     eprintln!("{built}");
     let rootfs_len = std::fs::metadata(&rootfs).unwrap().len();
-    StubLab { dir, lan, server, rootfs_len }
+    StubLab { dir, lan, server, rootfs_len, stub_built: built }
 }
 
 /// PXE → iPXE → the stub kernel and initramfs → swarmboot-init: drivers, DHCP, the signed
@@ -160,7 +162,16 @@ fn a_vm_boots_the_image_through_the_stub_and_keeps_seeding() {
     let seeding = vm.wait_for("SWARMBOOT-TEST-SEEDING", Duration::from_secs(30)).unwrap();
     let console = std::fs::read_to_string(&vm.console).unwrap();
     assert!(console.contains("swarmboot: image verified"), "{console}");
-    assert!(console.contains("switching to elchos@1"), "{console}");
+    // Before switching, the stub's own files leave the RAM they sat in: all of the initramfs
+    // the builder wrote (its size less the archive's headers).
+    let switching = console.lines().find(|l| l.contains("switching to elchos@1 (/sbin/init); removed the stub's ")).unwrap_or_else(|| panic!("{console}"));
+    let number_after = |text: &str, key: &str| -> f64 {
+        text.split(key).nth(1).and_then(|r| r.split(|c: char| !c.is_ascii_digit() && c != '.').next()).and_then(|n| n.parse().ok()).unwrap_or(-1.0)
+    };
+    let (files, mb) = (number_after(switching, "removed the stub's "), number_after(switching, " files ("));
+    let (modules, unpacked) = (number_after(&lab.stub_built, "MB, "), number_after(&lab.stub_built, "MB ("));
+    assert!(files >= modules + 3.0, "the modules, /init, the key and the kernel note at least: {switching} ({modules} module files)");
+    assert!(mb > unpacked - 0.15 && mb < unpacked + 0.05, "{switching}; the stub unpacked: {unpacked} MB");
     // The image's kernel is the stub's (the same file, and running): only the root
     // filesystem was fetched.
     assert!(console.contains("elchos@1 verified (signed by sha256:") && console.contains("its kernel is the stub's: fetching only its root filesystem"), "{console}");

@@ -199,6 +199,58 @@ fn init_of(cmdline: &str) -> String {
 
 /// The image's root, read-only squashfs under a tmpfs overlay, becomes `/` (as util-linux's
 /// switch_root does it: move the API filesystems, MS_MOVE the new root over /, chroot, exec).
+/// What [`remove_the_stubs_files`] removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Removed {
+    files: u64,
+    bytes: u64,
+}
+
+impl std::fmt::Display for Removed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "removed the stub's {} files ({:.1} MB) from RAM", self.files, self.bytes as f64 / 1e6)
+    }
+}
+
+/// Removes the stub's own files from the initramfs before switching, as util-linux's
+/// switch_root does: nothing can reach them after the chroot, and on the RAM filesystem they
+/// would hold memory for as long as the machine runs. Only when `/` is a RAM filesystem, and
+/// only on its device: the new root (a mount point) and anything mounted are left alone. The
+/// seeder keeps running (its program stays loaded; its files are open on /run, which moved).
+fn remove_the_stubs_files() -> Removed {
+    use nix::sys::statfs::{statfs, TMPFS_MAGIC};
+    use std::os::unix::fs::MetadataExt;
+    /// linux/magic.h (neither nix nor libc names it).
+    const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    let mut removed = Removed::default();
+    #[allow(clippy::unnecessary_cast)] // the magic's type differs between glibc and musl
+    let on_ram = statfs("/").is_ok_and(|s| [RAMFS_MAGIC, TMPFS_MAGIC.0 as i64].contains(&(s.filesystem_type().0 as i64)));
+    if let (true, Ok(root)) = (on_ram, std::fs::symlink_metadata("/")) {
+        remove_tree(Path::new("/"), root.dev(), &mut removed);
+    }
+    removed
+}
+
+/// Removes what is under `dir` on device `dev` (best effort: what cannot go stays), counting it.
+fn remove_tree(dir: &Path, dev: u64, removed: &mut Removed) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(md) = std::fs::symlink_metadata(&path) else { continue };
+        if md.dev() != dev {
+            continue;
+        }
+        if md.is_dir() {
+            remove_tree(&path, dev, removed);
+            let _ = std::fs::remove_dir(&path);
+        } else if std::fs::remove_file(&path).is_ok() {
+            removed.files += 1;
+            removed.bytes += md.len();
+        }
+    }
+}
+
 fn switch_root(drivers: &mut Drivers, dir: &Path, m: &Manifest) -> anyhow::Result<Never> {
     for module in ["loop", "fs-squashfs", "fs-overlay"] {
         drivers.load(module);
@@ -222,7 +274,8 @@ fn switch_root(drivers: &mut Drivers, dir: &Path, m: &Manifest) -> anyhow::Resul
         mount(Some(Path::new("/").join(api).as_path()), &target, None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(|e| anyhow::anyhow!("moving /{api}: {e}"))?;
     }
     let init = init_of(&m.cmdline);
-    say(format!("switching to {}@{} ({init})", m.name, m.version));
+    let removed = remove_the_stubs_files();
+    say(format!("switching to {}@{} ({init}); {removed}", m.name, m.version));
     chdir(newroot)?;
     mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)?;
     chroot(".")?;
@@ -230,4 +283,32 @@ fn switch_root(drivers: &mut Drivers, dir: &Path, m: &Manifest) -> anyhow::Resul
     let path = CString::new(init.clone())?;
     execv(&path, &[&path])?;
     anyhow::bail!("exec {init} returned")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn a_tree_on_the_device_goes_and_one_on_another_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("lib/modules/6.1/kernel")).unwrap();
+        std::fs::write(root.join("init"), vec![0u8; 4000]).unwrap();
+        std::fs::write(root.join("lib/modules/6.1/kernel/virtio_net.ko"), vec![0u8; 1000]).unwrap();
+        std::os::unix::fs::symlink("init", root.join("sbin-init")).unwrap();
+        let dev = std::fs::metadata(root).unwrap().dev();
+
+        let mut other = Removed::default();
+        remove_tree(root, dev.wrapping_add(1), &mut other);
+        assert_eq!(other, Removed::default(), "another device's files are not touched");
+        assert!(root.join("init").exists());
+
+        let mut removed = Removed::default();
+        remove_tree(root, dev, &mut removed);
+        assert_eq!(removed, Removed { files: 3, bytes: 5000 + "init".len() as u64 });
+        assert_eq!(std::fs::read_dir(root).unwrap().count(), 0, "everything under the root went");
+        assert_eq!(removed.to_string(), "removed the stub's 3 files (0.0 MB) from RAM");
+    }
 }
