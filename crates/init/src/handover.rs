@@ -27,6 +27,13 @@ pub struct StubKernel {
     pub version: String,
 }
 
+impl StubKernel {
+    /// The note in the running stub (`None` outside one, or in stubs built before there was one).
+    pub fn installed() -> Option<StubKernel> {
+        toml::from_str(&std::fs::read_to_string(STUB_KERNEL).ok()?).ok()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Plan {
     /// The image's kernel is the stub's own, running now: fetch the root filesystem, switch_root.

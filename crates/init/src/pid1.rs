@@ -11,6 +11,7 @@ use std::time::Duration;
 use nix::mount::{mount, MsFlags};
 use nix::unistd::{chdir, chroot, execv, fork, pipe, ForkResult};
 use swarmboot_image::{Manifest, Role};
+use swarmboot_init::handover::{Plan, StubKernel};
 use swarmboot_init::{cmdline, kernel};
 use swarmboot_manifest::PublicKey;
 
@@ -153,15 +154,16 @@ fn hand_over(drivers: &mut Drivers, trusted: &[PublicKey], server: &str, dir: &P
     let envelope = std::fs::read(dir.join("manifest.signed"))?;
     let (body, _) = swarmboot_manifest::open(&envelope, trusted)?;
     let m: Manifest = toml::from_str(std::str::from_utf8(body)?)?;
-    if !dir.join("kernel").exists() {
-        // The worker fetched the root filesystem only: the signed manifest names the stub's
-        // own kernel, which is running (`swarmboot_init::handover`).
-        anyhow::ensure!(dir.join("rootfs").exists(), "the worker fetched neither a kernel nor a root filesystem");
-        return switch_root(drivers, dir, &m);
-    }
-    let image_kernel = std::fs::read(dir.join("kernel"))?;
+    // The worker's plan, decided again from the re-verified manifest: with the stub's own
+    // kernel only the root filesystem was fetched; otherwise the fetched kernel's header tells.
     let proc_version = std::fs::read_to_string("/proc/version").unwrap_or_default();
-    let same = kernel::bzimage_version(&image_kernel).is_some_and(|v| kernel::is_running(&proc_version, &v));
+    let same = match Plan::decide(&m, StubKernel::installed().as_ref(), &proc_version) {
+        Plan::RootfsOnly => true,
+        Plan::Everything => {
+            let image_kernel = std::fs::read(dir.join("kernel"))?;
+            kernel::bzimage_version(&image_kernel).is_some_and(|v| kernel::is_running(&proc_version, &v))
+        }
+    };
     if same && m.file(Role::Rootfs).is_some() {
         switch_root(drivers, dir, &m)
     } else {
@@ -197,8 +199,6 @@ fn init_of(cmdline: &str) -> String {
     cmdline::value(&cmdline::words(cmdline), "init").unwrap_or("/sbin/init").to_string()
 }
 
-/// The image's root, read-only squashfs under a tmpfs overlay, becomes `/` (as util-linux's
-/// switch_root does it: move the API filesystems, MS_MOVE the new root over /, chroot, exec).
 /// What [`remove_the_stubs_files`] removed.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Removed {
@@ -251,6 +251,8 @@ fn remove_tree(dir: &Path, dev: u64, removed: &mut Removed) {
     }
 }
 
+/// The image's root, read-only squashfs under a tmpfs overlay, becomes `/` (as util-linux's
+/// switch_root does it: move the API filesystems, MS_MOVE the new root over /, chroot, exec).
 fn switch_root(drivers: &mut Drivers, dir: &Path, m: &Manifest) -> anyhow::Result<Never> {
     for module in ["loop", "fs-squashfs", "fs-overlay"] {
         drivers.load(module);

@@ -73,7 +73,7 @@ pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<
     cfg.bind_device = Some(name.clone());
     cfg.listen = std::net::SocketAddr::from((lease.address, 6881));
     // The kernel this stub was built for (the stub builder's note; none in stubs built before).
-    let stub_kernel: Option<StubKernel> = std::fs::read_to_string(handover::STUB_KERNEL).ok().and_then(|t| toml::from_str(&t).ok());
+    let stub_kernel = StubKernel::installed();
     let proc_version = std::fs::read_to_string("/proc/version").unwrap_or_default();
     let mut tries = 0;
     let fetched = loop {
