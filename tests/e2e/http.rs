@@ -155,6 +155,53 @@ fn key_show_creates_the_key_once() {
     assert_eq!(public.verify(b"manifest", &key.sign(b"manifest")), Ok(()));
 }
 
+/// `image add NAME --rootfs ROOT.squashfs` alone takes the newest kernel in the root that
+/// has an initramfs of its release (mksquashfs makes the root), says which, and stores those
+/// files; a root without one is refused with what to pass instead, and nothing is added.
+#[test]
+fn an_image_added_by_its_root_alone_takes_its_newest_kernel() {
+    let dir = ScratchDir::new("rootfs-kernel").unwrap();
+    let cfg = dir.path().join("swarmboot.toml");
+    std::fs::write(&cfg, config(&dir, "demo")).unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("boot")).unwrap();
+    for (name, bytes) in [
+        ("vmlinuz-6.1.0-9-amd64", b"kernel 9".as_slice()),
+        ("initrd.img-6.1.0-9-amd64", b"initrd 9"),
+        ("vmlinuz-6.1.0-10-amd64", b"kernel 10"),
+        ("initrd.img-6.1.0-10-amd64", b"initrd 10"),
+        ("vmlinuz-6.1.0-11-amd64", b"kernel 11, no initramfs"),
+    ] {
+        std::fs::write(root.join("boot").join(name), bytes).unwrap();
+    }
+    let squash = |from: &std::path::Path, to: &std::path::Path| {
+        let out = std::process::Command::new("mksquashfs").arg(from).arg(to).args(["-noappend", "-quiet", "-no-progress"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let sq = dir.path().join("root.squashfs");
+    squash(&root, &sq);
+    let swarmboot = |args: &[&str]| std::process::Command::new(swarmboot_lab::bin("swarmboot")).args(args).arg("--config").arg(&cfg).output().unwrap();
+    let out = swarmboot(&["image", "add", "deb", "--rootfs", sq.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("took kernel 6.1.0-10-amd64 from ") && said.contains("/boot/vmlinuz-6.1.0-10-amd64 and /boot/initrd.img-6.1.0-10-amd64"), "{said}");
+    let list: serde_json::Value = serde_json::from_slice(&swarmboot(&["image", "list", "--json"]).stdout).unwrap();
+    let sha = |b: &[u8]| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b));
+    let files = &list[0]["files"];
+    assert_eq!(files[0]["sha256"], sha(b"kernel 10"), "{list}");
+    assert_eq!(files[1]["sha256"], sha(b"initrd 10"), "{list}");
+    assert_eq!(files[2]["role"], "rootfs", "{list}");
+
+    std::fs::remove_file(root.join("boot/initrd.img-6.1.0-10-amd64")).unwrap();
+    std::fs::remove_file(root.join("boot/initrd.img-6.1.0-9-amd64")).unwrap();
+    squash(&root, &sq);
+    let out = swarmboot(&["image", "add", "deb", "--rootfs", sq.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("no kernel to take from") && err.contains("give the image's kernel and initramfs with --kernel and --initrd"), "{err}");
+    let list: serde_json::Value = serde_json::from_slice(&swarmboot(&["image", "list", "--json"]).stdout).unwrap();
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "nothing added: {list}");
+}
+
 /// `/torrent/<sha256>.torrent` serves the store's torrent of an image file with the server's
 /// tracker URL added; its info hash is the one in the manifest (the info bytes are untouched).
 #[test]

@@ -3,6 +3,7 @@
 //! `swarmboot serve`. They need root; see `swarmboot_lab::require_root`.
 
 mod boot;
+mod debian;
 mod dhcp;
 mod fetch;
 mod http;

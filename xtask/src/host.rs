@@ -40,6 +40,8 @@ pub const PACKAGES: &[&str] = &[
     "dpkg-dev",
     "lintian",
     "debootstrap",
+    // Real Debian systems as images (the lab's Debian root, `swarmboot image build`).
+    "mmdebstrap",
 ];
 
 /// The stub's init is a static binary for this target.

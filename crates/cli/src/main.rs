@@ -15,6 +15,7 @@ mod assign;
 mod config_file;
 mod fetch_cmd;
 mod pick;
+mod rootfs_kernel;
 mod setup;
 mod state_owner;
 mod stub_cmd;
@@ -105,12 +106,15 @@ enum ImageAction {
     /// Add NAME (version 1, or the next version of an existing image).
     Add {
         name: String,
-        #[arg(long)]
-        kernel: PathBuf,
-        #[arg(long)]
-        initrd: PathBuf,
+        /// The image's kernel (default with --rootfs: the newest /boot/vmlinuz-* in the root that
+        /// has an initramfs).
+        #[arg(long, requires = "initrd")]
+        kernel: Option<PathBuf>,
+        /// The image's initramfs (default with --rootfs: /boot/initrd.img-* of that kernel).
+        #[arg(long, requires = "kernel")]
+        initrd: Option<PathBuf>,
         /// A squashfs root filesystem.
-        #[arg(long)]
+        #[arg(long, required_unless_present = "kernel")]
         rootfs: Option<PathBuf>,
         /// Kernel command line.
         #[arg(long, default_value = "")]
@@ -250,7 +254,17 @@ fn image(path: PathBuf, action: ImageAction) -> anyhow::Result<()> {
     let catalog = Catalog::new(&cfg.server.state_dir);
     match action {
         ImageAction::Add { name, kernel, initrd, rootfs, cmdline, if_changed } => {
-            let mut files = vec![(Role::Kernel, kernel.as_path()), (Role::Initrd, initrd.as_path())];
+            let found;
+            let (kernel, initrd) = match (&kernel, &initrd, &rootfs) {
+                (Some(k), Some(i), _) => (k.as_path(), i.as_path()),
+                (_, _, Some(r)) => {
+                    found = rootfs_kernel::from_squashfs(r, &cfg.server.state_dir)?;
+                    println!("took kernel {release} from {}: /boot/vmlinuz-{release} and /boot/initrd.img-{release}", r.display(), release = found.release);
+                    (found.kernel.as_path(), found.initrd.as_path())
+                }
+                _ => anyhow::bail!("give the image's files: --kernel K --initrd I, or --rootfs R (its newest kernel is taken)"),
+            };
+            let mut files = vec![(Role::Kernel, kernel), (Role::Initrd, initrd)];
             if let Some(r) = &rootfs {
                 files.push((Role::Rootfs, r.as_path()));
             }

@@ -26,7 +26,7 @@ pub struct VerifiedImage {
 
 impl VerifiedImage {
     /// Opens `dir`: `manifest.signed` must open with `cfg.trusted` and name `cfg.image`; each
-    /// file with a torrent needs `<sha256>.torrent` (checked against the signed info hash) and
+    /// file of the roles in `cfg.roles` (every file when `None`) with a torrent needs `<sha256>.torrent` (checked against the signed info hash) and
     /// `<sha256>` of the signed size. The bytes themselves are trusted: they were checked
     /// piece by piece and by SHA-256 when they were fetched.
     pub fn open(dir: &Path, cfg: &FetchConfig) -> Result<VerifiedImage, FetchError> {
@@ -36,7 +36,8 @@ impl VerifiedImage {
         let manifest = verify_manifest(&envelope, cfg)?;
         let mut files = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
-        for entry in manifest.manifest.files.iter().filter(|f| f.info_hash.is_some()) {
+        let wanted = |f: &&swarmboot_image::FileEntry| f.info_hash.is_some() && cfg.roles.as_ref().is_none_or(|r| r.contains(&f.role));
+        for entry in manifest.manifest.files.iter().filter(wanted) {
             if !seen.insert(entry.sha256.clone()) {
                 continue;
             }
@@ -57,11 +58,16 @@ impl VerifiedImage {
         &self.manifest
     }
 
+    /// Bytes of the files opened (each once).
+    pub fn files_size(&self) -> u64 {
+        self.files.iter().map(|(m, _)| m.total_length()).sum()
+    }
+
     /// Seeds every file (all pieces present) on `listener`, announcing to `cfg.server`'s
     /// tracker, until [`Fetched::shutdown`].
     pub async fn seed(self, listener: PeerListener, cfg: &FetchConfig) -> Result<Fetched, FetchError> {
         let mut engines = Vec::new();
-        let total = self.manifest.manifest.files.iter().map(|f| f.size).sum();
+        let total = self.files_size();
         for (meta, storage) in self.files {
             let have = Bitfield::full(meta.pieces.len() as u32);
             engines.push(Engine::start_on(&listener, &meta, storage, have, engine_config(cfg, &meta, self.peer_id)).await?);
@@ -106,6 +112,18 @@ mod tests {
         assert_eq!(image.manifest().manifest.version, 3);
         assert_eq!(image.files.len(), 1);
         assert_eq!(image.files[0].0.pieces.len(), 7, "100 000 bytes in 16 KiB pieces");
+    }
+
+    #[test]
+    fn only_the_roles_asked_for_are_opened() {
+        let (dir, keys) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (mut cfg, sha) = fetched_dir(dir.path(), keys.path(), &[9u8; 40_000]);
+        cfg.roles = Some(vec![Role::Kernel]);
+        let image = VerifiedImage::open(dir.path(), &cfg).unwrap();
+        assert_eq!((image.files.len(), image.files_size()), (0, 0), "the rootfs is not among the roles asked for");
+        cfg.roles = Some(vec![Role::Rootfs]);
+        std::fs::remove_file(dir.path().join(&sha)).unwrap();
+        assert!(VerifiedImage::open(dir.path(), &cfg).is_err(), "a role asked for must be there");
     }
 
     #[test]

@@ -1,7 +1,12 @@
 //! PID 1 of a kexec'd image, for a moment: the stub carried the image and this binary into
 //! the new kernel's initramfs (see `kexec.rs` and `swarmboot_init::carry`). Open the image,
-//! fork the seeder, exec the image's own init. Whatever goes wrong here, the image's init
-//! runs: seeding is a favour to the fleet, booting is the machine's job.
+//! fork the seeder, exec the image's own init. Whatever goes wrong with seeding, the image's
+//! init runs: seeding is a favour to the fleet, booting is the machine's job.
+//!
+//! An image with a root filesystem came without its initramfs ([`Carry::mount_root`]): this
+//! init mounts the root as the stub would (the new kernel's modules came along), leaves the
+//! seeder's systemd unit on `/run` (`seeder.rs`; the image directory is bind-mounted at
+//! `/run/swarmboot/image` for it), and execs the image's `init=` or `/sbin/init` in the root.
 //!
 //! The seeder waits for the image to configure an IPv4 address (every netbooted system brings
 //! up its network; the seeder does not fight it for the interface), then seeds every file,
@@ -16,6 +21,7 @@ use std::time::Duration;
 use nix::unistd::{fork, ForkResult};
 use swarmboot_fetch::{FetchConfig, VerifiedImage};
 use swarmboot_init::carry::{self, Carry};
+use swarmboot_init::seed_service::{self, SeedNote};
 use swarmboot_manifest::PublicKey;
 use swarmboot_swarm::engine::PeerListener;
 
@@ -31,31 +37,92 @@ const SEED_PORT: u16 = 6881;
 
 pub fn run() -> ! {
     let note = std::fs::read_to_string(carry::NOTE).map_err(anyhow::Error::from).and_then(|t| Ok(toml::from_str::<Carry>(&t)?));
+    if let Ok(n) = &note {
+        if n.mount_root {
+            boot_root(n.clone());
+        }
+    }
     let init = note.as_ref().map_or("/init".to_string(), |n| n.init.clone());
     match note.map_err(|e| e.context(carry::NOTE)).and_then(|n| open(&n).map(|img| (n, img))) {
         Ok((note, (cfg, image))) => {
-            // SAFETY: no other thread exists in this process (no runtime has been started).
-            match unsafe { fork() } {
-                Ok(ForkResult::Child) => {
-                    let _ = nix::unistd::setsid();
-                    let _ = nix::sys::prctl::set_name(c"swarmboot-seed");
-                    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
-                    rt.block_on(seed(note, cfg, image));
-                    std::process::exit(0)
-                }
-                Ok(ForkResult::Parent { .. }) => {}
-                Err(e) => say(format!("fork: {e}; the image boots without its seeder")),
-            }
+            fork_seeder(note, cfg, image);
         }
         Err(e) => say(format!("cannot seed the carried image ({e:#}); it boots without its seeder")),
     }
     exec_image_init(&init)
 }
 
+/// Forks the seeder (before any thread exists in this process); its pid.
+fn fork_seeder(note: Carry, cfg: FetchConfig, image: VerifiedImage) -> Option<i32> {
+    // SAFETY: no other thread exists in this process (no runtime has been started).
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            let _ = nix::unistd::setsid();
+            let _ = nix::sys::prctl::set_name(c"swarmboot-seed");
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
+            rt.block_on(seed(note, cfg, image));
+            std::process::exit(0)
+        }
+        Ok(ForkResult::Parent { child }) => Some(child.as_raw()),
+        Err(e) => {
+            say(format!("fork: {e}; the image boots without its seeder"));
+            None
+        }
+    }
+}
+
+/// The image's root filesystem, mounted here in the image's kernel, becomes `/`; the seeder
+/// runs on, and becomes a systemd unit if the image runs systemd.
+fn boot_root(note: Carry) -> ! {
+    crate::rootfs::mount_api_filesystems();
+    let mut drivers = crate::drivers::Drivers::open();
+    let image_dir = Path::new(seed_service::CARRIED_IMAGE);
+    if let Err(e) = std::fs::create_dir_all(image_dir)
+        .map_err(anyhow::Error::from)
+        .and_then(|_| Ok(nix::mount::mount(Some(carry::IMAGE_DIR), image_dir, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)?))
+    {
+        say(format!("cannot put the image on /run ({e}); the seeder will not become a systemd unit"));
+    }
+    match open(&note) {
+        Ok((cfg, image)) => {
+            let seed_note = SeedNote {
+                server: note.server.clone(),
+                image: note.image.clone(),
+                version: note.version,
+                trusted_keys: note.trusted_keys.clone(),
+                dir: seed_service::CARRIED_IMAGE.to_string(),
+                roles: note.roles.clone(),
+            };
+            if let Some(pid) = fork_seeder(note.clone(), cfg, image) {
+                if let Err(e) = crate::seeder::leave_for_the_booted_system(Path::new("/"), &seed_note, pid) {
+                    say(format!("the seeder will not become a systemd unit in the booted system ({e})"));
+                }
+            }
+        }
+        Err(e) => say(format!("cannot seed the carried image ({e:#}); it boots without its seeder")),
+    }
+    let started = crate::rootfs::assemble(&mut drivers, &Path::new(carry::IMAGE_DIR).join("rootfs")).and_then(|newroot| {
+        say(format!("switching to {}@{} ({}) in its own kernel", note.image, note.version, note.init));
+        crate::rootfs::switch(&newroot, &note.init)
+    });
+    match started {
+        Ok(never) => match never {},
+        Err(e) => {
+            say(format!("cannot start the image: {e:#}; rebooting in 60 s"));
+            std::thread::sleep(Duration::from_secs(60));
+            let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+    }
+}
+
 fn open(note: &Carry) -> anyhow::Result<(FetchConfig, VerifiedImage)> {
     let trusted = note.trusted_keys.iter().map(|k| PublicKey::from_hex(k)).collect::<Result<Vec<_>, _>>()?;
     let mut cfg = FetchConfig::new(&note.server, &note.image, Path::new(carry::IMAGE_DIR), trusted);
     cfg.version = Some(note.version);
+    cfg.roles = Some(note.roles.clone());
     cfg.listen = SocketAddr::from((Ipv4Addr::UNSPECIFIED, SEED_PORT));
     let image = VerifiedImage::open(Path::new(carry::IMAGE_DIR), &cfg)?;
     Ok((cfg, image))

@@ -60,6 +60,14 @@ pub fn value<'a>(words: &'a [String], key: &str) -> Option<&'a str> {
     words.iter().rev().find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
 }
 
+/// The init an image's root filesystem starts with: the kernel's `init=` (before any `--`,
+/// after which the words are init's), else `/sbin/init`.
+pub fn root_init(line: &str) -> String {
+    let w = words(line);
+    let kernel_part = &w[..w.iter().position(|x| x == "--").unwrap_or(w.len())];
+    value(kernel_part, "init").unwrap_or("/sbin/init").to_string()
+}
+
 pub fn parse(line: &str) -> Result<StubArgs, CmdlineError> {
     let w = words(line);
     let server = value(&w, "swarmboot.server").ok_or(CmdlineError::Missing("swarmboot.server"))?;

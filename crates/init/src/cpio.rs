@@ -12,11 +12,13 @@ pub struct CpioWriter<W: Write> {
     out: W,
     ino: u32,
     written: usize,
+    /// Directories written so far (for [`CpioWriter::entry_with_parents`]).
+    dirs: std::collections::BTreeSet<String>,
 }
 
 impl<W: Write> CpioWriter<W> {
     pub fn new(out: W) -> Self {
-        CpioWriter { out, ino: 0, written: 0 }
+        CpioWriter { out, ino: 0, written: 0, dirs: Default::default() }
     }
 
     /// One entry; `rdev` is (major, minor) for device nodes.
@@ -69,7 +71,24 @@ impl<W: Write> CpioWriter<W> {
     }
 
     pub fn dir(&mut self, name: &str) -> std::io::Result<()> {
+        self.dirs.insert(name.trim_end_matches('/').to_string());
         self.entry(name, DIR, &[], (0, 0))
+    }
+
+    /// A file at `name`, after entries for those of its parent directories not written yet
+    /// (`a/b/c.ko` → `a`, `a/b`, then the file).
+    pub fn entry_with_parents(&mut self, name: &str, mode: u32, data: &[u8]) -> std::io::Result<()> {
+        let mut parent = String::new();
+        for part in name.split('/').rev().skip(1).collect::<Vec<_>>().into_iter().rev() {
+            if !parent.is_empty() {
+                parent.push('/');
+            }
+            parent.push_str(part);
+            if !self.dirs.contains(&parent) {
+                self.dir(&parent.clone())?;
+            }
+        }
+        self.entry(name, mode, data, (0, 0))
     }
 
     /// Writes the trailer and returns the writer.

@@ -6,8 +6,11 @@
 //! kernel file, the image has a root filesystem and that kernel is the one running, the stub
 //! will switch_root with the kernel it runs and its own modules: it fetches the root filesystem
 //! only ([`Plan::RootfsOnly`]) and the image's kernel and initramfs stay on the server and its
-//! peers. Otherwise it fetches everything and decides once the kernel is there
-//! ([`crate::kernel`]: switch_root when its header says it is the running kernel, else kexec).
+//! peers. An image with a root filesystem and another kernel ([`Plan::KernelAndRootfs`]): its
+//! kernel and root filesystem; the stub (switch_root, when the fetched kernel's header says it
+//! is the running one) or its init carried into the kexec'd kernel mounts the root, so the
+//! image's own initramfs, which knows nothing of swarmboot, is never needed. An image without a
+//! root filesystem ([`Plan::Everything`]): its kernel and initramfs, kexec'd.
 
 use serde::{Deserialize, Serialize};
 use swarmboot_image::{FileEntry, Manifest, Role};
@@ -38,7 +41,10 @@ impl StubKernel {
 pub enum Plan {
     /// The image's kernel is the stub's own, running now: fetch the root filesystem, switch_root.
     RootfsOnly,
-    /// Fetch every file; switch_root or kexec is decided from the fetched kernel.
+    /// Another kernel and a root filesystem: fetch both; the root is mounted by the stub (the
+    /// same kernel after all) or by its init carried into the kexec'd kernel.
+    KernelAndRootfs,
+    /// No root filesystem: fetch every file, kexec the kernel with the image's initramfs.
     Everything,
 }
 
@@ -48,6 +54,7 @@ impl Plan {
     pub fn decide(m: &Manifest, stub: Option<&StubKernel>, proc_version: &str) -> Plan {
         match (stub, m.file(Role::Kernel), m.file(Role::Rootfs)) {
             (Some(s), Some(k), Some(_)) if k.sha256 == s.sha256 && kernel::is_running(proc_version, &s.version) => Plan::RootfsOnly,
+            (_, Some(_), Some(_)) => Plan::KernelAndRootfs,
             _ => Plan::Everything,
         }
     }
@@ -56,6 +63,7 @@ impl Plan {
     pub fn roles(self, m: &Manifest) -> Vec<Role> {
         match self {
             Plan::RootfsOnly => vec![Role::Rootfs],
+            Plan::KernelAndRootfs => vec![Role::Kernel, Role::Rootfs],
             Plan::Everything => m.files.iter().map(|f| f.role).collect(),
         }
     }
@@ -79,22 +87,26 @@ impl RamNeed {
     }
 }
 
-/// What `plan` needs: [`Plan::RootfsOnly`] the root filesystem; [`Plan::Everything`] every
-/// file and, unless the image has a root filesystem it may switch_root into with a kernel of
-/// the same version, the kexec load — counted whenever the image's kernel is not the stub's,
-/// since only the fetched header tells more.
+/// What `plan` needs: [`Plan::RootfsOnly`] the root filesystem; [`Plan::KernelAndRootfs`]
+/// the kernel and the root filesystem, and the kexec load of both (the root filesystem goes
+/// into the kexec'd kernel in the archive that carries the image); [`Plan::Everything`] every
+/// file and the kexec load of the kernel and initramfs. Counted whenever the image's kernel is
+/// not the stub's, since only the fetched header tells more.
 pub fn ram_needed(m: &Manifest, plan: Plan, margin: u64) -> RamNeed {
+    let roles = plan.roles(m);
     let mut distinct: Vec<&FileEntry> = Vec::new();
-    for f in m.files.iter().filter(|f| plan.roles(m).contains(&f.role)) {
+    for f in m.files.iter().filter(|f| roles.contains(&f.role)) {
         if !distinct.iter().any(|d| d.sha256 == f.sha256) {
             distinct.push(f);
         }
     }
     let files = distinct.iter().map(|f| f.size).sum();
-    let load = match plan {
-        Plan::RootfsOnly => 0,
-        Plan::Everything => [Role::Kernel, Role::Initrd].iter().filter_map(|r| m.file(*r)).map(|f| f.size).sum(),
+    let loaded: &[Role] = match plan {
+        Plan::RootfsOnly => &[],
+        Plan::KernelAndRootfs => &[Role::Kernel, Role::Rootfs],
+        Plan::Everything => &[Role::Kernel, Role::Initrd],
     };
+    let load = loaded.iter().filter_map(|r| m.file(*r)).map(|f| f.size).sum();
     RamNeed { files, load, margin }
 }
 
@@ -127,15 +139,18 @@ mod tests {
         assert_eq!(ram_needed(&full, Plan::RootfsOnly, margin).total(), 264 << 20);
 
         // Another kernel file (even of the same version), another running kernel, no note from
-        // the builder, no root filesystem: everything, and the kexec load counted.
-        let everything = RamNeed { files: 238 << 20, load: 38 << 20, margin };
-        assert_eq!(Plan::decide(&full, Some(&stub("dd")), PROC), Plan::Everything);
-        assert_eq!(Plan::decide(&full, Some(&stub("aa")), &PROC.replace("6.1.192-2", "6.1.191-1")), Plan::Everything);
-        assert_eq!(Plan::decide(&full, None, PROC), Plan::Everything);
-        assert_eq!(ram_needed(&full, Plan::Everything, margin), everything);
-        assert_eq!(Plan::Everything.roles(&full), vec![Role::Kernel, Role::Initrd, Role::Rootfs]);
+        // the builder: the kernel and the root filesystem, and the kexec load of both (the root
+        // goes into the new kernel in the carried archive); never the image's initramfs.
+        let with_root = RamNeed { files: 208 << 20, load: 208 << 20, margin };
+        assert_eq!(Plan::decide(&full, Some(&stub("dd")), PROC), Plan::KernelAndRootfs);
+        assert_eq!(Plan::decide(&full, Some(&stub("aa")), &PROC.replace("6.1.192-2", "6.1.191-1")), Plan::KernelAndRootfs);
+        assert_eq!(Plan::decide(&full, None, PROC), Plan::KernelAndRootfs);
+        assert_eq!(ram_needed(&full, Plan::KernelAndRootfs, margin), with_root);
+        assert_eq!(Plan::KernelAndRootfs.roles(&full), vec![Role::Kernel, Role::Rootfs]);
+        // No root filesystem: every file, and the kexec load of kernel and initramfs.
         let no_root = manifest(vec![file(Role::Kernel, "aa", 8 << 20), file(Role::Initrd, "bb", 30 << 20)]);
         assert_eq!(Plan::decide(&no_root, Some(&stub("aa")), PROC), Plan::Everything);
+        assert_eq!(Plan::Everything.roles(&no_root), vec![Role::Kernel, Role::Initrd]);
         assert_eq!(ram_needed(&no_root, Plan::Everything, margin), RamNeed { files: 38 << 20, load: 38 << 20, margin });
 
         // A file two roles share is on the tmpfs once.

@@ -1,8 +1,13 @@
-//! The stub's kexec path: the image's kernel is not the running one. The image (every file,
-//! with its torrents and signed manifest) and this binary ride along in an archive appended to
-//! the image's initramfs (layout in `swarmboot_init::carry`), so the seeder starts again in the
-//! new kernel (`carried.rs`) without fetching or hashing anything. When RAM is too short to
-//! hold the image twice for a moment, the image boots without it and seeding ends at the jump.
+//! The stub's kexec path: the image's kernel is not the running one. The image (its fetched
+//! files, with their torrents and signed manifest) and this binary ride along in an archive
+//! (layout in `swarmboot_init::carry`), so the seeder starts again in the new kernel
+//! (`carried.rs`) without fetching or hashing anything.
+//!
+//! An image with a root filesystem boots without its own initramfs: the archive is the whole
+//! initramfs, with the new kernel's loop, squashfs and overlay modules taken from the image's
+//! root, and the carried init mounts the root. An image without one gets the archive appended
+//! to its initramfs; when RAM is too short to hold the image twice for a moment, it boots
+//! without the archive and seeding ends at the jump.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -12,11 +17,43 @@ use std::path::{Path, PathBuf};
 
 use swarmboot_image::{Manifest, Role};
 use swarmboot_init::carry::{self, Carry};
-use swarmboot_init::cpio::{CpioWriter, EXEC, FILE};
+use swarmboot_init::cpio::{CpioWriter, CHAR_DEV, EXEC, FILE};
+use swarmboot_init::handover::Plan;
+use swarmboot_init::kmod::ModuleIndex;
 use swarmboot_manifest::PublicKey;
 
 use crate::console::say;
+use crate::drivers::Drivers;
 use crate::pid1::Never;
+
+/// What the carried init needs to mount a root filesystem in the new kernel.
+const ROOT_MODULES: [&str; 3] = ["loop", "squashfs", "overlay"];
+
+/// Files for the carried archive: path in it, bytes.
+type Files = Vec<(String, Vec<u8>)>;
+
+/// The new kernel's modules for mounting the image's root, from the image's own
+/// `/lib/modules/<release>` (with the index cut down to them), or none when they are built in.
+fn root_modules(drivers: &mut Drivers, rootfs: &Path, release: &str) -> anyhow::Result<Files> {
+    let peek = Path::new("/run/swarmboot/peek");
+    crate::rootfs::with_squashfs(drivers, rootfs, peek, |root| -> anyhow::Result<Files> {
+        let dir = root.join("lib/modules").join(release);
+        let dep = std::fs::read_to_string(dir.join("modules.dep")).map_err(|e| {
+            anyhow::anyhow!("the image's root has no modules for its kernel {release} ({}/modules.dep: {e}): install that kernel's package in the image", dir.display())
+        })?;
+        let alias = std::fs::read_to_string(dir.join("modules.alias")).unwrap_or_default();
+        let index = ModuleIndex::parse(&alias, &dep);
+        let files = index.closure(ROOT_MODULES);
+        let (sub_alias, sub_dep) = index.subset(&files);
+        let base = format!("lib/modules/{release}");
+        let mut out = vec![(format!("{base}/modules.alias"), sub_alias.into_bytes()), (format!("{base}/modules.dep"), sub_dep.into_bytes())];
+        for f in files {
+            let bytes = std::fs::read(dir.join(&f)).map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(&f).display()))?;
+            out.push((format!("{base}/{f}"), bytes));
+        }
+        Ok(out)
+    })?
+}
 
 /// Room left for the stub while the kernel copies the archive.
 const MARGIN: u64 = 32 << 20;
@@ -27,19 +64,20 @@ fn keeps(m: &Manifest, f: &swarmboot_image::FileEntry) -> bool {
     m.files.iter().any(|o| o.sha256 == f.sha256 && matches!(o.role, Role::Kernel | Role::Initrd))
 }
 
-/// Writes `<dir>/kexec-initrd`: the image's initramfs, then the carried archive. The root
-/// filesystem's data is deleted once it is in the archive (the archive replaces it on the
-/// tmpfs); the kernel and initramfs stay, so a failure here can still kexec without carrying.
-fn write_carried_initrd(dir: &Path, m: &Manifest, note: &Carry) -> anyhow::Result<PathBuf> {
+/// Writes `<dir>/kexec-initrd`: the image's initramfs (unless the carried init mounts the root
+/// itself), then the carried archive with `extra` files. The root filesystem's data is deleted
+/// once it is in the archive (the archive replaces it on the tmpfs); the kernel and initramfs
+/// stay, so a failure here can still kexec without carrying.
+fn write_carried_initrd(dir: &Path, m: &Manifest, note: &Carry, extra: &Files) -> anyhow::Result<PathBuf> {
     let exe = std::fs::read("/proc/self/exe")?;
-    let image_initrd = std::fs::metadata(dir.join("initrd"))?.len();
+    let image_initrd = if note.mount_root { 0 } else { std::fs::metadata(dir.join("initrd"))?.len() };
     let mut distinct: Vec<&swarmboot_image::FileEntry> = Vec::new();
-    for f in &m.files {
+    for f in m.files.iter().filter(|f| note.roles.contains(&f.role)) {
         if !distinct.iter().any(|d| d.sha256 == f.sha256) {
             distinct.push(f);
         }
     }
-    let carried: u64 = distinct.iter().map(|f| f.size).sum();
+    let carried: u64 = distinct.iter().map(|f| f.size).sum::<u64>() + extra.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
     let total = image_initrd + carried + exe.len() as u64;
     // Data deleted once copied (everything but the kernel and initramfs, which a failure here
     // still needs); while the kernel copies the archive, the archive is there twice, less that.
@@ -56,9 +94,19 @@ fn write_carried_initrd(dir: &Path, m: &Manifest, note: &Carry) -> anyhow::Resul
 
     let path = dir.join("kexec-initrd");
     let mut out = BufWriter::with_capacity(1 << 20, File::create(&path)?);
-    std::io::copy(&mut File::open(dir.join("initrd"))?, &mut out)?;
-    out.write_all(&[0u8; 3][..((4 - image_initrd % 4) % 4) as usize])?;
+    if !note.mount_root {
+        std::io::copy(&mut File::open(dir.join("initrd"))?, &mut out)?;
+        out.write_all(&[0u8; 3][..((4 - image_initrd % 4) % 4) as usize])?;
+    }
     let mut c = CpioWriter::new(out);
+    if note.mount_root {
+        // The whole initramfs: the kernel gives init its console from here.
+        c.dir("dev")?;
+        c.entry("dev/console", CHAR_DEV, &[], (5, 1))?;
+    }
+    for (name, bytes) in extra {
+        c.entry_with_parents(name, FILE, bytes)?;
+    }
     c.dir("swarmboot")?;
     c.entry(carry::INIT.trim_start_matches('/'), EXEC, &exe, (0, 0))?;
     c.entry(carry::NOTE.trim_start_matches('/'), FILE, toml::to_string(note)?.as_bytes(), (0, 0))?;
@@ -79,23 +127,43 @@ fn write_carried_initrd(dir: &Path, m: &Manifest, note: &Carry) -> anyhow::Resul
             }
         }
     }
-    for f in &m.files {
+    for f in m.files.iter().filter(|f| note.roles.contains(&f.role)) {
         c.symlink(&format!("{img}/{}", f.role.as_str()), &f.sha256)?;
     }
     c.finish()?.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     Ok(path)
 }
 
-/// Loads the image's kernel with its initramfs (plus the carried archive) and jumps.
-pub fn kexec(dir: &Path, m: &Manifest, trusted: &[PublicKey], server: &str) -> anyhow::Result<Never> {
+/// Loads the image's kernel with the carried archive (after the image's initramfs, for an
+/// image without a root filesystem) and jumps.
+pub fn kexec(drivers: &mut Drivers, dir: &Path, m: &Manifest, plan: Plan, trusted: &[PublicKey], server: &str) -> anyhow::Result<Never> {
     // The worker's files must not be open for writing (the kernel refuses those with
     // ETXTBSY), and its memory is wanted for the copy: it stops here and its seeding starts
     // again in the new kernel.
     crate::pid1::stop_worker();
-    let (carried_cmdline, image_init) = carry::kexec_cmdline(&m.cmdline);
-    let note = Carry { server: server.to_string(), image: m.name.clone(), version: m.version, trusted_keys: trusted.iter().map(PublicKey::to_hex).collect(), init: image_init };
-    let (initrd, cmdline, carried) = match write_carried_initrd(dir, m, &note) {
+    let mount_root = plan == Plan::KernelAndRootfs;
+    let (carried_cmdline, image_init) = carry::kexec_cmdline(&m.cmdline, mount_root);
+    let note = Carry {
+        server: server.to_string(),
+        image: m.name.clone(),
+        version: m.version,
+        trusted_keys: trusted.iter().map(PublicKey::to_hex).collect(),
+        init: image_init,
+        roles: plan.roles(m),
+        mount_root,
+    };
+    let extra = if mount_root {
+        let header = std::fs::read(dir.join("kernel"))?;
+        let version = swarmboot_init::kernel::bzimage_version(&header).ok_or_else(|| anyhow::anyhow!("the image's kernel has no version in its header: not a bzImage?"))?;
+        let release = version.split_whitespace().next().unwrap_or_default().to_string();
+        root_modules(drivers, &dir.join("rootfs"), &release)?
+    } else {
+        Vec::new()
+    };
+    let (initrd, cmdline, carried) = match write_carried_initrd(dir, m, &note, &extra) {
         Ok(p) => (p, carried_cmdline, true),
+        // Without the archive, an image whose root was to be mounted by it cannot start.
+        Err(e) if mount_root => anyhow::bail!("cannot carry the image into its kernel: {e:#}"),
         Err(e) => {
             say(format!("cannot carry the image into its kernel ({e:#}): it boots without the stub's seeder"));
             let _ = std::fs::remove_file(dir.join("kexec-initrd"));
@@ -106,7 +174,11 @@ pub fn kexec(dir: &Path, m: &Manifest, trusted: &[PublicKey], server: &str) -> a
         "the image's kernel is not the stub's: kexec into {}@{}{}",
         m.name,
         m.version,
-        if carried { " (the image and its seeder go along)" } else { " (seeding stops at the jump)" }
+        match (carried, mount_root) {
+            (true, true) => " (the image, its kernel's root modules and the seeder go along; its root is mounted there)",
+            (true, false) => " (the image and its seeder go along)",
+            _ => " (seeding stops at the jump)",
+        }
     ));
     let k = File::open(dir.join("kernel"))?;
     let i = File::open(&initrd)?;

@@ -10,11 +10,15 @@
 //! - [`handover`]: before fetching, whether the stub will switch_root with its own kernel (so
 //!   it fetches the root filesystem only), and the RAM the image needs.
 //!
-//! - [`netlink`]: the rtnetlink messages for link up, address and default route.
+//! - [`netlink`]: the rtnetlink messages for link up, rename, address and default route.
+//! - [`nic_name`]: the name the booted system's udev would give the NIC (`ens3`), which the
+//!   stub gives it before bringing it up.
 //! - [`cpio`]: the newc archive writer (the stub builder's initramfs, the archive a kexec
 //!   carries the image in).
 //! - [`carry`]: what a kexec carries into the image's kernel so the stub's seeder runs on
 //!   there: the archive's layout, the note the seeder reads, the new command line.
+//! - [`seed_service`]: the seeder as `swarmboot-seed.service` of the booted system: the note,
+//!   the runtime unit, where the stub leaves them.
 //!
 //! Not here: anything that touches the system (that is `main.rs` and its modules).
 
@@ -25,3 +29,5 @@ pub mod handover;
 pub mod kernel;
 pub mod kmod;
 pub mod netlink;
+pub mod nic_name;
+pub mod seed_service;

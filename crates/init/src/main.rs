@@ -6,6 +6,9 @@
 //! [--interface IF] [--key-file F]` runs the worker alone — bring the interface up, DHCP,
 //! apply the lease, fetch and verify the image, print `READY`, seed until SIGTERM — so the
 //! network and fetch path is tested in a namespace without booting a machine.
+//!
+//! `swarmboot-init seed NOTE` is `swarmboot-seed.service` in the booted system (see
+//! `seeder`): it takes over seeding from the stub's worker.
 
 mod carried;
 mod console;
@@ -13,12 +16,14 @@ mod drivers;
 mod kexec;
 mod net;
 mod pid1;
+mod rootfs;
+mod seeder;
 mod worker;
 
 use std::path::PathBuf;
 
 fn usage() -> ! {
-    eprintln!("usage: swarmboot-init (as PID 1 of the stub)\n       swarmboot-init fetch --cmdline LINE --out DIR [--interface IF] [--key-file F]");
+    eprintln!("usage: swarmboot-init (as PID 1 of the stub)\n       swarmboot-init fetch --cmdline LINE --out DIR [--interface IF] [--key-file F]\n       swarmboot-init seed NOTE   (swarmboot-seed.service)");
     std::process::exit(2)
 }
 
@@ -32,6 +37,13 @@ fn main() {
         pid1::run();
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let (Some("seed"), Some(note), 2) = (args.first().map(String::as_str), args.get(1), args.len()) {
+        if let Err(e) = seeder::run(std::path::Path::new(note)) {
+            console::say(format!("{e:#}"));
+            std::process::exit(1);
+        }
+        std::process::exit(0);
+    }
     if args.first().map(String::as_str) != Some("fetch") {
         usage();
     }

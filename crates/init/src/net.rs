@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use swarmboot_dhcp::client::{ClientConfig, ClientLease, DhcpClient};
 use swarmboot_init::netlink;
+use swarmboot_init::nic_name::{predictable_name, PciNic};
 
 use crate::console::say;
 
@@ -62,6 +63,10 @@ impl Netlink {
         Err(io::Error::new(io::ErrorKind::TimedOut, "no netlink acknowledgement"))
     }
 
+    pub fn rename(&mut self, index: u32, name: &str) -> io::Result<()> {
+        self.call(|seq| netlink::rename(seq, index, name))
+    }
+
     pub fn link_up(&mut self, index: u32) -> io::Result<()> {
         self.call(|seq| netlink::link_up(seq, index))
     }
@@ -91,6 +96,52 @@ pub fn mac_of(name: &str) -> io::Result<[u8; 6]> {
     let text = std::fs::read_to_string(format!("/sys/class/net/{name}/address"))?;
     let bytes: Vec<u8> = text.trim().split(':').filter_map(|h| u8::from_str_radix(h, 16).ok()).collect();
     bytes.try_into().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{name}: no Ethernet address")))
+}
+
+/// The PCI facts udev names a NIC by (see `swarmboot_init::nic_name`); `None` for a NIC that
+/// is not on PCI.
+fn pci_nic(name: &str) -> Option<PciNic> {
+    let dev = std::fs::canonicalize(format!("/sys/class/net/{name}/device")).ok()?;
+    let is_pci = |n: &str| n.len() == 12 && n.as_bytes()[4] == b':' && n.as_bytes()[7] == b':' && n.as_bytes()[10] == b'.';
+    let pci = dev.ancestors().find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(is_pci))?;
+    let address = pci.file_name()?.to_str()?.to_string();
+    let number = |p: std::path::PathBuf| std::fs::read_to_string(p).ok().and_then(|t| t.trim().parse::<u32>().ok());
+    let slot = std::fs::read_dir("/sys/bus/pci/slots").ok().and_then(|rd| {
+        rd.flatten().find_map(|e| {
+            let a = std::fs::read_to_string(e.path().join("address")).ok()?;
+            (a.trim() == &address[..address.len() - 2]).then(|| e.file_name().to_str()?.parse::<u32>().ok()).flatten()
+        })
+    });
+    // Bit 7 of the header type (config space offset 0x0e): a multi-function device.
+    let multifunction = std::fs::read(pci.join("config")).ok().and_then(|c| c.get(0x0e).copied()).is_some_and(|h| h & 0x80 != 0);
+    Some(PciNic {
+        acpi_index: number(pci.join("acpi_index")),
+        index: number(pci.join("index")),
+        slot,
+        multifunction,
+        dev_port: number(format!("/sys/class/net/{name}/dev_port").into()).unwrap_or(0),
+        address,
+    })
+}
+
+/// Gives the (still down) NIC `name` the name the booted system's udev would give it; returns
+/// the name it has now.
+pub fn rename_as_udev_would(nl: &mut Netlink, name: &str) -> String {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let Some(wanted) = pci_nic(name).and_then(|n| predictable_name(&n, &cmdline)) else { return name.to_string() };
+    if wanted == name {
+        return wanted;
+    }
+    match ifindex(name).and_then(|i| nl.rename(i, &wanted)) {
+        Ok(()) => {
+            say(format!("{name} is {wanted} from now on (the name the booted system's udev gives it; net.ifnames=0 keeps {name})"));
+            wanted
+        }
+        Err(e) => {
+            say(format!("cannot rename {name} to {wanted} ({e}); it stays {name}"));
+            name.to_string()
+        }
+    }
 }
 
 fn has_carrier(name: &str) -> bool {

@@ -15,6 +15,7 @@ const NLM_F_CREATE: u16 = 0x400;
 const AF_UNSPEC: u8 = 0;
 const AF_INET: u8 = 2;
 const IFF_UP: u32 = 0x1;
+const IFLA_IFNAME: u16 = 3;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const IFA_BROADCAST: u16 = 4;
@@ -53,6 +54,21 @@ pub fn link_up(seq: u32, index: u32) -> Vec<u8> {
     b.extend_from_slice(&(index as i32).to_ne_bytes());
     b.extend_from_slice(&IFF_UP.to_ne_bytes()); // flags
     b.extend_from_slice(&IFF_UP.to_ne_bytes()); // change mask
+    message(RTM_NEWLINK, 0, seq, &b)
+}
+
+/// RTM_NEWLINK: rename interface `index` (it must be down) to `name` (at most 15 bytes).
+pub fn rename(seq: u32, index: u32, name: &str) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.push(AF_UNSPEC);
+    b.push(0);
+    b.extend_from_slice(&0u16.to_ne_bytes()); // type
+    b.extend_from_slice(&(index as i32).to_ne_bytes());
+    b.extend_from_slice(&0u32.to_ne_bytes()); // flags
+    b.extend_from_slice(&0u32.to_ne_bytes()); // change mask: none
+    let mut z = name.as_bytes().to_vec();
+    z.push(0);
+    attr(&mut b, IFLA_IFNAME, &z);
     message(RTM_NEWLINK, 0, seq, &b)
 }
 
@@ -114,6 +130,18 @@ mod tests {
         let r = add_default_route(9, 3, Ipv4Addr::new(10, 77, 0, 1));
         assert_eq!(r.len(), 16 + 12 + 8 + 8);
         assert_eq!(&r[16 + 12 + 4..16 + 12 + 8], &[10, 77, 0, 1]);
+    }
+
+    #[test]
+    fn a_rename_carries_the_name_nul_terminated_and_changes_no_flags() {
+        let m = rename(4, 2, "ens3");
+        assert_eq!(m.len(), 16 + 16 + 12, "ifinfomsg and one attribute of 4 + 5 bytes, padded to 8");
+        assert_eq!(u16::from_ne_bytes(m[4..6].try_into().unwrap()), RTM_NEWLINK);
+        assert_eq!(i32::from_ne_bytes(m[20..24].try_into().unwrap()), 2);
+        assert_eq!(&m[24..32], &[0; 8], "no flag changes");
+        assert_eq!(u16::from_ne_bytes(m[32..34].try_into().unwrap()), 9);
+        assert_eq!(u16::from_ne_bytes(m[34..36].try_into().unwrap()), IFLA_IFNAME);
+        assert_eq!(&m[36..41], b"ens3\0");
     }
 
     #[test]

@@ -2,21 +2,20 @@
 //! exists), wait until it says the image is here and verified, then hand the machine over:
 //! switch_root into the image's root (same kernel) or kexec its kernel (another kernel).
 
-use std::ffi::CString;
 use std::io::{BufRead, BufReader};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::mount::{mount, MsFlags};
-use nix::unistd::{chdir, chroot, execv, fork, pipe, ForkResult};
+use nix::unistd::{fork, pipe, ForkResult};
 use swarmboot_image::{Manifest, Role};
 use swarmboot_init::handover::{Plan, StubKernel};
+use swarmboot_init::seed_service::SeedNote;
 use swarmboot_init::{cmdline, kernel};
 use swarmboot_manifest::PublicKey;
 
 use crate::console::say;
 use crate::drivers::Drivers;
+use crate::rootfs;
 use crate::worker::{self, WorkerArgs};
 
 /// The worker's pid (0 before the fork).
@@ -26,22 +25,6 @@ static WORKER: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(
 const IMAGE_DIR: &str = "/run/swarmboot/image";
 /// The server's public key, put into the initramfs by `swarmboot stub build`.
 pub const BUILT_IN_KEY: &str = "/etc/swarmboot/server.pub";
-
-fn mount_basics() {
-    let m = |src: &str, target: &str, fs: &str, data: Option<&str>| {
-        let _ = std::fs::create_dir_all(target);
-        if let Err(e) = mount(Some(src), target, Some(fs), MsFlags::MS_NOSUID, data) {
-            if e != nix::errno::Errno::EBUSY {
-                say(format!("cannot mount {fs} on {target}: {e}"));
-            }
-        }
-    };
-    m("proc", "/proc", "proc", None);
-    m("sysfs", "/sys", "sysfs", None);
-    m("devtmpfs", "/dev", "devtmpfs", None);
-    // The image lives here, in RAM: most of it may be used.
-    m("tmpfs", "/run", "tmpfs", Some("mode=0755,size=95%"));
-}
 
 fn reboot_after(secs: u64) -> ! {
     say(format!("rebooting in {secs} s"));
@@ -70,7 +53,7 @@ pub fn trusted_keys(args: &cmdline::StubArgs) -> Vec<PublicKey> {
 }
 
 pub fn run() -> ! {
-    mount_basics();
+    rootfs::mount_api_filesystems();
     let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().to_string()).unwrap_or_default();
     say(format!("stub starting (kernel {release})"));
     let line = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
@@ -157,46 +140,31 @@ fn hand_over(drivers: &mut Drivers, trusted: &[PublicKey], server: &str, dir: &P
     // The worker's plan, decided again from the re-verified manifest: with the stub's own
     // kernel only the root filesystem was fetched; otherwise the fetched kernel's header tells.
     let proc_version = std::fs::read_to_string("/proc/version").unwrap_or_default();
-    let same = match Plan::decide(&m, StubKernel::installed().as_ref(), &proc_version) {
+    let plan = Plan::decide(&m, StubKernel::installed().as_ref(), &proc_version);
+    let same = match plan {
         Plan::RootfsOnly => true,
-        Plan::Everything => {
+        Plan::KernelAndRootfs | Plan::Everything => {
             let image_kernel = std::fs::read(dir.join("kernel"))?;
             kernel::bzimage_version(&image_kernel).is_some_and(|v| kernel::is_running(&proc_version, &v))
         }
     };
     if same && m.file(Role::Rootfs).is_some() {
+        let note = SeedNote {
+            server: server.to_string(),
+            image: m.name.clone(),
+            version: m.version,
+            trusted_keys: trusted.iter().map(PublicKey::to_hex).collect(),
+            dir: dir.display().to_string(),
+            roles: plan.roles(&m),
+        };
+        let worker = WORKER.load(std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = crate::seeder::leave_for_the_booted_system(Path::new("/"), &note, worker) {
+            say(format!("the seeder will not become a systemd unit in the booted system ({e}); the stub's worker seeds on"));
+        }
         switch_root(drivers, dir, &m)
     } else {
-        crate::kexec::kexec(dir, &m, trusted, server)
+        crate::kexec::kexec(drivers, dir, &m, plan, trusted, server)
     }
-}
-
-const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
-const LOOP_SET_FD: libc::c_ulong = 0x4C00;
-
-/// A free loop device backed by `file`, read-only.
-fn attach_loop(file: &Path) -> anyhow::Result<PathBuf> {
-    let ctl = std::fs::File::open("/dev/loop-control")?;
-    // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number or -1.
-    let n = unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
-    anyhow::ensure!(n >= 0, "no free loop device: {}", std::io::Error::last_os_error());
-    let dev = PathBuf::from(format!("/dev/loop{n}"));
-    for _ in 0..50 {
-        if dev.exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let lo = std::fs::File::open(&dev)?;
-    let backing = std::fs::File::open(file)?;
-    // SAFETY: LOOP_SET_FD takes the backing file's descriptor, valid for the call.
-    let r = unsafe { libc::ioctl(lo.as_raw_fd(), LOOP_SET_FD as _, backing.as_raw_fd()) };
-    anyhow::ensure!(r == 0, "LOOP_SET_FD on {}: {}", dev.display(), std::io::Error::last_os_error());
-    Ok(dev)
-}
-
-fn init_of(cmdline: &str) -> String {
-    cmdline::value(&cmdline::words(cmdline), "init").unwrap_or("/sbin/init").to_string()
 }
 
 /// What [`remove_the_stubs_files`] removed.
@@ -251,40 +219,14 @@ fn remove_tree(dir: &Path, dev: u64, removed: &mut Removed) {
     }
 }
 
-/// The image's root, read-only squashfs under a tmpfs overlay, becomes `/` (as util-linux's
-/// switch_root does it: move the API filesystems, MS_MOVE the new root over /, chroot, exec).
+/// The image's root, read-only squashfs under a tmpfs overlay, becomes `/` (the stub's own
+/// files removed from RAM first).
 fn switch_root(drivers: &mut Drivers, dir: &Path, m: &Manifest) -> anyhow::Result<Never> {
-    for module in ["loop", "fs-squashfs", "fs-overlay"] {
-        drivers.load(module);
-    }
-    let base = Path::new("/run/swarmboot/root");
-    let (lower, rw, newroot) = (base.join("lower"), base.join("rw"), Path::new("/newroot"));
-    for d in [&lower, &rw] {
-        std::fs::create_dir_all(d)?;
-    }
-    std::fs::create_dir_all(newroot)?;
-    let dev = attach_loop(&dir.join("rootfs"))?;
-    mount(Some(&dev), &lower, Some("squashfs"), MsFlags::MS_RDONLY, None::<&str>).map_err(|e| anyhow::anyhow!("mounting the image's squashfs: {e}"))?;
-    mount(Some("tmpfs"), &rw, Some("tmpfs"), MsFlags::empty(), Some("mode=0755")).map_err(|e| anyhow::anyhow!("tmpfs for the overlay: {e}"))?;
-    std::fs::create_dir_all(rw.join("upper"))?;
-    std::fs::create_dir_all(rw.join("work"))?;
-    let opts = format!("lowerdir={},upperdir={},workdir={}", lower.display(), rw.join("upper").display(), rw.join("work").display());
-    mount(Some("overlay"), newroot, Some("overlay"), MsFlags::empty(), Some(opts.as_str())).map_err(|e| anyhow::anyhow!("overlay: {e}"))?;
-    for api in ["dev", "proc", "sys", "run"] {
-        let target = newroot.join(api);
-        std::fs::create_dir_all(&target)?;
-        mount(Some(Path::new("/").join(api).as_path()), &target, None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(|e| anyhow::anyhow!("moving /{api}: {e}"))?;
-    }
-    let init = init_of(&m.cmdline);
+    let newroot = rootfs::assemble(drivers, &dir.join("rootfs"))?;
+    let init = cmdline::root_init(&m.cmdline);
     let removed = remove_the_stubs_files();
     say(format!("switching to {}@{} ({init}); {removed}", m.name, m.version));
-    chdir(newroot)?;
-    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)?;
-    chroot(".")?;
-    chdir("/")?;
-    let path = CString::new(init.clone())?;
-    execv(&path, &[&path])?;
-    anyhow::bail!("exec {init} returned")
+    rootfs::switch(&newroot, &init)
 }
 
 #[cfg(test)]

@@ -55,8 +55,10 @@ async fn pick_interface(wanted: Option<&str>) -> String {
 
 /// Runs until the image is fetched and verified, calls `ready`, then seeds forever.
 pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<()> {
-    let name = pick_interface(a.interface.as_deref()).await;
+    let picked = pick_interface(a.interface.as_deref()).await;
     let mut nl = Netlink::open()?;
+    // An interface we were told to use keeps its name; the one we found gets udev's.
+    let name = if a.interface.is_some() { picked } else { net::rename_as_udev_would(&mut nl, &picked) };
     let index = net::bring_up(&mut nl, &name).await;
     let mac = net::mac_of(&name)?;
     let xid = u32::from_le_bytes([mac[2], mac[3], mac[4], mac[5]])
@@ -110,6 +112,7 @@ pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<
         }
         let what = match plan {
             Plan::RootfsOnly => format!("its kernel is the stub's: fetching only its root filesystem, {} MiB", nearest_mib(need.files)),
+            Plan::KernelAndRootfs => format!("its kernel is not the stub's: fetching its kernel and root filesystem, {} MiB", nearest_mib(need.files)),
             Plan::Everything => format!("fetching {} MiB", nearest_mib(need.files)),
         };
         say(format!("{}@{} verified (signed by {}); {what}", m.name, m.version, signed.signer.fingerprint()));

@@ -10,6 +10,7 @@
 
 pub mod bittorrent;
 pub mod clients;
+pub mod debian;
 pub mod hostile;
 pub mod initramfs;
 mod netns;
@@ -20,7 +21,7 @@ mod server;
 pub mod tmux;
 
 pub use netns::{Lan, Netns};
-pub use proc::{wait_for_line, Proc};
+pub use proc::{wait_for_line, wait_for_line_after, without_escapes, Proc};
 pub use server::Server;
 
 use std::path::PathBuf;

@@ -80,12 +80,18 @@ impl Drop for Proc {
 /// `needle`; returns that line. A line still being written is not looked at: a caller that
 /// checks the rest of the line must not see half of it. Fails at `timeout` with the file's tail.
 pub fn wait_for_line(path: &Path, needle: &str, timeout: Duration) -> anyhow::Result<String> {
+    wait_for_line_after(path, 0, needle, timeout)
+}
+
+/// [`wait_for_line`] in what the file holds past its first `offset` bytes.
+pub fn wait_for_line_after(path: &Path, offset: usize, needle: &str, timeout: Duration) -> anyhow::Result<String> {
     let deadline = Instant::now() + timeout;
     loop {
         // Lossy: a VM's console may carry bytes that are not UTF-8 (firmware output).
-        let text = String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned();
-        if let Some(l) = whole_lines(&text).find(|l| l.contains(needle)) {
-            return Ok(l.to_string());
+        let bytes = std::fs::read(path).unwrap_or_default();
+        let text = String::from_utf8_lossy(bytes.get(offset..).unwrap_or_default()).into_owned();
+        if let Some(l) = whole_lines(&text).map(without_escapes).find(|l| l.contains(needle)) {
+            return Ok(l);
         }
         if Instant::now() > deadline {
             let tail: Vec<&str> = text.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
@@ -93,6 +99,27 @@ pub fn wait_for_line(path: &Path, needle: &str, timeout: Duration) -> anyhow::Re
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `line` without terminal escape sequences (`ESC [ … letter`: systemd colours its status
+/// lines on a console), so needles match the text a person reads.
+pub fn without_escapes(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.next() == Some('[') {
+                for e in chars.by_ref() {
+                    if e.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The lines of `text` that are complete: everything up to its last newline.
@@ -103,6 +130,15 @@ fn whole_lines(text: &str) -> std::str::Lines<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colours_do_not_hide_text() {
+        assert_eq!(
+            without_escapes("[\x1b[0;32m  OK  \x1b[0m] Reached target \x1b[0;1;39mmulti-user.target\x1b[0m - Multi-User System."),
+            "[  OK  ] Reached target multi-user.target - Multi-User System."
+        );
+        assert_eq!(without_escapes("plain"), "plain");
+    }
 
     #[test]
     fn a_line_still_being_written_is_not_matched() {

@@ -1,12 +1,15 @@
 //! QEMU machines on the lab bridge: a tap in the server namespace, TCG (no KVM here), BIOS
 //! (SeaBIOS) or UEFI (OVMF), the NIC's iPXE ROM from Debian's ipxe-qemu, serial console to a
-//! file. Stopped by PID and its tap removed on drop.
+//! file and, through a socket, from the test's keyboard ([`Vm::send`], [`Vm::login`],
+//! [`Vm::shell`]). Stopped by PID and its tap removed on drop.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context;
+
 use crate::netns::unique;
-use crate::proc::{wait_for_line, Proc};
+use crate::proc::{wait_for_line_after, Proc};
 use crate::Lan;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,9 +37,30 @@ enum Boot<'a> {
     Kernel(KernelBoot<'a>),
 }
 
+/// A VM's size and behaviour.
+#[derive(Debug, Clone, Copy)]
+pub struct VmSpec {
+    /// RAM in MiB.
+    pub mib: u32,
+    /// A reboot of the guest restarts it (through its firmware again) instead of ending QEMU.
+    pub reboots: bool,
+}
+
+impl Default for VmSpec {
+    fn default() -> Self {
+        VmSpec { mib: 384, reboots: false }
+    }
+}
+
 pub struct Vm {
     proc: Proc,
     pub console: PathBuf,
+    /// Where [`Vm::wait_for`] starts to look in the console (see [`Vm::mark`]).
+    mark: usize,
+    /// The serial port's input (a unix socket; its output also goes to `console`).
+    serial: PathBuf,
+    /// Commands run by [`Vm::shell`] so far.
+    commands: u32,
     /// QEMU's human monitor (a unix socket).
     monitor: PathBuf,
     pub mac: String,
@@ -52,7 +76,12 @@ impl Vm {
 
     /// Like [`Vm::start`], with `mib` MiB of RAM.
     pub fn start_with_memory(lan: &Lan, dir: &Path, name: &str, mac: &str, firmware: Firmware, mib: u32) -> anyhow::Result<Self> {
-        Self::spawn(lan, dir, name, mac, mib, &Boot::Network(firmware), true)
+        Self::start_with(lan, dir, name, mac, firmware, VmSpec { mib, ..VmSpec::default() })
+    }
+
+    /// Like [`Vm::start`], as `spec` says.
+    pub fn start_with(lan: &Lan, dir: &Path, name: &str, mac: &str, firmware: Firmware, spec: VmSpec) -> anyhow::Result<Self> {
+        Self::spawn(lan, dir, name, mac, spec, &Boot::Network(firmware), true)
     }
 
     /// A VM (384 MiB) that boots `kernel` and `initrd` with `append` as its command line
@@ -60,20 +89,27 @@ impl Vm {
     /// no DHCP for PXE either). `link_up = false`: its NIC starts with the link down (see
     /// [`Vm::set_link`]).
     pub fn start_kernel(lan: &Lan, dir: &Path, name: &str, mac: &str, boot: KernelBoot<'_>, link_up: bool) -> anyhow::Result<Self> {
-        Self::spawn(lan, dir, name, mac, 384, &Boot::Kernel(boot), link_up)
+        Self::spawn(lan, dir, name, mac, VmSpec::default(), &Boot::Kernel(boot), link_up)
     }
 
-    fn spawn(lan: &Lan, dir: &Path, name: &str, mac: &str, mib: u32, boot: &Boot<'_>, link_up: bool) -> anyhow::Result<Self> {
+    fn spawn(lan: &Lan, dir: &Path, name: &str, mac: &str, spec: VmSpec, boot: &Boot<'_>, link_up: bool) -> anyhow::Result<Self> {
         let tap = format!("t{}", unique());
         lan.server.ip(&["tuntap", "add", &tap, "mode", "tap"])?;
         lan.server.ip(&["link", "set", &tap, "master", "br0", "up"])?;
         let console = dir.join(format!("{name}.console"));
         let monitor = dir.join(format!("{name}.monitor"));
+        let serial = dir.join(format!("{name}.serial"));
         let mut cmd = lan.server.command("qemu-system-x86_64");
-        cmd.args(["-accel", "tcg", "-m", &mib.to_string(), "-smp", "1", "-display", "none", "-no-reboot"])
-            .args(["-netdev", &format!("tap,id=n0,ifname={tap},script=no,downscript=no")])
-            .arg("-serial")
-            .arg(format!("file:{}", console.display()))
+        cmd.args(["-accel", "tcg", "-m", &spec.mib.to_string(), "-smp", "1", "-display", "none"]);
+        if !spec.reboots {
+            cmd.arg("-no-reboot");
+        }
+        // The serial port: output to the console file whether or not anyone is connected,
+        // input from whoever connects to the socket.
+        cmd.args(["-netdev", &format!("tap,id=n0,ifname={tap},script=no,downscript=no")])
+            .arg("-chardev")
+            .arg(format!("socket,id=ser0,path={},server=on,wait=off,logfile={}", serial.display(), console.display()))
+            .args(["-serial", "chardev:ser0"])
             .arg("-monitor")
             .arg(format!("unix:{},server=on,wait=off", monitor.display()));
         match boot {
@@ -94,7 +130,7 @@ impl Vm {
             cmd.arg("-S");
         }
         let proc = Proc::spawn(&format!("qemu {name}"), &mut cmd, &dir.join(format!("{name}.qemu.log")))?;
-        let vm = Vm { proc, console, monitor, mac: mac.into(), tap, ns: lan.server.name().into() };
+        let vm = Vm { proc, console, mark: 0, serial, commands: 0, monitor, mac: mac.into(), tap, ns: lan.server.name().into() };
         if !link_up {
             vm.monitor("set_link nic0 off")?;
             vm.monitor("cont")?;
@@ -135,12 +171,83 @@ impl Vm {
         Ok(())
     }
 
-    /// Waits for a console line containing `needle`; fails at once if QEMU exits without it.
+    /// From now on [`Vm::wait_for`] looks only at what the console prints after this moment.
+    pub fn mark(&mut self) {
+        self.mark = std::fs::metadata(&self.console).map_or(0, |m| m.len() as usize);
+    }
+
+    /// Types `text` on the serial console.
+    pub fn send(&self, text: &str) -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut s = std::os::unix::net::UnixStream::connect(&self.serial).with_context(|| format!("VM {}: serial socket {}", self.mac, self.serial.display()))?;
+        // Slowly enough for a getty under TCG.
+        for chunk in text.as_bytes().chunks(16) {
+            s.write_all(chunk)?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Logs in on the serial console's getty (waits for its `login:` prompt).
+    pub fn login(&mut self, user: &str, password: &str, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + timeout;
+        // The prompt has no newline after it: a newline brings a fresh one, line-ended by the
+        // next prompt's.
+        loop {
+            self.mark();
+            self.send("\n")?;
+            if self.wait_for_prompt("login:", Duration::from_secs(10)).is_ok() {
+                break;
+            }
+            anyhow::ensure!(std::time::Instant::now() < deadline, "VM {}: no login prompt on the serial console", self.mac);
+        }
+        self.send(&format!("{user}\n"))?;
+        self.wait_for_prompt("Password:", Duration::from_secs(30))?;
+        self.send(&format!("{password}\n"))?;
+        self.shell("true", Duration::from_secs(60)).map(|_| ())
+    }
+
+    /// Waits until the console's unfinished last line (a prompt) contains `prompt`.
+    fn wait_for_prompt(&mut self, prompt: &str, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let bytes = std::fs::read(&self.console).unwrap_or_default();
+            let text = String::from_utf8_lossy(bytes.get(self.mark..).unwrap_or_default()).into_owned();
+            if text.lines().last().is_some_and(|l| l.contains(prompt)) {
+                return Ok(());
+            }
+            anyhow::ensure!(std::time::Instant::now() < deadline && !self.proc.exited(), "VM {}: no {prompt:?} prompt", self.mac);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Runs `command` in the shell logged in on the serial console ([`Vm::login`]); returns
+    /// what it printed (lines, without the echo of the command) once it is done.
+    pub fn shell(&mut self, command: &str, timeout: Duration) -> anyhow::Result<String> {
+        self.commands += 1;
+        let n = 100_000 + self.commands;
+        // The end marker is computed by the shell, so the echo of the typed line never matches.
+        let (start, end) = (format!("@@{}@@", n), format!("@@{}@@", n + 500_000));
+        self.mark();
+        let from = self.mark;
+        self.send(&format!("echo @@$(({n}))@@; {command}; echo @@$(({n}+500000))@@\n"))?;
+        self.wait_for(&end, timeout)?;
+        let bytes = std::fs::read(&self.console).unwrap_or_default();
+        let text = String::from_utf8_lossy(bytes.get(from..).unwrap_or_default()).into_owned();
+        // Without escapes (bash's bracketed-paste switch precedes a command's output).
+        let lines: Vec<String> = text.lines().map(|l| crate::proc::without_escapes(l).replace('\r', "")).collect();
+        let first = lines.iter().position(|l| *l == start).unwrap_or(0);
+        let last = lines.iter().position(|l| *l == end).unwrap_or(lines.len());
+        Ok(lines[(first + 1).min(last)..last].join("\n"))
+    }
+
+    /// Waits for a console line containing `needle` (after the [`Vm::mark`]); fails at once if
+    /// QEMU exits without it.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> anyhow::Result<String> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let exited = self.proc.exited();
-            if let Ok(line) = wait_for_line(&self.console, needle, Duration::ZERO) {
+            if let Ok(line) = wait_for_line_after(&self.console, self.mark, needle, Duration::ZERO) {
                 return Ok(line);
             }
             if exited || std::time::Instant::now() > deadline {

@@ -136,25 +136,11 @@ pub fn build(inputs: &StubInputs) -> Result<BuiltStub, StubError> {
         let note = toml::to_string(&note).expect("two strings serialize");
         c.entry(swarmboot_init::handover::STUB_KERNEL.trim_start_matches('/'), FILE, note.as_bytes(), (0, 0))?;
         let base = format!("lib/modules/{release}");
-        let mut made: std::collections::BTreeSet<String> = ["lib", "lib/modules"].iter().map(|s| s.to_string()).collect();
-        made.insert(base.clone());
-        c.dir(&base)?;
-        c.entry(&format!("{base}/modules.alias"), FILE, sub_alias.as_bytes(), (0, 0))?;
+        c.entry_with_parents(&format!("{base}/modules.alias"), FILE, sub_alias.as_bytes())?;
         c.entry(&format!("{base}/modules.dep"), FILE, sub_dep.as_bytes(), (0, 0))?;
         for m in &modules {
-            let full = format!("{base}/{m}");
-            let mut parent = String::new();
-            for part in Path::new(&full).parent().into_iter().flat_map(|p| p.components()) {
-                if !parent.is_empty() {
-                    parent.push('/');
-                }
-                parent.push_str(&part.as_os_str().to_string_lossy());
-                if made.insert(parent.clone()) {
-                    c.dir(&parent)?;
-                }
-            }
-            let (full, bytes) = uncompressed(&full, read(&dir.join(m))?)?;
-            c.entry(&full, FILE, &bytes, (0, 0))?;
+            let (full, bytes) = uncompressed(&format!("{base}/{m}"), read(&dir.join(m))?)?;
+            c.entry_with_parents(&full, FILE, &bytes)?;
         }
         c.finish()?;
     }

@@ -1,0 +1,147 @@
+//! `swarmboot-init seed NOTE`: the seeder as `swarmboot-seed.service` of the booted system
+//! (see `swarmboot_init::seed_service`). It takes over from the stub's worker (stops the pid
+//! in the pid file), seeds the verified files on every address, and announces again whenever
+//! the machine's address changes (the image's network manager may re-DHCP the NIC). Its lines
+//! go to stderr: the journal. SIGTERM ends it at once (no handler: nothing to flush).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use swarmboot_fetch::{FetchConfig, VerifiedImage};
+use swarmboot_init::seed_service::{self, SeedNote};
+use swarmboot_manifest::PublicKey;
+use swarmboot_swarm::engine::PeerListener;
+
+use crate::console::say;
+
+/// Leaves the service for the booted system on the stub's `/run` (before it moves into the
+/// new root): this binary, the note, the runtime unit and its wants link, the worker's pid.
+/// `root` is where `/run` is now (`/` in the stub).
+pub fn leave_for_the_booted_system(root: &Path, note: &SeedNote, worker: i32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let at = |p: &str| root.join(p.trim_start_matches('/'));
+    for p in [seed_service::BINARY, seed_service::UNIT, seed_service::WANTS] {
+        std::fs::create_dir_all(at(p).parent().expect("absolute paths"))?;
+    }
+    std::fs::copy("/proc/self/exe", at(seed_service::BINARY))?;
+    std::fs::set_permissions(at(seed_service::BINARY), std::fs::Permissions::from_mode(0o755))?;
+    let text = toml::to_string(note).map_err(std::io::Error::other)?;
+    std::fs::write(at(seed_service::NOTE), text)?;
+    std::fs::write(at(seed_service::UNIT), note.unit())?;
+    let _ = std::fs::remove_file(at(seed_service::WANTS));
+    std::os::unix::fs::symlink(format!("../{}", seed_service::SERVICE), at(seed_service::WANTS))?;
+    std::fs::write(at(seed_service::PID_FILE), format!("{worker}\n"))
+}
+
+pub fn run(note_path: &Path) -> anyhow::Result<()> {
+    let _ = nix::sys::prctl::set_name(c"swarmboot-seed");
+    let text = std::fs::read_to_string(note_path).with_context(|| format!("reading the seed note {}", note_path.display()))?;
+    let note: SeedNote = toml::from_str(&text).with_context(|| format!("{} is not a seed note", note_path.display()))?;
+    stop_the_worker(Path::new(seed_service::PID_FILE));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(seed(note))
+}
+
+/// The process state letter in `/proc/PID/stat` (`None`: gone).
+fn state_of(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next())
+}
+
+/// Stops the stub's worker named in `pid_file` (if it is still the worker: its name is
+/// `swarmboot-seed`), waiting a moment for it to go; the pid file goes too.
+fn stop_the_worker(pid_file: &Path) {
+    use nix::sys::signal::{kill, Signal};
+    let Some(pid) = std::fs::read_to_string(pid_file).ok().and_then(|t| t.trim().parse::<i32>().ok()) else { return };
+    let _ = std::fs::remove_file(pid_file);
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if pid <= 1 || pid == std::process::id() as i32 || comm.trim() != "swarmboot-seed" {
+        return;
+    }
+    let target = nix::unistd::Pid::from_raw(pid);
+    let _ = kill(target, Signal::SIGTERM);
+    let deadline = std::time::Instant::now() + Duration::from_secs(seed_service::WORKER_GRACE_SECS);
+    while matches!(state_of(pid), Some(s) if s != 'Z') {
+        if std::time::Instant::now() > deadline {
+            let _ = kill(target, Signal::SIGKILL);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    say(format!("took over seeding from the stub's worker (pid {pid})"));
+}
+
+fn machine_address() -> Option<Ipv4Addr> {
+    let addrs = nix::ifaddrs::getifaddrs().ok()?;
+    seed_service::reachable_address(addrs.filter_map(|a| a.address?.as_sockaddr_in().map(|s| s.ip())))
+}
+
+/// Binds the peer port; the worker's socket may take a moment to close.
+async fn listen(addr: SocketAddr) -> anyhow::Result<PeerListener> {
+    let mut tries = 0;
+    loop {
+        match PeerListener::bind(addr, None) {
+            Ok(l) => return Ok(l),
+            Err(e) if tries < 20 => {
+                tracing::debug!("binding {addr}: {e}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                tries += 1;
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot listen for peers on {addr}: is another seeder running?")),
+        }
+    }
+}
+
+async fn seed(note: SeedNote) -> anyhow::Result<()> {
+    let trusted = note.trusted_keys.iter().map(|k| PublicKey::from_hex(k)).collect::<Result<Vec<_>, _>>().context("a key in the seed note")?;
+    let mut cfg = FetchConfig::new(&note.server, &note.image, Path::new(&note.dir), trusted);
+    cfg.version = Some(note.version);
+    cfg.roles = Some(note.roles.clone());
+    cfg.listen = SocketAddr::from((Ipv4Addr::UNSPECIFIED, seed_service::PORT));
+    let mut waiting_said = false;
+    loop {
+        let address = loop {
+            if let Some(a) = machine_address() {
+                break a;
+            }
+            if !waiting_said {
+                say("no IPv4 address on this machine yet: seeding starts once the network is configured");
+                waiting_said = true;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        };
+        let image = VerifiedImage::open(Path::new(&note.dir), &cfg).with_context(|| format!("the verified image in {}", note.dir))?;
+        let bytes: u64 = image.files_size();
+        let seeding = image.seed(listen(cfg.listen).await?, &cfg).await?;
+        let port = seeding.listen_addr().map_or(seed_service::PORT, |a| a.port());
+        say(format!("seeding {}@{} ({} MiB) from {address}:{port}, announcing to {}/announce", note.image, note.version, (bytes + (1 << 19)) >> 20, note.server));
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let now = machine_address();
+            if now != Some(address) {
+                say(format!("this machine's address changed from {address} to {}: announcing again from it", now.map_or("none".to_string(), |a| a.to_string())));
+                seeding.shutdown().await;
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pid_file_naming_another_process_stops_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("seed.pid");
+        // This test's own process: not a worker (its name is not swarmboot-seed), left alone.
+        std::fs::write(&f, format!("{}\n", std::process::id())).unwrap();
+        stop_the_worker(&f);
+        assert!(!f.exists(), "the pid file is used once");
+        assert!(state_of(std::process::id() as i32).is_some());
+        stop_the_worker(&f);
+    }
+}
