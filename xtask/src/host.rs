@@ -138,6 +138,33 @@ pub fn ensure_rqbit() -> anyhow::Result<PathBuf> {
     Ok(exe)
 }
 
+/// root's password in the elchOS the demo and the benchmark build: `elchos`
+/// (`openssl passwd -6 -salt swarmbootdemo elchos`).
+pub const ELCHOS_ROOT_HASH: &str = "$6$swarmbootdemo$NOB0msDwzQzOVtkt7fvtiRDpUry3P66VmpYhb0ON82j9xja9pzSsP6U8jX/4J/EykMVmOYJSbyXYHZfgNJBF60";
+
+/// A state directory whose catalog holds elchOS (`swarmboot image build elchos`, root's
+/// password [`ELCHOS_ROOT_HASH`]), built once per recipe into
+/// `~/.cache/swarmboot/elchos-<recipe>`, and copied (hard links: stored files never change)
+/// to `into` for a server of the demo or a benchmark.
+pub fn elchos_state(into: &Path) -> anyhow::Result<()> {
+    use swarmboot_imagebuild::elchos::{recipe, ElchosOptions};
+    let r = recipe(&ElchosOptions { root_password_hash: Some(ELCHOS_ROOT_HASH.into()), ..Default::default() });
+    let state = cache_dir().join(format!("elchos-{}", r.fingerprint()));
+    let done = state.join("built");
+    if done.exists() {
+        println!("== elchOS was built before, from the same recipe: {}", state.display());
+    } else {
+        std::fs::create_dir_all(&state)?;
+        let cfg = state.join("build.toml");
+        std::fs::write(&cfg, format!("[server]\nstate_dir = \"{}\"\n", state.display()))?;
+        println!("== swarmboot image build elchos (Debian 12 by mmdebstrap, once per recipe; a few minutes)");
+        run(Command::new(swarmboot_lab::bin("swarmboot")).args(["image", "build", "elchos", "--root-password-hash", ELCHOS_ROOT_HASH, "--config"]).arg(&cfg))?;
+        std::fs::write(&done, "")?;
+    }
+    std::fs::create_dir_all(into)?;
+    run(Command::new("cp").arg("-al").arg(state.join("images")).arg(state.join("store")).arg(state.join("signing.key")).arg(into))
+}
+
 /// Builds the static `swarmboot-init` (rustup's musl target, Debian's musl-gcc; cargo profile
 /// `stub`) and points `SWARMBOOT_INIT` at it for `swarmboot stub build`.
 pub fn build_stub_init() -> anyhow::Result<PathBuf> {

@@ -82,6 +82,10 @@ enum Task {
         /// The server uplink's rate (tc syntax).
         #[arg(long, default_value = "100mbit")]
         rate: String,
+        /// `synthetic` (an image of SIZE MiB of noise, to a marker) or `elchos` (elchOS, built
+        /// once into the cache, to multi-user.target; swarm vs HTTP only).
+        #[arg(long, default_value = "synthetic")]
+        image: String,
     },
     /// Boot storm: N clients fetch one file at once over shaped links. Modes: ours (engine
     /// alone), fetch (swarmboot serve + swarmboot fetch), aria2, aria2-served, http.
@@ -125,7 +129,7 @@ fn main() -> std::process::ExitCode {
         Task::BenchTftp { runs } => bench_tftp::run(runs),
         Task::BenchBoot { runs } => bench_boot::run(runs),
         Task::BenchSha1 => bench_sha1::run(),
-        Task::BenchStub { vms, size_mib, rate } => bench_stub::run(bench_stub::StubBenchArgs { vms, size_mib, rate }),
+        Task::BenchStub { vms, size_mib, rate, image } => bench_stub::run(bench_stub::StubBenchArgs { vms, size_mib, rate, image }),
         Task::Deb => deb::build().map(|_| ()),
         Task::DebTest => deb::test(),
         Task::StubInit => host::ensure_packages().and_then(|_| host::build_stub_init()).map(|p| println!("{}", p.display())),

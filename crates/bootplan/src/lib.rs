@@ -211,6 +211,7 @@ mod tests {
                 FileEntry { role: Role::Kernel, size: 1, sha256: "a".repeat(64), info_hash: None },
                 FileEntry { role: Role::Initrd, size: 1, sha256: "b".repeat(64), info_hash: None },
             ],
+            build: None,
         }
     }
 

@@ -14,6 +14,7 @@ use swarmboot_server::lease_store::LeaseStore;
 mod assign;
 mod config_file;
 mod fetch_cmd;
+mod image_build;
 mod pick;
 mod rootfs_kernel;
 mod setup;
@@ -122,6 +123,28 @@ enum ImageAction {
         /// Add nothing when the latest version has the same files and command line.
         #[arg(long)]
         if_changed: bool,
+    },
+    /// Build an image from Debian (mmdebstrap from `[build] mirror`, squashfs) and add it as the
+    /// next version: `elchos`, the default image. Its inputs go into the signed manifest.
+    Build {
+        /// What to build: elchos.
+        recipe: String,
+        /// Add it under this name (default: elchos).
+        #[arg(long)]
+        name: Option<String>,
+        /// One more package (repeatable).
+        #[arg(long = "include", value_name = "PACKAGE")]
+        include: Vec<String>,
+        /// root's password as a crypt(3) hash (`openssl passwd -6`, `mkpasswd -m sha-512`);
+        /// without it and without keys root cannot log in.
+        #[arg(long, value_name = "HASH")]
+        root_password_hash: Option<String>,
+        /// A file of SSH public keys that may log in as root.
+        #[arg(long, value_name = "FILE")]
+        authorized_keys: Option<PathBuf>,
+        /// Where to build (default: <state_dir>/build); removed afterwards.
+        #[arg(long, value_name = "DIR")]
+        work_dir: Option<PathBuf>,
     },
     /// List images and their versions.
     List {
@@ -279,6 +302,9 @@ fn image(path: PathBuf, action: ImageAction) -> anyhow::Result<()> {
             for f in &m.files {
                 println!("  {:<7} {:>12} bytes  sha256 {}", format!("{:?}", f.role).to_lowercase(), f.size, f.sha256);
             }
+        }
+        ImageAction::Build { recipe, name, include, root_password_hash, authorized_keys, work_dir } => {
+            image_build::run(&cfg, &catalog, image_build::BuildArgs { recipe, name, include, root_password_hash, authorized_keys, work_dir }, unix_now())?;
         }
         ImageAction::List { json } => {
             let all = catalog.all()?;

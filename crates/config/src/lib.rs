@@ -58,6 +58,8 @@ pub struct Config {
     pub tftp: TftpSection,
     #[serde(default)]
     pub swarm: SwarmSection,
+    #[serde(default)]
+    pub build: BuildSection,
     /// Where the file was read from (for messages).
     #[serde(skip)]
     pub path: PathBuf,
@@ -189,8 +191,9 @@ pub struct BootSection {
     /// iPXE for x86-64 UEFI: `snponly.efi` (default) or `ipxe.efi` for NICs without SNP.
     #[serde(default = "default_efi_file")]
     pub efi_x64_file: String,
-    /// The image a machine boots when no `[[boot.client]]` rule matches it.
-    #[serde(default)]
+    /// The image a machine boots when no `[[boot.client]]` rule matches it (default: elchos,
+    /// which `swarmboot image build elchos` makes).
+    #[serde(default = "default_image")]
     pub default_image: Option<String>,
     /// `"swarm"`: machines boot the stub, which fetches the image from peers (falls back to
     /// direct while no stub is built); `"direct"`: iPXE loads the image's kernel and initrd.
@@ -220,7 +223,7 @@ impl From<BootModeSetting> for swarmboot_bootplan::BootMode {
 
 impl Default for BootSection {
     fn default() -> Self {
-        BootSection { bios_file: default_bios_file(), efi_x64_file: default_efi_file(), default_image: None, mode: BootModeSetting::default(), client: vec![] }
+        BootSection { bios_file: default_bios_file(), efi_x64_file: default_efi_file(), default_image: default_image(), mode: BootModeSetting::default(), client: vec![] }
     }
 }
 
@@ -286,10 +289,25 @@ pub struct SwarmSection {
     pub tracker: bool,
 }
 
+/// `swarmboot image build`: where Debian comes from.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildSection {
+    /// The apt source images are built from: a mirror or apt cache URL (`http://…/debian`,
+    /// `file:///srv/mirror/debian`), or the path of a file with sources lines (one-line or
+    /// deb822). Unset: mmdebstrap's default, Debian's mirror with the release's updates and
+    /// security suites.
+    #[serde(default)]
+    pub mirror: Option<String>,
+}
+
 impl Default for SwarmSection {
     fn default() -> Self {
         SwarmSection { seed: true, listen: default_swarm_listen(), upload_slots: default_seed_slots(), tracker: true }
     }
+}
+fn default_image() -> Option<String> {
+    Some("elchos".into())
 }
 fn default_swarm_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 6881))
@@ -590,6 +608,13 @@ impl Config {
             let host = u.strip_prefix("http://").unwrap_or("");
             if host.is_empty() || host.contains(char::is_whitespace) || u.ends_with('/') {
                 bad("http.public_url".into(), format!("{u:?} must look like http://host:port (plain HTTP, no trailing slash)"));
+            }
+        }
+        if let Some(m) = &self.build.mirror {
+            let url = ["http://", "https://", "file://"].iter().any(|p| m.starts_with(p) && m.len() > p.len());
+            let sources_file = m.starts_with('/') && Path::new(m).is_file();
+            if !(url || sources_file) || m.contains(char::is_whitespace) {
+                bad("build.mirror".into(), format!("{m:?} must be a mirror URL (http://, https://, file://) or the path of an existing file of apt sources"));
             }
         }
         if !(1..=64).contains(&self.swarm.upload_slots) {

@@ -180,3 +180,20 @@ fn boot_rules_are_read_and_bad_globs_named() {
     let e = err(&text.replace("52:54:00:*", "52:54:[00"));
     assert!(e.contains("boot.client[0].mac"), "{e}");
 }
+
+#[test]
+fn the_build_mirror_is_a_url_or_a_sources_file() {
+    let parse = |build: &str| Config::parse(&format!("[build]\n{build}\n"), Path::new("t.toml"));
+    assert!(parse("").unwrap().build.mirror.is_none(), "unset: mmdebstrap's default");
+    for ok in ["mirror = \"http://10.0.0.1:3142/debian\"", "mirror = \"file:///srv/mirror/debian\"", "mirror = \"/etc/hostname\""] {
+        assert!(parse(ok).is_ok(), "{ok}");
+    }
+    for bad in ["mirror = \"deb.example/debian\"", "mirror = \"http://\"", "mirror = \"/no/such/sources\"", "mirror = \"http://a b\""] {
+        match parse(bad) {
+            Err(ConfigError::Invalid { problems, .. }) => {
+                assert!(problems.iter().any(|p| p.key == "build.mirror" && p.message.contains("must be a mirror URL")), "{bad}: {problems:?}")
+            }
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+}

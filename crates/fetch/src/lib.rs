@@ -502,7 +502,7 @@ mod tests {
     }
 
     fn manifest(name: &str, version: u32, files: Vec<FileEntry>) -> Vec<u8> {
-        let m = Manifest { name: name.into(), version, created: 1, predecessor: None, cmdline: String::new(), files };
+        let m = Manifest { name: name.into(), version, created: 1, predecessor: None, cmdline: String::new(), files, build: None };
         toml::to_string(&m).unwrap().into_bytes()
     }
 

@@ -96,6 +96,7 @@ mod tests {
             predecessor: None,
             cmdline: String::new(),
             files: vec![FileEntry { role: Role::Rootfs, size: data.len() as u64, sha256: sha.clone(), info_hash: Some(hex::encode(meta.info_hash)) }],
+            build: None,
         };
         std::fs::write(dir.join("manifest.signed"), swarmboot_manifest::seal(&key, toml::to_string(&m).unwrap().as_bytes())).unwrap();
         std::fs::write(dir.join(format!("{sha}.torrent")), torrent).unwrap();

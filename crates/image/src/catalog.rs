@@ -55,6 +55,26 @@ pub struct Manifest {
     #[serde(default)]
     pub cmdline: String,
     pub files: Vec<FileEntry>,
+    /// How the image was built, for images `swarmboot image build` made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildInputs>,
+}
+
+/// The inputs of an image `swarmboot image build` made, signed with its manifest, so it can be
+/// made again and audited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildInputs {
+    /// What was built (`elchos`).
+    pub recipe: String,
+    /// The Debian release.
+    pub suite: String,
+    /// The apt source (empty: mmdebstrap's default, the release with its updates and security).
+    pub mirror: String,
+    /// Packages asked for beyond the recipe's (`--include`).
+    pub include: Vec<String>,
+    /// Every package in the image, `name=version`, sorted.
+    pub packages: Vec<String>,
 }
 
 impl Manifest {
@@ -133,17 +153,33 @@ impl Catalog {
     /// Adds a version of `name` made of these files: version 1, or the latest + 1, signed with
     /// `key` (`VERSION.sig` beside `VERSION.toml`).
     pub fn add(&self, name: &str, files: &[(Role, &Path)], cmdline: &str, now: u64, key: &SigningKey) -> Result<Manifest, CatalogError> {
-        self.add_unless_same(name, files, cmdline, now, key, false).map(|(m, _)| m)
+        self.add_unless_same(name, files, cmdline, now, key, false, None).map(|(m, _)| m)
+    }
+
+    /// Like [`Catalog::add`], for an image `swarmboot image build` made: `build` goes into the
+    /// signed manifest.
+    pub fn add_built(&self, name: &str, files: &[(Role, &Path)], cmdline: &str, now: u64, key: &SigningKey, build: BuildInputs) -> Result<Manifest, CatalogError> {
+        self.add_unless_same(name, files, cmdline, now, key, false, Some(build)).map(|(m, _)| m)
     }
 
     /// Like [`Catalog::add`], but when the latest version has the same files (by SHA-256) and
     /// command line it is returned instead of a new one (`false`: nothing added). For tools
     /// that publish on every run (the LTSP plugin).
     pub fn add_if_changed(&self, name: &str, files: &[(Role, &Path)], cmdline: &str, now: u64, key: &SigningKey) -> Result<(Manifest, bool), CatalogError> {
-        self.add_unless_same(name, files, cmdline, now, key, true)
+        self.add_unless_same(name, files, cmdline, now, key, true, None)
     }
 
-    fn add_unless_same(&self, name: &str, files: &[(Role, &Path)], cmdline: &str, now: u64, key: &SigningKey, unless_same: bool) -> Result<(Manifest, bool), CatalogError> {
+    #[allow(clippy::too_many_arguments)]
+    fn add_unless_same(
+        &self,
+        name: &str,
+        files: &[(Role, &Path)],
+        cmdline: &str,
+        now: u64,
+        key: &SigningKey,
+        unless_same: bool,
+        build: Option<BuildInputs>,
+    ) -> Result<(Manifest, bool), CatalogError> {
         check_name(name)?;
         let mut entries = Vec::new();
         for (role, path) in files {
@@ -165,7 +201,7 @@ impl Catalog {
         loop {
             let latest = self.versions(name)?.last().map(|m| m.version);
             let version = latest.map_or(1, |v| v + 1);
-            let m = Manifest { name: name.into(), version, created: now, predecessor: latest, cmdline: cmdline.into(), files: entries.clone() };
+            let m = Manifest { name: name.into(), version, created: now, predecessor: latest, cmdline: cmdline.into(), files: entries.clone(), build: build.clone() };
             let path = dir.join(format!("{version}.toml"));
             let text = toml::to_string(&m).expect("a manifest serializes");
             match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {

@@ -2,7 +2,8 @@
 //!
 //! `swarmboot.server=http://10.0.0.1:8080 swarmboot.image=elchos[@3] swarmboot.key=<hex>`
 //! plus optional `swarmboot.stall=<seconds>` (swarm stall before HTTP) and
-//! `swarmboot.console=<0|1>` (progress bar). Values may be double-quoted. Everything else on the
+//! `swarmboot.swarm=0` (every byte over HTTP from the server, no peers, no seeding: a machine
+//! kept out of the swarm, and the benchmark's baseline). Values may be double-quoted. Everything else on the
 //! line is the kernel's or the image's business and is passed on untouched.
 
 use std::time::Duration;
@@ -15,6 +16,8 @@ pub struct StubArgs {
     /// The key from the command line; `None`: use the key built into the stub.
     pub key: Option<String>,
     pub stall: Duration,
+    /// `false` (`swarmboot.swarm=0`): HTTP only, nothing seeded.
+    pub swarm: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,7 +92,12 @@ pub fn parse(line: &str) -> Result<StubArgs, CmdlineError> {
         Some(s) => Duration::from_secs(s.parse::<u64>().map_err(|_| CmdlineError::Bad { key: "swarmboot.stall", value: s.into(), why: "must be whole seconds" })?),
         None => Duration::from_secs(10),
     };
-    Ok(StubArgs { server: server.trim_end_matches('/').to_string(), image: image.to_string(), version, key, stall })
+    let swarm = match value(&w, "swarmboot.swarm") {
+        None | Some("1") => true,
+        Some("0") => false,
+        Some(v) => return Err(CmdlineError::Bad { key: "swarmboot.swarm", value: v.into(), why: "must be 0 (HTTP only) or 1" }),
+    };
+    Ok(StubArgs { server: server.trim_end_matches('/').to_string(), image: image.to_string(), version, key, stall, swarm })
 }
 
 #[cfg(test)]
@@ -99,7 +107,10 @@ mod tests {
     #[test]
     fn reads_what_the_boot_script_writes() {
         let a = parse("BOOT_IMAGE=stub console=ttyS0 swarmboot.server=http://10.77.0.1:8080/ swarmboot.image=elchos@3 swarmboot.key=ab12 quiet").unwrap();
-        assert_eq!(a, StubArgs { server: "http://10.77.0.1:8080".into(), image: "elchos".into(), version: Some(3), key: Some("ab12".into()), stall: Duration::from_secs(10) });
+        assert_eq!(
+            a,
+            StubArgs { server: "http://10.77.0.1:8080".into(), image: "elchos".into(), version: Some(3), key: Some("ab12".into()), stall: Duration::from_secs(10), swarm: true }
+        );
         let a = parse("swarmboot.server=http://s swarmboot.image=x swarmboot.stall=3 swarmboot.image=y").unwrap();
         assert_eq!((a.image.as_str(), a.version, a.key, a.stall), ("y", None, None, Duration::from_secs(3)), "the last one wins");
     }
@@ -111,6 +122,8 @@ mod tests {
         assert!(matches!(parse("swarmboot.server=ftp://s swarmboot.image=x"), Err(CmdlineError::Bad { key: "swarmboot.server", .. })));
         assert!(matches!(parse("swarmboot.server=http://s swarmboot.image=x@latest"), Err(CmdlineError::Bad { key: "swarmboot.image", .. })));
         assert!(matches!(parse("swarmboot.server=http://s swarmboot.image=x swarmboot.stall=1s"), Err(CmdlineError::Bad { key: "swarmboot.stall", .. })));
+        assert!(!parse("swarmboot.server=http://s swarmboot.image=x swarmboot.swarm=0").unwrap().swarm);
+        assert!(matches!(parse("swarmboot.server=http://s swarmboot.image=x swarmboot.swarm=no"), Err(CmdlineError::Bad { key: "swarmboot.swarm", .. })));
         let e = parse("").unwrap_err().to_string();
         assert!(e.contains("swarmboot.server="), "{e}");
     }

@@ -122,7 +122,7 @@ mod tests {
     }
 
     fn manifest(files: Vec<FileEntry>) -> Manifest {
-        Manifest { name: "elchos".into(), version: 1, created: 0, predecessor: None, cmdline: String::new(), files }
+        Manifest { name: "elchos".into(), version: 1, created: 0, predecessor: None, cmdline: String::new(), files, build: None }
     }
 
     fn stub(sha: &str) -> StubKernel {

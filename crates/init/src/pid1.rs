@@ -111,7 +111,7 @@ pub fn run() -> ! {
             reboot_after(30)
         }
     }
-    match hand_over(&mut drivers, &trusted, &args.server, Path::new(IMAGE_DIR)) {
+    match hand_over(&mut drivers, &trusted, &args.server, Path::new(IMAGE_DIR), args.swarm) {
         Ok(never) => match never {},
         Err(e) => {
             say(format!("cannot start the image: {e:#}"));
@@ -132,8 +132,9 @@ pub fn stop_worker() {
     }
 }
 
-/// Re-checks the manifest the worker saved, then switch_root or kexec.
-fn hand_over(drivers: &mut Drivers, trusted: &[PublicKey], server: &str, dir: &Path) -> anyhow::Result<Never> {
+/// Re-checks the manifest the worker saved, then switch_root or kexec. `seeding`: the worker
+/// seeds (not with `swarmboot.swarm=0`), and the booted system's service should take over.
+fn hand_over(drivers: &mut Drivers, trusted: &[PublicKey], server: &str, dir: &Path, seeding: bool) -> anyhow::Result<Never> {
     let envelope = std::fs::read(dir.join("manifest.signed"))?;
     let (body, _) = swarmboot_manifest::open(&envelope, trusted)?;
     let m: Manifest = toml::from_str(std::str::from_utf8(body)?)?;
@@ -158,7 +159,9 @@ fn hand_over(drivers: &mut Drivers, trusted: &[PublicKey], server: &str, dir: &P
             roles: plan.roles(&m),
         };
         let worker = WORKER.load(std::sync::atomic::Ordering::Relaxed);
-        if let Err(e) = crate::seeder::leave_for_the_booted_system(Path::new("/"), &note, worker) {
+        if !seeding {
+            // Kept out of the swarm: nothing to seed.
+        } else if let Err(e) = crate::seeder::leave_for_the_booted_system(Path::new("/"), &note, worker) {
             say(format!("the seeder will not become a systemd unit in the booted system ({e}); the stub's worker seeds on"));
         }
         switch_root(drivers, dir, &m)

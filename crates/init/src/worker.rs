@@ -72,6 +72,7 @@ pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<
     let mut cfg = FetchConfig::new(&a.stub.server, &a.stub.image, &a.out, a.trusted.clone());
     cfg.version = a.stub.version;
     cfg.stall_timeout = a.stub.stall;
+    cfg.use_swarm = a.stub.swarm;
     cfg.bind_device = Some(name.clone());
     cfg.listen = std::net::SocketAddr::from((lease.address, 6881));
     // The kernel this stub was built for (the stub builder's note; none in stubs built before).
@@ -115,7 +116,8 @@ pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<
             Plan::KernelAndRootfs => format!("its kernel is not the stub's: fetching its kernel and root filesystem, {} MiB", nearest_mib(need.files)),
             Plan::Everything => format!("fetching {} MiB", nearest_mib(need.files)),
         };
-        say(format!("{}@{} verified (signed by {}); {what}", m.name, m.version, signed.signer.fingerprint()));
+        let http_only = if cfg.use_swarm { "" } else { " over HTTP only (swarmboot.swarm=0)" };
+        say(format!("{}@{} verified (signed by {}); {what}{http_only}", m.name, m.version, signed.signer.fingerprint()));
         // This version (a newer one added meanwhile waits for the next boot), these files.
         let mut this = cfg.clone();
         this.version = Some(m.version);

@@ -1,7 +1,8 @@
-//! Real Debian 12 systems for the lab: a root made by mmdebstrap from the apt mirror the host
-//! uses (stable, with its updates and security suites), packed with mksquashfs. It is built
-//! once and kept in `~/.cache/swarmboot/debian-<inputs>/` (a lock file makes parallel tests
-//! wait for the one build); a change of its inputs makes a new one.
+//! Real Debian 12 systems for the lab: a root made by mmdebstrap from the default apt mirror
+//! (stable, with its updates and security suites), packed with mksquashfs — a
+//! `swarmboot_imagebuild` recipe, as elchOS is. It is built once and kept in
+//! `~/.cache/swarmboot/debian-<recipe>/` (a lock file makes parallel tests wait for the one
+//! build); a change of the recipe makes a new one.
 //!
 //! The root is a stock `--variant=minbase` system with systemd, udev, ifupdown with
 //! isc-dhcp-client, systemd-networkd (in systemd), and two kernels: `linux-image-amd64` (the
@@ -12,15 +13,15 @@
 //! ([`IFUPDOWN`], [`NETWORKD`]). Root's password is [`ROOT_PASSWORD`]: a lab image, logged
 //! into on its serial console by tests.
 //!
-//! Left out of the squashfs, to keep the lab's machines quick under TCG: the kernels'
-//! initramfs images (the stub replaces them) and driver trees no QEMU machine of the lab has
-//! (sound, GPUs, media, wireless, physical Ethernet, SCSI, USB, InfiniBand, ...), and
-//! documentation. Everything a VM boots with is there.
+//! Left out of the squashfs, to keep the lab's machines quick under TCG: what elchOS leaves out
+//! (the initramfs images, sound, GPU, media, wireless drivers, documentation) and driver trees
+//! no QEMU machine of the lab has (physical Ethernet, SCSI, USB, InfiniBand, hwmon).
+//! Everything a VM boots with is there.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
+use swarmboot_imagebuild::{Recipe, RootFile};
 
 /// Root's password in the lab's Debian images.
 pub const ROOT_PASSWORD: &str = "swarmboot";
@@ -32,38 +33,43 @@ pub const NETWORKD: &str = "systemd.mask=networking.service systemd.mask=ifupdow
 
 const PACKAGES: &[&str] = &["systemd", "systemd-sysv", "udev", "iproute2", "procps", "kmod", "ifupdown", "isc-dhcp-client", "linux-image-amd64", "linux-image-cloud-amd64"];
 
-/// What mmdebstrap runs in the finished root (`$1` is the root).
-const CUSTOMIZE: &[&str] = &[
-    "echo deb12 > \"$1/etc/hostname\"",
-    "echo 'root:swarmboot' | chroot \"$1\" chpasswd",
-    "printf 'auto lo\\niface lo inet loopback\\n\\nallow-hotplug eth0\\niface eth0 inet dhcp\\n\\nallow-hotplug ens3\\niface ens3 inet dhcp\\n' > \"$1/etc/network/interfaces\"",
-    "mkdir -p \"$1/etc/systemd/network\" && printf '[Match]\\nName=eth0 ens3\\n\\n[Network]\\nDHCP=ipv4\\n' > \"$1/etc/systemd/network/20-wired.network\"",
-    "systemctl --root=\"$1\" enable systemd-networkd.service systemd-networkd-wait-online.service",
-];
+const INTERFACES: &str = "auto lo\niface lo inet loopback\n\nallow-hotplug eth0\niface eth0 inet dhcp\n\nallow-hotplug ens3\niface ens3 inet dhcp\n";
+const NETWORK: &str = "[Match]\nName=eth0 ens3\n\n[Network]\nDHCP=ipv4\n";
 
-/// Left out of the squashfs (mksquashfs wildcards).
-const EXCLUDE: &[&str] = &[
-    "boot/initrd.img-*",
-    "usr/lib/modules/*/kernel/sound",
-    "usr/lib/modules/*/kernel/drivers/gpu",
-    "usr/lib/modules/*/kernel/drivers/media",
-    "usr/lib/modules/*/kernel/drivers/net/wireless",
+/// An init that does its own setup and then execs systemd, as LTSP's
+/// `init=/usr/share/ltsp/client/init/init` does; images that boot with [`WRAPPED_INIT`] on
+/// their command line print [`WRAPPED_INIT_SAYS`] on the console first.
+pub const WRAPPED_INIT: &str = "/usr/local/sbin/lab-init";
+pub const WRAPPED_INIT_SAYS: &str = "lab-init: an init= of the image's own ran as PID";
+const WRAPPED_INIT_SCRIPT: &str = "#!/bin/sh\necho \"lab-init: an init= of the image's own ran as PID $$\" > /dev/console\nexec /sbin/init \"$@\"\n";
+
+/// Left out beyond what elchOS leaves out.
+const EXCLUDE_MORE: &[&str] = &[
     "usr/lib/modules/*/kernel/drivers/net/ethernet",
     "usr/lib/modules/*/kernel/drivers/infiniband",
-    "usr/lib/modules/*/kernel/drivers/staging",
     "usr/lib/modules/*/kernel/drivers/scsi",
     "usr/lib/modules/*/kernel/drivers/usb",
-    "usr/lib/modules/*/kernel/drivers/bluetooth",
-    "usr/lib/modules/*/kernel/drivers/isdn",
-    "usr/lib/modules/*/kernel/drivers/iio",
     "usr/lib/modules/*/kernel/drivers/hwmon",
-    "usr/lib/modules/*/kernel/net/wireless",
-    "usr/lib/modules/*/kernel/net/mac80211",
-    "usr/lib/modules/*/kernel/net/bluetooth",
-    "usr/share/doc",
-    "usr/share/man",
-    "usr/share/locale",
 ];
+
+fn recipe() -> Recipe {
+    Recipe {
+        name: "deb12-lab".into(),
+        suite: "bookworm".into(),
+        mirror: std::env::var("SWARMBOOT_DEBIAN_MIRROR").ok(),
+        packages: PACKAGES.iter().map(|p| p.to_string()).collect(),
+        include: vec![],
+        files: vec![
+            RootFile::new("/etc/hostname", 0o644, "deb12\n"),
+            RootFile::new("/etc/network/interfaces", 0o644, INTERFACES),
+            RootFile::new("/etc/systemd/network/20-wired.network", 0o644, NETWORK),
+            RootFile::new(WRAPPED_INIT, 0o755, WRAPPED_INIT_SCRIPT),
+        ],
+        enable: vec!["systemd-networkd.service".into(), "systemd-networkd-wait-online.service".into()],
+        commands: vec![format!("echo 'root:{ROOT_PASSWORD}' | chroot \"$1\" chpasswd")],
+        exclude: swarmboot_imagebuild::elchos::EXCLUDE.iter().chain(EXCLUDE_MORE).map(|e| e.to_string()).collect(),
+    }
+}
 
 /// One kernel of the root, with the initramfs Debian made for it.
 #[derive(Debug, Clone)]
@@ -98,27 +104,24 @@ pub fn debian_root() -> anyhow::Result<DebianRoot> {
     Ok(r)
 }
 
-/// The inputs' fingerprint: a change of packages, hooks or exclusions makes a new root.
-fn inputs_key() -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    ("debian-root v1", PACKAGES, CUSTOMIZE, EXCLUDE, std::env::var("SWARMBOOT_DEBIAN_MIRROR").ok()).hash(&mut h);
-    format!("{:016x}", h.finish())
-}
-
-fn cache_dir() -> PathBuf {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
-    home.join(".cache/swarmboot")
-}
-
 fn build_or_reuse() -> anyhow::Result<DebianRoot> {
-    let dir = cache_dir().join(format!("debian-{}", inputs_key()));
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let r = recipe();
+    let dir = home.join(".cache/swarmboot").join(format!("debian-{}", r.fingerprint()));
     std::fs::create_dir_all(&dir)?;
     let lock = std::fs::File::create(dir.join("lock"))?;
-    nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", dir.display()))?;
+    let _locked = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", dir.display()))?;
     let done = dir.join("done");
     if !done.exists() {
-        build(&dir)?;
+        let started = std::time::Instant::now();
+        let built =
+            swarmboot_imagebuild::build(&r, &dir, |step| eprintln!("lab: Debian root: {step}")).context("building the lab's Debian root (the apt mirror must be reachable)")?;
+        eprintln!(
+            "lab: built the Debian 12 root in {:.0} s ({} MiB squashfs) into {}",
+            started.elapsed().as_secs_f64(),
+            std::fs::metadata(&built.squashfs)?.len() >> 20,
+            dir.display()
+        );
         std::fs::write(&done, "")?;
     }
     let root = dir.join("root");
@@ -139,41 +142,4 @@ fn kernel_of(root: &Path, suffix: &str, not: &str) -> anyhow::Result<Kernel> {
         initrd: root.join(format!("boot/initrd.img-{release}")),
         modules: root.join(format!("usr/lib/modules/{release}")),
     })
-}
-
-fn run(cmd: &mut Command) -> anyhow::Result<()> {
-    let out = cmd.output().with_context(|| format!("cannot run {cmd:?}"))?;
-    if !out.status.success() {
-        bail!("{cmd:?} failed ({}):\n{}{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
-}
-
-fn build(dir: &Path) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
-    let root = dir.join("root");
-    if root.exists() {
-        std::fs::remove_dir_all(&root)?;
-    }
-    let mut mm = Command::new("mmdebstrap");
-    mm.args(["--variant=minbase", "--quiet", &format!("--include={}", PACKAGES.join(","))]);
-    for hook in CUSTOMIZE {
-        mm.arg(format!("--customize-hook={hook}"));
-    }
-    mm.arg("bookworm").arg(&root);
-    // No mirror: mmdebstrap takes the default one with stable's updates and security suites.
-    if let Ok(m) = std::env::var("SWARMBOOT_DEBIAN_MIRROR") {
-        mm.arg(m);
-    }
-    run(&mut mm).context("building the lab's Debian root (mmdebstrap; the apt mirror must be reachable)")?;
-    let excl = dir.join("exclude.txt");
-    std::fs::write(&excl, EXCLUDE.join("\n") + "\n")?;
-    let sq = dir.join("root.squashfs");
-    run(Command::new("mksquashfs")
-        .arg(&root)
-        .arg(&sq)
-        .args(["-noappend", "-quiet", "-no-progress", "-no-xattrs", "-comp", "zstd", "-Xcompression-level", "15", "-wildcards", "-ef"])
-        .arg(&excl))?;
-    eprintln!("lab: built the Debian 12 root in {:.0} s ({} MiB squashfs) into {}", started.elapsed().as_secs_f64(), std::fs::metadata(&sq)?.len() >> 20, dir.display());
-    Ok(())
 }

@@ -107,6 +107,7 @@ async fn boot_script(State(s): State<AppState>, Query(q): Query<ScriptQuery>) ->
                 (BootMode::Swarm, Err(e)) => Err(e.to_string()),
                 (BootMode::Direct, _) => BootPlan::from_manifest(&m).map_err(|e| e.to_string()),
             },
+            Ok(None) if name == "elchos" => Err("the catalog has no image elchos (swarmboot image build elchos makes it)".into()),
             Ok(None) => Err(format!("the catalog has no image {name}")),
             Err(e) => Err(e.to_string()),
         },

@@ -1,0 +1,122 @@
+//! Running a recipe: mmdebstrap, files, units, commands, the package list, the kernel,
+//! mksquashfs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use crate::recipe::Recipe;
+
+/// A built root.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The root directory.
+    pub root: PathBuf,
+    pub squashfs: PathBuf,
+    /// `/boot/vmlinuz-<release>` and `/boot/initrd.img-<release>` in the root.
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub release: String,
+    /// Every installed package, `name=version`, sorted.
+    pub packages: Vec<String>,
+    /// Seconds spent in mmdebstrap and the customizing, and in mksquashfs.
+    pub root_secs: f64,
+    pub squashfs_secs: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{0}")]
+    Recipe(String),
+    #[error("cannot run {program}: {source} (it comes with the Debian package {package})")]
+    Missing { program: &'static str, package: &'static str, source: std::io::Error },
+    #[error("{what} failed ({status}); its last lines:\n{output}")]
+    Failed { what: String, status: String, output: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("the built root has no kernel to boot: {0} (is linux-image-amd64 among its packages?)")]
+    NoKernel(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
+    move |source| BuildError::Io { path: path.to_path_buf(), source }
+}
+
+/// Runs `cmd`; its output is kept for the error.
+fn run(cmd: &mut Command, what: &str, program: &'static str, package: &'static str) -> Result<Vec<u8>, BuildError> {
+    let out = cmd.output().map_err(|source| BuildError::Missing { program, package, source })?;
+    if !out.status.success() {
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let tail: Vec<&str> = text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
+        return Err(BuildError::Failed { what: what.to_string(), status: out.status.to_string(), output: tail.join("\n") });
+    }
+    Ok(out.stdout)
+}
+
+/// Builds `recipe` in `work` (its `root/` and `root.squashfs` are replaced); `say` hears each
+/// step.
+pub fn build(recipe: &Recipe, work: &Path, mut say: impl FnMut(&str)) -> Result<Built, BuildError> {
+    recipe.check().map_err(BuildError::Recipe)?;
+    std::fs::create_dir_all(work).map_err(io(work))?;
+    let root = work.join("root");
+    if root.exists() {
+        std::fs::remove_dir_all(&root).map_err(io(&root))?;
+    }
+    let started = Instant::now();
+    say(&format!(
+        "mmdebstrap: Debian {} from {}, {} packages and what they need",
+        recipe.suite,
+        recipe.mirror.as_deref().unwrap_or("the default mirror (with updates and security)"),
+        recipe.packages.len() + recipe.include.len()
+    ));
+    let root_str = root.to_str().ok_or_else(|| BuildError::Recipe(format!("{} is not UTF-8", root.display())))?;
+    run(Command::new("mmdebstrap").args(recipe.mmdebstrap_args(root_str)), "mmdebstrap", "mmdebstrap", "mmdebstrap")?;
+
+    for f in &recipe.files {
+        use std::os::unix::fs::PermissionsExt;
+        let path = root.join(f.path.trim_start_matches('/'));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        std::fs::write(&path, &f.content).map_err(io(&path))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode)).map_err(io(&path))?;
+    }
+    if !recipe.enable.is_empty() {
+        run(Command::new("systemctl").arg(format!("--root={root_str}")).arg("enable").args(&recipe.enable), "systemctl enable", "systemctl", "systemd")?;
+    }
+    for c in &recipe.commands {
+        run(Command::new("sh").args(["-c", c, "sh", root_str]), c, "sh", "dash")?;
+    }
+    let listing = run(Command::new("chroot").arg(&root).args(["dpkg-query", "-W", "-f", "${Package}=${Version}\\n"]), "listing the packages", "chroot", "coreutils")?;
+    let mut packages: Vec<String> = String::from_utf8_lossy(&listing).lines().map(str::to_string).collect();
+    packages.sort();
+    let boot: Vec<String> = std::fs::read_dir(root.join("boot")).map_err(io(&root.join("boot")))?.flatten().map(|e| format!("/boot/{}", e.file_name().to_string_lossy())).collect();
+    let release = crate::kernel::newest_release(boot.iter().map(String::as_str)).map_err(BuildError::NoKernel)?;
+    let root_secs = started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let squashfs = work.join("root.squashfs");
+    let exclude = work.join("exclude.txt");
+    std::fs::write(&exclude, recipe.exclude.join("\n") + "\n").map_err(io(&exclude))?;
+    say(&format!("mksquashfs (zstd), leaving out {} paths", recipe.exclude.len()));
+    run(
+        Command::new("mksquashfs")
+            .arg(&root)
+            .arg(&squashfs)
+            .args(["-noappend", "-quiet", "-no-progress", "-no-xattrs", "-comp", "zstd", "-Xcompression-level", "15", "-wildcards", "-ef"])
+            .arg(&exclude),
+        "mksquashfs",
+        "mksquashfs",
+        "squashfs-tools",
+    )?;
+    Ok(Built {
+        kernel: root.join(format!("boot/vmlinuz-{release}")),
+        initrd: root.join(format!("boot/initrd.img-{release}")),
+        release,
+        root,
+        squashfs,
+        packages,
+        root_secs,
+        squashfs_secs: started.elapsed().as_secs_f64(),
+    })
+}
