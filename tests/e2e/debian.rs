@@ -11,8 +11,10 @@ use swarmboot_lab::{require_root, Lan, ScratchDir, Server};
 
 /// PXE to multi-user.target under TCG, with a Debian root of about 100 MiB through the swarm.
 const BOOT: Duration = Duration::from_secs(600);
-/// What systemd prints on the console when the default target is reached.
-const MULTI_USER: &str = "Reached target multi-user.target - Multi-User System";
+/// What the stub's `swarmboot-booted.service` writes to the kernel log (so to the console) once
+/// the image reached multi-user.target; systemd's own status lines are lost on a serial
+/// console whose getty hung it up.
+const MULTI_USER: &str = "swarmboot: deb12@1 is up: multi-user.target reached";
 const VM: VmSpec = VmSpec { mib: 1024, reboots: true };
 
 struct DebianLab {
@@ -217,10 +219,12 @@ fn elchos_is_built_from_debian_and_boots_two_machines() {
             let (vm, at) = vms.last_mut().unwrap();
             vm.wait_for(ELCHOS_ISSUE, BOOT).unwrap();
             eprintln!("vm0: power-on → login prompt in {:.0} s", at.elapsed().as_secs_f64());
+            vm.wait_for("swarmboot: elchos@1 is up: multi-user.target reached", BOOT).unwrap();
         }
     }
     let (vm1, at) = vms.last_mut().unwrap();
     vm1.wait_for(ELCHOS_ISSUE, BOOT).unwrap();
+    vm1.wait_for("swarmboot: elchos@1 is up: multi-user.target reached", BOOT).unwrap();
     eprintln!("vm1: power-on → login prompt in {:.0} s; {}", at.elapsed().as_secs_f64(), console_line(vm1, "swarmboot: image verified"));
     let (vm0, _) = &mut vms[0];
     vm0.login("root", "elchos-test", Duration::from_secs(120)).unwrap();
@@ -231,4 +235,10 @@ fn elchos_is_built_from_debian_and_boots_two_machines() {
     assert_eq!(lines[1..], ["active", "active", "active", "/etc/ssh/ssh_host_ed25519_key"], "{status}");
     let agent = vm0.shell("journalctl -b -u elchos-agent --no-pager -o cat", Duration::from_secs(60)).unwrap();
     assert!(agent.contains("elchos-agent: placeholder"), "{agent}");
+    // networkd asked with the stub's client identifier: the same lease, so the service seeds
+    // from the address the stub had.
+    let stub_lease = console_line(vm0, "swarmboot: ens3: ");
+    let stub_addr = stub_lease.split("ens3: ").nth(1).and_then(|r| r.split('/').next()).unwrap_or_default().to_string();
+    let journal = vm0.shell("journalctl -b -u swarmboot-seed --no-pager -o cat", Duration::from_secs(60)).unwrap();
+    assert!(journal.contains(&format!("from {stub_addr}:6881")), "the stub had {stub_addr}: {journal}");
 }

@@ -3,7 +3,9 @@
 //! release it boots, keeps seeding, lets the operator log in, and starts the node agent's
 //! unit (a placeholder until the agent exists).
 //!
-//! - Network: systemd-networkd, DHCP on every wired NIC (`en*`, `eth*`); the hostname from DHCP.
+//! - Network: systemd-networkd, DHCP on every wired NIC (`en*`, `eth*`) with the client
+//!   identifier the stub used (the MAC), so the machine keeps the stub's lease and address; the
+//!   hostname from DHCP.
 //! - Operator login: on the serial console and the first text console (getty), and SSH.
 //!   Root is locked unless the build was given `root_password_hash` (a crypt(3) hash, as
 //!   `openssl passwd -6` or `mkpasswd -m sha-512` make) or `authorized_keys` (for SSH). The
@@ -67,6 +69,11 @@ Name=en* eth*
 
 [Network]
 DHCP=ipv4
+
+[DHCPv4]
+# The client identifier the stub used (type 1 + MAC): the same lease, the same address, so the
+# seeder keeps its address and the pool holds one lease per machine.
+ClientIdentifier=mac
 ";
 
 /// What elchOS's squashfs leaves out: the initramfs (the manifest carries it), drivers a

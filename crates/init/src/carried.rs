@@ -83,23 +83,23 @@ fn boot_root(note: Carry) -> ! {
     {
         say(format!("cannot put the image on /run ({e}); the seeder will not become a systemd unit"));
     }
-    match open(&note) {
-        Ok((cfg, image)) => {
-            let seed_note = SeedNote {
-                server: note.server.clone(),
-                image: note.image.clone(),
-                version: note.version,
-                trusted_keys: note.trusted_keys.clone(),
-                dir: seed_service::CARRIED_IMAGE.to_string(),
-                roles: note.roles.clone(),
-            };
-            if let Some(pid) = fork_seeder(note.clone(), cfg, image) {
-                if let Err(e) = crate::seeder::leave_for_the_booted_system(Path::new("/"), &seed_note, pid) {
-                    say(format!("the seeder will not become a systemd unit in the booted system ({e})"));
-                }
-            }
+    let seed_note = SeedNote {
+        server: note.server.clone(),
+        image: note.image.clone(),
+        version: note.version,
+        trusted_keys: note.trusted_keys.clone(),
+        dir: seed_service::CARRIED_IMAGE.to_string(),
+        roles: note.roles.clone(),
+    };
+    let seeder = match open(&note) {
+        Ok((cfg, image)) => fork_seeder(note.clone(), cfg, image),
+        Err(e) => {
+            say(format!("cannot seed the carried image ({e:#}); it boots without its seeder"));
+            None
         }
-        Err(e) => say(format!("cannot seed the carried image ({e:#}); it boots without its seeder")),
+    };
+    if let Err(e) = crate::seeder::leave_for_the_booted_system(Path::new("/"), &seed_note, seeder) {
+        say(format!("the seeder will not become a systemd unit in the booted system ({e})"));
     }
     let started = crate::rootfs::assemble(&mut drivers, &Path::new(carry::IMAGE_DIR).join("rootfs")).and_then(|newroot| {
         say(format!("switching to {}@{} ({}) in its own kernel", note.image, note.version, note.init));

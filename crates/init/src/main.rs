@@ -8,7 +8,9 @@
 //! network and fetch path is tested in a namespace without booting a machine.
 //!
 //! `swarmboot-init seed NOTE` is `swarmboot-seed.service` in the booted system (see
-//! `seeder`): it takes over seeding from the stub's worker.
+//! `seeder`): it takes over seeding from the stub's worker. `swarmboot-init booted NAME@V` is
+//! `swarmboot-booted.service`: it says in the kernel log that the image reached
+//! multi-user.target.
 
 mod carried;
 mod console;
@@ -23,7 +25,7 @@ mod worker;
 use std::path::PathBuf;
 
 fn usage() -> ! {
-    eprintln!("usage: swarmboot-init (as PID 1 of the stub)\n       swarmboot-init fetch --cmdline LINE --out DIR [--interface IF] [--key-file F]\n       swarmboot-init seed NOTE   (swarmboot-seed.service)");
+    eprintln!("usage: swarmboot-init (as PID 1 of the stub)\n       swarmboot-init fetch --cmdline LINE --out DIR [--interface IF] [--key-file F]\n       swarmboot-init seed NOTE   (swarmboot-seed.service)\n       swarmboot-init booted NAME@VERSION   (swarmboot-booted.service)");
     std::process::exit(2)
 }
 
@@ -37,6 +39,13 @@ fn main() {
         pid1::run();
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let (Some("booted"), Some(image), 2) = (args.first().map(String::as_str), args.get(1), args.len()) {
+        if let Err(e) = seeder::booted(image) {
+            console::say(format!("{e:#}"));
+            std::process::exit(1);
+        }
+        std::process::exit(0);
+    }
     if let (Some("seed"), Some(note), 2) = (args.first().map(String::as_str), args.get(1), args.len()) {
         if let Err(e) = seeder::run(std::path::Path::new(note)) {
             console::say(format!("{e:#}"));

@@ -120,7 +120,8 @@ pub fn run() -> ! {
     }
 }
 
-pub enum Never {}
+/// What a hand-over that never returns returns.
+pub type Never = std::convert::Infallible;
 
 /// Stops the stub's worker (and with it the seeding in this kernel).
 pub fn stop_worker() {
@@ -159,9 +160,8 @@ fn hand_over(drivers: &mut Drivers, trusted: &[PublicKey], server: &str, dir: &P
             roles: plan.roles(&m),
         };
         let worker = WORKER.load(std::sync::atomic::Ordering::Relaxed);
-        if !seeding {
-            // Kept out of the swarm: nothing to seed.
-        } else if let Err(e) = crate::seeder::leave_for_the_booted_system(Path::new("/"), &note, worker) {
+        // Kept out of the swarm (`swarmboot.swarm=0`): nothing to seed, only the booted unit.
+        if let Err(e) = crate::seeder::leave_for_the_booted_system(Path::new("/"), &note, seeding.then_some(worker)) {
             say(format!("the seeder will not become a systemd unit in the booted system ({e}); the stub's worker seeds on"));
         }
         switch_root(drivers, dir, &m)

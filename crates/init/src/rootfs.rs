@@ -13,7 +13,6 @@ use nix::unistd::{chdir, chroot, execv};
 
 use crate::console::say;
 use crate::drivers::Drivers;
-use crate::pid1::Never;
 
 /// Where the new root is put together.
 const NEWROOT: &str = "/newroot";
@@ -115,7 +114,7 @@ pub fn assemble(drivers: &mut Drivers, squashfs: &Path) -> anyhow::Result<PathBu
 }
 
 /// `newroot` becomes `/` and `init` runs in it as PID 1.
-pub fn switch(newroot: &Path, init: &str) -> anyhow::Result<Never> {
+pub fn switch(newroot: &Path, init: &str) -> anyhow::Result<std::convert::Infallible> {
     chdir(newroot)?;
     mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)?;
     chroot(".")?;

@@ -36,6 +36,13 @@ pub const PID_FILE: &str = "/run/swarmboot/seed.pid";
 pub const UNIT: &str = "/run/systemd/system/swarmboot-seed.service";
 /// Its `multi-user.target` wants link.
 pub const WANTS: &str = "/run/systemd/system/multi-user.target.wants/swarmboot-seed.service";
+/// A runtime unit that says on the console (through the kernel log) when the image reached
+/// multi-user.target: systemd's own status lines are not reliable on a serial console once a
+/// getty has hung it up.
+pub const BOOTED_UNIT: &str = "/run/systemd/system/swarmboot-booted.service";
+pub const BOOTED_WANTS: &str = "/run/systemd/system/multi-user.target.wants/swarmboot-booted.service";
+/// What the booted unit says (after `swarmboot: NAME@VERSION`).
+pub const BOOTED_SAYS: &str = "is up: multi-user.target reached";
 /// Where the init a kexec carried along puts the carried image for the service (a bind mount
 /// of the initramfs's image directory).
 pub const CARRIED_IMAGE: &str = "/run/swarmboot/image";
@@ -90,6 +97,25 @@ impl SeedNote {
     }
 }
 
+/// The unit that says when `image@version` reached multi-user.target (see [`BOOTED_UNIT`]).
+pub fn booted_unit(image: &str, version: u32) -> String {
+    format!(
+        "# Written by the swarmboot stub at boot; it lives on /run and goes with the machine.\n\
+         [Unit]\n\
+         Description=swarmboot: {image}@{version} reached multi-user.target\n\
+         After=multi-user.target\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         ExecStart={BINARY} booted {image}@{version}\n"
+    )
+}
+
+/// The kernel log line the booted unit writes (`/dev/kmsg`, level notice).
+pub fn booted_line(image_at_version: &str) -> String {
+    format!("<5>swarmboot: {image_at_version} {BOOTED_SAYS}\n")
+}
+
 /// The first address of `addresses` peers can reach this machine at: IPv4, not loopback,
 /// link-local or unspecified. The service announces again when this changes.
 pub fn reachable_address(addresses: impl IntoIterator<Item = std::net::Ipv4Addr>) -> Option<std::net::Ipv4Addr> {
@@ -126,6 +152,14 @@ mod tests {
         assert!(unit.contains("Description=swarmboot seeder of deb12@3\n"), "a description short enough for systemd's 80-column status lines: {unit}");
         assert!(unit.contains("After=network-online.target\n") && unit.contains("TimeoutStopSec=5\n"), "{unit}");
         assert!(WANTS.ends_with(SERVICE) && UNIT.ends_with(SERVICE));
+    }
+
+    #[test]
+    fn the_booted_unit_runs_after_multi_user_and_says_so_in_the_kernel_log() {
+        let unit = booted_unit("deb12", 3);
+        assert!(unit.contains("After=multi-user.target\n") && unit.contains("ExecStart=/run/swarmboot/bin/swarmboot-init booted deb12@3\n"), "{unit}");
+        assert_eq!(booted_line("deb12@3"), "<5>swarmboot: deb12@3 is up: multi-user.target reached\n");
+        assert!(BOOTED_WANTS.starts_with("/run/systemd/system/multi-user.target.wants/"));
     }
 
     #[test]

@@ -16,23 +16,38 @@ use swarmboot_swarm::engine::PeerListener;
 
 use crate::console::say;
 
-/// Leaves the service for the booted system on the stub's `/run` (before it moves into the
-/// new root): this binary, the note, the runtime unit and its wants link, the worker's pid.
-/// `root` is where `/run` is now (`/` in the stub).
-pub fn leave_for_the_booted_system(root: &Path, note: &SeedNote, worker: i32) -> std::io::Result<()> {
+/// Leaves the units for the booted system on the stub's `/run` (before it moves into the new
+/// root): this binary, the booted unit, and — with `worker`, the pid of the process seeding
+/// until then — the note, the seeder's unit and its wants link, the pid. `root` is where `/run`
+/// is now (`/` in the stub).
+pub fn leave_for_the_booted_system(root: &Path, note: &SeedNote, worker: Option<i32>) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let at = |p: &str| root.join(p.trim_start_matches('/'));
-    for p in [seed_service::BINARY, seed_service::UNIT, seed_service::WANTS] {
+    for p in [seed_service::BINARY, seed_service::UNIT, seed_service::WANTS, seed_service::BOOTED_WANTS] {
         std::fs::create_dir_all(at(p).parent().expect("absolute paths"))?;
     }
     std::fs::copy("/proc/self/exe", at(seed_service::BINARY))?;
     std::fs::set_permissions(at(seed_service::BINARY), std::fs::Permissions::from_mode(0o755))?;
+    std::fs::write(at(seed_service::BOOTED_UNIT), seed_service::booted_unit(&note.image, note.version))?;
+    let _ = std::fs::remove_file(at(seed_service::BOOTED_WANTS));
+    std::os::unix::fs::symlink("../swarmboot-booted.service", at(seed_service::BOOTED_WANTS))?;
+    let Some(worker) = worker else { return Ok(()) };
     let text = toml::to_string(note).map_err(std::io::Error::other)?;
     std::fs::write(at(seed_service::NOTE), text)?;
     std::fs::write(at(seed_service::UNIT), note.unit())?;
     let _ = std::fs::remove_file(at(seed_service::WANTS));
     std::os::unix::fs::symlink(format!("../{}", seed_service::SERVICE), at(seed_service::WANTS))?;
     std::fs::write(at(seed_service::PID_FILE), format!("{worker}\n"))
+}
+
+/// `swarmboot-init booted NAME@VERSION`: says in the kernel log (and so on the console and in
+/// the journal) that the image reached multi-user.target.
+pub fn booted(image_at_version: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let line = seed_service::booted_line(image_at_version);
+    std::fs::OpenOptions::new().write(true).open("/dev/kmsg").and_then(|mut k| k.write_all(line.as_bytes())).context("writing to /dev/kmsg")?;
+    println!("{}", line.trim_start_matches("<5>").trim_end());
+    Ok(())
 }
 
 pub fn run(note_path: &Path) -> anyhow::Result<()> {
