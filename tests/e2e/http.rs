@@ -153,6 +153,23 @@ fn key_show_creates_the_key_once() {
     assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
     let key = swarmboot_manifest::SigningKey::load_or_create(&dir.path().join("state")).unwrap();
     assert_eq!(public.verify(b"manifest", &key.sign(b"manifest")), Ok(()));
+    // `swarmboot key show > server.pub` makes a key file `fetch --key` takes; so does the bare key.
+    for (name, text) in [("shown.pub", first.clone()), ("bare.pub", format!("{hex}\n"))] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        let out = std::process::Command::new(swarmboot_lab::bin("swarmboot"))
+            .args(["fetch", "--server", "http://127.0.0.1:9", "--image", "elchos", "--out"])
+            .arg(dir.path().join("out"))
+            .arg("--key")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("cannot get http://127.0.0.1:9/manifest/elchos") && !err.contains("--key"),
+            "{name}: the key is taken, the server is not there:\n{err}"
+        );
+    }
 }
 
 /// `image add NAME --rootfs ROOT.squashfs` alone takes the newest kernel in the root that

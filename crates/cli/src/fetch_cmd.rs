@@ -54,8 +54,7 @@ fn parse_key(k: &str) -> anyhow::Result<PublicKey> {
         return Ok(key);
     }
     let text = std::fs::read_to_string(k).with_context(|| format!("--key {k}: neither 64 hex digits nor a readable key file"))?;
-    let line = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).unwrap_or("");
-    PublicKey::from_hex(line.split_whitespace().next().unwrap_or("")).with_context(|| format!("--key {k}: the file holds no public key"))
+    PublicKey::from_key_file(&text).with_context(|| format!("--key {k}: the file holds no public key"))
 }
 
 fn write_stats(path: Option<&Path>, p: &FetchProgress, uploaded: u64, listen: Option<SocketAddr>) -> anyhow::Result<()> {

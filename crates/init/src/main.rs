@@ -79,9 +79,9 @@ fn main() {
     let mut trusted = pid1::trusted_keys(&stub);
     if let Some(f) = key_file {
         let text = std::fs::read_to_string(&f).unwrap_or_default();
-        match text.split_whitespace().next().map(swarmboot_manifest::PublicKey::from_hex) {
-            Some(Ok(k)) => trusted.push(k),
-            _ => {
+        match swarmboot_manifest::PublicKey::from_key_file(&text) {
+            Ok(k) => trusted.push(k),
+            Err(_) => {
                 console::say(format!("{f}: no public key in it"));
                 std::process::exit(1)
             }

@@ -44,10 +44,8 @@ pub fn trusted_keys(args: &cmdline::StubArgs) -> Vec<PublicKey> {
             Err(e) => say(format!("swarmboot.key= is not a key ({e}); ignored")),
         }
     }
-    if let Ok(text) = std::fs::read_to_string(BUILT_IN_KEY) {
-        if let Some(k) = text.split_whitespace().next().and_then(|h| PublicKey::from_hex(h).ok()) {
-            keys.push(k);
-        }
+    if let Ok(k) = std::fs::read_to_string(BUILT_IN_KEY).map_err(|_| ()).and_then(|text| PublicKey::from_key_file(&text).map_err(|_| ())) {
+        keys.push(k);
     }
     keys
 }

@@ -51,6 +51,22 @@ impl PublicKey {
         ed25519_dalek::VerifyingKey::from_bytes(&arr).map(PublicKey).map_err(|e| KeyError::BadPublicKey(e.to_string()))
     }
 
+    /// The key in a key file: its first line that is not empty or a comment holds the key's hex
+    /// digits, alone or after `public key` (what `swarmboot key show` prints, so its output
+    /// saved to a file works as the file).
+    pub fn from_key_file(text: &str) -> Result<Self, KeyError> {
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let hex = match words.as_slice() {
+                ["public", "key", hex, ..] => hex,
+                [hex, ..] => hex,
+                [] => continue,
+            };
+            return Self::from_hex(hex);
+        }
+        Err(KeyError::BadPublicKey("the file holds no key: expected 64 hex digits, or the output of `swarmboot key show`".into()))
+    }
+
     /// A short name for the key, to compare by eye: `sha256:` and the first 16 bytes of the
     /// SHA-256 of the key, in hex groups.
     pub fn fingerprint(&self) -> String {
@@ -113,6 +129,18 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+
+    #[test]
+    fn a_key_file_holds_the_bare_key_or_what_key_show_prints() {
+        let dir = tempfile::tempdir().unwrap();
+        let public = SigningKey::load_or_create(dir.path()).unwrap().public();
+        let hex = public.to_hex();
+        let shown = format!("public key  {hex}\nfingerprint {}\n(private key in /var/lib/swarmboot/signing.key)\n", public.fingerprint());
+        assert_eq!(PublicKey::from_key_file(&shown).unwrap(), public, "`swarmboot key show > server.pub`");
+        assert_eq!(PublicKey::from_key_file(&format!("# the boot server\n\n{hex}\n")).unwrap(), public);
+        assert!(PublicKey::from_key_file("").unwrap_err().to_string().contains("the output of `swarmboot key show`"));
+        assert!(PublicKey::from_key_file("public key  nothex").is_err());
+    }
 
     #[test]
     fn created_once_private_and_stable() {
