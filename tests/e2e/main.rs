@@ -7,6 +7,7 @@ mod debian;
 mod dhcp;
 mod fetch;
 mod http;
+mod ltsp;
 mod pick;
 mod setup;
 mod stub;

@@ -152,10 +152,21 @@ fn ltsp_test(c: &Chroot, debs: &Debs) -> anyhow::Result<()> {
     c.sh("mkdir -p /tmp/tree/sbin /srv/ltsp/images /srv/tftp/ltsp/test && echo '#!/bin/sh' > /tmp/tree/sbin/init \
           && mksquashfs /tmp/tree /srv/ltsp/images/test.img -quiet -noappend >/dev/null \
           && head -c 300000 /dev/urandom > /srv/tftp/ltsp/test/vmlinuz && head -c 200000 /dev/urandom > /srv/tftp/ltsp/test/initrd.img")?;
+    let without = c.cmd(&["ltsp", "swarmboot"]).output()?;
+    let said = String::from_utf8_lossy(&without.stderr);
+    ensure!(!without.status.success() && said.contains("run ltsp initrd first"), "ltsp swarmboot before ltsp initrd: {said}");
+    c.sh("ltsp initrd >/dev/null 2>&1")?;
     let published = c.sh("ltsp swarmboot 2>&1")?;
-    ensure!(published.contains("added test@1"), "ltsp swarmboot: {published}");
+    ensure!(published.contains("added test@1") && published.contains("ltsp "), "ltsp swarmboot (kernel, initrd, rootfs and ltsp.img): {published}");
     let again = c.sh("ltsp swarmboot test 2>&1")?;
     ensure!(again.contains("unchanged: test@1"), "ltsp swarmboot a second time: {again}");
+    // A new user on the server: `ltsp initrd` makes a new ltsp.img, the next publish a new
+    // version with the same root filesystem.
+    c.sh("useradd --create-home lab-user && ltsp initrd >/dev/null 2>&1")?;
+    let republished = c.sh("ltsp swarmboot test 2>&1")?;
+    ensure!(republished.contains("added test@2"), "ltsp swarmboot after ltsp initrd: {republished}");
+    let rootfs = |said: &str| said.lines().find(|l| l.trim_start().starts_with("rootfs")).map(str::to_string);
+    ensure!(rootfs(&published).is_some() && rootfs(&published) == rootfs(&republished), "the root filesystem changed between versions:\n{published}\n{republished}");
     let list = c.sh("swarmboot image list")?;
     ensure!(list.contains("test"), "the catalog has no test image: {list}");
     println!("ltsp swarmboot: {}", published.lines().filter(|l| l.contains("Publishing") || l.contains("added")).collect::<Vec<_>>().join(" / "));

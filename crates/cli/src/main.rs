@@ -117,6 +117,10 @@ enum ImageAction {
         /// A squashfs root filesystem.
         #[arg(long, required_unless_present = "kernel")]
         rootfs: Option<PathBuf>,
+        /// LTSP's ltsp.img (`ltsp initrd`), applied to the root before LTSP's init runs, as LTSP's
+        /// own boot does (`ltsp swarmboot` passes it).
+        #[arg(long, requires = "rootfs")]
+        ltsp: Option<PathBuf>,
         /// Kernel command line.
         #[arg(long, default_value = "")]
         cmdline: String,
@@ -276,7 +280,7 @@ fn image(path: PathBuf, action: ImageAction) -> anyhow::Result<()> {
     let cfg = Config::load(&path)?;
     let catalog = Catalog::new(&cfg.server.state_dir);
     match action {
-        ImageAction::Add { name, kernel, initrd, rootfs, cmdline, if_changed } => {
+        ImageAction::Add { name, kernel, initrd, rootfs, ltsp, cmdline, if_changed } => {
             let found;
             let (kernel, initrd) = match (&kernel, &initrd, &rootfs) {
                 (Some(k), Some(i), _) => (k.as_path(), i.as_path()),
@@ -290,6 +294,9 @@ fn image(path: PathBuf, action: ImageAction) -> anyhow::Result<()> {
             let mut files = vec![(Role::Kernel, kernel), (Role::Initrd, initrd)];
             if let Some(r) = &rootfs {
                 files.push((Role::Rootfs, r.as_path()));
+            }
+            if let Some(l) = &ltsp {
+                files.push((Role::Ltsp, l.as_path()));
             }
             let key = swarmboot_manifest::SigningKey::load_or_create(&cfg.server.state_dir)?;
             let (m, new) =

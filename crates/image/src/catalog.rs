@@ -17,6 +17,10 @@ pub enum Role {
     Kernel,
     Initrd,
     Rootfs,
+    /// LTSP's `ltsp.img` (`ltsp initrd`: LTSP's client code, `ltsp.conf`, the server's users
+    /// and SSH host keys), applied to the root filesystem before LTSP's init runs, as LTSP's
+    /// own initramfs hook does. Only beside a root filesystem.
+    Ltsp,
 }
 
 impl Role {
@@ -26,6 +30,7 @@ impl Role {
             Role::Kernel => "kernel",
             Role::Initrd => "initrd",
             Role::Rootfs => "rootfs",
+            Role::Ltsp => "ltsp",
         }
     }
 }
@@ -95,6 +100,8 @@ pub enum CatalogError {
     BadManifest { path: PathBuf, message: String },
     #[error("no image {0}")]
     NoSuchImage(String),
+    #[error("{0}")]
+    BadFiles(&'static str),
     #[error("no version {version} of image {name}")]
     NoSuchVersion { name: String, version: u32 },
     #[error("{path} does not match its signature ({reason}): it was changed after it was signed; add the image again to make a new signed version")]
@@ -141,6 +148,18 @@ fn check_name(name: &str) -> Result<(), CatalogError> {
     }
 }
 
+/// Each role once; LTSP's `ltsp.img` only beside a root filesystem it is applied to.
+fn check_files(files: &[(Role, &Path)]) -> Result<(), CatalogError> {
+    let has = |r: Role| files.iter().filter(|(role, _)| *role == r).count();
+    if [Role::Kernel, Role::Initrd, Role::Rootfs, Role::Ltsp].into_iter().any(|r| has(r) > 1) {
+        return Err(CatalogError::BadFiles("an image has at most one file of each role (kernel, initrd, rootfs, ltsp)"));
+    }
+    if has(Role::Ltsp) == 1 && has(Role::Rootfs) == 0 {
+        return Err(CatalogError::BadFiles("LTSP's ltsp.img is applied to a root filesystem: give the image's --rootfs too"));
+    }
+    Ok(())
+}
+
 impl Catalog {
     pub fn new(state_dir: &Path) -> Self {
         Catalog { images: state_dir.join("images"), store: Store::new(state_dir.join("store")), stub: state_dir.join("stub.toml") }
@@ -181,6 +200,7 @@ impl Catalog {
         build: Option<BuildInputs>,
     ) -> Result<(Manifest, bool), CatalogError> {
         check_name(name)?;
+        check_files(files)?;
         let mut entries = Vec::new();
         for (role, path) in files {
             let (sha256, size) = self.store.put(path).map_err(|source| CatalogError::Read { path: path.to_path_buf(), source })?;
@@ -445,6 +465,42 @@ mod tests {
         let (k3, _) = files(dir.path(), "3");
         let (v3, new) = c.add_if_changed("ltsp", &[(Role::Kernel, &k3), (Role::Initrd, &i1)], "quiet splash", 400, &k).unwrap();
         assert!(new && v3.version == 3 && v3.predecessor == Some(2));
+    }
+
+    /// LTSP republished after `ltsp initrd` (new users): a new version whose root filesystem
+    /// is the same entry (same SHA-256 and torrent, so machines seeding it serve the new
+    /// version too), stored once. An `ltsp.img` needs a root to apply to; each role once.
+    #[test]
+    fn a_new_ltsp_img_is_a_new_version_with_the_same_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Catalog::new(&dir.path().join("state"));
+        let k = key();
+        let (k1, i1) = files(dir.path(), "1");
+        let root = dir.path().join("root.img");
+        std::fs::write(&root, vec![7u8; 300_000]).unwrap();
+        let (l1, l2) = (dir.path().join("ltsp1.img"), dir.path().join("ltsp2.img"));
+        std::fs::write(&l1, "passwd without alice").unwrap();
+        std::fs::write(&l2, "passwd with alice").unwrap();
+        let with = |l: &Path| [(Role::Kernel, k1.clone()), (Role::Initrd, i1.clone()), (Role::Rootfs, root.clone()), (Role::Ltsp, l.to_path_buf())];
+        let (f1, f2) = (with(&l1), with(&l2));
+        fn borrowed(f: &[(Role, PathBuf)]) -> Vec<(Role, &Path)> {
+            f.iter().map(|(r, p)| (*r, p.as_path())).collect()
+        }
+        let (v1, _) = c.add_if_changed("bookworm", &borrowed(&f1), "", 100, &k).unwrap();
+        let (same, new) = c.add_if_changed("bookworm", &borrowed(&f1), "", 150, &k).unwrap();
+        assert!(!new && same == v1);
+        let (v2, new) = c.add_if_changed("bookworm", &borrowed(&f2), "", 200, &k).unwrap();
+        assert!(new && v2.version == 2);
+        assert_eq!(v2.file(Role::Rootfs), v1.file(Role::Rootfs), "the root is the same entry, torrent included");
+        assert!(v2.file(Role::Rootfs).unwrap().info_hash.is_some());
+        assert_ne!(v2.file(Role::Ltsp), v1.file(Role::Ltsp));
+        let roots = c.store().hashes().unwrap().into_iter().filter(|h| std::fs::metadata(c.store().path_of(h).unwrap()).unwrap().len() == 300_000).count();
+        assert_eq!(roots, 1, "the root is stored once");
+
+        let alone = c.add("bookworm", &[(Role::Kernel, &k1), (Role::Initrd, &i1), (Role::Ltsp, &l1)], "", 300, &k).unwrap_err();
+        assert!(alone.to_string().contains("give the image's --rootfs too"), "{alone}");
+        let twice = c.add("bookworm", &[(Role::Kernel, &k1), (Role::Initrd, &i1), (Role::Kernel, &k1)], "", 300, &k).unwrap_err();
+        assert!(twice.to_string().contains("at most one file of each role"), "{twice}");
     }
 
     /// Versions are signed when added; the envelope carries the stored bytes; a version from

@@ -52,6 +52,25 @@ pub fn run() -> ! {
     exec_image_init(&init)
 }
 
+/// LTSP's init expects the network its initramfs configured (as the stub's was in the stub's
+/// kernel): the NIC's driver from the image's own modules, the NIC up with an address from
+/// DHCP. Failures are said; LTSP's init then says what it misses.
+fn network_for_ltsp(drivers: &mut crate::drivers::Drivers, squashfs: &Path) {
+    let loaded = crate::rootfs::with_squashfs(drivers, squashfs, Path::new("/run/swarmboot/modules"), |root| {
+        crate::drivers::Drivers::open_in(root).load_for_devices();
+    });
+    if let Err(e) = loaded {
+        say(format!("cannot load the NIC's driver from the image ({e:#})"));
+    }
+    let configured = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(anyhow::Error::from).and_then(|rt| {
+        // No longer than LTSP's initramfs would wait; the image's init runs either way.
+        Ok(rt.block_on(async { tokio::time::timeout(Duration::from_secs(120), crate::net::configure(None)).await })??)
+    });
+    if let Err(e) = configured {
+        say(format!("the network for LTSP's init is not up ({e:#})"));
+    }
+}
+
 /// Forks the seeder (before any thread exists in this process); its pid.
 fn fork_seeder(note: Carry, cfg: FetchConfig, image: VerifiedImage) -> Option<i32> {
     // SAFETY: no other thread exists in this process (no runtime has been started).
@@ -101,9 +120,14 @@ fn boot_root(note: Carry) -> ! {
     if let Err(e) = crate::seeder::leave_for_the_booted_system(Path::new("/"), &seed_note, seeder) {
         say(format!("the seeder will not become a systemd unit in the booted system ({e})"));
     }
-    let started = crate::rootfs::assemble(&mut drivers, &Path::new(carry::IMAGE_DIR).join("rootfs")).and_then(|newroot| {
-        say(format!("switching to {}@{} ({}) in its own kernel", note.image, note.version, note.init));
-        crate::rootfs::switch(&newroot, &note.init)
+    let squashfs = Path::new(carry::IMAGE_DIR).join("rootfs");
+    let started = crate::ltsp_install::Start::for_image(Path::new(carry::IMAGE_DIR), note.init.clone(), &note.server).and_then(|start| {
+        if start.ltsp.is_some() {
+            network_for_ltsp(&mut drivers, &squashfs);
+        }
+        let newroot = crate::rootfs::assemble(&mut drivers, &squashfs)?;
+        say(format!("switching to {}@{} ({}) in its own kernel", note.image, note.version, start.init));
+        crate::rootfs::switch(&newroot, &start)
     });
     match started {
         Ok(never) => match never {},

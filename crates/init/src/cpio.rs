@@ -1,4 +1,5 @@
-//! A newc ("070701") cpio writer, the format the kernel unpacks an initramfs from.
+//! The newc ("070701") cpio format the kernel unpacks an initramfs from: a writer (the stub's
+//! initramfs, the archive a kexec carries the image in) and a reader (LTSP's `ltsp.img`).
 
 use std::io::Write;
 
@@ -110,6 +111,93 @@ impl<W: Write> CpioWriter<W> {
     }
 }
 
+/// One entry of a newc archive, borrowed from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry<'a> {
+    /// As stored (`./etc/ltsp/ltsp.conf`, `usr`, …).
+    pub name: &'a str,
+    /// Type and permission bits (`st_mode`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// A file's bytes, a symbolic link's target.
+    pub data: &'a [u8],
+}
+
+impl Entry<'_> {
+    pub fn is_dir(&self) -> bool {
+        self.mode & TYPE == DIR & TYPE
+    }
+    pub fn is_file(&self) -> bool {
+        self.mode & TYPE == FILE & TYPE
+    }
+    pub fn is_symlink(&self) -> bool {
+        self.mode & TYPE == SYMLINK & TYPE
+    }
+}
+
+/// The file type bits of a mode.
+pub const TYPE: u32 = 0o170000;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CpioError {
+    #[error("not a newc cpio archive: no 070701 header at byte {0}")]
+    BadMagic(usize),
+    #[error("cpio header at byte {0} has a field that is not hexadecimal")]
+    BadField(usize),
+    #[error("cpio entry at byte {at} says {wants} bytes follow, but the archive ends first")]
+    Truncated { at: usize, wants: u64 },
+    #[error("cpio entry at byte {0} has a name that is empty, longer than 4096 bytes or not UTF-8")]
+    BadName(usize),
+    #[error("more than {0} entries in the archive")]
+    TooMany(usize),
+    #[error("the archive ends without its TRAILER!!! entry")]
+    NoTrailer,
+}
+
+/// At most this many entries are read from an archive.
+pub const MAX_ENTRIES: usize = 100_000;
+const HEADER: usize = 110;
+
+/// The entries of a newc archive, up to its trailer (whatever follows it, such as a second
+/// archive appended, is not read). Every length is checked against the bytes there are.
+pub fn entries(archive: &[u8]) -> Result<Vec<Entry<'_>>, CpioError> {
+    let align = |n: usize| n.div_ceil(4) * 4;
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    loop {
+        let rest = archive.get(at..).unwrap_or_default();
+        if rest.is_empty() {
+            return Err(CpioError::NoTrailer);
+        }
+        if !b"070701".starts_with(&rest[..rest.len().min(6)]) {
+            return Err(CpioError::BadMagic(at));
+        }
+        let header = rest.get(..HEADER).ok_or(CpioError::Truncated { at, wants: HEADER as u64 })?;
+        let field = |i: usize| -> Result<u32, CpioError> {
+            let hex = std::str::from_utf8(&header[6 + 8 * i..14 + 8 * i]).map_err(|_| CpioError::BadField(at))?;
+            u32::from_str_radix(hex, 16).map_err(|_| CpioError::BadField(at))
+        };
+        let (mode, uid, gid, size, namesize) = (field(1)?, field(2)?, field(3)?, field(6)? as usize, field(11)? as usize);
+        if !(2..=4097).contains(&namesize) {
+            return Err(CpioError::BadName(at));
+        }
+        let name_at = at + HEADER;
+        let raw = archive.get(name_at..name_at + namesize).ok_or(CpioError::Truncated { at, wants: namesize as u64 })?;
+        let name = std::str::from_utf8(&raw[..namesize - 1]).map_err(|_| CpioError::BadName(at))?;
+        let data_at = align(name_at + namesize);
+        if name == "TRAILER!!!" {
+            return Ok(out);
+        }
+        let data = archive.get(data_at..data_at + size).ok_or(CpioError::Truncated { at, wants: size as u64 })?;
+        if out.len() == MAX_ENTRIES {
+            return Err(CpioError::TooMany(MAX_ENTRIES));
+        }
+        out.push(Entry { name, mode, uid, gid, data });
+        at = align(data_at + size);
+    }
+}
+
 /// Whether a 64-bit little-endian ELF has a PT_INTERP program header (is dynamically linked,
 /// so it would not run in an initramfs without its loader and libraries).
 pub fn is_dynamic_elf(elf: &[u8]) -> bool {
@@ -130,6 +218,41 @@ pub fn is_dynamic_elf(elf: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the writer writes the reader reads back, up to the trailer; damaged archives are
+    /// errors that say where, never a panic.
+    #[test]
+    fn the_reader_reads_what_the_writer_wrote_and_refuses_damage() {
+        let mut c = CpioWriter::new(Vec::new());
+        c.dir("etc").unwrap();
+        c.entry("etc/ltsp.conf", FILE, b"[clients]\n", (0, 0)).unwrap();
+        c.entry("run.sh", EXEC, b"#!/bin/sh\n", (0, 0)).unwrap();
+        c.symlink("sbin-init", "../usr/lib/systemd/systemd").unwrap();
+        let archive = c.finish().unwrap();
+        let got = entries(&archive).unwrap();
+        let names: Vec<&str> = got.iter().map(|e| e.name).collect();
+        assert_eq!(names, ["etc", "etc/ltsp.conf", "run.sh", "sbin-init"]);
+        assert!(got[0].is_dir() && got[1].is_file() && got[3].is_symlink());
+        assert_eq!((got[1].data, got[2].mode & 0o7777), (&b"[clients]\n"[..], 0o755));
+        assert_eq!(got[3].data, b"../usr/lib/systemd/systemd");
+
+        let mut appended = archive.clone();
+        appended.extend_from_slice(b"anything after the trailer");
+        assert_eq!(entries(&appended).unwrap().len(), 4);
+        for cut in [0, 50, 115, 200, archive.len() - 20] {
+            let e = entries(&archive[..cut]).unwrap_err();
+            assert!(matches!(e, CpioError::Truncated { .. } | CpioError::NoTrailer), "cut at {cut}: {e}");
+        }
+        let mut bad = archive.clone();
+        bad[0] = b'1';
+        assert_eq!(entries(&bad).unwrap_err(), CpioError::BadMagic(0));
+        let mut bad = archive.clone();
+        bad[20] = b'z';
+        assert_eq!(entries(&bad).unwrap_err(), CpioError::BadField(0));
+        let mut huge = archive.clone();
+        huge[6 + 8 * 6..14 + 8 * 6].copy_from_slice(b"ffffffff");
+        assert!(matches!(entries(&huge).unwrap_err(), CpioError::Truncated { at: 0, .. }));
+    }
 
     #[test]
     fn entries_are_aligned_newc() {

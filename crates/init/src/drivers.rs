@@ -20,8 +20,14 @@ pub struct Drivers {
 impl Drivers {
     /// The index under `/lib/modules/<running release>` (empty if the stub has none).
     pub fn open() -> Drivers {
+        Drivers::open_in(Path::new("/"))
+    }
+
+    /// The index under `<root>/lib/modules/<running release>`: an image's own modules for the
+    /// kernel it runs (the image's root mounted at `root`).
+    pub fn open_in(root: &Path) -> Drivers {
         let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().to_string()).unwrap_or_default();
-        let root = Path::new("/lib/modules").join(release);
+        let root = root.join("lib/modules").join(release);
         let read = |f: &str| std::fs::read_to_string(root.join(f)).unwrap_or_default();
         let index = ModuleIndex::parse(&read("modules.alias"), &read("modules.dep"));
         let loaded = std::fs::read_to_string("/proc/modules").unwrap_or_default().lines().filter_map(|l| l.split_whitespace().next()).map(module_name).collect();

@@ -59,11 +59,13 @@ impl Plan {
         }
     }
 
-    /// The roles to fetch.
+    /// The roles to fetch (LTSP's `ltsp.img` too, when the image has one: it is applied to the
+    /// root).
     pub fn roles(self, m: &Manifest) -> Vec<Role> {
+        let ltsp = m.file(Role::Ltsp).map(|_| Role::Ltsp);
         match self {
-            Plan::RootfsOnly => vec![Role::Rootfs],
-            Plan::KernelAndRootfs => vec![Role::Kernel, Role::Rootfs],
+            Plan::RootfsOnly => [Some(Role::Rootfs), ltsp].into_iter().flatten().collect(),
+            Plan::KernelAndRootfs => [Some(Role::Kernel), Some(Role::Rootfs), ltsp].into_iter().flatten().collect(),
             Plan::Everything => m.files.iter().map(|f| f.role).collect(),
         }
     }
@@ -103,7 +105,7 @@ pub fn ram_needed(m: &Manifest, plan: Plan, margin: u64) -> RamNeed {
     let files = distinct.iter().map(|f| f.size).sum();
     let loaded: &[Role] = match plan {
         Plan::RootfsOnly => &[],
-        Plan::KernelAndRootfs => &[Role::Kernel, Role::Rootfs],
+        Plan::KernelAndRootfs => &[Role::Kernel, Role::Rootfs, Role::Ltsp],
         Plan::Everything => &[Role::Kernel, Role::Initrd],
     };
     let load = loaded.iter().filter_map(|r| m.file(*r)).map(|f| f.size).sum();
@@ -156,6 +158,20 @@ mod tests {
         // A file two roles share is on the tmpfs once.
         let shared = manifest(vec![file(Role::Kernel, "aa", 8 << 20), file(Role::Initrd, "bb", 30 << 20), file(Role::Rootfs, "bb", 30 << 20)]);
         assert_eq!(ram_needed(&shared, Plan::Everything, margin).files, 38 << 20);
+    }
+
+    /// An LTSP image's `ltsp.img` comes with its root on either path (and into the new kernel
+    /// with it); its kernel and initramfs stay behind as for any image.
+    #[test]
+    fn an_ltsp_image_brings_its_ltsp_img_along_with_the_root() {
+        let ltsp = manifest(vec![file(Role::Kernel, "aa", 8 << 20), file(Role::Initrd, "bb", 30 << 20), file(Role::Rootfs, "cc", 200 << 20), file(Role::Ltsp, "dd", 1 << 20)]);
+        let margin = 64 << 20;
+        assert_eq!(Plan::decide(&ltsp, Some(&stub("aa")), PROC), Plan::RootfsOnly);
+        assert_eq!(Plan::RootfsOnly.roles(&ltsp), vec![Role::Rootfs, Role::Ltsp]);
+        assert_eq!(ram_needed(&ltsp, Plan::RootfsOnly, margin), RamNeed { files: 201 << 20, load: 0, margin });
+        assert_eq!(Plan::decide(&ltsp, Some(&stub("ee")), PROC), Plan::KernelAndRootfs);
+        assert_eq!(Plan::KernelAndRootfs.roles(&ltsp), vec![Role::Kernel, Role::Rootfs, Role::Ltsp]);
+        assert_eq!(ram_needed(&ltsp, Plan::KernelAndRootfs, margin), RamNeed { files: 209 << 20, load: 209 << 20, margin });
     }
 
     #[test]

@@ -14,9 +14,11 @@
 //! - [`nic_name`]: the name the booted system's udev would give the NIC (`ens3`), which the
 //!   stub gives it before bringing it up.
 //! - [`cpio`]: the newc archive writer (the stub builder's initramfs, the archive a kexec
-//!   carries the image in).
+//!   carries the image in) and reader (LTSP's `ltsp.img`).
 //! - [`carry`]: what a kexec carries into the image's kernel so the stub's seeder runs on
 //!   there: the archive's layout, the note the seeder reads, the new command line.
+//! - [`ltsp`]: LTSP images: what of LTSP's `ltsp.img` goes into the root and which links,
+//!   as LTSP's initramfs hook installs it, and how LTSP's init learns its server.
 //! - [`seed_service`]: the seeder as `swarmboot-seed.service` of the booted system: the note,
 //!   the runtime unit, where the stub leaves them.
 //!
@@ -28,6 +30,7 @@ pub mod cpio;
 pub mod handover;
 pub mod kernel;
 pub mod kmod;
+pub mod ltsp;
 pub mod netlink;
 pub mod nic_name;
 pub mod seed_service;

@@ -16,6 +16,7 @@ mod carried;
 mod console;
 mod drivers;
 mod kexec;
+mod ltsp_install;
 mod net;
 mod pid1;
 mod rootfs;

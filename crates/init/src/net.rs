@@ -1,5 +1,5 @@
 //! The stub's network: pick the wired interface, bring it up and wait for a link, DHCP, apply
-//! the lease over rtnetlink. Failures are explained and retried with backoff.
+//! the lease over rtnetlink ([`configure`]). Failures are explained and retried with backoff.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -214,4 +214,43 @@ pub async fn dhcp(name: &str, mac: [u8; 6], xid: u32) -> io::Result<ClientLease>
             Err(_) => {}
         }
     }
+}
+
+async fn pick_interface(wanted: Option<&str>) -> String {
+    let mut tries = 0;
+    loop {
+        let found = ethernet_interfaces();
+        match wanted {
+            Some(w) if found.iter().any(|f| f == w) => return w.to_string(),
+            None if !found.is_empty() => return found[0].clone(),
+            _ => {}
+        }
+        if tries == 10 {
+            say(format!(
+                "no {} network interface yet: is the NIC's driver in the stub? (`swarmboot stub build` bundles virtio_net, e1000, e1000e, igb, ixgbe, r8169, tg3, bnx2 …); interfaces: {found:?}",
+                wanted.unwrap_or("Ethernet")
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        tries += 1;
+    }
+}
+
+/// The wired interface (`wanted`, or the first found, renamed as udev would name it) up, an
+/// address from DHCP applied; its name and the lease.
+pub async fn configure(wanted: Option<&str>) -> io::Result<(String, ClientLease)> {
+    let picked = pick_interface(wanted).await;
+    let mut nl = Netlink::open()?;
+    // An interface we were told to use keeps its name; the one we found gets udev's.
+    let name = if wanted.is_some() { picked } else { rename_as_udev_would(&mut nl, &picked) };
+    let index = bring_up(&mut nl, &name).await;
+    let mac = mac_of(&name)?;
+    let xid = u32::from_le_bytes([mac[2], mac[3], mac[4], mac[5]])
+        ^ std::process::id().rotate_left(16)
+        ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    say(format!("{name} is up; asking DHCP"));
+    let lease = dhcp(&name, mac, xid).await?;
+    nl.apply(index, &lease)?;
+    say(format!("{name}: {}/{} via {} (DHCP server {})", lease.address, lease.prefix_len, lease.router.map_or("-".to_string(), |r| r.to_string()), lease.server));
+    Ok((name, lease))
 }

@@ -15,6 +15,7 @@ use swarmboot_manifest::PublicKey;
 
 use crate::console::say;
 use crate::drivers::Drivers;
+use crate::ltsp_install::Start;
 use crate::rootfs;
 use crate::worker::{self, WorkerArgs};
 
@@ -162,7 +163,7 @@ fn hand_over(drivers: &mut Drivers, trusted: &[PublicKey], server: &str, dir: &P
         if let Err(e) = crate::seeder::leave_for_the_booted_system(Path::new("/"), &note, seeding.then_some(worker)) {
             say(format!("the seeder will not become a systemd unit in the booted system ({e}); the stub's worker seeds on"));
         }
-        switch_root(drivers, dir, &m)
+        switch_root(drivers, dir, &m, server)
     } else {
         crate::kexec::kexec(drivers, dir, &m, plan, trusted, server)
     }
@@ -221,13 +222,13 @@ fn remove_tree(dir: &Path, dev: u64, removed: &mut Removed) {
 }
 
 /// The image's root, read-only squashfs under a tmpfs overlay, becomes `/` (the stub's own
-/// files removed from RAM first).
-fn switch_root(drivers: &mut Drivers, dir: &Path, m: &Manifest) -> anyhow::Result<Never> {
+/// files removed from RAM first). For an LTSP image, LTSP's init runs after its `ltsp.img` is installed into the root.
+fn switch_root(drivers: &mut Drivers, dir: &Path, m: &Manifest, server: &str) -> anyhow::Result<Never> {
+    let start = Start::for_image(dir, cmdline::root_init(&m.cmdline), server)?;
     let newroot = rootfs::assemble(drivers, &dir.join("rootfs"))?;
-    let init = cmdline::root_init(&m.cmdline);
     let removed = remove_the_stubs_files();
-    say(format!("switching to {}@{} ({init}); {removed}", m.name, m.version));
-    rootfs::switch(&newroot, &init)
+    say(format!("switching to {}@{} ({}); {removed}", m.name, m.version, start.init));
+    rootfs::switch(&newroot, &start)
 }
 
 #[cfg(test)]

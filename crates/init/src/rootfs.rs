@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::mount::{mount, umount, MsFlags};
-use nix::unistd::{chdir, chroot, execv};
+use nix::unistd::{chdir, chroot, execve};
 
 use crate::console::say;
 use crate::drivers::Drivers;
+use crate::ltsp_install::Start;
 
 /// Where the new root is put together.
 const NEWROOT: &str = "/newroot";
@@ -113,13 +114,20 @@ pub fn assemble(drivers: &mut Drivers, squashfs: &Path) -> anyhow::Result<PathBu
     Ok(newroot)
 }
 
-/// `newroot` becomes `/` and `init` runs in it as PID 1.
-pub fn switch(newroot: &Path, init: &str) -> anyhow::Result<std::convert::Infallible> {
+/// `newroot` becomes `/` and the image's init runs in it as PID 1, with `start.env` added to
+/// its environment; an LTSP image gets its `ltsp.img` installed first, inside the new root.
+pub fn switch(newroot: &Path, start: &Start) -> anyhow::Result<std::convert::Infallible> {
     chdir(newroot)?;
     mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)?;
     chroot(".")?;
     chdir("/")?;
-    let path = CString::new(init)?;
-    execv(&path, &[&path])?;
-    anyhow::bail!("exec {init} returned")
+    if let Some(ltsp) = &start.ltsp {
+        ltsp.install(Path::new("/"))?;
+    }
+    let path = CString::new(start.init.as_str())?;
+    let added: Vec<&str> = start.env.iter().filter_map(|kv| kv.split_once('=').map(|(k, _)| k)).collect();
+    let mut env: Vec<CString> = std::env::vars().filter(|(k, _)| !added.contains(&k.as_str())).filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok()).collect();
+    env.extend(start.env.iter().filter_map(|kv| CString::new(kv.as_str()).ok()));
+    execve(&path, &[&path], &env)?;
+    anyhow::bail!("exec {} returned", start.init)
 }

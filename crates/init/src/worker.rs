@@ -8,12 +8,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use swarmboot_fetch::{FetchConfig, FetchError, Fetched};
+use swarmboot_image::Role;
 use swarmboot_init::cmdline::StubArgs;
 use swarmboot_init::handover::{self, Plan, StubKernel};
 use swarmboot_manifest::PublicKey;
 
 use crate::console::{progress, say};
-use crate::net::{self, backoff, Netlink};
+use crate::net::{self, backoff};
 
 pub struct WorkerArgs {
     pub stub: StubArgs,
@@ -33,41 +34,9 @@ pub fn mem_available() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib * 1024)
 }
 
-async fn pick_interface(wanted: Option<&str>) -> String {
-    let mut tries = 0;
-    loop {
-        let found = net::ethernet_interfaces();
-        match wanted {
-            Some(w) if found.iter().any(|f| f == w) => return w.to_string(),
-            None if !found.is_empty() => return found[0].clone(),
-            _ => {}
-        }
-        if tries == 10 {
-            say(format!(
-                "no {} network interface yet: is the NIC's driver in the stub? (`swarmboot stub build` bundles virtio_net, e1000, e1000e, igb, ixgbe, r8169, tg3, bnx2 …); interfaces: {found:?}",
-                wanted.unwrap_or("Ethernet")
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        tries += 1;
-    }
-}
-
 /// Runs until the image is fetched and verified, calls `ready`, then seeds forever.
 pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<()> {
-    let picked = pick_interface(a.interface.as_deref()).await;
-    let mut nl = Netlink::open()?;
-    // An interface we were told to use keeps its name; the one we found gets udev's.
-    let name = if a.interface.is_some() { picked } else { net::rename_as_udev_would(&mut nl, &picked) };
-    let index = net::bring_up(&mut nl, &name).await;
-    let mac = net::mac_of(&name)?;
-    let xid = u32::from_le_bytes([mac[2], mac[3], mac[4], mac[5]])
-        ^ std::process::id().rotate_left(16)
-        ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    say(format!("{name} is up; asking DHCP"));
-    let lease = net::dhcp(&name, mac, xid).await?;
-    nl.apply(index, &lease)?;
-    say(format!("{name}: {}/{} via {} (DHCP server {})", lease.address, lease.prefix_len, lease.router.map_or("-".to_string(), |r| r.to_string()), lease.server));
+    let (name, lease) = net::configure(a.interface.as_deref()).await?;
 
     let mut cfg = FetchConfig::new(&a.stub.server, &a.stub.image, &a.out, a.trusted.clone());
     cfg.version = a.stub.version;
@@ -111,9 +80,10 @@ pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<
                 continue;
             }
         }
+        let ltsp = if m.file(Role::Ltsp).is_some() { " (and LTSP's ltsp.img)" } else { "" };
         let what = match plan {
-            Plan::RootfsOnly => format!("its kernel is the stub's: fetching only its root filesystem, {} MiB", nearest_mib(need.files)),
-            Plan::KernelAndRootfs => format!("its kernel is not the stub's: fetching its kernel and root filesystem, {} MiB", nearest_mib(need.files)),
+            Plan::RootfsOnly => format!("its kernel is the stub's: fetching only its root filesystem{ltsp}, {} MiB", nearest_mib(need.files)),
+            Plan::KernelAndRootfs => format!("its kernel is not the stub's: fetching its kernel and root filesystem{ltsp}, {} MiB", nearest_mib(need.files)),
             Plan::Everything => format!("fetching {} MiB", nearest_mib(need.files)),
         };
         let http_only = if cfg.use_swarm { "" } else { " over HTTP only (swarmboot.swarm=0)" };

@@ -13,6 +13,7 @@ pub mod clients;
 pub mod debian;
 pub mod hostile;
 pub mod initramfs;
+pub mod ltsp;
 mod netns;
 pub mod probe;
 mod proc;

@@ -1,7 +1,9 @@
 # This file is part of swarmboot's LTSP plugin (package swarmboot-ltsp).
 # SPDX-License-Identifier: GPL-2.0-or-later
 
-# Publish LTSP images as swarmboot images, so clients boot them through the swarm;
+# Publish LTSP images as swarmboot images, so clients boot them through the swarm, with
+# ltsp.img (`ltsp initrd`), which the stub applies as LTSP's initramfs would; run it again
+# after `ltsp initrd` or `ltsp image` (only what changed becomes a new version);
 # `ltsp swarmboot pick` chooses which image which clients boot.
 # @LTSP.CONF: SWARMBOOT_CONFIG SWARMBOOT_CMDLINE
 
@@ -34,7 +36,7 @@ swarmboot_cmdline() {
 }
 
 swarmboot_main() {
-    local config img_name img_path kernel initrd
+    local config img_name img_path kernel initrd ltsp_img
 
     config=${SWARMBOOT_CONFIG:-/etc/swarmboot/swarmboot.toml}
     command -v swarmboot >/dev/null ||
@@ -43,6 +45,11 @@ swarmboot_main() {
         shift
         exec swarmboot pick --config "$config" "$@"
     fi
+    # LTSP's own client code, ltsp.conf, the server's users and SSH host keys: the stub
+    # installs it into the image's root as LTSP's initramfs would, so clients stay LTSP clients.
+    ltsp_img="$TFTP_DIR/ltsp/ltsp.img"
+    test -f "$ltsp_img" ||
+        die "No $ltsp_img: run ltsp initrd first (clients need it to be LTSP clients)"
     if [ "$#" -eq 0 ]; then
         img_name=$(re list_img_names -i)
         set -- $img_name
@@ -61,6 +68,6 @@ swarmboot_main() {
         echo "Publishing $img_path as swarmboot image $img_name"
         re swarmboot image add "$img_name" --config "$config" --if-changed \
             --kernel "$kernel" --initrd "$initrd" --rootfs "$img_path" \
-            --cmdline "${SWARMBOOT_CMDLINE:-}"
+            --ltsp "$ltsp_img" --cmdline "${SWARMBOOT_CMDLINE:-}"
     done
 }
