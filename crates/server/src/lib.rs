@@ -6,7 +6,8 @@
 //! ([`seeder`]), reloads on SIGHUP, and stops them on SIGTERM/SIGINT.
 //!
 //! What it does not do: decide anything about DHCP (that is `swarmboot-dhcp`) or parse config
-//! (that is `swarmboot-config`). Only this crate and the stub's init open sockets.
+//! (that is `swarmboot-config`). Sockets are opened by the shells: this crate, the swarm
+//! engine and the fetch client's HTTP, the stub's init, and the CLI's `setup` (one DHCP probe).
 
 pub mod dhcp_service;
 pub mod http;

@@ -8,11 +8,14 @@
 //! - [`storage`]: where pieces live ([`storage::FileStorage`]: positioned reads and writes).
 //! - [`announce`]: tracker announces (BEP 3 / BEP 23), sans-IO: the request URL and the
 //!   response parser.
+//! - [`metadata`]: BEP 9 (`ut_metadata`), serving side: a client that joined by magnet link
+//!   gets the `info` dictionary from us.
 //! - [`engine`]: the tokio shell: TCP listener and dialer (bound to an interface), one reader
-//!   and one writer task per peer, the tracker loop, bounded peers, progress counters.
+//!   and one writer task per peer, the tracker loop, bounded peers, progress counters; one
+//!   engine per torrent, any number of them behind one [`engine::PeerListener`] port.
 //!
-//! Not here (yet): DHT and PEX (private torrents only), uTP, encryption, multi-torrent
-//! sessions, BEP 9 metadata exchange.
+//! Not here (yet): DHT and PEX (private torrents only), uTP, encryption, asking peers for
+//! metadata (we always start from a torrent).
 
 pub mod announce;
 pub mod choker;
