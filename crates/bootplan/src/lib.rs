@@ -6,6 +6,8 @@
 //! - [`BootPlan::from_manifest`]: an image version → kernel and initrd URLs (content-addressed,
 //!   `/blob/<sha256>`, so a machine that started on version n keeps getting version n's files
 //!   after version n+1 is added) and the kernel command line.
+//! - [`decide`]: the boot policy in one function: rules, the latest manifest and the stub →
+//!   a [`BootPlan`] (swarm or direct) or why there is none ([`NoImage`]).
 //! - [`render`]: a [`BootPlan`], or the reason there is none, → the iPXE script, from the
 //!   templates in `ipxe/`.
 //!
@@ -127,6 +129,57 @@ impl BootPlan {
     }
 }
 
+/// Why a machine gets no image: said in its boot script (which retries) and in the log.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct NoImage(pub String);
+
+/// What [`decide`] decided: the plan (or why there is none), and what the server should warn
+/// about even though the machine boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub plan: Result<BootPlan, NoImage>,
+    pub warning: Option<String>,
+}
+
+/// Where a swarm-mode machine finds the server: its HTTP base URL and the public key (hex) its
+/// manifests must be signed with.
+#[derive(Debug, Clone, Copy)]
+pub struct SwarmServer<'a> {
+    pub base: &'a str,
+    pub key_hex: &'a str,
+}
+
+/// The boot policy, in one place: which image `mac` boots (the rules), which version (the
+/// latest, from `latest`, which reads the catalog), and how — through the swarm with the
+/// registered `stub`, or directly when the rules say so or no stub is built yet (with a
+/// warning). The caller gathers the inputs and renders the result; nothing here reads a file.
+pub fn decide(
+    rules: &ImageRules,
+    mac: &str,
+    latest: impl FnOnce(&str) -> Result<Option<Manifest>, String>,
+    stub: Result<Option<StubRecord>, String>,
+    server: SwarmServer<'_>,
+) -> Decision {
+    let no = |reason: String| Decision { plan: Err(NoImage(reason)), warning: None };
+    let Some(name) = rules.image_for(mac) else {
+        return no("no [boot] default_image, and no [[boot.client]] rule matches".into());
+    };
+    let m = match latest(name) {
+        Ok(Some(m)) => m,
+        Ok(None) if name == "elchos" => return no("the catalog has no image elchos (swarmboot image build elchos makes it)".into()),
+        Ok(None) => return no(format!("the catalog has no image {name}")),
+        Err(e) => return no(e),
+    };
+    let direct = |m: &Manifest| BootPlan::from_manifest(m).map_err(|e| NoImage(e.to_string()));
+    match (rules.mode_for(mac), stub) {
+        (BootMode::Swarm, Ok(Some(stub))) => Decision { plan: Ok(BootPlan::swarm(&m, &stub, server.base, server.key_hex)), warning: None },
+        (BootMode::Swarm, Ok(None)) => Decision { plan: direct(&m), warning: Some("swarm mode, but no stub is built (swarmboot stub build): booting directly".into()) },
+        (BootMode::Swarm, Err(e)) => no(e),
+        (BootMode::Direct, _) => Decision { plan: direct(&m), warning: None },
+    }
+}
+
 /// Who is asking, as iPXE told us in the script URL's query.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Asker {
@@ -240,6 +293,36 @@ mod tests {
         assert!(s.contains(&line), "{s}");
         assert!(s.contains(&format!("initrd --name initrd.img http://10.77.0.1:8080/blob/{}", "d".repeat(64))));
         assert!(s.contains("boots elchos version 3 through the swarm"));
+    }
+
+    /// Every branch of the policy: rules → image → latest version → swarm with the stub, or
+    /// directly (by rule, or with a warning while no stub is built), or why nothing boots.
+    #[test]
+    fn the_boot_policy_decides_image_version_and_mode() {
+        let stub = StubRecord { kernel_sha256: "c".repeat(64), initrd_sha256: "d".repeat(64), release: "6.1.0-1-amd64".into(), initrd_size: 1, built: 1 };
+        let key = "e".repeat(64);
+        let server = SwarmServer { base: "http://10.77.0.1:8080", key_hex: &key };
+        let named = |want: &'static str| move |name: &str| -> Result<Option<Manifest>, String> { Ok((name == want).then(|| Manifest { name: name.into(), ..manifest() })) };
+        let r = rules();
+
+        let swarm = decide(&r, "02:00:00:00:00:01", named("elchos"), Ok(Some(stub.clone())), server);
+        assert_eq!(swarm, Decision { plan: Ok(BootPlan::swarm(&manifest(), &stub, server.base, &key)), warning: None });
+        let no_stub = decide(&r, "02:00:00:00:00:01", named("elchos"), Ok(None), server);
+        assert_eq!(no_stub.plan, BootPlan::from_manifest(&manifest()).map_err(|e| NoImage(e.to_string())));
+        assert!(no_stub.warning.unwrap().contains("no stub is built (swarmboot stub build): booting directly"));
+        let direct = decide(&r, "52:54:00:00:00:01", named("lab"), Ok(Some(stub.clone())), server);
+        assert_eq!((direct.plan.unwrap().mode, direct.warning), (BootMode::Direct, None), "a direct rule wins over the stub");
+
+        let no_rule = decide(&ImageRules::default(), "02:00:00:00:00:01", named("elchos"), Ok(Some(stub.clone())), server);
+        assert_eq!(no_rule.plan, Err(NoImage("no [boot] default_image, and no [[boot.client]] rule matches".into())));
+        let no_elchos = decide(&r, "02:00:00:00:00:01", named("lab"), Ok(Some(stub.clone())), server);
+        assert_eq!(no_elchos.plan, Err(NoImage("the catalog has no image elchos (swarmboot image build elchos makes it)".into())));
+        let no_vm = decide(&r, "52:54:00:ab:00:01", named("lab"), Ok(Some(stub.clone())), server);
+        assert_eq!(no_vm.plan, Err(NoImage("the catalog has no image vm".into())));
+        let unreadable = decide(&r, "02:00:00:00:00:01", |_: &str| Err("manifest elchos/3.toml is invalid".to_string()), Ok(Some(stub.clone())), server);
+        assert_eq!(unreadable.plan, Err(NoImage("manifest elchos/3.toml is invalid".into())));
+        let bad_stub = decide(&r, "02:00:00:00:00:01", named("elchos"), Err("stub.toml is invalid".into()), server);
+        assert_eq!(bad_stub.plan, Err(NoImage("stub.toml is invalid".into())));
     }
 
     #[test]

@@ -568,7 +568,9 @@ impl Config {
             decline_secs: d.decline_time.0,
             offer_secs: 60,
             boot: BootSettings {
+                http_base: self.http.public_url.clone(),
                 http_port: self.http.listen.port(),
+                script_path: swarmboot_bootplan::script_url(""),
                 bios_file: self.boot.bios_file.clone(),
                 efi_x64_file: self.boot.efi_x64_file.clone(),
                 ..BootSettings::default()

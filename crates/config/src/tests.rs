@@ -48,6 +48,17 @@ fn the_documented_example_parses_into_core_settings() {
     assert_eq!(s.subnets[1].dns, vec![Ipv4Addr::new(10, 77, 0, 1)], "relayed subnets inherit dns");
     assert_eq!(s.reservations[0].hostname.as_deref(), Some("lab-01"));
     assert_eq!(s.boot.http_port, 8080);
+    assert_eq!((s.boot.http_base.as_deref(), s.boot.script_path.as_str()), (None, "/boot.ipxe?mac=${net0/mac}&arch=${buildarch}&uuid=${uuid}"), "the boot policy's script route");
+}
+
+/// `[http] public_url` reaches the DHCP core: machines are handed the URL they reach the
+/// server by, for the boot script as for everything after it.
+#[test]
+fn the_public_url_goes_to_dhcp_too() {
+    let cfg = parse("[server]\ninterface = \"eth1\"\naddress = \"192.168.5.1/24\"\n[http]\npublic_url = \"http://boot.lab:80\"\n").unwrap();
+    let s = cfg.dhcp_settings(24).unwrap();
+    assert_eq!(s.boot.http_base.as_deref(), Some("http://boot.lab:80"));
+    assert_eq!(cfg.base_url(), "http://boot.lab:80");
 }
 
 #[test]

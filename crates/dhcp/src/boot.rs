@@ -8,8 +8,15 @@ use crate::request::{ClientArch, Machine};
 /// Boot-related settings the DHCP core needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootSettings {
+    /// The HTTP base URL machines are given (`[http] public_url`, when they reach the server
+    /// through a proxy); `None`: `http://<server address>:<http_port>`.
+    pub http_base: Option<String>,
     /// TCP port of the server's HTTP listener (iPXE scripts and everything after iPXE).
     pub http_port: u16,
+    /// What follows the base in the URL of the boot script iPXE is handed: the route and the
+    /// settings iPXE expands itself. The boot policy's (`swarmboot_bootplan::script_url`),
+    /// passed in by the config, so this core knows nothing of it.
+    pub script_path: String,
     /// TFTP path of iPXE for BIOS PXE ROMs.
     pub bios_file: String,
     /// TFTP path of iPXE for x86-64 UEFI (`snponly.efi`, or `ipxe.efi` for NICs without SNP).
@@ -20,7 +27,14 @@ pub struct BootSettings {
 
 impl Default for BootSettings {
     fn default() -> Self {
-        BootSettings { http_port: 8080, bios_file: "undionly.kpxe".into(), efi_x64_file: "snponly.efi".into(), efi_arm64_file: "arm64/snponly.efi".into() }
+        BootSettings {
+            http_base: None,
+            http_port: 8080,
+            script_path: "/boot.ipxe?mac=${net0/mac}&arch=${buildarch}&uuid=${uuid}".into(),
+            bios_file: "undionly.kpxe".into(),
+            efi_x64_file: "snponly.efi".into(),
+            efi_arm64_file: "arm64/snponly.efi".into(),
+        }
     }
 }
 
@@ -41,13 +55,13 @@ pub fn select_boot_file(machine: &Machine, server_ip: Ipv4Addr, boot: &BootSetti
     if !machine.is_netboot() {
         return None;
     }
-    let http = |path: &str| format!("http://{server_ip}:{}/{path}", boot.http_port);
+    let base = boot.http_base.clone().unwrap_or_else(|| format!("http://{server_ip}:{}", boot.http_port));
+    let http = |path: &str| format!("{base}/{path}");
     let tftp = |path: &str| BootFile { filename: path.to_string(), next_server: server_ip, http_boot: false };
     if machine.ipxe {
         // iPXE is already running: hand it the script, never iPXE again (that would loop). iPXE
         // expands the ${...} settings in the URL itself.
-        let base = format!("http://{server_ip}:{}", boot.http_port);
-        return Some(BootFile { filename: swarmboot_bootplan::script_url(&base), next_server: server_ip, http_boot: false });
+        return Some(BootFile { filename: format!("{base}{}", boot.script_path), next_server: server_ip, http_boot: false });
     }
     let arch = machine.arch.unwrap_or(ClientArch::BiosX86);
     if machine.http_client || arch.is_http_boot() {
@@ -69,7 +83,7 @@ pub fn select_boot_file(machine: &Machine, server_ip: Ipv4Addr, boot: &BootSetti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::HwAddr;
+    use crate::values::HwAddr;
 
     fn machine(arch: Option<ClientArch>, pxe: bool, http: bool, ipxe: bool) -> Machine {
         Machine { hwaddr: HwAddr::new(&[2, 0, 0, 0, 0, 1]), arch, pxe, http_client: http, ipxe, guid: None }
@@ -95,6 +109,17 @@ mod tests {
             let got = select_boot_file(&machine(Some(arch), true, false, true), S, &b).unwrap();
             assert_eq!(got.filename, "http://10.77.0.1:8080/boot.ipxe?mac=${net0/mac}&arch=${buildarch}&uuid=${uuid}");
         }
+    }
+
+    /// Machines that reach the server through a proxy (`[http] public_url`) are handed it, as
+    /// every URL after the boot script is.
+    #[test]
+    fn the_public_url_is_what_machines_are_handed() {
+        let b = BootSettings { http_base: Some("http://boot.lab:80".into()), ..BootSettings::default() };
+        let ipxe = select_boot_file(&machine(Some(ClientArch::BiosX86), true, false, true), S, &b).unwrap();
+        assert_eq!(ipxe.filename, "http://boot.lab:80/boot.ipxe?mac=${net0/mac}&arch=${buildarch}&uuid=${uuid}");
+        let http_boot = select_boot_file(&machine(Some(ClientArch::EfiX64Http), false, true, false), S, &b).unwrap();
+        assert_eq!(http_boot.filename, "http://boot.lab:80/tftp/snponly.efi");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use dhcproto::v4::{self, DhcpOption, MessageType, Opcode, OptionCode};
 use dhcproto::Encodable;
 
 use crate::request::decode_guarded;
-use crate::DropReason;
+use crate::values::DropReason;
 
 /// What the client sends with every message.
 #[derive(Debug, Clone)]

@@ -2,41 +2,10 @@
 //! record the core hands back in [`crate::Outcome::lease`] and loads them all at start.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::net::Ipv4Addr;
 
-use crate::request::HwAddr;
 use crate::settings::Settings;
-use crate::UnixTime;
-
-/// How a client is told apart: option 61 when it sends one, else hardware type + `chaddr`
-/// (the same bytes RFC 2132 suggests for option 61).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ClientId(Vec<u8>);
-
-impl ClientId {
-    pub fn new(bytes: Vec<u8>) -> Self {
-        ClientId(bytes)
-    }
-    pub fn from_hwaddr(htype: u8, hwaddr: &HwAddr) -> Self {
-        let mut v = Vec::with_capacity(1 + hwaddr.as_bytes().len());
-        v.push(htype);
-        v.extend_from_slice(hwaddr.as_bytes());
-        ClientId(v)
-    }
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ClientId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in &self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
+use crate::values::{ClientId, HwAddr, UnixTime};
 
 /// Where a lease record stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

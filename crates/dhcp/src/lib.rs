@@ -23,19 +23,11 @@ mod reply;
 mod request;
 mod server;
 mod settings;
+mod values;
 
 pub use boot::{BootFile, BootSettings};
-pub use leases::{ClientId, Lease, LeaseState, LeaseTable};
-pub use request::{parse_request, ClientArch, ClientRequest, HwAddr, Machine, MAX_REQUEST_LEN};
-pub use server::{DhcpServer, DropReason, Outcome, Reply, Source};
+pub use leases::{Lease, LeaseState, LeaseTable};
+pub use request::{parse_request, ClientArch, ClientRequest, Machine, MAX_REQUEST_LEN};
+pub use server::{DhcpServer, Outcome, Reply, Source};
 pub use settings::{netmask, AddressRange, Mode, Reservation, Settings, SettingsError, Subnet};
-
-/// Seconds since the Unix epoch. The shell reads the clock; the core only compares numbers.
-pub type UnixTime = u64;
-
-/// The DHCP server port (also the port relays listen on).
-pub const SERVER_PORT: u16 = 67;
-/// The DHCP client port.
-pub const CLIENT_PORT: u16 = 68;
-/// The PXE boot server port, where proxyDHCP REQUESTs arrive.
-pub const PXE_PORT: u16 = 4011;
+pub use values::{BadHwAddr, ClientId, DropReason, HwAddr, UnixTime, CLIENT_PORT, PXE_PORT, SERVER_PORT};

@@ -1,66 +1,16 @@
 //! Decoding a datagram, once, into a [`ClientRequest`] that decisions can match on.
 
-use std::fmt;
 use std::net::Ipv4Addr;
-use std::str::FromStr;
 
 use dhcproto::v4::{self, DhcpOption, MessageType, Opcode, OptionCode};
 use dhcproto::Decodable;
 
-use crate::leases::ClientId;
-use crate::server::DropReason;
+use crate::values::{ClientId, DropReason, HwAddr};
 
 /// Largest datagram the core looks at. Real requests are well under 1500 bytes.
 pub const MAX_REQUEST_LEN: usize = 4096;
 /// Fixed BOOTP header (236 bytes) plus the magic cookie.
 const MIN_REQUEST_LEN: usize = 240;
-
-/// A client hardware address (`chaddr`, `hlen` bytes long; 6 for Ethernet).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct HwAddr(Vec<u8>);
-
-impl HwAddr {
-    pub fn new(bytes: &[u8]) -> Self {
-        HwAddr(bytes.to_vec())
-    }
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Display for HwAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, b) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(":")?;
-            }
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for HwAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// A hardware address that is not colon- or dash-separated hex bytes.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("`{0}` is not a hardware address like 52:54:00:12:34:56")]
-pub struct BadHwAddr(pub String);
-
-impl FromStr for HwAddr {
-    type Err = BadHwAddr;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bytes: Result<Vec<u8>, _> = s.split([':', '-']).map(|p| if p.len() == 2 { u8::from_str_radix(p, 16).map_err(|_| ()) } else { Err(()) }).collect();
-        match bytes {
-            Ok(b) if !b.is_empty() && b.len() <= 16 => Ok(HwAddr(b)),
-            _ => Err(BadHwAddr(s.to_string())),
-        }
-    }
-}
 
 /// The firmware's processor/boot architecture, from option 93 (RFC 4578, IANA registry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use crate::leases::{Lease, LeaseState, LeaseTable};
 use crate::reply;
 use crate::request::{parse_request, ClientRequest};
 use crate::settings::{Mode, Settings, Subnet};
-use crate::{UnixTime, CLIENT_PORT, PXE_PORT, SERVER_PORT};
+use crate::values::{DropReason, UnixTime, CLIENT_PORT, PXE_PORT, SERVER_PORT};
 
 /// Where a datagram came from and on which of our ports it arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,86 +29,6 @@ pub struct Reply {
     /// The address offered or acknowledged (0.0.0.0 for proxy and INFORM answers).
     pub yiaddr: Ipv4Addr,
     pub bytes: Vec<u8>,
-}
-
-/// Why a datagram got no reply. The malformed ones are counted as such by the shell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum DropReason {
-    // Malformed or hostile.
-    Oversized,
-    Truncated,
-    BadMagic,
-    Undecodable,
-    NotARequest,
-    BadHardwareAddress,
-    NoMessageType,
-    MissingRequestedIp,
-    // Well-formed, but not ours to answer.
-    ModeOff,
-    ForOtherServer,
-    NotPxeClient,
-    UnexpectedMessage,
-    NoSubnetForRelay,
-    PoolExhausted,
-    NoBootFile,
-    NotTheHolder,
-}
-
-impl DropReason {
-    pub const ALL: [DropReason; 16] = [
-        DropReason::Oversized,
-        DropReason::Truncated,
-        DropReason::BadMagic,
-        DropReason::Undecodable,
-        DropReason::NotARequest,
-        DropReason::BadHardwareAddress,
-        DropReason::NoMessageType,
-        DropReason::MissingRequestedIp,
-        DropReason::ModeOff,
-        DropReason::ForOtherServer,
-        DropReason::NotPxeClient,
-        DropReason::UnexpectedMessage,
-        DropReason::NoSubnetForRelay,
-        DropReason::PoolExhausted,
-        DropReason::NoBootFile,
-        DropReason::NotTheHolder,
-    ];
-
-    /// A packet no correct client sends.
-    pub fn is_malformed(self) -> bool {
-        matches!(
-            self,
-            DropReason::Oversized
-                | DropReason::Truncated
-                | DropReason::BadMagic
-                | DropReason::Undecodable
-                | DropReason::NotARequest
-                | DropReason::BadHardwareAddress
-                | DropReason::NoMessageType
-                | DropReason::MissingRequestedIp
-        )
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DropReason::Oversized => "oversized",
-            DropReason::Truncated => "truncated",
-            DropReason::BadMagic => "bad_magic",
-            DropReason::Undecodable => "undecodable",
-            DropReason::NotARequest => "not_a_request",
-            DropReason::BadHardwareAddress => "bad_hardware_address",
-            DropReason::NoMessageType => "no_message_type",
-            DropReason::MissingRequestedIp => "missing_requested_ip",
-            DropReason::ModeOff => "mode_off",
-            DropReason::ForOtherServer => "for_other_server",
-            DropReason::NotPxeClient => "not_pxe_client",
-            DropReason::UnexpectedMessage => "unexpected_message",
-            DropReason::NoSubnetForRelay => "no_subnet_for_relay",
-            DropReason::PoolExhausted => "pool_exhausted",
-            DropReason::NoBootFile => "no_boot_file",
-            DropReason::NotTheHolder => "not_the_holder",
-        }
-    }
 }
 
 /// What to do about one datagram. The shell persists `lease` first, then sends `reply`.

@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 
 use crate::boot::BootSettings;
-use crate::request::HwAddr;
+use crate::values::HwAddr;
 
 /// How the server takes part in DHCP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

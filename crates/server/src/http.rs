@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
-use swarmboot_bootplan::{render, Asker, BootMode, BootPlan, ImageRules};
+use swarmboot_bootplan::{decide, render, Asker, ImageRules, SwarmServer};
 use swarmboot_dhcp::DropReason;
 use swarmboot_image::Catalog;
 use swarmboot_manifest::SigningKey;
@@ -95,23 +95,13 @@ struct ScriptQuery {
 async fn boot_script(State(s): State<AppState>, Query(q): Query<ScriptQuery>) -> Response {
     let asker = Asker { mac: q.mac, arch: q.arch, uuid: q.uuid };
     let boot = s.boot.read().expect("boot config lock").clone();
-    let plan: Result<BootPlan, String> = match boot.rules.image_for(&asker.mac) {
-        None => Err("no [boot] default_image, and no [[boot.client]] rule matches".into()),
-        Some(name) => match s.catalog.latest(name) {
-            Ok(Some(m)) => match (boot.rules.mode_for(&asker.mac), s.catalog.stub()) {
-                (BootMode::Swarm, Ok(Some(stub))) => Ok(BootPlan::swarm(&m, &stub, &boot.base_url, &s.key.public().to_hex())),
-                (BootMode::Swarm, Ok(None)) => {
-                    warn!(mac = %asker.mac, "swarm mode, but no stub is built (swarmboot stub build): booting directly");
-                    BootPlan::from_manifest(&m).map_err(|e| e.to_string())
-                }
-                (BootMode::Swarm, Err(e)) => Err(e.to_string()),
-                (BootMode::Direct, _) => BootPlan::from_manifest(&m).map_err(|e| e.to_string()),
-            },
-            Ok(None) if name == "elchos" => Err("the catalog has no image elchos (swarmboot image build elchos makes it)".into()),
-            Ok(None) => Err(format!("the catalog has no image {name}")),
-            Err(e) => Err(e.to_string()),
-        },
-    };
+    let key = s.key.public().to_hex();
+    let server = SwarmServer { base: &boot.base_url, key_hex: &key };
+    let decision = decide(&boot.rules, &asker.mac, |name| s.catalog.latest(name).map_err(|e| e.to_string()), s.catalog.stub().map_err(|e| e.to_string()), server);
+    if let Some(w) = &decision.warning {
+        warn!(mac = %asker.mac, "{w}");
+    }
+    let plan = decision.plan;
     s.http.scripts.fetch_add(1, Ordering::Relaxed);
     match &plan {
         Ok(p) => {
@@ -122,7 +112,7 @@ async fn boot_script(State(s): State<AppState>, Query(q): Query<ScriptQuery>) ->
             warn!(mac = %asker.mac, %reason, "boot script without an image");
         }
     }
-    let script = render(plan.as_ref().map_err(|e| e.as_str()), &asker, &boot.base_url);
+    let script = render(plan.as_ref().map_err(|e| e.0.as_str()), &asker, &boot.base_url);
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], script).into_response()
 }
 
