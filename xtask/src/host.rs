@@ -63,7 +63,7 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false)
 }
 
@@ -100,23 +100,6 @@ pub fn ensure_packages() -> anyhow::Result<()> {
 
 pub fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-}
-
-/// `cargo fuzz` needs a nightly compiler for its sanitizer flags: the nightly toolchain if
-/// rustup has one, else the stable one with RUSTC_BOOTSTRAP=1.
-fn fuzz_command() -> anyhow::Result<Command> {
-    let has = |args: &[&str]| Command::new("cargo").args(args).output().map(|o| o.status.success()).unwrap_or(false);
-    if !has(&["fuzz", "--version"]) {
-        run(cargo().args(["install", "cargo-fuzz", "--locked"]))?;
-    }
-    let mut c = Command::new("cargo");
-    if has(&["+nightly", "--version"]) {
-        c.arg("+nightly");
-    } else {
-        c.env("RUSTC_BOOTSTRAP", "1");
-    }
-    c.arg("fuzz");
-    Ok(c)
 }
 
 /// `~/.cache/swarmboot`: what is slow to make and never changes (rqbit, a debootstrap root).
@@ -166,7 +149,7 @@ pub fn elchos_state(into: &Path) -> anyhow::Result<()> {
 }
 
 /// Builds the static `swarmboot-init` (rustup's musl target, Debian's musl-gcc; cargo profile
-/// `stub`) and points `SWARMBOOT_INIT` at it for `swarmboot stub build`.
+/// `stub`) where `swarmboot stub build` finds it beside the workspace's binaries; its path.
 pub fn build_stub_init() -> anyhow::Result<PathBuf> {
     let installed = Command::new("rustup").args(["target", "list", "--installed"]).output().context("rustup")?;
     if !String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == STUB_TARGET) {
@@ -174,68 +157,7 @@ pub fn build_stub_init() -> anyhow::Result<PathBuf> {
     }
     let root = workspace_root();
     run(cargo().current_dir(&root).args(["build", "--profile", "stub", "--target", STUB_TARGET, "-p", "swarmboot-init"]).env("CC_x86_64_unknown_linux_musl", "musl-gcc"))?;
-    let init = root.join("target").join(STUB_TARGET).join("stub/swarmboot-init");
-    std::env::set_var("SWARMBOOT_INIT", &init);
-    Ok(init)
-}
-
-pub fn test(fuzz_secs: u32) -> anyhow::Result<()> {
-    ensure_packages()?;
-    std::env::set_var("SWARMBOOT_RQBIT", ensure_rqbit()?);
-    let root = workspace_root();
-    run(cargo().current_dir(&root).args(["build", "--workspace", "--bins"]))?;
-    build_stub_init()?;
-    if fuzz_secs > 0 {
-        // (target, seed inputs, longest input): the DHCP core gets the full time, the tracker
-        // a third of it.
-        for (target, seeds, max_len, secs) in
-            [("dhcp_handle", "crates/dhcp/testdata", 1500, fuzz_secs), ("tracker_announce", "crates/tracker/testdata", 4096, fuzz_secs.div_ceil(3))]
-        {
-            let corpus = root.join("fuzz/corpus").join(target);
-            std::fs::create_dir_all(&corpus)?;
-            run(fuzz_command()?.current_dir(&root).args(["run", target]).arg(&corpus).arg(root.join(seeds)).args([
-                "--",
-                &format!("-max_total_time={secs}"),
-                &format!("-max_len={max_len}"),
-                "-print_final_stats=1",
-            ]))
-            .with_context(|| format!("fuzz smoke of {target} (a crash input is in fuzz/artifacts/{target}/)"))?;
-        }
-    }
-    run_tests(cargo().current_dir(&root).args(["test", "--workspace"]))?;
-    if is_root() {
-        crate::deb::test()
-    } else if std::env::var_os("SWARMBOOT_SKIP_LAB").is_some() {
-        println!("package test skipped: SWARMBOOT_SKIP_LAB is set (it needs root for debootstrap and chroot)");
-        Ok(())
-    } else {
-        bail!("the package test needs root (debootstrap, chroot); run as root, or set SWARMBOOT_SKIP_LAB=1 to skip it on purpose")
-    }
-}
-
-/// Runs `cargo test`, passing its output through, and ends with one summary line over every
-/// test binary (`tests: N passed, N failed`), so the last line speaks for the whole suite
-/// rather than for the last binary (often a doc-test run with nothing in it).
-fn run_tests(cmd: &mut Command) -> anyhow::Result<()> {
-    use std::io::{BufRead, BufReader};
-    eprintln!("+ {cmd:?}");
-    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().with_context(|| format!("cannot run {cmd:?}"))?;
-    let (mut passed, mut failed) = (0u64, 0u64);
-    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
-        let line = line?;
-        println!("{line}");
-        if let Some(rest) = line.strip_prefix("test result: ") {
-            let count = |word: &str| rest.split(';').find_map(|part| part.trim().strip_suffix(word).and_then(|n| n.trim().rsplit(' ').next()?.parse::<u64>().ok()));
-            passed += count(" passed").unwrap_or(0);
-            failed += count(" failed").unwrap_or(0);
-        }
-    }
-    let status = child.wait()?;
-    println!("tests: {passed} passed, {failed} failed");
-    if !status.success() {
-        bail!("{cmd:?} failed: {status}");
-    }
-    Ok(())
+    Ok(root.join("target").join(STUB_TARGET).join("stub/swarmboot-init"))
 }
 
 /// What every benchmark does first: packages, a release build of the server (what is

@@ -23,6 +23,7 @@ mod bench_tftp;
 mod deb;
 mod demo;
 mod host;
+mod suite;
 
 use clap::{Parser, Subcommand};
 
@@ -123,7 +124,7 @@ enum Task {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let r = match cli.task {
-        Task::Test { fuzz_secs } => host::test(fuzz_secs),
+        Task::Test { fuzz_secs } => suite::test(fuzz_secs),
         Task::Demo { vms } => demo::run(vms),
         Task::BenchDhcp { rates, period } => bench_dhcp::run(&rates, period),
         Task::BenchTftp { runs } => bench_tftp::run(runs),

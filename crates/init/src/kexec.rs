@@ -24,7 +24,6 @@ use swarmboot_manifest::PublicKey;
 
 use crate::console::say;
 use crate::drivers::Drivers;
-use crate::pid1::Never;
 
 /// What the carried init needs to mount a root filesystem in the new kernel.
 const ROOT_MODULES: [&str; 3] = ["loop", "squashfs", "overlay"];
@@ -135,12 +134,10 @@ fn write_carried_initrd(dir: &Path, m: &Manifest, note: &Carry, extra: &Files) -
 }
 
 /// Loads the image's kernel with the carried archive (after the image's initramfs, for an
-/// image without a root filesystem) and jumps.
-pub fn kexec(drivers: &mut Drivers, dir: &Path, m: &Manifest, plan: Plan, trusted: &[PublicKey], server: &str) -> anyhow::Result<Never> {
-    // The worker's files must not be open for writing (the kernel refuses those with
-    // ETXTBSY), and its memory is wanted for the copy: it stops here and its seeding starts
-    // again in the new kernel.
-    crate::pid1::stop_worker();
+/// image without a root filesystem) and jumps. The caller has stopped the stub's worker: its files must not be open for writing (the
+/// kernel refuses those with ETXTBSY), and its memory is wanted for the copy; its seeding
+/// starts again in the new kernel.
+pub fn kexec(drivers: &mut Drivers, dir: &Path, m: &Manifest, plan: Plan, trusted: &[PublicKey], server: &str) -> anyhow::Result<std::convert::Infallible> {
     let mount_root = plan == Plan::KernelAndRootfs;
     let (carried_cmdline, image_init) = carry::kexec_cmdline(&m.cmdline, mount_root);
     let note = Carry {

@@ -123,7 +123,7 @@ pub fn run() -> ! {
 pub type Never = std::convert::Infallible;
 
 /// Stops the stub's worker (and with it the seeding in this kernel).
-pub fn stop_worker() {
+fn stop_worker() {
     let worker = WORKER.load(std::sync::atomic::Ordering::Relaxed);
     if worker > 0 {
         let pid = nix::unistd::Pid::from_raw(worker);
@@ -165,6 +165,7 @@ fn hand_over(drivers: &mut Drivers, trusted: &[PublicKey], server: &str, dir: &P
         }
         switch_root(drivers, dir, &m, server)
     } else {
+        stop_worker();
         crate::kexec::kexec(drivers, dir, &m, plan, trusted, server)
     }
 }
