@@ -278,12 +278,8 @@ pub async fn fetch(cfg: &FetchConfig, mut report: impl FnMut(&FetchProgress)) ->
 
     // One job per distinct file (two roles may share one), of the roles asked for.
     let mut by_sha: BTreeMap<String, Job> = BTreeMap::new();
-    for f in signed.manifest.files.iter().filter(|f| cfg.roles.as_ref().is_none_or(|r| r.contains(&f.role))) {
-        by_sha
-            .entry(f.sha256.clone())
-            .or_insert_with(|| Job { entry: f.clone(), roles: vec![], path: cfg.out.join(&f.sha256), meta: None, torrent: vec![], engine: None })
-            .roles
-            .push(f.role);
+    for (f, roles) in signed.manifest.distinct_files(|role| cfg.roles.as_ref().is_none_or(|r| r.contains(&role))) {
+        by_sha.insert(f.sha256.clone(), Job { entry: f.clone(), roles, path: cfg.out.join(&f.sha256), meta: None, torrent: vec![], engine: None });
     }
     // Every torrent is fetched and checked before anything is written.
     if cfg.use_swarm {

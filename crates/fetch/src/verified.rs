@@ -35,12 +35,8 @@ impl VerifiedImage {
         let envelope = std::fs::read(&env_path).map_err(io(env_path))?;
         let manifest = verify_manifest(&envelope, cfg)?;
         let mut files = Vec::new();
-        let mut seen = std::collections::BTreeSet::new();
-        let wanted = |f: &&swarmboot_image::FileEntry| f.info_hash.is_some() && cfg.roles.as_ref().is_none_or(|r| r.contains(&f.role));
-        for entry in manifest.manifest.files.iter().filter(wanted) {
-            if !seen.insert(entry.sha256.clone()) {
-                continue;
-            }
+        let wanted = |role| cfg.roles.as_ref().is_none_or(|r| r.contains(&role));
+        for (entry, _) in manifest.manifest.distinct_files(wanted).into_iter().filter(|(f, _)| f.info_hash.is_some()) {
             let t = dir.join(format!("{}.torrent", entry.sha256));
             let meta = check_torrent(&std::fs::read(&t).map_err(io(t))?, entry)?;
             let data = dir.join(&entry.sha256);

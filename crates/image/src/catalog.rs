@@ -86,6 +86,19 @@ impl Manifest {
     pub fn file(&self, role: Role) -> Option<&FileEntry> {
         self.files.iter().find(|f| f.role == role)
     }
+
+    /// Each distinct file (two roles may share one, by SHA-256) among those of the roles
+    /// `wanted` accepts, in manifest order, with the wanted roles it serves.
+    pub fn distinct_files(&self, wanted: impl Fn(Role) -> bool) -> Vec<(&FileEntry, Vec<Role>)> {
+        let mut out: Vec<(&FileEntry, Vec<Role>)> = Vec::new();
+        for f in self.files.iter().filter(|f| wanted(f.role)) {
+            match out.iter_mut().find(|(d, _)| d.sha256 == f.sha256) {
+                Some((_, roles)) => roles.push(f.role),
+                None => out.push((f, vec![f.role])),
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -501,6 +514,24 @@ mod tests {
         assert!(alone.to_string().contains("give the image's --rootfs too"), "{alone}");
         let twice = c.add("bookworm", &[(Role::Kernel, &k1), (Role::Initrd, &i1), (Role::Kernel, &k1)], "", 300, &k).unwrap_err();
         assert!(twice.to_string().contains("at most one file of each role"), "{twice}");
+    }
+
+    #[test]
+    fn distinct_files_count_a_shared_file_once_with_its_roles() {
+        let e = |role, sha: &str, size| FileEntry { role, size, sha256: sha.repeat(64), info_hash: None };
+        let m = Manifest {
+            name: "x".into(),
+            version: 1,
+            created: 0,
+            predecessor: None,
+            cmdline: String::new(),
+            files: vec![e(Role::Kernel, "a", 1), e(Role::Initrd, "b", 2), e(Role::Rootfs, "b", 2), e(Role::Ltsp, "c", 3)],
+            build: None,
+        };
+        let all: Vec<(u64, Vec<Role>)> = m.distinct_files(|_| true).into_iter().map(|(f, r)| (f.size, r)).collect();
+        assert_eq!(all, [(1, vec![Role::Kernel]), (2, vec![Role::Initrd, Role::Rootfs]), (3, vec![Role::Ltsp])]);
+        let root: Vec<(u64, Vec<Role>)> = m.distinct_files(|r| r == Role::Rootfs).into_iter().map(|(f, r)| (f.size, r)).collect();
+        assert_eq!(root, [(2, vec![Role::Rootfs])]);
     }
 
     /// Versions are signed when added; the envelope carries the stored bytes; a version from

@@ -13,7 +13,7 @@
 //! root filesystem ([`Plan::Everything`]): its kernel and initramfs, kexec'd.
 
 use serde::{Deserialize, Serialize};
-use swarmboot_image::{FileEntry, Manifest, Role};
+use swarmboot_image::{Manifest, Role};
 
 use crate::kernel;
 
@@ -96,13 +96,7 @@ impl RamNeed {
 /// not the stub's, since only the fetched header tells more.
 pub fn ram_needed(m: &Manifest, plan: Plan, margin: u64) -> RamNeed {
     let roles = plan.roles(m);
-    let mut distinct: Vec<&FileEntry> = Vec::new();
-    for f in m.files.iter().filter(|f| roles.contains(&f.role)) {
-        if !distinct.iter().any(|d| d.sha256 == f.sha256) {
-            distinct.push(f);
-        }
-    }
-    let files = distinct.iter().map(|f| f.size).sum();
+    let files = m.distinct_files(|r| roles.contains(&r)).iter().map(|(f, _)| f.size).sum();
     let loaded: &[Role] = match plan {
         Plan::RootfsOnly => &[],
         Plan::KernelAndRootfs => &[Role::Kernel, Role::Rootfs, Role::Ltsp],
@@ -115,6 +109,7 @@ pub fn ram_needed(m: &Manifest, plan: Plan, margin: u64) -> RamNeed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use swarmboot_image::FileEntry;
 
     const PROC: &str = "Linux version 6.1.0-56-amd64 (debian-kernel@lists.debian.org) (gcc-12 (Debian 12.2.0-14) 12.2.0, GNU ld (GNU Binutils for Debian) 2.40) #1 SMP PREEMPT_DYNAMIC Debian 6.1.192-2 (2026-11-16)\n";
     const HEADER: &str = "6.1.0-56-amd64 (debian-kernel@lists.debian.org) #1 SMP PREEMPT_DYNAMIC Debian 6.1.192-2 (2026-11-16)";

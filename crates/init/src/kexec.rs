@@ -70,12 +70,7 @@ fn keeps(m: &Manifest, f: &swarmboot_image::FileEntry) -> bool {
 fn write_carried_initrd(dir: &Path, m: &Manifest, note: &Carry, extra: &Files) -> anyhow::Result<PathBuf> {
     let exe = std::fs::read("/proc/self/exe")?;
     let image_initrd = if note.mount_root { 0 } else { std::fs::metadata(dir.join("initrd"))?.len() };
-    let mut distinct: Vec<&swarmboot_image::FileEntry> = Vec::new();
-    for f in m.files.iter().filter(|f| note.roles.contains(&f.role)) {
-        if !distinct.iter().any(|d| d.sha256 == f.sha256) {
-            distinct.push(f);
-        }
-    }
+    let distinct: Vec<&swarmboot_image::FileEntry> = m.distinct_files(|r| note.roles.contains(&r)).into_iter().map(|(f, _)| f).collect();
     let carried: u64 = distinct.iter().map(|f| f.size).sum::<u64>() + extra.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
     let total = image_initrd + carried + exe.len() as u64;
     // Data deleted once copied (everything but the kernel and initramfs, which a failure here
