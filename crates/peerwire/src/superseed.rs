@@ -8,8 +8,15 @@ use std::collections::HashMap;
 
 use crate::Bitfield;
 
-/// A peer, as the swarm names it.
-pub type PeerKey = u64;
+/// A peer, as the swarm names it: a number the swarm hands out once per connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerKey(pub u64);
+
+impl std::fmt::Display for PeerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "peer {}", self.0)
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct SuperSeed {
@@ -138,20 +145,20 @@ mod tests {
                             has[p as usize].set(got[rnd(got.len() as u64) as usize]);
                         }
                     }
-                    1 => s.peer_gone(p),
+                    1 => s.peer_gone(PeerKey(p)),
                     2 => {
                         // Take an offer, finish it later (or never).
-                        if let Some(piece) = s.offer(p, &has[p as usize], |_| 0, false) {
-                            assert!(s.allows(p, piece));
+                        if let Some(piece) = s.offer(PeerKey(p), &has[p as usize], |_| 0, false) {
+                            assert!(s.allows(PeerKey(p), piece));
                             for other in 0..pieces {
-                                assert_eq!(s.allows(p, other), s.offered(p).contains(&other), "only offered pieces may be fetched");
+                                assert_eq!(s.allows(PeerKey(p), other), s.offered(PeerKey(p)).contains(&other), "only offered pieces may be fetched");
                             }
-                            assert!(s.offered(p).len() <= s.per_peer);
+                            assert!(s.offered(PeerKey(p)).len() <= s.per_peer);
                         }
                     }
                     _ => {
-                        if let Some(&piece) = s.offered(p).first() {
-                            s.uploaded(p, piece);
+                        if let Some(&piece) = s.offered(PeerKey(p)).first() {
+                            s.uploaded(PeerKey(p), piece);
                             has[p as usize].set(piece);
                             let min = (0..pieces).map(|i| s.uploads(i)).min().unwrap();
                             let max = (0..pieces).map(|i| s.uploads(i)).max().unwrap();
@@ -167,15 +174,15 @@ mod tests {
     fn concurrent_offers_are_distinct_pieces() {
         let mut s = SuperSeed::new(4, 1);
         let none = Bitfield::new(4);
-        let offers: Vec<u32> = (0..4).map(|p| s.offer(p, &none, |_| 0, false).unwrap()).collect();
+        let offers: Vec<u32> = (0..4).map(|p| s.offer(PeerKey(p), &none, |_| 0, false).unwrap()).collect();
         let mut sorted = offers.clone();
         sorted.sort();
         assert_eq!(sorted, vec![0, 1, 2, 3]);
-        assert_eq!(s.offer(9, &none, |_| 0, false), None, "a 5th peer waits: every first-round piece is on offer");
-        s.uploaded(2, offers[2]);
-        assert_eq!(s.offer(9, &none, |_| 0, false), None, "still: the other three have not gone out once");
-        assert_eq!(s.offer(0, &none, |_| 0, false), None, "one offer per peer, and it stands until uploaded");
-        assert_eq!(s.offered(0), &[offers[0]]);
+        assert_eq!(s.offer(PeerKey(9), &none, |_| 0, false), None, "a 5th peer waits: every first-round piece is on offer");
+        s.uploaded(PeerKey(2), offers[2]);
+        assert_eq!(s.offer(PeerKey(9), &none, |_| 0, false), None, "still: the other three have not gone out once");
+        assert_eq!(s.offer(PeerKey(0), &none, |_| 0, false), None, "one offer per peer, and it stands until uploaded");
+        assert_eq!(s.offered(PeerKey(0)), &[offers[0]]);
     }
 
     #[test]
@@ -183,29 +190,29 @@ mod tests {
         let mut s = SuperSeed::new(3, 1);
         let none = Bitfield::new(3);
         for p in 0..3 {
-            let piece = s.offer(p, &none, |_| 0, false).unwrap();
-            s.uploaded(p, piece);
+            let piece = s.offer(PeerKey(p), &none, |_| 0, false).unwrap();
+            s.uploaded(PeerKey(p), piece);
         }
         // Every piece went out once; two peers hold 0 and 2, the holder of 1 left.
         let held = |i: u32| if i == 1 { 0 } else { 2 };
-        assert_eq!(s.offer(7, &none, held, false), Some(1));
-        assert_eq!(s.offer(8, &none, held, false), None, "1 is on offer, 0 and 2 come from peers");
+        assert_eq!(s.offer(PeerKey(7), &none, held, false), Some(1));
+        assert_eq!(s.offer(PeerKey(8), &none, held, false), None, "1 is on offer, 0 and 2 come from peers");
         // A piece only one peer holds has not spread: its holder may be out of reach.
         let once = |i: u32| if i == 2 { 1 } else { 3 };
-        assert_eq!(s.offer(8, &none, once, false), Some(2));
+        assert_eq!(s.offer(PeerKey(8), &none, once, false), Some(2));
         // A peer that gets nothing from peers gets anything it lacks.
-        assert_eq!(s.offer(9, &none, held, true), Some(1), "rarest first");
-        assert_eq!(s.offer(9, &none, held, true), None, "still one offer at a time");
+        assert_eq!(s.offer(PeerKey(9), &none, held, true), Some(1), "rarest first");
+        assert_eq!(s.offer(PeerKey(9), &none, held, true), None, "still one offer at a time");
     }
 
     #[test]
     fn two_offers_per_peer_when_asked() {
         let mut s = SuperSeed::new(5, 2);
         let none = Bitfield::new(5);
-        assert_eq!((s.offer(1, &none, |_| 0, false), s.offer(1, &none, |_| 0, false), s.offer(1, &none, |_| 0, false)), (Some(0), Some(1), None));
-        assert!(s.allows(1, 0) && s.allows(1, 1) && !s.allows(1, 2));
-        s.withdraw(1, 0);
-        assert_eq!(s.offer(2, &none, |_| 0, false), Some(0), "a withdrawn offer goes to someone else");
-        assert_eq!(s.offer(1, &none, |_| 0, false), Some(2));
+        assert_eq!((s.offer(PeerKey(1), &none, |_| 0, false), s.offer(PeerKey(1), &none, |_| 0, false), s.offer(PeerKey(1), &none, |_| 0, false)), (Some(0), Some(1), None));
+        assert!(s.allows(PeerKey(1), 0) && s.allows(PeerKey(1), 1) && !s.allows(PeerKey(1), 2));
+        s.withdraw(PeerKey(1), 0);
+        assert_eq!(s.offer(PeerKey(2), &none, |_| 0, false), Some(0), "a withdrawn offer goes to someone else");
+        assert_eq!(s.offer(PeerKey(1), &none, |_| 0, false), Some(2));
     }
 }

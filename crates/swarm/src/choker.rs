@@ -72,8 +72,12 @@ impl Choker {
 mod tests {
     use super::*;
 
+    fn keys(ks: &[u64]) -> Vec<PeerKey> {
+        ks.iter().map(|&k| PeerKey(k)).collect()
+    }
+
     fn cands(rates: &[f64]) -> Vec<Candidate> {
-        rates.iter().enumerate().map(|(i, &rate)| Candidate { key: i as PeerKey, rate, unchoked: false }).collect()
+        rates.iter().enumerate().map(|(i, &rate)| Candidate { key: PeerKey(i as u64), rate, unchoked: false }).collect()
     }
 
     #[test]
@@ -84,7 +88,7 @@ mod tests {
         for round in 0..30 {
             let chosen = c.rechoke(&all);
             assert_eq!(chosen.len(), 4);
-            assert_eq!(&chosen[..3], &[1, 2, 3], "round {round}: the three fastest");
+            assert_eq!(&chosen[..3], &keys(&[1, 2, 3])[..], "round {round}: the three fastest");
             assert!(!chosen[..3].contains(&chosen[3]));
             optimists.insert(chosen[3]);
         }
@@ -99,6 +103,6 @@ mod tests {
         all[0].unchoked = true;
         all[1].unchoked = true;
         let chosen = c.fill(&all);
-        assert_eq!(chosen, vec![0, 1, 5, 4], "current ones stay, the free slots go to the fastest waiting");
+        assert_eq!(chosen, keys(&[0, 1, 5, 4]), "current ones stay, the free slots go to the fastest waiting");
     }
 }

@@ -273,7 +273,7 @@ impl Swarm {
             choker: Choker::new(cfg.upload_slots, cfg.optimistic_every, cfg.rng_seed ^ 0x5EED),
             picker,
             peers: BTreeMap::new(),
-            next_key: 1,
+            next_key: PeerKey(1),
             partial: HashMap::new(),
             events: VecDeque::new(),
             wake: Vec::new(),
@@ -348,7 +348,7 @@ impl Swarm {
             return None;
         }
         let key = self.next_key;
-        self.next_key += 1;
+        self.next_key = PeerKey(key.0 + 1);
         let mut pc = PeerConfig::new(self.cfg.info_hash, self.cfg.our_id, self.cfg.pieces());
         pc.idle_timeout = self.cfg.idle_timeout;
         pc.keepalive = self.cfg.idle_timeout / 3;
