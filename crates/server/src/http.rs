@@ -21,6 +21,7 @@ use swarmboot_bootplan::{decide, render, Asker, ImageRules, SwarmServer};
 use swarmboot_dhcp::DropReason;
 use swarmboot_image::Catalog;
 use swarmboot_manifest::SigningKey;
+use swarmboot_swarm::locks::lock;
 use swarmboot_tracker::PeerTable;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
@@ -232,7 +233,7 @@ async fn announce(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<Sock
     let body = match source_v4(peer) {
         Some(ip) => {
             let query = req.uri().query().unwrap_or("").as_bytes();
-            swarmboot_tracker::handle_announce(&mut tracker.lock().expect("tracker lock"), query, ip, std::time::Instant::now())
+            swarmboot_tracker::handle_announce(&mut lock(tracker), query, ip, std::time::Instant::now())
         }
         None => swarmboot_tracker::reply::failure("this tracker serves IPv4 peers only"),
     };
@@ -244,7 +245,7 @@ async fn scrape(State(s): State<AppState>, req: Request) -> Response {
         return not_found(&s);
     };
     let query = req.uri().query().unwrap_or("").as_bytes();
-    let body = swarmboot_tracker::handle_scrape(&tracker.lock().expect("tracker lock"), query);
+    let body = swarmboot_tracker::handle_scrape(&lock(tracker), query);
     ([(header::CONTENT_TYPE, "text/plain")], body).into_response()
 }
 
@@ -286,7 +287,7 @@ pub struct SwarmCounters {
 
 impl SwarmCounters {
     pub fn read(seeder: Option<&Seeder>, tracker: Option<&Mutex<PeerTable>>) -> Self {
-        let reported = tracker.map(|t| t.lock().expect("tracker lock").reported()).unwrap_or_default();
+        let reported = tracker.map(|t| lock(t).reported()).unwrap_or_default();
         SwarmCounters {
             seed_uploaded: seeder.map_or(0, Seeder::uploaded),
             seeded_files: seeder.map_or(0, Seeder::files),

@@ -21,6 +21,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use swarmboot_image::Catalog;
 use swarmboot_swarm::engine::{random_peer_id, Engine, EngineConfig, PeerListener};
+use swarmboot_swarm::locks::lock;
 use swarmboot_swarm::storage::FileStorage;
 use swarmboot_swarm::SwarmConfig;
 use swarmboot_tracker::query::{AnnounceRequest, Event};
@@ -96,13 +97,13 @@ impl Seeder {
 
     /// Payload bytes the server's seed has uploaded since start.
     pub fn uploaded(&self) -> u64 {
-        let running: u64 = self.seeds.lock().expect("not poisoned").values().filter_map(|s| s.engine.as_ref()).map(|e| e.progress().totals.uploaded).sum();
+        let running: u64 = lock(&self.seeds).values().filter_map(|s| s.engine.as_ref()).map(|e| e.progress().totals.uploaded).sum();
         running + self.uploaded_by_stopped.load(Ordering::Relaxed)
     }
 
     /// Files served by the tracker (and seeded, when seeding).
     pub fn files(&self) -> usize {
-        self.seeds.lock().expect("not poisoned").len()
+        lock(&self.seeds).len()
     }
 
     /// Makes the served swarms match the catalog's files.
@@ -114,11 +115,11 @@ impl Seeder {
             .into_iter()
             .flat_map(|m| m.files.into_iter().map(|f| (f.sha256, f.size)))
             .collect();
-        let known: Vec<String> = self.seeds.lock().expect("not poisoned").keys().cloned().collect();
+        let known: Vec<String> = lock(&self.seeds).keys().cloned().collect();
         for sha in known.iter().filter(|s| !wanted.contains_key(*s)) {
-            let gone = self.seeds.lock().expect("not poisoned").remove(sha);
+            let gone = lock(&self.seeds).remove(sha);
             if let Some(g) = gone {
-                self.tracker.lock().expect("not poisoned").forbid(&g.info_hash);
+                lock(&self.tracker).forbid(&g.info_hash);
                 if let Some(e) = g.engine {
                     e.shutdown().await;
                     self.uploaded_by_stopped.fetch_add(e.progress().totals.uploaded, Ordering::Relaxed);
@@ -129,7 +130,7 @@ impl Seeder {
         for sha in wanted.keys().filter(|s| !known.contains(s)) {
             match self.start_one(sha).await {
                 Ok(s) => {
-                    self.seeds.lock().expect("not poisoned").insert(sha.clone(), s);
+                    lock(&self.seeds).insert(sha.clone(), s);
                 }
                 Err(e) => warn!(file = %sha, "not served through the swarm: {e:#}"),
             }
@@ -142,7 +143,7 @@ impl Seeder {
         let store = self.catalog.store().clone();
         let owned = sha.to_string();
         let (meta, _) = tokio::task::spawn_blocking(move || store.ensure_torrent(&owned)).await??.context("the file is not in the store")?;
-        self.tracker.lock().expect("not poisoned").allow(meta.info_hash);
+        lock(&self.tracker).allow(meta.info_hash);
         let Some(listener) = &self.listener else {
             return Ok(Seeded { info_hash: meta.info_hash, engine: None });
         };
@@ -191,8 +192,8 @@ impl Seeder {
         let Some(addr) = self.local_addr() else {
             return;
         };
-        let hashes: Vec<[u8; 20]> = self.seeds.lock().expect("not poisoned").values().filter(|s| s.engine.is_some()).map(|s| s.info_hash).collect();
-        let mut table = self.tracker.lock().expect("not poisoned");
+        let hashes: Vec<[u8; 20]> = lock(&self.seeds).values().filter(|s| s.engine.is_some()).map(|s| s.info_hash).collect();
+        let mut table = lock(&self.tracker);
         let now = Instant::now();
         for info_hash in hashes {
             let req = AnnounceRequest {
@@ -223,7 +224,7 @@ impl Seeder {
                 _ = stop.changed() => break,
             }
         }
-        let engines: Vec<Engine> = self.seeds.lock().expect("not poisoned").values().filter_map(|s| s.engine.clone()).collect();
+        let engines: Vec<Engine> = lock(&self.seeds).values().filter_map(|s| s.engine.clone()).collect();
         for e in engines {
             e.shutdown().await;
         }
@@ -273,7 +274,7 @@ impl VerifiedFiles {
     }
 
     fn is_verified(&self, sha: &str, file: &Path) -> bool {
-        let _guard = RECORD_LOCK.lock().expect("not poisoned");
+        let _guard = lock(&RECORD_LOCK);
         match (self.load().get(sha), FileIdentity::of(file)) {
             (Some(recorded), Ok(now)) => *recorded == now,
             _ => false,
@@ -281,7 +282,7 @@ impl VerifiedFiles {
     }
 
     fn mark_verified(&self, sha: &str, file: &Path) -> std::io::Result<()> {
-        let _guard = RECORD_LOCK.lock().expect("not poisoned");
+        let _guard = lock(&RECORD_LOCK);
         let mut all = self.load();
         all.insert(sha.to_string(), FileIdentity::of(file)?);
         // Forget files no longer in the store.

@@ -18,6 +18,7 @@ use swarmboot_peerwire::superseed::PeerKey;
 use swarmboot_torrent::Metainfo;
 
 use crate::announce::{parse_reply, Announce, AnnounceEvent};
+use crate::locks::lock;
 use crate::storage::FileStorage;
 use crate::swarm::{PeerStats, Progress, Swarm, SwarmConfig, SwarmEvent};
 
@@ -122,7 +123,7 @@ impl PeerListener {
         let local = listener.local_addr().map_err(|source| EngineError::Listen { addr, source })?;
         let inner = Arc::new(ListenerShared { local, device: device.map(str::to_owned), routes: Mutex::new(HashMap::new()), accept: Mutex::new(None) });
         let task = tokio::spawn(accept_loop(Arc::downgrade(&inner), listener)).abort_handle();
-        *inner.accept.lock().expect("not poisoned") = Some(task);
+        *lock(&inner.accept) = Some(task);
         Ok(PeerListener { inner })
     }
 
@@ -132,14 +133,14 @@ impl PeerListener {
 
     /// Stops accepting (connections already handed to engines stay).
     pub fn close(&self) {
-        if let Some(t) = self.inner.accept.lock().expect("not poisoned").take() {
+        if let Some(t) = lock(&self.inner.accept).take() {
             t.abort();
         }
     }
 
     /// How many torrents are served here.
     pub fn torrents(&self) -> usize {
-        self.inner.routes.lock().expect("not poisoned").values().filter(|w| w.strong_count() > 0).count()
+        lock(&self.inner.routes).values().filter(|w| w.strong_count() > 0).count()
     }
 }
 
@@ -184,7 +185,7 @@ impl Engine {
             started: Instant::now(),
         });
         {
-            let mut routes = listener.inner.routes.lock().expect("not poisoned");
+            let mut routes = lock(&listener.inner.routes);
             if routes.get(&meta.info_hash).is_some_and(|w| w.strong_count() > 0) {
                 return Err(EngineError::AlreadyServed(hex::encode(meta.info_hash)));
             }
@@ -199,7 +200,7 @@ impl Engine {
         if shared.cfg.tracker.is_some() {
             tasks.push(tokio::spawn(tracker_loop(shared.clone())).abort_handle());
         }
-        *engine.tasks.lock().expect("not poisoned") = tasks;
+        *lock(&engine.tasks) = tasks;
         info!(listen = %local, "swarm engine started");
         Ok(engine)
     }
@@ -209,23 +210,23 @@ impl Engine {
     }
 
     pub fn progress(&self) -> Progress {
-        self.shared.inner.lock().expect("not poisoned").swarm.progress()
+        lock(&self.shared.inner).swarm.progress()
     }
 
     pub fn peers(&self) -> Vec<PeerReport> {
-        let stats = self.shared.inner.lock().expect("not poisoned").swarm.peer_stats(Instant::now());
-        let peers = self.shared.peers.lock().expect("not poisoned");
+        let stats = lock(&self.shared.inner).swarm.peer_stats(Instant::now());
+        let peers = lock(&self.shared.peers);
         stats.into_iter().filter_map(|s| peers.get(&s.key).map(|t| PeerReport { addr: t.addr, stats: s })).collect()
     }
 
     /// Which pieces we have (verified).
     pub fn have(&self) -> swarmboot_peerwire::Bitfield {
-        self.shared.inner.lock().expect("not poisoned").swarm.have().clone()
+        lock(&self.shared.inner).swarm.have().clone()
     }
 
     /// A whole piece fetched some other way (HTTP): verified, stored and announced to peers.
     pub fn add_piece(&self, index: u32, data: &[u8]) -> Result<bool, crate::swarm::AddPieceError> {
-        let mut guard = self.shared.inner.lock().expect("not poisoned");
+        let mut guard = lock(&self.shared.inner);
         let inner = &mut *guard;
         let r = inner.swarm.add_piece(index, data, &mut inner.store);
         dispatch(&self.shared, inner);
@@ -248,11 +249,11 @@ impl Engine {
         if self.shared.cfg.tracker.is_some() {
             let _ = tokio::time::timeout(Duration::from_secs(2), announce_once(&self.shared, AnnounceEvent::Stopped)).await;
         }
-        for t in self.tasks.lock().expect("not poisoned").drain(..) {
+        for t in lock(&self.tasks).drain(..) {
             t.abort();
         }
         {
-            let mut routes = self.listener.inner.routes.lock().expect("not poisoned");
+            let mut routes = lock(&self.listener.inner.routes);
             if routes.get(&self.shared.cfg.swarm.info_hash).is_some_and(|w| w.ptr_eq(&Arc::downgrade(&self.shared))) {
                 routes.remove(&self.shared.cfg.swarm.info_hash);
             }
@@ -261,9 +262,9 @@ impl Engine {
             self.listener.close();
         }
         // Close every connection in the core; `dispatch` then stops each peer's tasks.
-        let mut guard = self.shared.inner.lock().expect("not poisoned");
+        let mut guard = lock(&self.shared.inner);
         let inner = &mut *guard;
-        let keys: Vec<PeerKey> = self.shared.peers.lock().expect("not poisoned").keys().copied().collect();
+        let keys: Vec<PeerKey> = lock(&self.shared.peers).keys().copied().collect();
         for key in keys {
             inner.swarm.peer_closed(Instant::now(), key);
         }
@@ -293,7 +294,7 @@ async fn connect(addr: SocketAddr, local_ip: IpAddr, device: Option<&str>) -> st
 }
 
 fn dial(shared: Arc<Shared>, addr: SocketAddr) {
-    if addr == shared.local || shared.banned.lock().expect("not poisoned").contains(&addr) || !shared.dialing.lock().expect("not poisoned").insert(addr) {
+    if addr == shared.local || lock(&shared.banned).contains(&addr) || !lock(&shared.dialing).insert(addr) {
         return;
     }
     tokio::spawn(async move {
@@ -301,7 +302,7 @@ fn dial(shared: Arc<Shared>, addr: SocketAddr) {
             Ok(stream) => run_peer(shared, stream, addr, true, Vec::new()),
             Err(e) => {
                 debug!(%addr, "dial failed: {e}");
-                shared.dialing.lock().expect("not poisoned").remove(&addr);
+                lock(&shared.dialing).remove(&addr);
             }
         }
     });
@@ -336,7 +337,7 @@ async fn route_incoming(ls: Weak<ListenerShared>, mut stream: TcpStream, addr: S
         return debug!(%addr, "not a BitTorrent handshake; closing");
     }
     let info_hash: [u8; 20] = head[28..48].try_into().expect("20 bytes");
-    let engine = ls.upgrade().and_then(|l| l.routes.lock().expect("not poisoned").get(&info_hash).and_then(Weak::upgrade));
+    let engine = ls.upgrade().and_then(|l| lock(&l.routes).get(&info_hash).and_then(Weak::upgrade));
     match engine {
         Some(shared) => run_peer(shared, stream, addr, false, head.to_vec()),
         None => {
@@ -352,7 +353,7 @@ fn dispatch(shared: &Shared, inner: &mut Inner) {
     while let Some(e) = inner.swarm.poll_event() {
         events.push(e);
     }
-    let mut peers = shared.peers.lock().expect("not poisoned");
+    let mut peers = lock(&shared.peers);
     for k in wake {
         if let Some(p) = peers.get(&k) {
             p.writer.notify_one();
@@ -364,7 +365,7 @@ fn dispatch(shared: &Shared, inner: &mut Inner) {
                 if let Some(p) = peers.remove(&key) {
                     if reason == crate::swarm::DropReason::BadPieces {
                         warn!(addr = %p.addr, "peer dropped and banned: {reason}");
-                        shared.banned.lock().expect("not poisoned").insert(p.addr);
+                        lock(&shared.banned).insert(p.addr);
                     }
                     debug!(addr = %p.addr, "peer dropped: {reason}");
                     if let Some(r) = p.reader {
@@ -372,7 +373,7 @@ fn dispatch(shared: &Shared, inner: &mut Inner) {
                     }
                     p.writer.notify_one();
                     if p.addr.port() != 0 {
-                        shared.dialing.lock().expect("not poisoned").remove(&p.addr);
+                        lock(&shared.dialing).remove(&p.addr);
                     }
                 }
             }
@@ -396,12 +397,12 @@ fn dispatch(shared: &Shared, inner: &mut Inner) {
 
 /// Runs one connection; `already_read` are bytes of it read before (the routed handshake).
 fn run_peer(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr, outbound: bool, already_read: Vec<u8>) {
-    if !outbound && shared.banned.lock().expect("not poisoned").contains(&SocketAddr::new(addr.ip(), 0)) {
+    if !outbound && lock(&shared.banned).contains(&SocketAddr::new(addr.ip(), 0)) {
         return debug!(%addr, "banned peer; closing");
     }
     let _ = stream.set_nodelay(true);
     let key = {
-        let mut inner = shared.inner.lock().expect("not poisoned");
+        let mut inner = lock(&shared.inner);
         match inner.swarm.add_peer(Instant::now(), outbound) {
             Some(k) => k,
             None => {
@@ -411,7 +412,7 @@ fn run_peer(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr, outbound: 
         }
     };
     let writer = Arc::new(Notify::new());
-    shared.peers.lock().expect("not poisoned").insert(key, PeerTasks { writer: writer.clone(), reader: None, addr: if outbound { addr } else { SocketAddr::new(addr.ip(), 0) } });
+    lock(&shared.peers).insert(key, PeerTasks { writer: writer.clone(), reader: None, addr: if outbound { addr } else { SocketAddr::new(addr.ip(), 0) } });
     let (mut rd, mut wr) = stream.into_split();
     let sh = shared.clone();
     let reader = tokio::spawn(async move {
@@ -427,7 +428,7 @@ fn run_peer(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr, outbound: 
                     Ok(n) => n,
                 }
             };
-            let mut guard = sh.inner.lock().expect("not poisoned");
+            let mut guard = lock(&sh.inner);
             let inner = &mut *guard;
             if n == 0 {
                 inner.swarm.peer_closed(Instant::now(), key);
@@ -440,13 +441,13 @@ fn run_peer(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr, outbound: 
             }
         }
     });
-    if let Some(p) = shared.peers.lock().expect("not poisoned").get_mut(&key) {
+    if let Some(p) = lock(&shared.peers).get_mut(&key) {
         p.reader = Some(reader.abort_handle());
     }
     tokio::spawn(async move {
         loop {
             let (bytes, open) = {
-                let mut guard = shared.inner.lock().expect("not poisoned");
+                let mut guard = lock(&shared.inner);
                 let inner = &mut *guard;
                 let bytes = inner.swarm.poll_transmit(Instant::now(), key, &mut inner.store);
                 let open = inner.swarm.is_open(key);
@@ -462,7 +463,7 @@ fn run_peer(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr, outbound: 
                 continue;
             }
             if wr.write_all(&bytes).await.is_err() {
-                let mut guard = shared.inner.lock().expect("not poisoned");
+                let mut guard = lock(&shared.inner);
                 let inner = &mut *guard;
                 inner.swarm.peer_closed(Instant::now(), key);
                 dispatch(&shared, inner);
@@ -475,7 +476,7 @@ fn run_peer(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr, outbound: 
 async fn timer_loop(shared: Arc<Shared>) {
     loop {
         let deadline = {
-            let mut guard = shared.inner.lock().expect("not poisoned");
+            let mut guard = lock(&shared.inner);
             let inner = &mut *guard;
             let now = Instant::now();
             if inner.swarm.poll_timeout() <= now {
@@ -494,7 +495,7 @@ async fn timer_loop(shared: Arc<Shared>) {
 /// One announce; dials the peers it returns. Returns the interval to wait.
 async fn announce_once(shared: &Arc<Shared>, event: AnnounceEvent) -> Option<Duration> {
     let base = shared.cfg.tracker.as_ref()?;
-    let p = shared.inner.lock().expect("not poisoned").swarm.progress();
+    let p = lock(&shared.inner).swarm.progress();
     let a = Announce {
         info_hash: shared.cfg.swarm.info_hash,
         peer_id: shared.cfg.swarm.our_id,

@@ -14,12 +14,15 @@
 //!   and one writer task per peer, the tracker loop, bounded peers, progress counters; one
 //!   engine per torrent, any number of them behind one [`engine::PeerListener`] port.
 //!
+//! - [`locks`]: how a mutex is taken, and in which order.
+//!
 //! Not here (yet): DHT and PEX (private torrents only), uTP, encryption, asking peers for
 //! metadata (we always start from a torrent).
 
 pub mod announce;
 pub mod choker;
 pub mod engine;
+pub mod locks;
 pub mod metadata;
 pub mod rate;
 pub mod storage;
