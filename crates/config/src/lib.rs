@@ -118,7 +118,7 @@ pub struct DhcpSection {
     #[serde(default)]
     pub pool: Vec<Pool>,
     #[serde(default = "default_lease_time")]
-    pub lease_time: Duration,
+    pub lease_time: Seconds,
     #[serde(default)]
     pub router: Option<Ipv4Addr>,
     #[serde(default)]
@@ -127,7 +127,7 @@ pub struct DhcpSection {
     pub domain: Option<String>,
     /// How long a DECLINEd address stays unused.
     #[serde(default = "default_decline_time")]
-    pub decline_time: Duration,
+    pub decline_time: Seconds,
     #[serde(default)]
     pub reservation: Vec<ReservationEntry>,
     #[serde(default)]
@@ -150,11 +150,11 @@ impl Default for DhcpSection {
     }
 }
 
-fn default_lease_time() -> Duration {
-    Duration(12 * 3600)
+fn default_lease_time() -> Seconds {
+    Seconds(12 * 3600)
 }
-fn default_decline_time() -> Duration {
-    Duration(600)
+fn default_decline_time() -> Seconds {
+    Seconds(600)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -179,7 +179,7 @@ pub struct RelayedSubnet {
     pub dns: Option<Vec<Ipv4Addr>>,
     /// Defaults to `[dhcp] lease_time`.
     #[serde(default)]
-    pub lease_time: Option<Duration>,
+    pub lease_time: Option<Seconds>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -458,17 +458,18 @@ impl TryFrom<String> for Pool {
     }
 }
 
-/// A duration like `12h`, `30m`, `90s` or `1d 6h`, held in whole seconds.
+/// A duration written like `12h`, `30m`, `90s` or `1d 6h`, held in whole seconds (named so
+/// it does not shadow `std::time::Duration`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
-pub struct Duration(pub u32);
+pub struct Seconds(pub u32);
 
-impl TryFrom<String> for Duration {
+impl TryFrom<String> for Seconds {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
         let d = humantime::parse_duration(&s).map_err(|e| format!("`{s}` is not a duration like 12h, 30m or 90s ({e})"))?;
         let secs = u32::try_from(d.as_secs()).map_err(|_| format!("`{s}` is too long (at most 136 years)"))?;
-        Ok(Duration(secs))
+        Ok(Seconds(secs))
     }
 }
 
