@@ -8,20 +8,25 @@
 //!    manifest and every torrent passed.
 //! 3. Download every file (or those of [`FetchConfig::roles`]) at once through the swarm (one
 //!    engine per file, all on one `PeerListener`, announcing to the server's tracker). If no
-//!    byte arrives for `stall_timeout`, fetch the missing pieces from `<server>/blob/<sha256>`
+//!    byte arrives for `stall_timeout` ([`stall::StallWatch`] decides), fetch the missing
+//!    pieces from `<server>/blob/<sha256>`
 //!    with HTTP Range (a few MiB per request, whole pieces, each checked against its SHA-1 and
 //!    handed to the engine, which shares it) — so a boot never hangs on the swarm.
 //! 4. Check every file's SHA-256 against the manifest, link it under its role name (`kernel`,
-//!    `initrd`, `rootfs`), write `manifest.signed` beside them.
+//!    `initrd`, `rootfs`, `ltsp`), write `manifest.signed` beside them.
+//!
+//! [`fetch`] is those steps in order: `plan`, `fetch_torrents`, `write_torrents`,
+//! `start_engines`, `drive` (the loop), `finish`.
 //!
 //! With [`Fetched`] the engines keep seeding until [`Fetched::shutdown`].
 //!
 //! Layout of `out`: `<sha256>` (the data, named as in its torrent), `<sha256>.torrent`,
-//! `kernel`/`initrd`/`rootfs` (hard links), `manifest.signed` (the envelope as received).
+//! `kernel`/`initrd`/`rootfs`/`ltsp` (hard links), `manifest.signed` (the envelope as received).
 //! [`VerifiedImage`] seeds such a directory again (after a kexec carried it into another
 //! kernel) without fetching or hashing it.
 
 pub mod http;
+pub mod stall;
 mod verified;
 
 pub use verified::VerifiedImage;
@@ -40,6 +45,8 @@ use swarmboot_swarm::storage::FileStorage;
 use swarmboot_swarm::SwarmConfig;
 use swarmboot_torrent::Metainfo;
 use tracing::{info, warn};
+
+use crate::stall::{Next, StallWatch};
 
 pub use http::HttpError;
 
@@ -275,35 +282,61 @@ pub async fn fetch(cfg: &FetchConfig, mut report: impl FnMut(&FetchProgress)) ->
     let started = Instant::now();
     let signed = fetch_manifest(cfg).await?;
     info!(image = %signed.manifest.name, version = signed.manifest.version, signer = %signed.signer.fingerprint(), "manifest verified");
-
-    // One job per distinct file (two roles may share one), of the roles asked for.
-    let mut by_sha: BTreeMap<String, Job> = BTreeMap::new();
-    for (f, roles) in signed.manifest.distinct_files(|role| cfg.roles.as_ref().is_none_or(|r| r.contains(&role))) {
-        by_sha.insert(f.sha256.clone(), Job { entry: f.clone(), roles, path: cfg.out.join(&f.sha256), meta: None, torrent: vec![], engine: None });
-    }
-    // Every torrent is fetched and checked before anything is written.
+    let mut jobs = plan(cfg, &signed.manifest);
     if cfg.use_swarm {
-        for job in by_sha.values_mut().filter(|j| j.entry.info_hash.is_some()) {
-            let url = format!("{}/torrent/{}.torrent", cfg.server, job.entry.sha256);
-            let bytes = http::get(&url, None, 4 << 20, Duration::from_secs(30)).await.map_err(|source| FetchError::Http { url, source })?;
-            job.meta = Some(check_torrent(&bytes, &job.entry)?);
-            job.torrent = bytes.to_vec();
-        }
+        fetch_torrents(cfg, &mut jobs).await?;
     }
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| FetchError::Io { path, source }
-    };
-    std::fs::create_dir_all(&cfg.out).map_err(io(&cfg.out))?;
-    for job in by_sha.values().filter(|j| j.meta.is_some()) {
-        let path = cfg.out.join(format!("{}.torrent", job.entry.sha256));
-        std::fs::write(&path, &job.torrent).map_err(io(&path))?;
+    write_torrents(cfg, &jobs)?;
+    let mut progress = FetchProgress { total: jobs.values().map(|j| j.entry.size).sum(), ..Default::default() };
+    let listener = start_engines(cfg, &mut jobs).await?;
+    // Files without a torrent (manifests from before torrents): over HTTP, whole.
+    for job in jobs.values().filter(|j| j.engine.is_none()) {
+        http_whole_file(cfg, job, &mut progress).await?;
     }
+    drive(cfg, &jobs, &mut progress, &mut report, started).await?;
+    finish(cfg, &jobs, &signed, &mut progress, started).await?;
+    let engines = jobs.into_values().filter_map(|j| j.engine).collect();
+    Ok(Fetched { manifest: signed, out: cfg.out.clone(), progress, engines, listener })
+}
 
-    let mut progress = FetchProgress { total: by_sha.values().map(|j| j.entry.size).sum(), ..Default::default() };
-    let listener = if by_sha.values().any(|j| j.meta.is_some()) { Some(PeerListener::bind(cfg.listen, cfg.bind_device.as_deref())?) } else { None };
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> FetchError {
+    let path = path.to_path_buf();
+    move |source| FetchError::Io { path, source }
+}
+
+/// One job per distinct file (two roles may share one), of the roles asked for.
+fn plan(cfg: &FetchConfig, m: &Manifest) -> BTreeMap<String, Job> {
+    m.distinct_files(|role| cfg.roles.as_ref().is_none_or(|r| r.contains(&role)))
+        .into_iter()
+        .map(|(f, roles)| (f.sha256.clone(), Job { entry: f.clone(), roles, path: cfg.out.join(&f.sha256), meta: None, torrent: vec![], engine: None }))
+        .collect()
+}
+
+/// Every file's torrent, checked against the signed info hash, before anything is written.
+async fn fetch_torrents(cfg: &FetchConfig, jobs: &mut BTreeMap<String, Job>) -> Result<(), FetchError> {
+    for job in jobs.values_mut().filter(|j| j.entry.info_hash.is_some()) {
+        let url = format!("{}/torrent/{}.torrent", cfg.server, job.entry.sha256);
+        let bytes = http::get(&url, None, 4 << 20, Duration::from_secs(30)).await.map_err(|source| FetchError::Http { url, source })?;
+        job.meta = Some(check_torrent(&bytes, &job.entry)?);
+        job.torrent = bytes.to_vec();
+    }
+    Ok(())
+}
+
+fn write_torrents(cfg: &FetchConfig, jobs: &BTreeMap<String, Job>) -> Result<(), FetchError> {
+    std::fs::create_dir_all(&cfg.out).map_err(io_error(&cfg.out))?;
+    for job in jobs.values().filter(|j| j.meta.is_some()) {
+        let path = cfg.out.join(format!("{}.torrent", job.entry.sha256));
+        std::fs::write(&path, &job.torrent).map_err(io_error(&path))?;
+    }
+    Ok(())
+}
+
+/// One engine per file with a torrent, all on one listener (none without a torrent).
+async fn start_engines(cfg: &FetchConfig, jobs: &mut BTreeMap<String, Job>) -> Result<Option<PeerListener>, FetchError> {
+    let listener = if jobs.values().any(|j| j.meta.is_some()) { Some(PeerListener::bind(cfg.listen, cfg.bind_device.as_deref())?) } else { None };
     let peer_id = random_peer_id();
-    for job in by_sha.values_mut() {
+    for job in jobs.values_mut() {
         let Some(meta) = &job.meta else { continue };
         let listener = listener.as_ref().expect("bound when a file has a torrent");
         let (storage, have) = {
@@ -317,23 +350,23 @@ pub async fn fetch(cfg: &FetchConfig, mut report: impl FnMut(&FetchProgress)) ->
             })
             .await
             .expect("not cancelled")
-            .map_err(io(&job.path))?
+            .map_err(io_error(&job.path))?
         };
         let ecfg = engine_config(cfg, meta, peer_id);
         job.engine = Some(Engine::start_on(listener, meta, storage, have, ecfg).await?);
     }
-    // Files without a torrent (manifests from before torrents): over HTTP, whole.
-    for job in by_sha.values().filter(|j| j.engine.is_none()) {
-        http_whole_file(cfg, job, &mut progress).await?;
-    }
+    Ok(listener)
+}
 
-    let mut last_have = u64::MAX;
-    let mut last_change = Instant::now();
+/// Until every piece is here: the engines' progress twice a second, and the missing pieces
+/// over HTTP whenever [`stall::StallWatch`] says the swarm stalled.
+async fn drive(cfg: &FetchConfig, jobs: &BTreeMap<String, Job>, progress: &mut FetchProgress, report: &mut impl FnMut(&FetchProgress), started: Instant) -> Result<(), FetchError> {
+    let mut watch = StallWatch::new(Instant::now(), cfg.stall_timeout);
     let server_ip: Option<std::net::IpAddr> = cfg.server.strip_prefix("http://").and_then(|r| r.split(['/', ':']).next()).and_then(|h| h.parse().ok());
     // Most seen from each connection to the server's address: (file, connection) → bytes.
     let mut from_server: std::collections::HashMap<(usize, String), u64> = std::collections::HashMap::new();
     loop {
-        for (i, job) in by_sha.values().enumerate() {
+        for (i, job) in jobs.values().enumerate() {
             for r in job.engine.iter().flat_map(Engine::peers) {
                 if Some(r.addr.ip()) == server_ip {
                     let seen = from_server.entry((i, format!("{:?}", r.stats.key))).or_default();
@@ -343,7 +376,7 @@ pub async fn fetch(cfg: &FetchConfig, mut report: impl FnMut(&FetchProgress)) ->
         }
         let mut have = 0;
         let (mut peers, mut sources, mut from_peers, mut uploaded, mut hash_failures) = (0, 0, 0, 0, 0);
-        for job in by_sha.values() {
+        for job in jobs.values() {
             match &job.engine {
                 Some(e) => {
                     let p = e.progress();
@@ -357,7 +390,7 @@ pub async fn fetch(cfg: &FetchConfig, mut report: impl FnMut(&FetchProgress)) ->
                 None => have += job.entry.size,
             }
         }
-        progress = FetchProgress {
+        *progress = FetchProgress {
             bytes_have: have,
             from_peers,
             from_server_seed: from_server.values().sum(),
@@ -366,34 +399,32 @@ pub async fn fetch(cfg: &FetchConfig, mut report: impl FnMut(&FetchProgress)) ->
             peers,
             sources,
             elapsed: started.elapsed(),
-            ..progress
+            ..*progress
         };
-        report(&progress);
-        if have == progress.total {
-            break;
-        }
-        if have != last_have {
-            last_have = have;
-            last_change = Instant::now();
-        } else if last_change.elapsed() >= cfg.stall_timeout {
-            warn!(stalled_for = ?cfg.stall_timeout, "the swarm stalled: fetching the missing pieces over HTTP");
-            progress.fallback = true;
-            for job in by_sha.values() {
-                if let Some(engine) = &job.engine {
-                    http_fill(cfg, job, engine, &mut progress, &mut report, started).await?;
+        report(progress);
+        match watch.observe(Instant::now(), have, progress.total) {
+            Next::Done => return Ok(()),
+            Next::Wait => tokio::time::sleep(Duration::from_millis(500)).await,
+            Next::FetchOverHttp => {
+                warn!(stalled_for = ?cfg.stall_timeout, "the swarm stalled: fetching the missing pieces over HTTP");
+                progress.fallback = true;
+                for job in jobs.values() {
+                    if let Some(engine) = &job.engine {
+                        http_fill(cfg, job, engine, progress, report, started).await?;
+                    }
                 }
+                watch.refilled(Instant::now());
             }
-            last_change = Instant::now();
-            continue;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
 
-    // Every file against its SHA-256, then the role names and the envelope.
+/// Every file against its SHA-256, then the role names and the envelope.
+async fn finish(cfg: &FetchConfig, jobs: &BTreeMap<String, Job>, signed: &SignedManifest, progress: &mut FetchProgress, started: Instant) -> Result<(), FetchError> {
     info!(secs = started.elapsed().as_secs_f64(), "every piece verified; checking each file's SHA-256");
-    for job in by_sha.values() {
+    for job in jobs.values() {
         let path = job.path.clone();
-        let ok = tokio::task::spawn_blocking(move || sha256_of(&path)).await.expect("not cancelled").map_err(io(&job.path))? == job.entry.sha256;
+        let ok = tokio::task::spawn_blocking(move || sha256_of(&path)).await.expect("not cancelled").map_err(io_error(&job.path))? == job.entry.sha256;
         if !ok {
             let _ = std::fs::remove_file(&job.path);
             return Err(FetchError::Sha256Mismatch { role: job.entry.role.as_str().into(), path: job.path.clone() });
@@ -401,15 +432,14 @@ pub async fn fetch(cfg: &FetchConfig, mut report: impl FnMut(&FetchProgress)) ->
         for role in &job.roles {
             let link = cfg.out.join(role.as_str());
             let _ = std::fs::remove_file(&link);
-            std::fs::hard_link(&job.path, &link).map_err(io(&link))?;
+            std::fs::hard_link(&job.path, &link).map_err(io_error(&link))?;
         }
     }
     progress.elapsed = started.elapsed();
     let env_path = cfg.out.join("manifest.signed");
-    std::fs::write(&env_path, &signed.envelope).map_err(io(&env_path))?;
+    std::fs::write(&env_path, &signed.envelope).map_err(io_error(&env_path))?;
     info!(bytes = progress.total, from_peers = progress.from_peers, from_http = progress.from_http, secs = started.elapsed().as_secs_f64(), "image fetched and verified");
-    let engines = by_sha.into_values().filter_map(|j| j.engine).collect();
-    Ok(Fetched { manifest: signed, out: cfg.out.clone(), progress, engines, listener })
+    Ok(())
 }
 
 fn sha256_of(path: &Path) -> std::io::Result<String> {
