@@ -15,6 +15,7 @@
 
 use globset::{GlobBuilder, GlobMatcher};
 use swarmboot_image::{Manifest, Role, StubRecord};
+use swarmboot_urls::Urls;
 
 /// How a machine gets its image: through the swarm (the stub kernel and initramfs, whose init
 /// fetches the image from peers), or directly (iPXE loads the image's kernel and initrd over
@@ -196,22 +197,18 @@ fn plain(s: &str) -> String {
     s.chars().filter(|c| c.is_ascii_graphic() || *c == ' ').filter(|c| !matches!(c, '$' | '{' | '}' | '#' | '|' | '&' | '\\')).collect()
 }
 
-/// The URL iPXE fetches this script from, with the settings it expands itself.
-pub fn script_url(base: &str) -> String {
-    format!("{base}/boot.ipxe?mac=${{net0/mac}}&arch=${{buildarch}}&uuid=${{uuid}}")
-}
-
 /// The script for `asker`: boot `plan`, or explain `no_image` and retry. `base` is the server's
 /// HTTP root, like `http://10.77.0.1:8080`.
 pub fn render(plan: Result<&BootPlan, &str>, asker: &Asker, base: &str) -> String {
-    let mut vars: Vec<(&str, String)> = vec![("mac", plain(&asker.mac)), ("script_url", script_url(base))];
+    let urls = Urls::new(base);
+    let mut vars: Vec<(&str, String)> = vec![("mac", plain(&asker.mac)), ("script_url", urls.boot_script())];
     let template = match plan {
         Ok(p) => {
             vars.extend([
                 ("image", plain(&p.image)),
                 ("version", p.version.to_string()),
-                ("kernel_url", format!("{base}/blob/{}", p.kernel_sha256)),
-                ("initrd_url", format!("{base}/blob/{}", p.initrd_sha256)),
+                ("kernel_url", urls.blob(&p.kernel_sha256)),
+                ("initrd_url", urls.blob(&p.initrd_sha256)),
                 ("cmdline", plain(&p.cmdline)),
                 ("how", if p.mode == BootMode::Swarm { "through the swarm (stub)".into() } else { "directly".to_string() }),
             ]);

@@ -255,7 +255,7 @@ fn check_config(path: PathBuf) -> anyhow::Result<()> {
     let w = &cfg.swarm;
     println!(
         "  swarm: tracker {}; seed {}",
-        if w.tracker { format!("at http://{}:{}/announce", s.server_ip, cfg.http.listen.port()) } else { "off".into() },
+        if w.tracker { format!("at {}", swarmboot_urls::Urls::new(&format!("http://{}:{}", s.server_ip, cfg.http.listen.port())).announce()) } else { "off".into() },
         if w.seed { format!("on {} (bound to {}), {} upload slots", w.listen, cfg.server.interface, w.upload_slots) } else { "off".into() }
     );
     Ok(())
@@ -316,13 +316,15 @@ fn image(path: PathBuf, action: ImageAction) -> anyhow::Result<()> {
         ImageAction::List { json } => {
             let all = catalog.all()?;
             if json {
+                // Paths on this server (the catalog does not know where it is reached).
+                let paths = swarmboot_urls::Urls::new("");
                 let rows: Vec<_> = all
                     .iter()
                     .map(|m| {
                         serde_json::json!({"name": m.name, "version": m.version, "created": m.created, "predecessor": m.predecessor, "cmdline": m.cmdline,
-                        "manifest": format!("/manifest/{}/{}", m.name, m.version),
+                        "manifest": paths.manifest(&m.name, Some(m.version)),
                         "files": m.files.iter().map(|f| serde_json::json!({"role": format!("{:?}", f.role).to_lowercase(), "size": f.size, "sha256": f.sha256, "info_hash": f.info_hash,
-                            "blob": format!("/blob/{}", f.sha256), "torrent": format!("/torrent/{}.torrent", f.sha256), "magnet": format!("/magnet/{}", f.sha256)})).collect::<Vec<_>>()})
+                            "blob": paths.blob(&f.sha256), "torrent": paths.torrent(&f.sha256), "magnet": paths.magnet(&f.sha256)})).collect::<Vec<_>>()})
                     })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);

@@ -125,7 +125,7 @@ impl Config {
             boot: BootSettings {
                 http_base: self.http.public_url.clone(),
                 http_port: self.http.listen.port(),
-                script_path: swarmboot_bootplan::script_url(""),
+                script_path: swarmboot_urls::Urls::new("").boot_script(),
                 bios_file: self.boot.bios_file.clone(),
                 efi_x64_file: self.boot.efi_x64_file.clone(),
                 ..BootSettings::default()

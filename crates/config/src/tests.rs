@@ -50,7 +50,8 @@ fn the_documented_example_parses_into_core_settings() {
     assert_eq!(s.subnets[1].dns, vec![Ipv4Addr::new(10, 77, 0, 1)], "relayed subnets inherit dns");
     assert_eq!(s.reservations[0].hostname.as_deref(), Some("lab-01"));
     assert_eq!(s.boot.http_port, 8080);
-    assert_eq!((s.boot.http_base.as_deref(), s.boot.script_path.as_str()), (None, "/boot.ipxe?mac=${net0/mac}&arch=${buildarch}&uuid=${uuid}"), "the boot policy's script route");
+    assert_eq!((s.boot.http_base.as_deref(), s.boot.script_path.as_str()), (None, "/boot.ipxe?mac=${net0/mac}&arch=${buildarch}&uuid=${uuid}"), "the boot script's route");
+    assert_eq!(swarmboot_dhcp::BootSettings::default().script_path, swarmboot_urls::Urls::new("").boot_script(), "the DHCP core's default is the contract's path");
 }
 
 /// `[http] public_url` reaches the DHCP core: machines are handed the URL they reach the

@@ -14,8 +14,8 @@ pub struct BootSettings {
     /// TCP port of the server's HTTP listener (iPXE scripts and everything after iPXE).
     pub http_port: u16,
     /// What follows the base in the URL of the boot script iPXE is handed: the route and the
-    /// settings iPXE expands itself. The boot policy's (`swarmboot_bootplan::script_url`),
-    /// passed in by the config, so this core knows nothing of it.
+    /// settings iPXE expands itself, as `swarmboot_urls` spells the contract; the config passes
+    /// it in (the default is the same path, which a test of the config holds it to).
     pub script_path: String,
     /// TFTP path of iPXE for BIOS PXE ROMs.
     pub bios_file: String,

@@ -44,6 +44,7 @@ use swarmboot_swarm::engine::{random_peer_id, Engine, EngineConfig, EngineError,
 use swarmboot_swarm::storage::FileStorage;
 use swarmboot_swarm::SwarmConfig;
 use swarmboot_torrent::Metainfo;
+use swarmboot_urls::Urls;
 use tracing::{info, warn};
 
 use crate::stall::{Next, StallWatch};
@@ -172,10 +173,7 @@ pub struct SignedManifest {
 
 /// GETs and verifies the manifest (nothing written).
 pub async fn fetch_manifest(cfg: &FetchConfig) -> Result<SignedManifest, FetchError> {
-    let url = match cfg.version {
-        Some(v) => format!("{}/manifest/{}/{v}", cfg.server, cfg.image),
-        None => format!("{}/manifest/{}", cfg.server, cfg.image),
-    };
+    let url = Urls::new(&cfg.server).manifest(&cfg.image, cfg.version);
     let envelope = match http::get(&url, None, 1 << 20, Duration::from_secs(30)).await {
         Ok(b) => b.to_vec(),
         Err(e) if e.is_not_found() => {
@@ -270,7 +268,7 @@ fn engine_config(cfg: &FetchConfig, meta: &Metainfo, peer_id: [u8; 20]) -> Engin
     EngineConfig {
         listen: cfg.listen,
         bind_device: cfg.bind_device.clone(),
-        tracker: Some(format!("{}/announce", cfg.server)),
+        tracker: Some(Urls::new(&cfg.server).announce()),
         peers: vec![],
         max_announce_interval: Duration::from_secs(5),
         swarm,
@@ -315,7 +313,7 @@ fn plan(cfg: &FetchConfig, m: &Manifest) -> BTreeMap<String, Job> {
 /// Every file's torrent, checked against the signed info hash, before anything is written.
 async fn fetch_torrents(cfg: &FetchConfig, jobs: &mut BTreeMap<String, Job>) -> Result<(), FetchError> {
     for job in jobs.values_mut().filter(|j| j.entry.info_hash.is_some()) {
-        let url = format!("{}/torrent/{}.torrent", cfg.server, job.entry.sha256);
+        let url = Urls::new(&cfg.server).torrent(&job.entry.sha256);
         let bytes = http::get(&url, None, 4 << 20, Duration::from_secs(30)).await.map_err(|source| FetchError::Http { url, source })?;
         job.meta = Some(check_torrent(&bytes, &job.entry)?);
         job.torrent = bytes.to_vec();
@@ -456,7 +454,7 @@ fn sha256_of(path: &Path) -> std::io::Result<String> {
 }
 
 fn blob_url(cfg: &FetchConfig, sha: &str) -> String {
-    format!("{}/blob/{sha}", cfg.server)
+    Urls::new(&cfg.server).blob(sha)
 }
 
 /// The pieces the engine lacks, over HTTP Range: runs of missing pieces of at most

@@ -131,7 +131,13 @@ async fn seed(note: SeedNote) -> anyhow::Result<()> {
         let bytes: u64 = image.files_size();
         let seeding = image.seed(listen(cfg.listen).await?, &cfg).await?;
         let port = seeding.listen_addr().map_or(seed_service::PORT, |a| a.port());
-        say(format!("seeding {}@{} ({} MiB) from {address}:{port}, announcing to {}/announce", note.image, note.version, (bytes + (1 << 19)) >> 20, note.server));
+        say(format!(
+            "seeding {}@{} ({} MiB) from {address}:{port}, announcing to {}",
+            note.image,
+            note.version,
+            (bytes + (1 << 19)) >> 20,
+            swarmboot_urls::Urls::new(&note.server).announce()
+        ));
         loop {
             tokio::time::sleep(Duration::from_secs(2)).await;
             let now = machine_address();

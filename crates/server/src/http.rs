@@ -23,6 +23,7 @@ use swarmboot_image::Catalog;
 use swarmboot_manifest::SigningKey;
 use swarmboot_swarm::locks::lock;
 use swarmboot_tracker::PeerTable;
+use swarmboot_urls::{routes, Urls};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 use tracing::{info, warn};
@@ -70,15 +71,15 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
-        .route("/boot.ipxe", get(boot_script))
-        .route("/manifest/{name}", get(manifest_latest))
-        .route("/manifest/{name}/{version}", get(manifest_version))
-        .route("/blob/{sha256}", get(blob))
-        .route("/torrent/{name}", get(torrent))
-        .route("/magnet/{sha256}", get(magnet))
-        .route("/announce", get(announce))
-        .route("/scrape", get(scrape))
-        .route("/tftp/{*name}", get(tftp_file))
+        .route(routes::BOOT_SCRIPT, get(boot_script))
+        .route(routes::MANIFEST_LATEST, get(manifest_latest))
+        .route(routes::MANIFEST_VERSION, get(manifest_version))
+        .route(routes::BLOB, get(blob))
+        .route(routes::TORRENT, get(torrent))
+        .route(routes::MAGNET, get(magnet))
+        .route(routes::ANNOUNCE, get(announce))
+        .route(routes::SCRAPE, get(scrape))
+        .route(routes::TFTP, get(tftp_file))
         .with_state(state)
 }
 
@@ -186,7 +187,7 @@ async fn torrent(State(s): State<AppState>, Path(name): Path<String>) -> Respons
         Ok(_) => return not_found(&s),
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     };
-    let announce = format!("{}/announce", s.boot.read().expect("boot config lock").base_url);
+    let announce = Urls::new(&s.boot.read().expect("boot config lock").base_url).announce();
     let mut out = Vec::with_capacity(stored.len() + announce.len() + 16);
     out.extend_from_slice(format!("d8:announce{}:{announce}", announce.len()).as_bytes());
     out.extend_from_slice(&stored[1..]);
@@ -202,15 +203,15 @@ async fn magnet(State(s): State<AppState>, Path(sha256): Path<String>) -> Respon
         Ok(None) => return not_found(&s),
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     };
-    let base = s.boot.read().expect("boot config lock").base_url.clone();
+    let urls = Urls::new(&s.boot.read().expect("boot config lock").base_url);
     let enc = |u: &str| -> String { u.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect() };
     let link = format!(
         "magnet:?xt=urn:btih:{}&dn={}&xl={}&tr={}&xs={}\n",
         hex::encode(meta.info_hash),
         meta.name,
         meta.total_length(),
-        enc(&format!("{base}/announce")),
-        enc(&format!("{base}/torrent/{sha256}.torrent"))
+        enc(&urls.announce()),
+        enc(&urls.torrent(&sha256))
     );
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], link).into_response()
 }

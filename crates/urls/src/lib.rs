@@ -1,0 +1,173 @@
+//! The contract between the boot server's HTTP listener and everything that asks it: iPXE
+//! (the boot script), the stub and `swarmboot fetch` (manifests, torrents, blobs, the
+//! tracker), BitTorrent clients (magnet links), the CLI (the tracker's scrape). [`Urls`]
+//! renders every URL a client is given or builds, [`routes`] are the patterns the server's
+//! router is built from, and [`Route::of`] reads a path back (the test below renders every
+//! route and routes it back). A route changes here or nowhere.
+//!
+//! What it does not do: any I/O, or check that a name or hash exists.
+
+/// The patterns the server's router matches (axum's syntax).
+pub mod routes {
+    pub const BOOT_SCRIPT: &str = "/boot.ipxe";
+    pub const MANIFEST_LATEST: &str = "/manifest/{name}";
+    pub const MANIFEST_VERSION: &str = "/manifest/{name}/{version}";
+    pub const BLOB: &str = "/blob/{sha256}";
+    /// `{name}` is `<sha256>.torrent`.
+    pub const TORRENT: &str = "/torrent/{name}";
+    pub const MAGNET: &str = "/magnet/{sha256}";
+    pub const ANNOUNCE: &str = "/announce";
+    pub const SCRAPE: &str = "/scrape";
+    pub const TFTP: &str = "/tftp/{*name}";
+}
+
+/// The settings iPXE expands itself in the boot script's URL: who is asking.
+pub const BOOT_SCRIPT_QUERY: &str = "mac=${net0/mac}&arch=${buildarch}&uuid=${uuid}";
+
+/// Every URL of a server reached at `base` (`http://10.77.0.1:8080`, or `[http] public_url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Urls {
+    base: String,
+}
+
+impl Urls {
+    /// `base` without a trailing slash (one is dropped). An empty base gives paths alone.
+    pub fn new(base: &str) -> Urls {
+        Urls { base: base.trim_end_matches('/').to_string() }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The boot script, with the settings iPXE fills in ([`BOOT_SCRIPT_QUERY`]).
+    pub fn boot_script(&self) -> String {
+        format!("{}{}?{BOOT_SCRIPT_QUERY}", self.base, routes::BOOT_SCRIPT)
+    }
+
+    /// An image's signed manifest: `version`, or the latest.
+    pub fn manifest(&self, name: &str, version: Option<u32>) -> String {
+        match version {
+            Some(v) => format!("{}/manifest/{name}/{v}", self.base),
+            None => format!("{}/manifest/{name}", self.base),
+        }
+    }
+
+    /// A stored file by its SHA-256 (HTTP Range works).
+    pub fn blob(&self, sha256: &str) -> String {
+        format!("{}/blob/{sha256}", self.base)
+    }
+
+    /// The torrent of a stored file.
+    pub fn torrent(&self, sha256: &str) -> String {
+        format!("{}/torrent/{sha256}.torrent", self.base)
+    }
+
+    /// The magnet link of a stored file (as text).
+    pub fn magnet(&self, sha256: &str) -> String {
+        format!("{}/magnet/{sha256}", self.base)
+    }
+
+    /// The tracker's announce URL.
+    pub fn announce(&self) -> String {
+        format!("{}{}", self.base, routes::ANNOUNCE)
+    }
+
+    /// The tracker's scrape URL, for `query` (already escaped: `info_hash=%12…`).
+    pub fn scrape(&self, query: &str) -> String {
+        format!("{}{}?{query}", self.base, routes::SCRAPE)
+    }
+
+    /// A file of the TFTP root or Debian's iPXE directory over HTTP (UEFI HTTP boot).
+    pub fn tftp(&self, name: &str) -> String {
+        format!("{}/tftp/{name}", self.base)
+    }
+}
+
+/// Which route a path is, with what it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    BootScript,
+    Manifest { name: String, version: Option<u32> },
+    Blob { sha256: String },
+    Torrent { sha256: String },
+    Magnet { sha256: String },
+    Announce,
+    Scrape,
+    Tftp { name: String },
+}
+
+impl Route {
+    /// The route of `path` (the query, if any, is ignored); `None` for a path no route has.
+    pub fn of(path: &str) -> Option<Route> {
+        let path = path.split('?').next().unwrap_or_default();
+        let parts: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+        let one = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        Some(match parts.as_slice() {
+            ["boot.ipxe"] => Route::BootScript,
+            ["manifest", name] => Route::Manifest { name: one(name)?, version: None },
+            ["manifest", name, v] => Route::Manifest { name: one(name)?, version: Some(v.parse().ok()?) },
+            ["blob", sha] => Route::Blob { sha256: one(sha)? },
+            ["torrent", name] => Route::Torrent { sha256: one(name.strip_suffix(".torrent")?)? },
+            ["magnet", sha] => Route::Magnet { sha256: one(sha)? },
+            ["announce"] => Route::Announce,
+            ["scrape"] => Route::Scrape,
+            ["tftp", rest @ ..] if !rest.is_empty() && rest.iter().all(|p| !p.is_empty()) => Route::Tftp { name: rest.join("/") },
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every route rendered for a base, then read back from the path: the same route.
+    #[test]
+    fn every_route_renders_and_routes_back() {
+        let u = Urls::new("http://10.77.0.1:8080/");
+        assert_eq!(u.base(), "http://10.77.0.1:8080", "a trailing slash is dropped");
+        let sha = "ab".repeat(32);
+        let path = |url: String| url.strip_prefix(u.base()).expect("under the base").to_string();
+        let cases = [
+            (u.boot_script(), Route::BootScript),
+            (u.manifest("elchos", None), Route::Manifest { name: "elchos".into(), version: None }),
+            (u.manifest("elchos", Some(3)), Route::Manifest { name: "elchos".into(), version: Some(3) }),
+            (u.blob(&sha), Route::Blob { sha256: sha.clone() }),
+            (u.torrent(&sha), Route::Torrent { sha256: sha.clone() }),
+            (u.magnet(&sha), Route::Magnet { sha256: sha.clone() }),
+            (u.announce(), Route::Announce),
+            (u.scrape("info_hash=%12%34"), Route::Scrape),
+            (u.tftp("arm64/snponly.efi"), Route::Tftp { name: "arm64/snponly.efi".into() }),
+        ];
+        for (url, route) in cases {
+            assert_eq!(Route::of(&path(url.clone())), Some(route), "{url}");
+        }
+        assert_eq!(u.boot_script(), "http://10.77.0.1:8080/boot.ipxe?mac=${net0/mac}&arch=${buildarch}&uuid=${uuid}");
+        assert_eq!(Urls::new("").boot_script(), "/boot.ipxe?mac=${net0/mac}&arch=${buildarch}&uuid=${uuid}", "the path alone");
+    }
+
+    /// The router's patterns are the rendered paths with their parameters named.
+    #[test]
+    fn the_patterns_match_what_is_rendered() {
+        let u = Urls::new("");
+        let sha = "cd".repeat(32);
+        let filled = |pattern: &str, pairs: &[(&str, &str)]| pairs.iter().fold(pattern.to_string(), |p, (k, v)| p.replace(&format!("{{{k}}}"), v));
+        assert_eq!(u.boot_script().split('?').next().unwrap(), routes::BOOT_SCRIPT);
+        assert_eq!(u.manifest("x", None), filled(routes::MANIFEST_LATEST, &[("name", "x")]));
+        assert_eq!(u.manifest("x", Some(2)), filled(routes::MANIFEST_VERSION, &[("name", "x"), ("version", "2")]));
+        assert_eq!(u.blob(&sha), filled(routes::BLOB, &[("sha256", &sha)]));
+        assert_eq!(u.torrent(&sha), filled(routes::TORRENT, &[("name", &format!("{sha}.torrent"))]));
+        assert_eq!(u.magnet(&sha), filled(routes::MAGNET, &[("sha256", &sha)]));
+        assert_eq!(u.announce(), routes::ANNOUNCE);
+        assert_eq!(u.scrape("q").split('?').next().unwrap(), routes::SCRAPE);
+        assert_eq!(u.tftp("a/b"), filled(routes::TFTP, &[("*name", "a/b")]));
+    }
+
+    #[test]
+    fn paths_no_route_has_are_none() {
+        for p in ["", "/", "/blob/", "/manifest/x/latest", "/torrent/abc", "/tftp/", "/tftp//x", "/boot.ipxe/x", "blob/ab", "/metrics"] {
+            assert_eq!(Route::of(p), None, "{p:?}");
+        }
+    }
+}
