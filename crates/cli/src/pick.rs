@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -22,10 +22,7 @@ image to the chosen machines (asks first: y or Enter to confirm, n or Esc to can
 
 #[derive(clap::Args)]
 #[command(after_help = KEYS_HELP)]
-pub struct PickArgs {
-    #[arg(long, default_value = swarmboot_config::DEFAULT_PATH)]
-    config: PathBuf,
-}
+pub struct PickArgs {}
 
 /// One image as the picker lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,11 +278,11 @@ fn nodes_in_swarm(cfg: &Config, m: &swarmboot_image::Manifest) -> Option<u32> {
     Some((n - i64::from(cfg.swarm.seed)).max(0) as u32)
 }
 
-pub fn run(a: PickArgs) -> anyhow::Result<()> {
+pub fn run(config: &Path, _args: PickArgs) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
         bail!("swarmboot pick needs a terminal; without one use `swarmboot assign MAC|GROUP|default IMAGE` (and `swarmboot image list`)");
     }
-    let (images, targets) = load(&a.config)?;
+    let (images, targets) = load(config)?;
     let mut picker = Picker::new(images, targets);
     let mut terminal = ratatui::init();
     let result = (|| -> anyhow::Result<()> {
@@ -300,18 +297,18 @@ pub fn run(a: PickArgs) -> anyhow::Result<()> {
                 Action::None => {}
                 Action::Quit => return Ok(()),
                 Action::Reload => {
-                    let (images, targets) = load(&a.config)?;
+                    let (images, targets) = load(config)?;
                     (picker.images, picker.targets) = (images, targets);
                     picker.image = picker.image.min(picker.images.len().saturating_sub(1));
                     picker.target = picker.target.min(picker.targets.len().saturating_sub(1));
                     picker.status = "Lists reloaded.".into();
                 }
                 Action::Assign(target, image) => {
-                    picker.status = match assign::apply(&a.config, &target, &image) {
+                    picker.status = match assign::apply(config, &target, &image) {
                         Ok(said) => format!("Done: {said}."),
                         Err(e) => format!("Not changed: {e:#}"),
                     };
-                    if let Ok((images, targets)) = load(&a.config) {
+                    if let Ok((images, targets)) = load(config) {
                         (picker.images, picker.targets) = (images, targets);
                     }
                 }

@@ -7,7 +7,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -16,9 +16,6 @@ use swarmboot_dhcp::client::{ClientConfig, ClientIgnored, DhcpClient};
 
 #[derive(clap::Args)]
 pub struct SetupArgs {
-    /// The config file to write.
-    #[arg(long, default_value = swarmboot_config::DEFAULT_PATH)]
-    config: PathBuf,
     /// The interface facing the machines that boot (default: ask; with --yes, the only one
     /// with an IPv4 address).
     #[arg(long)]
@@ -223,7 +220,7 @@ fn fmt_mac(m: Option<[u8; 6]>) -> String {
     m.map_or("-".into(), |m| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"))
 }
 
-pub fn run(a: SetupArgs) -> anyhow::Result<()> {
+pub fn run(config: &Path, a: SetupArgs) -> anyhow::Result<()> {
     let interactive = !a.yes;
     if interactive && !std::io::stdin().is_terminal() {
         bail!("no terminal to ask on: run `swarmboot setup --yes [--interface IF]` to take the proposal without questions");
@@ -286,29 +283,28 @@ pub fn run(a: SetupArgs) -> anyhow::Result<()> {
         ),
     }
 
-    let current = match std::fs::read_to_string(&a.config) {
+    let current = match std::fs::read_to_string(config) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", a.config.display())),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", config.display())),
     };
     let text = edit_config(&current, &iface.name, addr, prefix, &proposal)?;
     // What is written must load.
-    Config::parse(&text, &a.config).context("the edited config does not validate (nothing written)")?;
+    Config::parse(&text, config).context("the edited config does not validate (nothing written)")?;
     if a.dry_run {
         print!("{text}");
         return Ok(());
     }
     if interactive {
-        let configured = Config::parse(&current, &a.config).map(|c| c.is_configured()).unwrap_or(false);
-        let q =
-            if configured { format!("{} already names an interface; overwrite those settings? [y/N]", a.config.display()) } else { format!("Write {}? [y/N]", a.config.display()) };
+        let configured = Config::parse(&current, config).map(|c| c.is_configured()).unwrap_or(false);
+        let q = if configured { format!("{} already names an interface; overwrite those settings? [y/N]", config.display()) } else { format!("Write {}? [y/N]", config.display()) };
         if !matches!(ask(&q)?.to_ascii_lowercase().as_str(), "y" | "yes") {
             println!("Nothing written.");
             return Ok(());
         }
     }
-    crate::config_file::write_atomically(&a.config, &text)?;
-    println!("Wrote {}. Start serving with: systemctl restart swarmboot", a.config.display());
+    crate::config_file::write_atomically(config, &text)?;
+    println!("Wrote {}. Start serving with: systemctl restart swarmboot", config.display());
     Ok(())
 }
 
