@@ -149,9 +149,6 @@ impl Peer {
     pub fn is_handshaken(&self) -> bool {
         self.handshaken
     }
-    pub fn is_fast(&self) -> bool {
-        self.fast
-    }
     /// Whether anything is waiting to be written.
     pub fn has_transmit(&self) -> bool {
         !self.out.is_empty()
@@ -159,10 +156,6 @@ impl Peer {
     /// Bytes waiting to be written.
     pub fn pending_transmit(&self) -> usize {
         self.out.len()
-    }
-    /// The requests we have outstanding: (index, begin, length).
-    pub fn outstanding_requests(&self) -> &[(u32, u32, u32)] {
-        &self.outstanding
     }
     pub fn can_request(&self) -> bool {
         self.handshaken && !self.peer_choking && self.outstanding.len() < self.cfg.max_requests

@@ -451,11 +451,6 @@ impl Swarm {
         out
     }
 
-    /// Whether `key` has queued uploads that `poll_transmit` would send.
-    pub fn wants_transmit(&self, key: PeerKey) -> bool {
-        self.peers.get(&key).is_some_and(|s| s.wire.has_transmit() || !s.upload_queue.is_empty())
-    }
-
     /// When to call [`Swarm::on_timeout`] next.
     pub fn poll_timeout(&self) -> Instant {
         let mut t = self.next_rechoke;

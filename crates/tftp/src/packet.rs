@@ -132,15 +132,6 @@ pub fn parse_reply(b: &[u8]) -> Result<Reply, Malformed> {
     }
 }
 
-/// A DATA packet header followed by `data`.
-pub fn encode_data(block: u16, data: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(4 + data.len());
-    v.extend_from_slice(&DATA.to_be_bytes());
-    v.extend_from_slice(&block.to_be_bytes());
-    v.extend_from_slice(data);
-    v
-}
-
 /// Writes a DATA header into the first 4 bytes of `buf` (the shell reads the block after it).
 pub fn write_data_header(buf: &mut [u8], block: u16) {
     buf[..2].copy_from_slice(&DATA.to_be_bytes());

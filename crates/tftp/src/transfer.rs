@@ -125,10 +125,6 @@ impl Transfer {
     pub fn window(&self) -> u64 {
         self.window
     }
-    pub fn is_done(&self) -> bool {
-        self.end.is_some()
-    }
-
     /// When [`Transfer::on_timeout`] must be called, unless a packet comes first.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.end.is_none().then_some(self.deadline)

@@ -123,10 +123,6 @@ impl PeerTable {
         self.swarms.remove(info_hash);
     }
 
-    pub fn is_allowed(&self, info_hash: &[u8; 20]) -> bool {
-        self.swarms.contains_key(info_hash)
-    }
-
     fn next_random(&mut self) -> u64 {
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
