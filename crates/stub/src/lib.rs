@@ -98,10 +98,14 @@ fn uncompressed(name: &str, bytes: Vec<u8>) -> Result<(String, Vec<u8>), StubErr
 /// The newest kernel in /boot (`/boot/vmlinuz-*`, by name): what `stub build` uses when
 /// no `--kernel` is given.
 pub fn newest_kernel() -> Option<PathBuf> {
-    let mut k: Vec<PathBuf> =
-        std::fs::read_dir("/boot").ok()?.flatten().map(|e| e.path()).filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))).collect();
-    k.sort();
-    k.pop()
+    let names: Vec<String> = std::fs::read_dir("/boot").ok()?.flatten().filter_map(|e| e.file_name().to_str().map(str::to_string)).collect();
+    newest_vmlinuz(&names).map(|n| Path::new("/boot").join(n))
+}
+
+/// The `vmlinuz-<release>` of the newest release among `names`, releases compared as Debian
+/// numbers them (`6.1.0-10` after `6.1.0-9`), not as strings.
+fn newest_vmlinuz(names: &[String]) -> Option<&String> {
+    names.iter().filter_map(|n| n.strip_prefix("vmlinuz-").map(|r| (n, r))).max_by(|(_, a), (_, b)| swarmboot_imagebuild::kernel::release_cmp(a, b)).map(|(n, _)| n)
 }
 
 pub fn build(inputs: &StubInputs) -> Result<BuiltStub, StubError> {
@@ -147,4 +151,16 @@ pub fn build(inputs: &StubInputs) -> Result<BuiltStub, StubError> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(&raw)?;
     Ok(BuiltStub { initrd: gz.finish()?, release, modules, uncompressed: raw.len() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_kernel_is_by_release_not_by_string() {
+        let names: Vec<String> = ["config-6.1.0-10-amd64", "vmlinuz-6.1.0-9-amd64", "vmlinuz-6.1.0-10-amd64", "initrd.img-6.1.0-10-amd64"].map(String::from).into();
+        assert_eq!(newest_vmlinuz(&names).map(String::as_str), Some("vmlinuz-6.1.0-10-amd64"), "a string sort picks -9");
+        assert_eq!(newest_vmlinuz(&["System.map".to_string()]), None);
+    }
 }
