@@ -41,14 +41,18 @@ fn console_line(vm: &Vm, needle: &str) -> String {
 
 /// On the client, logged in as root: LTSP's init ran (its `[clients]` command on the console,
 /// `/run/ltsp/client`), the server's `user` exists, `server` is the LTSP server in
-/// `/etc/hosts` and its SSH host key is known (an SSH login reaches the password step), and
+/// `/etc/hosts`, the DNS server is DHCP's, the server's SSH host key is known (an SSH login reaches the password step), and
 /// the seeder runs as a systemd service.
 fn assert_ltsp_client(vm: &mut Vm, user: &str) {
     vm.login("root", ROOT_PASSWORD, Duration::from_secs(120)).unwrap();
     let passwd = vm.shell(&format!("getent passwd {user}"), Duration::from_secs(60)).unwrap();
     assert!(passwd.starts_with(&format!("{user}:")) && passwd.contains(&format!("/home/{user}")), "the server's user {user} on the client: {passwd:?}");
-    let mode = vm.shell("test -d /run/ltsp/client && echo ltsp-client; grep -w server /etc/hosts", Duration::from_secs(60)).unwrap();
+    let mode = vm.shell("test -d /run/ltsp/client && echo ltsp-client; grep -w server /etc/hosts; grep nameserver /etc/resolv.conf", Duration::from_secs(60)).unwrap();
     assert!(mode.contains("ltsp-client") && mode.contains("192.168.67.1\tserver"), "LTSP's init configured the client:\n{mode}");
+    // From DHCP (`ltsp dnsmasq --dns-server=192.168.67.1`; without it dnsmasq hands out this
+    // host's resolver, which the image's resolv.conf, copied by mmdebstrap, already names),
+    // through the lease file an initramfs-tools boot leaves in /run, which LTSP's init reads.
+    assert!(mode.lines().any(|l| l == "nameserver 192.168.67.1"), "LTSP's init took the DNS server from the lease:\n{mode}");
     // As LTSP's login (pamltsp) does: the server's host keys from ltsp.img, strictly.
     let ssh = vm
         .shell(
@@ -80,7 +84,7 @@ fn ltsp_clients_booted_through_the_swarm_are_ltsp_clients() {
         .sh(&format!(
             "set -e; useradd --create-home --shell /bin/bash alice; echo 'alice:{ALICE_PASSWORD}' | chpasswd; ltsp initrd >/dev/null 2>&1; \
              swarmboot stub build --kernel {kernel} --modules-dir {modules} 2>&1; ltsp swarmboot 2>&1; \
-             ltsp ipxe >/dev/null 2>&1; ltsp dnsmasq >/dev/null 2>&1; grep -c swarmboot /srv/tftp/ltsp/ltsp.ipxe"
+             ltsp ipxe >/dev/null 2>&1; ltsp dnsmasq --dns-server=192.168.67.1 >/dev/null 2>&1; grep -c swarmboot /srv/tftp/ltsp/ltsp.ipxe"
         ))
         .unwrap();
     eprintln!("LTSP server:\n{setup}");

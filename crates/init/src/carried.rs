@@ -64,7 +64,7 @@ fn network_for_ltsp(drivers: &mut crate::drivers::Drivers, squashfs: &Path) {
     }
     let configured = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(anyhow::Error::from).and_then(|rt| {
         // No longer than LTSP's initramfs would wait; the image's init runs either way.
-        Ok(rt.block_on(async { tokio::time::timeout(Duration::from_secs(120), crate::net::configure(None)).await })??)
+        Ok(rt.block_on(async { tokio::time::timeout(Duration::from_secs(120), crate::net::configure(None, true)).await })??)
     });
     if let Err(e) = configured {
         say(format!("the network for LTSP's init is not up ({e:#})"));

@@ -17,6 +17,7 @@
 //!   carries the image in) and reader (LTSP's `ltsp.img`).
 //! - [`carry`]: what a kexec carries into the image's kernel so the stub's seeder runs on
 //!   there: the archive's layout, the note the seeder reads, the new command line.
+//! - [`ipconfig`]: the lease file klibc's ipconfig leaves in `/run` (LTSP's init reads it).
 //! - [`ltsp`]: LTSP images: what of LTSP's `ltsp.img` goes into the root and which links,
 //!   as LTSP's initramfs hook installs it, and how LTSP's init learns its server.
 //! - [`seed_service`]: the seeder as `swarmboot-seed.service` of the booted system: the note,
@@ -28,6 +29,7 @@ pub mod carry;
 pub mod cmdline;
 pub mod cpio;
 pub mod handover;
+pub mod ipconfig;
 pub mod kernel;
 pub mod kmod;
 pub mod ltsp;

@@ -237,8 +237,9 @@ async fn pick_interface(wanted: Option<&str>) -> String {
 }
 
 /// The wired interface (`wanted`, or the first found, renamed as udev would name it) up, an
-/// address from DHCP applied; its name and the lease.
-pub async fn configure(wanted: Option<&str>) -> io::Result<(String, ClientLease)> {
+/// address from DHCP applied; its name and the lease. `lease_file`: leave the lease in `/run`
+/// as an initramfs-tools boot would (a machine's own boot; not a test's named interface).
+pub async fn configure(wanted: Option<&str>, lease_file: bool) -> io::Result<(String, ClientLease)> {
     let picked = pick_interface(wanted).await;
     let mut nl = Netlink::open()?;
     // An interface we were told to use keeps its name; the one we found gets udev's.
@@ -252,5 +253,12 @@ pub async fn configure(wanted: Option<&str>) -> io::Result<(String, ClientLease)
     let lease = dhcp(&name, mac, xid).await?;
     nl.apply(index, &lease)?;
     say(format!("{name}: {}/{} via {} (DHCP server {})", lease.address, lease.prefix_len, lease.router.map_or("-".to_string(), |r| r.to_string()), lease.server));
+    // What an initramfs-tools boot leaves for the booted system (it moves along with /run).
+    if !lease_file {
+        return Ok((name, lease));
+    }
+    if let Err(e) = std::fs::write(swarmboot_init::ipconfig::path(&name), swarmboot_init::ipconfig::file(&name, &lease)) {
+        tracing::warn!("cannot write {}: {e}", swarmboot_init::ipconfig::path(&name));
+    }
     Ok((name, lease))
 }

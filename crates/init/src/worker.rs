@@ -36,7 +36,8 @@ pub fn mem_available() -> Option<u64> {
 
 /// Runs until the image is fetched and verified, calls `ready`, then seeds forever.
 pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<()> {
-    let (name, lease) = net::configure(a.interface.as_deref()).await?;
+    // PID 1's worker picks the NIC itself; `swarmboot-init fetch` is told one (a test's).
+    let (name, lease) = net::configure(a.interface.as_deref(), a.interface.is_none()).await?;
 
     let mut cfg = FetchConfig::new(&a.stub.server, &a.stub.image, &a.out, a.trusted.clone());
     cfg.version = a.stub.version;
