@@ -267,17 +267,7 @@ impl LtspServer {
 
     /// One counter from the server's `/metrics`.
     pub fn metric(&self, name: &str) -> anyhow::Result<u64> {
-        let body = crate::netns::enter_named(&self.ns, move || -> anyhow::Result<String> {
-            use std::io::{Read, Write};
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", 8080))?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            write!(s, "GET /metrics HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")?;
-            let mut body = String::new();
-            s.read_to_string(&mut body)?;
-            Ok(body)
-        })??;
-        let line = body.lines().find(|l| l.split_once(' ').is_some_and(|(n, _)| n == name)).with_context(|| format!("no metric {name} in:\n{body}"))?;
-        Ok(line.rsplit(' ').next().unwrap_or("").trim().parse()?)
+        crate::server::metric(&self.ns, 8080, name)
     }
 
     /// What `swarmboot serve` logged since it last started.

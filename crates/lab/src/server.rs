@@ -98,21 +98,30 @@ impl Server {
 
     /// GET `/metrics` from inside the server's namespace.
     pub fn metrics(&self) -> anyhow::Result<String> {
-        let port = self.http_port;
-        crate::netns::enter_named(&self.ns, move || -> anyhow::Result<String> {
-            let mut s = TcpStream::connect(("127.0.0.1", port))?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            write!(s, "GET /metrics HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")?;
-            let mut body = String::new();
-            s.read_to_string(&mut body)?;
-            Ok(body)
-        })?
+        metrics(&self.ns, self.http_port)
     }
 
     /// One counter from `/metrics` (`name` may include labels, as in the exposition line).
     pub fn metric(&self, name: &str) -> anyhow::Result<u64> {
-        let m = self.metrics()?;
-        let line = m.lines().find(|l| l.split_once(' ').is_some_and(|(n, _)| n == name)).with_context(|| format!("no metric {name} in:\n{m}"))?;
-        Ok(line.rsplit(' ').next().unwrap_or("").trim().parse()?)
+        metric(&self.ns, self.http_port, name)
     }
+}
+
+/// GET `/metrics` of the server listening on `port` inside namespace `ns`.
+pub(crate) fn metrics(ns: &str, port: u16) -> anyhow::Result<String> {
+    crate::netns::enter_named(ns, move || -> anyhow::Result<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")?;
+        let mut body = String::new();
+        s.read_to_string(&mut body)?;
+        Ok(body)
+    })?
+}
+
+/// One counter from [`metrics`].
+pub(crate) fn metric(ns: &str, port: u16, name: &str) -> anyhow::Result<u64> {
+    let m = metrics(ns, port)?;
+    let line = m.lines().find(|l| l.split_once(' ').is_some_and(|(n, _)| n == name)).with_context(|| format!("no metric {name} in:\n{m}"))?;
+    Ok(line.rsplit(' ').next().unwrap_or("").trim().parse()?)
 }
