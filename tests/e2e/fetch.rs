@@ -5,11 +5,12 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use swarmboot_lab::hostile::{CorruptPeer, StaticHttp};
+use swarmboot_lab::hostile::{CorruptPeer, Proxy, Rewrites, StaticHttp};
 use swarmboot_lab::{bin, bittorrent, noise, require_root, Lan, Netns, Proc, ScratchDir, Server};
 
 struct Image {
@@ -63,6 +64,11 @@ fn fetch(ns: &Netns, server_url: &str, image: &str, out: &Path, key: &str, extra
         .env("SWARMBOOT_LOG", "info")
         .output()
         .unwrap()
+}
+
+/// A man in the middle in `ns` (its threads there too), in front of the `solo` server.
+fn in_the_middle(ns: &Netns, rewrites: Rewrites) -> Proxy {
+    ns.enter(move || Proxy::start(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), "127.0.0.1:8080".parse().unwrap(), rewrites).unwrap()).unwrap()
 }
 
 fn stats(path: &Path) -> serde_json::Value {
@@ -272,9 +278,6 @@ fn tampered_manifests_foreign_keys_and_corrupt_torrents_are_refused() {
     let text = String::from_utf8(tampered.clone()).unwrap();
     let at = text.find("cmdline = \"\"").expect("the manifest has a cmdline") + "cmdline = \"".len();
     tampered.splice(at..at, b"init=/bin/sh".iter().copied());
-    let mut corrupt_torrent = torrent.clone();
-    let mid = corrupt_torrent.len() / 2;
-    corrupt_torrent[mid] ^= 0xFF;
     let fake_server = |manifest: &[u8], torrent: &[u8]| {
         let mut routes = HashMap::new();
         routes.insert("/manifest/img".to_string(), manifest.to_vec());
@@ -286,12 +289,17 @@ fn tampered_manifests_foreign_keys_and_corrupt_torrents_are_refused() {
         ("tampered", fake_server(&tampered, &torrent), key.as_str(), "altered after it was signed"),
         ("signed by another server", fake_server(&foreign, &torrent), key.as_str(), "which is not a key you trust"),
         ("a key the client was not given", fake_server(&envelope, &torrent), foreign_key.as_str(), "which is not a key you trust"),
-        ("corrupt torrent", fake_server(&envelope, &corrupt_torrent), key.as_str(), "is not valid"),
         ("not a manifest", fake_server(b"<html>captive portal</html>\n", &torrent), key.as_str(), "not a signed swarmboot manifest"),
     ];
-    for (what, fake, trusted, says) in &cases {
+    // A torrent changed on its way (the real server's answers otherwise, so the manifest is
+    // vouched for as fresh): refused before anything is written.
+    let rewrites = Rewrites { body: vec![("/torrent/".into(), b"4:name".to_vec(), b"4:namf".to_vec())], ..Default::default() };
+    let proxy = in_the_middle(&ns, rewrites);
+    let mut cases: Vec<(&str, SocketAddr, &str, &str)> = cases.iter().map(|(what, fake, trusted, says)| (*what, fake.addr, *trusted, *says)).collect();
+    cases.push(("corrupt torrent", proxy.addr, key.as_str(), "is not valid"));
+    for (what, addr, trusted, says) in &cases {
         let out = dir.path().join(what.replace(' ', "-"));
-        let r = fetch(&ns, &format!("http://{}", fake.addr), "img", &out, trusted, &[]);
+        let r = fetch(&ns, &format!("http://{addr}"), "img", &out, trusted, &[]);
         let stderr = String::from_utf8_lossy(&r.stderr);
         assert!(!r.status.success(), "{what}: fetched anyway");
         assert!(stderr.contains(says), "{what}: {stderr}");
@@ -305,6 +313,49 @@ fn tampered_manifests_foreign_keys_and_corrupt_torrents_are_refused() {
     assert!(!r.status.success());
     assert!(String::from_utf8_lossy(&r.stderr).contains("HTTP status 500"), "{}", String::from_utf8_lossy(&r.stderr));
     assert!(server.log().contains("does not match its signature"), "{}", server.log());
+}
+
+/// Rollback, against `swarmboot fetch`: with version 3 the latest, a man in the middle turns
+/// the request for the latest into one for version 1. The manifest is validly signed and the
+/// server's freshness statement is for this request's nonce, but it says the latest is 3:
+/// refused, naming both versions. Without the statement (stripped on the way): refused.
+/// Version 1 asked for by number (the operator's choice) is fetched.
+#[test]
+fn an_older_manifest_replayed_as_the_latest_is_refused() {
+    if !require_root("an_older_manifest_replayed_as_the_latest_is_refused") {
+        return;
+    }
+    let (dir, ns, server) = solo("fetch-rollback", "");
+    let versions: Vec<Image> = (0..3).map(|i| Image::new(200_000 + i)).collect();
+    for image in &versions {
+        image.add(&server, dir.path(), "img");
+    }
+    let key = server.public_key().unwrap();
+    let proxy = |rewrites: Rewrites| in_the_middle(&ns, rewrites);
+    let replay = proxy(Rewrites { request: vec![("/manifest/img?".into(), "/manifest/img/1?".into())], ..Default::default() });
+    let stripped = proxy(Rewrites { drop_headers: vec![swarmboot_manifest::freshness::HEADER.into()], ..Default::default() });
+    for (what, via, says) in [
+        ("replayed", &replay, "refusing img@1: the server's signed answer to this request says the latest img is version 3"),
+        ("without a statement", &stripped, "has no signed freshness statement"),
+    ] {
+        let out = dir.path().join(what.replace(' ', "-"));
+        let r = fetch(&ns, &format!("http://{}", via.addr), "img", &out, &key, &[]);
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success(), "{what}: fetched anyway");
+        assert!(stderr.contains(says), "{what}: {stderr}");
+        assert!(!out.exists(), "{what}: something was written");
+        assert!(via.rewritten.load(std::sync::atomic::Ordering::Relaxed) >= 1 || what != "replayed");
+    }
+    // Straight from the server: the latest, 3.
+    let out = dir.path().join("latest");
+    let r = fetch(&ns, "http://127.0.0.1:8080", "img", &out, &key, &[]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    versions[2].check(&out);
+    // Asked for by number, an older version is the operator's choice.
+    let out = dir.path().join("pinned");
+    let r = fetch(&ns, "http://127.0.0.1:8080", "img@1", &out, &key, &[]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    versions[0].check(&out);
 }
 
 /// A peer that claims every piece and sends garbage: its pieces fail, it is dropped and

@@ -34,10 +34,14 @@ fn the_stub_worker_gets_an_address_and_the_image() {
     let host = lan.host(h);
 
     let out = dir.path().join("image");
-    let line = format!("console=ttyS0 swarmboot.server=http://10.77.0.1:8080 swarmboot.image=elchos swarmboot.key={key}");
+    let key_file = dir.path().join("server.pub");
+    std::fs::write(&key_file, &key).unwrap();
+    let line = "console=ttyS0 swarmboot.server=http://10.77.0.1:8080 swarmboot.image=elchos";
     let mut child = host
         .command(bin("swarmboot-init"))
-        .args(["fetch", "--cmdline", &line, "--interface", "eth0", "--out"])
+        .args(["fetch", "--cmdline", line, "--interface", "eth0", "--key-file"])
+        .arg(&key_file)
+        .arg("--out")
         .arg(&out)
         .env("SWARMBOOT_LOG", "info")
         .stdout(Stdio::piped())
@@ -76,6 +80,59 @@ fn the_stub_worker_gets_an_address_and_the_image() {
     assert!(child.try_wait().unwrap().is_none(), "the worker keeps running after READY");
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
     let _ = child.wait();
+
+    // Rollback: versions 2 and 3 are added, and a man in the middle (at 10.77.0.1:8090, where
+    // the command line now points) turns every request for the latest manifest into one for
+    // version 1: a validly signed manifest, and a freshness statement the server signed for
+    // this very nonce, which says the latest is 3. The worker refuses, naming both versions,
+    // and fetches nothing, though its command line asked for elchos@1.
+    for marker in ["v2", "v3"] {
+        server.cli(&["image", "add", "elchos", "--kernel", &p("k"), "--initrd", &p("i"), "--rootfs", &p("r"), "--cmdline", marker]).unwrap();
+    }
+    use swarmboot_lab::hostile::{Proxy, Rewrites};
+    let proxy = lan
+        .server
+        .enter(|| {
+            let l = std::net::TcpListener::bind("10.77.0.1:8090").unwrap();
+            let rewrites = Rewrites { request: vec![("/manifest/elchos?".into(), "/manifest/elchos/1?".into())], ..Default::default() };
+            Proxy::start(l, "10.77.0.1:8080".parse().unwrap(), rewrites).unwrap()
+        })
+        .unwrap();
+    let h2 = lan.add_host(Some("52:54:00:5b:00:02")).unwrap();
+    let out2 = dir.path().join("image2");
+    let line = "console=ttyS0 swarmboot.server=http://10.77.0.1:8090 swarmboot.image=elchos@1";
+    let mut child = lan
+        .host(h2)
+        .command(bin("swarmboot-init"))
+        .args(["fetch", "--cmdline", line, "--interface", "eth0", "--key-file"])
+        .arg(&key_file)
+        .arg("--out")
+        .arg(&out2)
+        .env("SWARMBOOT_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let refusal = loop {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(l) if l.contains("REFUSING TO BOOT") => break l,
+            Ok(_) => {}
+            Err(e) => panic!("no refusal ({e}); server:\n{}", server.log()),
+        }
+    };
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+    let _ = child.wait();
+    eprintln!("{refusal}");
+    assert!(refusal.contains("refusing elchos@1") && refusal.contains("the latest elchos is version 3"), "{refusal}");
+    assert!(proxy.rewritten.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert!(!out2.join("rootfs").exists() && !out2.join("manifest.signed").exists(), "nothing of version 1 was kept");
 }
 
 const BOOT: Duration = Duration::from_secs(240);
@@ -312,7 +369,7 @@ fn a_tampered_manifest_is_refused_on_the_console() {
     if !require_root("a_tampered_manifest_is_refused_on_the_console") {
         return;
     }
-    use swarmboot_lab::hostile::TamperingProxy;
+    use swarmboot_lab::hostile::{Proxy, Rewrites};
     use swarmboot_lab::qemu::{Firmware, Vm};
     let mut lab = stub_lab_with(
         "stub-tamper",
@@ -332,16 +389,103 @@ fn a_tampered_manifest_is_refused_on_the_console() {
     let proxy = mitm
         .enter(|| {
             let l = std::net::TcpListener::bind("10.77.0.2:8080").unwrap();
-            TamperingProxy::start(l, "10.77.0.1:8080".parse().unwrap(), "/manifest/", b"panic=-1", b"panic=99").unwrap()
+            let rewrites = Rewrites { body: vec![("/manifest/".into(), b"panic=-1".to_vec(), b"panic=99".to_vec())], ..Default::default() };
+            Proxy::start(l, "10.77.0.1:8080".parse().unwrap(), rewrites).unwrap()
         })
         .unwrap();
     let mut vm = Vm::start(&lab.lan, lab.dir.path(), "vm1", "52:54:00:5b:04:01", Firmware::Bios).unwrap();
     let refusal = vm.wait_for("REFUSING TO BOOT", BOOT).unwrap();
     assert!(refusal.contains("altered after it was signed"), "{refusal}");
-    assert!(proxy.tampered.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert!(proxy.rewritten.load(std::sync::atomic::Ordering::Relaxed) >= 1);
     // It keeps asking (an operator may fix the network), and never boots the changed image.
     std::thread::sleep(Duration::from_secs(5));
     let console = std::fs::read_to_string(&vm.console).unwrap();
+    assert!(!console.contains("SWARMBOOT-TEST-MARKER") && !console.contains("switching to"), "{console}");
+}
+
+/// Whoever answers for the server (here a proxy at the `public_url` every machine is given)
+/// rewrites the boot script. First `swarmboot.key=` and `swarmboot.server=` point at the
+/// attacker's own server, whose own key signs a valid manifest of an image of the same name
+/// that it serves through its own seed: the stub trusts only the key built into it, says the
+/// command line's key was ignored, and refuses; nothing boots. Then the man in the middle only
+/// adds a word to the kernel command line, which stays in force in the booted system (here
+/// `systemd.debug_shell`, a root shell on tty9): the stub fetches and verifies the image, and
+/// refuses to hand over with a command line the server did not sign.
+#[test]
+fn a_rewritten_boot_script_can_neither_choose_the_key_nor_add_to_the_command_line() {
+    if !require_root("a_rewritten_boot_script_can_neither_choose_the_key_nor_add_to_the_command_line") {
+        return;
+    }
+    use swarmboot_lab::hostile::{Proxy, Rewrites};
+    use swarmboot_lab::qemu::{Firmware, Vm};
+    let mut lab = stub_lab_with(
+        "stub-script",
+        LabOpts {
+            data_mib: 1,
+            marker: "genuine",
+            image_kernel: None,
+            networked_initrd: false,
+            http_extra: "public_url = \"http://10.77.0.2:8080\"",
+            cmdline_extra: "",
+            no_rootfs: false,
+        },
+    );
+    // The attacker's server at 10.77.0.3: its own key, the same files as elchos.
+    let a = lab.lan.add_host(None).unwrap();
+    let attacker = lab.lan.host(a);
+    attacker.ip(&["addr", "add", "10.77.0.3/24", "dev", "eth0"]).unwrap();
+    let adir = lab.dir.path().join("attacker");
+    std::fs::create_dir_all(&adir).unwrap();
+    let cfg = format!(
+        "[server]\ninterface = \"eth0\"\naddress = \"10.77.0.3\"\nstate_dir = \"{}\"\n[dhcp]\nmode = \"off\"\n[tftp]\nenabled = false\n[http]\nlisten = \"0.0.0.0:8080\"\n",
+        adir.join("state").display()
+    );
+    let evil = Server::start(attacker, &adir, &cfg, 8080).unwrap();
+    let kernel = swarmboot_lab::initramfs::debian_kernel().unwrap();
+    let s = |p: std::path::PathBuf| p.to_str().unwrap().to_string();
+    let (initrd, rootfs) = (s(lab.dir.path().join("initrd.cpio")), s(lab.dir.path().join("root.squashfs")));
+    evil.cli(&["image", "add", "elchos", "--kernel", &s(kernel), "--initrd", &initrd, "--rootfs", &rootfs, "--cmdline", "console=ttyS0 panic=-1 marker=genuine"]).unwrap();
+    let (real_key, evil_key) = (lab.server.public_key().unwrap(), evil.public_key().unwrap());
+    let fingerprint = |hex: &str| swarmboot_manifest::PublicKey::from_hex(hex).unwrap().fingerprint();
+
+    let h = lab.lan.add_host(None).unwrap();
+    let mitm = lab.lan.host(h);
+    mitm.ip(&["addr", "add", "10.77.0.2/24", "dev", "eth0"]).unwrap();
+    let script = |from: &str, to: &str| ("/boot.ipxe".to_string(), from.as_bytes().to_vec(), to.as_bytes().to_vec());
+    let to_the_attacker = Rewrites {
+        body: vec![
+            script(&format!("swarmboot.key={real_key}"), &format!("swarmboot.key={evil_key}")),
+            script("swarmboot.server=http://10.77.0.2:8080", "swarmboot.server=http://10.77.0.3:8080"),
+        ],
+        ..Default::default()
+    };
+    let proxy = mitm
+        .enter(move || {
+            let l = std::net::TcpListener::bind("10.77.0.2:8080").unwrap();
+            Proxy::start(l, "10.77.0.1:8080".parse().unwrap(), to_the_attacker).unwrap()
+        })
+        .unwrap();
+    let mut vm = Vm::start(&lab.lan, lab.dir.path(), "vm1", "52:54:00:5b:08:01", Firmware::Bios).unwrap();
+    let refusal = vm.wait_for("REFUSING TO BOOT", BOOT).unwrap();
+    eprintln!("VM1: {}", refusal.trim_start_matches(|c: char| c != 's'));
+    assert!(refusal.contains(&format!("signed by key {}, which is not a key you trust ({})", fingerprint(&evil_key), fingerprint(&real_key))), "{refusal}");
+    let console = std::fs::read_to_string(&vm.console).unwrap();
+    assert!(console.contains(&format!("swarmboot.key= names key {}, which is not built into this stub: ignored", fingerprint(&evil_key))), "{console}");
+    assert!(evil.metric("swarmboot_http_manifests_total").unwrap() >= 1, "the stub asked the attacker's server");
+    std::thread::sleep(Duration::from_secs(5));
+    let console = std::fs::read_to_string(&vm.console).unwrap();
+    assert!(!console.contains("SWARMBOOT-TEST-MARKER") && !console.contains("switching to"), "{console}");
+    drop(vm);
+
+    // Only a word added to the command line.
+    proxy.set(Rewrites { body: vec![script("swarmboot.server=", "systemd.debug_shell swarmboot.server=")], ..Default::default() });
+    let mut vm = Vm::start(&lab.lan, lab.dir.path(), "vm2", "52:54:00:5b:08:02", Firmware::Bios).unwrap();
+    let refusal = vm.wait_for("REFUSING TO BOOT", BOOT).unwrap();
+    eprintln!("VM2: {}", refusal.trim_start_matches(|c: char| c != 's'));
+    assert!(refusal.contains("REFUSING TO BOOT elchos@1: the kernel command line is not the one the server signed for this image: it adds systemd.debug_shell"), "{refusal}");
+    std::thread::sleep(Duration::from_secs(5));
+    let console = std::fs::read_to_string(&vm.console).unwrap();
+    assert!(console.contains("image verified"), "the image itself was fine: {console}");
     assert!(!console.contains("SWARMBOOT-TEST-MARKER") && !console.contains("switching to"), "{console}");
 }
 

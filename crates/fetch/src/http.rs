@@ -36,10 +36,15 @@ impl HttpError {
 /// GETs `url`; the body must be at most `limit` bytes. `range`: bytes `start..end` (the reply
 /// must be exactly those).
 pub async fn get(url: &str, range: Option<(u64, u64)>, limit: usize, timeout: Duration) -> Result<Bytes, HttpError> {
+    get_with_headers(url, range, limit, timeout).await.map(|(body, _)| body)
+}
+
+/// [`get`], and the reply's headers.
+pub async fn get_with_headers(url: &str, range: Option<(u64, u64)>, limit: usize, timeout: Duration) -> Result<(Bytes, hyper::HeaderMap), HttpError> {
     tokio::time::timeout(timeout, get_inner(url, range, limit)).await.map_err(|_| HttpError::TimedOut(timeout))?
 }
 
-async fn get_inner(url: &str, range: Option<(u64, u64)>, limit: usize) -> Result<Bytes, HttpError> {
+async fn get_inner(url: &str, range: Option<(u64, u64)>, limit: usize) -> Result<(Bytes, hyper::HeaderMap), HttpError> {
     let uri: Uri = url.parse().map_err(|_| HttpError::BadUrl(url.into()))?;
     if uri.scheme_str() != Some("http") {
         return Err(HttpError::BadUrl(url.into()));
@@ -67,7 +72,8 @@ async fn get_inner(url: &str, range: Option<(u64, u64)>, limit: usize) -> Result
         conn.abort();
         return Err(HttpError::Status { status: status.as_u16() });
     }
-    let body = Limited::new(resp.into_body(), limit).collect().await.map_err(|e| {
+    let (parts, body) = resp.into_parts();
+    let body = Limited::new(body, limit).collect().await.map_err(|e| {
         if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
             HttpError::TooLarge(limit)
         } else {
@@ -81,5 +87,5 @@ async fn get_inner(url: &str, range: Option<(u64, u64)>, limit: usize) -> Result
             return Err(HttpError::ShortRange { start, end, got: bytes.len() });
         }
     }
-    Ok(bytes)
+    Ok((bytes, parts.headers))
 }

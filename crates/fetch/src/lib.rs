@@ -1,14 +1,17 @@
 //! The fetch client: what the stub's init and `swarmboot fetch` run to get an image.
 //!
-//! 1. GET `<server>/manifest/<name>[/<version>]`, open the signed envelope with the keys the
-//!    caller trusts (never a key the network offers) and check it names the image asked for.
+//! 1. GET `<server>/manifest/<name>[/<version>]?nonce=<random>`, open the signed envelope with
+//!    the keys the caller trusts (never a key the network offers), check it names the image
+//!    asked for, and that the server's signed freshness statement for this nonce vouches for it
+//!    as the latest (or as the version asked for by number): [`check_fresh`].
 //! 2. For each file, GET `<server>/torrent/<sha256>.torrent` and check that its info hash is
 //!    the one the *signed* manifest lists (so every piece hash is vouched for by the signature),
 //!    its name is the SHA-256 and its length the manifest's size. Nothing is written before the
 //!    manifest and every torrent passed.
 //! 3. Download every file (or those of [`FetchConfig::roles`]) at once through the swarm (one
 //!    engine per file, all on one `PeerListener`, announcing to the server's tracker). If no
-//!    byte arrives for `stall_timeout` ([`stall::StallWatch`] decides), fetch the missing
+//!    byte arrives for `stall_timeout`, or less than `min_swarm_rate` over a whole
+//!    `stall_timeout` ([`stall::StallWatch`] decides), fetch the missing
 //!    pieces from `<server>/blob/<sha256>`
 //!    with HTTP Range (a few MiB per request, whole pieces, each checked against its SHA-1 and
 //!    handed to the engine, which shares it) — so a boot never hangs on the swarm.
@@ -39,6 +42,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use swarmboot_image::{FileEntry, Manifest, Role};
+use swarmboot_manifest::freshness::{self, Nonce};
 use swarmboot_manifest::{OpenError, PublicKey};
 use swarmboot_swarm::engine::{random_peer_id, Engine, EngineConfig, EngineError, PeerListener};
 use swarmboot_swarm::storage::FileStorage;
@@ -47,7 +51,7 @@ use swarmboot_torrent::Metainfo;
 use swarmboot_urls::Urls;
 use tracing::{info, warn};
 
-use crate::stall::{Next, StallWatch};
+use crate::stall::{Next, Stall, StallWatch};
 
 pub use http::HttpError;
 
@@ -68,6 +72,9 @@ pub struct FetchConfig {
     pub bind_device: Option<String>,
     /// No new byte from the swarm for this long: fetch the missing pieces over HTTP.
     pub stall_timeout: Duration,
+    /// Less than this many bytes per second from the swarm over a whole `stall_timeout`:
+    /// fetch the missing pieces over HTTP too (a trickle is a stall).
+    pub min_swarm_rate: u64,
     /// `false`: HTTP only (no swarm at all).
     pub use_swarm: bool,
     /// Peers we upload to at once.
@@ -88,6 +95,7 @@ impl FetchConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 0)),
             bind_device: None,
             stall_timeout: Duration::from_secs(10),
+            min_swarm_rate: 512 << 10,
             use_swarm: true,
             upload_slots: 8,
             roles: None,
@@ -105,6 +113,10 @@ pub enum FetchError {
     Untrusted { image: String, source: OpenError },
     #[error("the signed manifest is not a valid manifest: {0}")]
     BadManifest(String),
+    #[error("refusing the manifest of {image}: the server did not vouch for it as fresh: {reason}")]
+    NotFresh { image: String, reason: String },
+    #[error("refusing {image}@{offered}: the server's signed answer to this request says the latest {image} is version {latest}, so version {offered} is an older manifest replayed by someone between this machine and the server")]
+    Stale { image: String, offered: u32, latest: u32 },
     #[error("the signed manifest is for {got}, not {wanted}: refusing it")]
     WrongImage { wanted: String, got: String },
     #[error("the torrent of {role} ({sha256}) is not valid: {reason}")]
@@ -171,18 +183,53 @@ pub struct SignedManifest {
     pub signer: PublicKey,
 }
 
-/// GETs and verifies the manifest (nothing written).
+/// GETs and verifies the manifest (nothing written): its signature, that it is the image
+/// asked for, and that the server vouched for it as fresh in answer to this request (see
+/// [`check_fresh`]).
 pub async fn fetch_manifest(cfg: &FetchConfig) -> Result<SignedManifest, FetchError> {
-    let url = Urls::new(&cfg.server).manifest(&cfg.image, cfg.version);
-    let envelope = match http::get(&url, None, 1 << 20, Duration::from_secs(30)).await {
-        Ok(b) => b.to_vec(),
+    let nonce = Nonce::random().map_err(io_error(Path::new("/dev/urandom")))?;
+    let url = Urls::new(&cfg.server).manifest_fresh(&cfg.image, cfg.version, &nonce.to_hex());
+    let (envelope, headers) = match http::get_with_headers(&url, None, 1 << 20, Duration::from_secs(30)).await {
+        Ok(reply) => reply,
         Err(e) if e.is_not_found() => {
             let what = cfg.version.map_or(cfg.image.clone(), |v| format!("{}@{v}", cfg.image));
             return Err(FetchError::NoSuchImage(what));
         }
         Err(source) => return Err(FetchError::Http { url, source }),
     };
-    verify_manifest(&envelope, cfg)
+    let signed = verify_manifest(&envelope, cfg)?;
+    let statement = headers.get(freshness::HEADER).and_then(|v| v.to_str().ok());
+    check_fresh(&signed, statement, nonce, cfg)?;
+    Ok(signed)
+}
+
+/// The freshness policy (a man in the middle must not be able to answer with an older,
+/// validly signed manifest): the reply's statement must be signed by a trusted key, carry our
+/// `nonce`, and name this manifest (image, version, SHA-256 of the envelope). Asked for the
+/// latest (`cfg.version` is `None`), the manifest must be the version the statement says is
+/// the latest now; asked for a version by number (an operator's choice, never the stub's: its
+/// command line is not authenticated), an older one is accepted and logged.
+pub fn check_fresh(signed: &SignedManifest, statement: Option<&str>, nonce: Nonce, cfg: &FetchConfig) -> Result<(), FetchError> {
+    let m = &signed.manifest;
+    let refuse = |reason: String| FetchError::NotFresh { image: format!("{}@{}", m.name, m.version), reason };
+    let f = freshness::check(statement, &cfg.trusted).map_err(|e| refuse(e.to_string()))?;
+    if f.nonce != nonce {
+        return Err(refuse("it answers another request (its nonce is not the one this request sent): a replayed answer".into()));
+    }
+    if f.image != m.name || f.served != m.version {
+        return Err(refuse(format!("it vouches for {}@{}", f.image, f.served)));
+    }
+    if f.manifest_sha256 != freshness::envelope_sha256(&signed.envelope) {
+        return Err(refuse("it names another manifest (SHA-256) than the one in the reply".into()));
+    }
+    match cfg.version {
+        None if f.latest != f.served => Err(FetchError::Stale { image: m.name.clone(), offered: f.served, latest: f.latest }),
+        Some(v) if f.latest > v => {
+            warn!(image = %m.name, version = v, latest = f.latest, "fetching an older version than the latest, as asked");
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Opens an envelope with the trusted keys and checks that it is the image (and version) asked for.
@@ -276,9 +323,15 @@ fn engine_config(cfg: &FetchConfig, meta: &Metainfo, peer_id: [u8; 20]) -> Engin
 }
 
 /// Fetches the image: see the crate docs. `report` is called about twice a second.
-pub async fn fetch(cfg: &FetchConfig, mut report: impl FnMut(&FetchProgress)) -> Result<Fetched, FetchError> {
-    let started = Instant::now();
+pub async fn fetch(cfg: &FetchConfig, report: impl FnMut(&FetchProgress)) -> Result<Fetched, FetchError> {
     let signed = fetch_manifest(cfg).await?;
+    fetch_signed(cfg, signed, report).await
+}
+
+/// [`fetch`] with the manifest already fetched and verified by [`fetch_manifest`] (the stub
+/// reads it first, to see what it needs).
+pub async fn fetch_signed(cfg: &FetchConfig, signed: SignedManifest, mut report: impl FnMut(&FetchProgress)) -> Result<Fetched, FetchError> {
+    let started = Instant::now();
     info!(image = %signed.manifest.name, version = signed.manifest.version, signer = %signed.signer.fingerprint(), "manifest verified");
     let mut jobs = plan(cfg, &signed.manifest);
     if cfg.use_swarm {
@@ -359,7 +412,7 @@ async fn start_engines(cfg: &FetchConfig, jobs: &mut BTreeMap<String, Job>) -> R
 /// Until every piece is here: the engines' progress twice a second, and the missing pieces
 /// over HTTP whenever [`stall::StallWatch`] says the swarm stalled.
 async fn drive(cfg: &FetchConfig, jobs: &BTreeMap<String, Job>, progress: &mut FetchProgress, report: &mut impl FnMut(&FetchProgress), started: Instant) -> Result<(), FetchError> {
-    let mut watch = StallWatch::new(Instant::now(), cfg.stall_timeout);
+    let mut watch = StallWatch::new(Instant::now(), cfg.stall_timeout, cfg.min_swarm_rate);
     let server_ip: Option<std::net::IpAddr> = cfg.server.strip_prefix("http://").and_then(|r| r.split(['/', ':']).next()).and_then(|h| h.parse().ok());
     // Most seen from each connection to the server's address: (file, connection) → bytes.
     let mut from_server: std::collections::HashMap<(usize, String), u64> = std::collections::HashMap::new();
@@ -403,8 +456,13 @@ async fn drive(cfg: &FetchConfig, jobs: &BTreeMap<String, Job>, progress: &mut F
         match watch.observe(Instant::now(), have, progress.total) {
             Next::Done => return Ok(()),
             Next::Wait => tokio::time::sleep(Duration::from_millis(500)).await,
-            Next::FetchOverHttp => {
-                warn!(stalled_for = ?cfg.stall_timeout, "the swarm stalled: fetching the missing pieces over HTTP");
+            Next::FetchOverHttp(why) => {
+                match why {
+                    Stall::Quiet => warn!(stalled_for = ?cfg.stall_timeout, "the swarm stalled: fetching the missing pieces over HTTP"),
+                    Stall::Slow { bytes_per_sec } => {
+                        warn!(bytes_per_sec, min = cfg.min_swarm_rate, over = ?cfg.stall_timeout, "the swarm is too slow: fetching the missing pieces over HTTP")
+                    }
+                }
                 progress.fallback = true;
                 for job in jobs.values() {
                     if let Some(engine) = &job.engine {
@@ -540,6 +598,38 @@ mod tests {
         let mut c = FetchConfig::new("http://127.0.0.1:1", "elchos", Path::new("/nonexistent"), trusted);
         c.version = version;
         c
+    }
+
+    #[test]
+    fn only_a_statement_for_this_nonce_and_this_manifest_vouches_for_it() {
+        use swarmboot_manifest::freshness::{vouch, Freshness};
+        let k = key();
+        let (e, _) = entry(b"root", "");
+        let v1 = verify_manifest(&swarmboot_manifest::seal(&k, &manifest("elchos", 1, vec![e.clone()])), &cfg(vec![k.public()], None)).unwrap();
+        let nonce = Nonce::from_bytes([1; 16]);
+        let statement = |f: Freshness| vouch(&k, &f);
+        let fresh = |latest| Freshness { nonce, image: "elchos".into(), served: 1, latest, manifest_sha256: freshness::envelope_sha256(&v1.envelope) };
+        let latest = cfg(vec![k.public()], None);
+        assert!(check_fresh(&v1, Some(&statement(fresh(1))), nonce, &latest).is_ok());
+        // Version 1 offered while the server says 3 is the latest: a replay, both named.
+        let err = check_fresh(&v1, Some(&statement(fresh(3))), nonce, &latest).unwrap_err();
+        assert!(matches!(err, FetchError::Stale { offered: 1, latest: 3, .. }), "{err}");
+        assert!(err.to_string().contains("refusing elchos@1") && err.to_string().contains("the latest elchos is version 3"), "{err}");
+        // Asked for version 1 by number: accepted.
+        assert!(check_fresh(&v1, Some(&statement(fresh(3))), nonce, &cfg(vec![k.public()], Some(1))).is_ok());
+        // Every other mismatch is refused, and says what.
+        let refusals = [
+            (None, "no signed freshness statement"),
+            (Some(statement(Freshness { nonce: Nonce::from_bytes([2; 16]), ..fresh(1) })), "its nonce is not the one this request sent"),
+            (Some(statement(Freshness { served: 2, ..fresh(2) })), "it vouches for elchos@2"),
+            (Some(statement(Freshness { image: "other".into(), ..fresh(1) })), "it vouches for other@1"),
+            (Some(statement(Freshness { manifest_sha256: [0; 32], ..fresh(1) })), "names another manifest"),
+            (Some(vouch(&key(), &fresh(1))), "not signed by a key you trust"),
+        ];
+        for (st, says) in refusals {
+            let err = check_fresh(&v1, st.as_deref(), nonce, &latest).unwrap_err();
+            assert!(matches!(err, FetchError::NotFresh { .. }) && err.to_string().contains(says), "{says}: {err}");
+        }
     }
 
     #[test]

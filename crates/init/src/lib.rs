@@ -20,6 +20,8 @@
 //! - [`ipconfig`]: the lease file klibc's ipconfig leaves in `/run` (LTSP's init reads it).
 //! - [`ltsp`]: LTSP images: what of LTSP's `ltsp.img` goes into the root and which links,
 //!   as LTSP's initramfs hook installs it, and how LTSP's init learns its server.
+//! - [`trust`]: which keys the stub trusts (the built-in ones, never one the command line
+//!   adds) and whether the kernel command line it hands over with is the signed one.
 //! - [`seed_service`]: the seeder as `swarmboot-seed.service` of the booted system: the note,
 //!   the runtime unit, where the stub leaves them.
 //!
@@ -36,3 +38,4 @@ pub mod ltsp;
 pub mod netlink;
 pub mod nic_name;
 pub mod seed_service;
+pub mod trust;

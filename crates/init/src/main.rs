@@ -77,17 +77,24 @@ fn main() {
             std::process::exit(1)
         }
     };
-    let mut trusted = pid1::trusted_keys(&stub);
+    let mut given = Vec::new();
     if let Some(f) = key_file {
         let text = std::fs::read_to_string(&f).unwrap_or_default();
         match swarmboot_manifest::PublicKey::from_key_file(&text) {
-            Ok(k) => trusted.push(k),
+            Ok(k) => given.push(k),
             Err(_) => {
                 console::say(format!("{f}: no public key in it"));
                 std::process::exit(1)
             }
         }
     }
+    let trusted = match pid1::trusted_keys(&stub, given) {
+        Ok(keys) => keys,
+        Err(e) => {
+            console::say(format!("{e} (or pass --key-file)"));
+            std::process::exit(1)
+        }
+    };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
     let wa = worker::WorkerArgs { stub, trusted, out, interface };
     let r = rt.block_on(async move {

@@ -10,6 +10,7 @@ use nix::unistd::{fork, pipe, ForkResult};
 use swarmboot_image::{Manifest, Role};
 use swarmboot_init::handover::{Plan, StubKernel};
 use swarmboot_init::seed_service::SeedNote;
+use swarmboot_init::trust::{self, TrustError};
 use swarmboot_init::{cmdline, kernel};
 use swarmboot_manifest::PublicKey;
 
@@ -36,19 +37,22 @@ fn reboot_after(secs: u64) -> ! {
     }
 }
 
-/// The keys a manifest may be signed with: `swarmboot.key=` and the built-in one.
-pub fn trusted_keys(args: &cmdline::StubArgs) -> Vec<PublicKey> {
-    let mut keys = Vec::new();
-    if let Some(k) = &args.key {
-        match PublicKey::from_hex(k) {
-            Ok(k) => keys.push(k),
-            Err(e) => say(format!("swarmboot.key= is not a key ({e}); ignored")),
-        }
+/// The keys built into the stub (`swarmboot stub build` writes [`BUILT_IN_KEY`]).
+pub fn built_in_keys() -> Vec<PublicKey> {
+    std::fs::read_to_string(BUILT_IN_KEY).ok().and_then(|text| PublicKey::from_key_file(&text).ok()).into_iter().collect()
+}
+
+/// The keys a manifest may be signed with: the built-in ones (`extra`: keys the caller was
+/// given beside them, `swarmboot-init fetch --key-file`), the one `swarmboot.key=` names if
+/// it is one of them; never a key the command line adds (`swarmboot_init::trust`).
+pub fn trusted_keys(args: &cmdline::StubArgs, extra: Vec<PublicKey>) -> Result<Vec<PublicKey>, TrustError> {
+    let mut built_in = built_in_keys();
+    built_in.extend(extra);
+    let t = trust::trusted_keys(&built_in, args.key.as_deref())?;
+    if let Some(note) = t.note {
+        say(note);
     }
-    if let Ok(k) = std::fs::read_to_string(BUILT_IN_KEY).map_err(|_| ()).and_then(|text| PublicKey::from_key_file(&text).map_err(|_| ())) {
-        keys.push(k);
-    }
-    keys
+    Ok(t.keys)
 }
 
 pub fn run() -> ! {
@@ -63,11 +67,13 @@ pub fn run() -> ! {
             reboot_after(60)
         }
     };
-    let trusted = trusted_keys(&args);
-    if trusted.is_empty() {
-        say("no key to check the image's signature with: neither swarmboot.key= nor a key built into the stub; refusing to boot anything");
-        reboot_after(60);
-    }
+    let trusted = match trusted_keys(&args, vec![]) {
+        Ok(keys) => keys,
+        Err(e) => {
+            say(format!("REFUSING TO BOOT: {e}"));
+            reboot_after(60)
+        }
+    };
     let mut drivers = Drivers::open();
     drivers.load_for_devices();
     let _ = std::fs::create_dir_all(IMAGE_DIR);
@@ -150,6 +156,12 @@ fn hand_over(drivers: &mut Drivers, trusted: &[PublicKey], server: &str, dir: &P
         }
     };
     if same && m.file(Role::Rootfs).is_some() {
+        // This kernel's command line stays in force for the booted system: it must be the
+        // signed one (a kexec starts the image's kernel with the manifest's line instead).
+        let running = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        if let Err(e) = trust::check_command_line(&running, &m.cmdline) {
+            anyhow::bail!("REFUSING TO BOOT {}@{}: {e}", m.name, m.version);
+        }
         let note = SeedNote {
             server: server.to_string(),
             image: m.name.clone(),

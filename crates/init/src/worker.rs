@@ -39,8 +39,9 @@ pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<
     // PID 1's worker picks the NIC itself; `swarmboot-init fetch` is told one (a test's).
     let (name, lease) = net::configure(a.interface.as_deref(), a.interface.is_none()).await?;
 
+    // Always the latest, as the server vouches for it in answer to this request: the
+    // command line's `@version` is the boot script's, which nothing authenticates.
     let mut cfg = FetchConfig::new(&a.stub.server, &a.stub.image, &a.out, a.trusted.clone());
-    cfg.version = a.stub.version;
     cfg.stall_timeout = a.stub.stall;
     cfg.use_swarm = a.stub.swarm;
     cfg.bind_device = Some(name.clone());
@@ -61,6 +62,9 @@ pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<
             }
         };
         let m = &signed.manifest;
+        if let Some(hint) = a.stub.version.filter(|v| *v != m.version) {
+            say(format!("the boot script named {}@{hint}; the server vouches for @{} as the latest: booting that", m.name, m.version));
+        }
         let plan = Plan::decide(m, stub_kernel.as_ref(), &proc_version);
         let need = handover::ram_needed(m, plan, RAM_MARGIN);
         if let Some(have) = mem_available() {
@@ -94,7 +98,7 @@ pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<
         this.version = Some(m.version);
         this.roles = Some(plan.roles(m));
         let mut last = (Instant::now(), 0u64);
-        let result = swarmboot_fetch::fetch(&this, |p| {
+        let result = swarmboot_fetch::fetch_signed(&this, signed.clone(), |p| {
             if last.0.elapsed() >= Duration::from_millis(900) || p.bytes_have == p.total {
                 let rate = p.bytes_have.saturating_sub(last.1) as f64 / last.0.elapsed().as_secs_f64().max(0.001);
                 progress(&p.line(rate));
@@ -137,7 +141,7 @@ fn nearest_mib(bytes: u64) -> u64 {
 fn explain(e: &FetchError, tries: u32) {
     let wait = backoff(tries).as_secs();
     match e {
-        FetchError::Untrusted { .. } | FetchError::WrongImage { .. } | FetchError::BadManifest(_) => {
+        FetchError::Untrusted { .. } | FetchError::WrongImage { .. } | FetchError::BadManifest(_) | FetchError::NotFresh { .. } | FetchError::Stale { .. } => {
             say(format!("REFUSING TO BOOT: {e}. Nothing was booted; asking again in {wait} s"))
         }
         FetchError::Http { .. } | FetchError::NoSuchImage(_) => say(format!("the boot server is not answering as it should: {e}; retrying in {wait} s")),

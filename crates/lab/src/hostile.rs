@@ -1,8 +1,8 @@
 //! Hostile and fake servers for the bad-input tests: a static HTTP server that serves whatever
-//! bytes a test hands it (a tampered manifest, a corrupt torrent) in place of a boot server,
-//! and a BitTorrent peer that claims every piece and answers every request with garbage.
-//! Both take a listener the caller bound (inside a namespace, if it wants) and run on threads
-//! until dropped.
+//! bytes a test hands it (a tampered manifest) in place of a boot server, a man in the middle
+//! that rewrites requests and answers on their way ([`Proxy`]), and a BitTorrent peer that
+//! claims every piece and answers every request with garbage. Each takes a listener the
+//! caller bound (inside a namespace, if it wants) and runs on threads until dropped.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Serves `GET path` from a fixed map (404 otherwise), one request per connection.
+/// Serves `GET path` (the query ignored) from a fixed map (404 otherwise), one request per
+/// connection. It cannot vouch for a manifest as fresh (that needs the server's key).
 pub struct StaticHttp {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
@@ -61,7 +62,8 @@ fn read_head(s: &mut TcpStream, timeout: Duration) -> std::io::Result<Option<Str
 
 fn answer(mut s: TcpStream, routes: &HashMap<String, Vec<u8>>) -> std::io::Result<()> {
     let Some(line) = read_head(&mut s, Duration::from_secs(5))? else { return Ok(()) };
-    let path = line.split_whitespace().nth(1).unwrap_or("");
+    // The path without its query (a manifest request's nonce).
+    let path = line.split_whitespace().nth(1).unwrap_or("").split('?').next().unwrap_or("");
     match routes.get(path) {
         Some(body) => {
             write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
@@ -162,50 +164,105 @@ fn serve_garbage(mut s: TcpStream, info_hash: [u8; 20], peer_id: [u8; 20], piece
     }
 }
 
-/// A man in the middle on the boot network: an HTTP proxy to `upstream` that changes the
-/// bytes of every answer to a path starting with `tamper_prefix` (it replaces `from` with
-/// `to`, same length, so the length header stays right) and passes everything else through.
-pub struct TamperingProxy {
-    pub addr: SocketAddr,
-    pub tampered: Arc<AtomicU64>,
+/// What a [`Proxy`] changes; replaceable while it runs ([`Proxy::set`]).
+#[derive(Debug, Clone, Default)]
+pub struct Rewrites {
+    /// In each request's target: `from` → `to` (first occurrence), before it goes upstream.
+    pub request: Vec<(String, String)>,
+    /// In the body of each answer to a path (as the client asked) starting with `prefix`:
+    /// `(prefix, from, to)`, every occurrence; the length header is set to the new length.
+    pub body: Vec<(String, Vec<u8>, Vec<u8>)>,
+    /// Response headers removed (names in lower case).
+    pub drop_headers: Vec<String>,
 }
 
-impl TamperingProxy {
+/// A man in the middle on the boot network: an HTTP proxy to `upstream` that rewrites
+/// requests and answers as its [`Rewrites`] say and passes everything else through.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    /// Requests or answers it changed.
+    pub rewritten: Arc<AtomicU64>,
+    rewrites: Arc<std::sync::Mutex<Rewrites>>,
+}
+
+impl Proxy {
     /// Start it on a thread that is in the namespace the listener was bound in (so its
     /// connections to `upstream` leave from there).
-    pub fn start(listener: TcpListener, upstream: SocketAddr, tamper_prefix: &str, from: &[u8], to: &[u8]) -> std::io::Result<Self> {
-        assert_eq!(from.len(), to.len(), "a same-length change");
+    pub fn start(listener: TcpListener, upstream: SocketAddr, rewrites: Rewrites) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
-        let tampered = Arc::new(AtomicU64::new(0));
-        let (count, prefix, from, to) = (tampered.clone(), tamper_prefix.to_string(), from.to_vec(), to.to_vec());
+        let rewritten = Arc::new(AtomicU64::new(0));
+        let rules = Arc::new(std::sync::Mutex::new(rewrites));
+        let (count, shared) = (rewritten.clone(), rules.clone());
         std::thread::spawn(move || {
             for s in listener.incoming().flatten() {
-                let (count, prefix, from, to) = (count.clone(), prefix.clone(), from.clone(), to.clone());
+                let (count, rules) = (count.clone(), shared.lock().expect("rewrites").clone());
                 std::thread::spawn(move || {
-                    let _ = relay(s, upstream, &prefix, &from, &to, &count);
+                    let _ = relay(s, upstream, &rules, &count);
                 });
             }
         });
-        Ok(TamperingProxy { addr, tampered })
+        Ok(Proxy { addr, rewritten, rewrites: rules })
+    }
+
+    /// What it changes from the next connection on.
+    pub fn set(&self, rewrites: Rewrites) {
+        *self.rewrites.lock().expect("rewrites") = rewrites;
     }
 }
 
-fn relay(mut client: TcpStream, upstream: SocketAddr, prefix: &str, from: &[u8], to: &[u8], count: &AtomicU64) -> std::io::Result<()> {
+fn replace_all(haystack: &[u8], from: &[u8], to: &[u8]) -> (Vec<u8>, bool) {
+    let mut out = Vec::with_capacity(haystack.len());
+    let (mut i, mut any) = (0, false);
+    while i < haystack.len() {
+        if !from.is_empty() && haystack[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+            any = true;
+        } else {
+            out.push(haystack[i]);
+            i += 1;
+        }
+    }
+    (out, any)
+}
+
+fn relay(mut client: TcpStream, upstream: SocketAddr, rules: &Rewrites, count: &AtomicU64) -> std::io::Result<()> {
     let Some(head) = read_head(&mut client, Duration::from_secs(30))? else { return Ok(()) };
-    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let asked = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let mut path = asked.clone();
+    for (from, to) in &rules.request {
+        if path.contains(from.as_str()) {
+            path = path.replacen(from.as_str(), to, 1);
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     let range = head.lines().find(|l| l.to_ascii_lowercase().starts_with("range:")).map(|l| format!("{l}\r\n")).unwrap_or_default();
     let mut up = TcpStream::connect(upstream)?;
     write!(up, "GET {path} HTTP/1.0\r\nHost: {upstream}\r\n{range}\r\n")?;
     let mut resp = Vec::new();
     up.read_to_end(&mut resp)?;
-    if path.starts_with(prefix) {
-        if let Some(split) = resp.windows(4).position(|w| w == b"\r\n\r\n") {
-            let body = split + 4;
-            if let Some(at) = resp[body..].windows(from.len()).position(|w| w == from) {
-                resp[body + at..body + at + to.len()].copy_from_slice(to);
-                count.fetch_add(1, Ordering::Relaxed);
-            }
+    let Some(split) = resp.windows(4).position(|w| w == b"\r\n\r\n") else { return client.write_all(&resp) };
+    let (head, mut body) = (String::from_utf8_lossy(&resp[..split]).into_owned(), resp[split + 4..].to_vec());
+    let mut changed = false;
+    for (_, from, to) in rules.body.iter().filter(|(prefix, _, _)| asked.starts_with(prefix.as_str())) {
+        let (new, any) = replace_all(&body, from, to);
+        body = new;
+        changed |= any;
+    }
+    if changed {
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+    let mut out = String::new();
+    for line in head.split("\r\n") {
+        let name = line.split(':').next().unwrap_or("").trim().to_ascii_lowercase();
+        if name == "content-length" {
+            out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        } else if !rules.drop_headers.contains(&name) {
+            out.push_str(line);
+            out.push_str("\r\n");
         }
     }
-    client.write_all(&resp)
+    out.push_str("\r\n");
+    client.write_all(out.as_bytes())?;
+    client.write_all(&body)
 }

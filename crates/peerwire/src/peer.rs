@@ -68,8 +68,10 @@ pub enum Event {
         id: u8,
         payload: Vec<u8>,
     },
-    /// The peer's pieces changed (bitfield, have-all, have-none, have).
+    /// The peer's pieces are these now (bitfield, have-all, have-none).
     Has(Bitfield),
+    /// The peer got one more piece (a HAVE for a piece it had already is no event at all).
+    Have(u32),
     Choked,
     Unchoked,
     Interested(bool),
@@ -334,8 +336,10 @@ impl Peer {
             Message::NotInterested => ev.push(Event::Interested(false)),
             Message::Have(i) => {
                 self.check_index(i)?;
-                self.peer_has.set(i);
-                ev.push(Event::Has(self.peer_has.clone()));
+                if !self.peer_has.has(i) {
+                    self.peer_has.set(i);
+                    ev.push(Event::Have(i));
+                }
             }
             Message::Bitfield(b) => {
                 self.peer_has = Bitfield::from_bytes(&b, self.cfg.pieces)?;

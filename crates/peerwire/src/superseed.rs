@@ -5,6 +5,7 @@
 //! twice, so the seed's upload approaches one copy of the file.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use crate::Bitfield;
 
@@ -22,8 +23,11 @@ impl std::fmt::Display for PeerKey {
 pub struct SuperSeed {
     /// Completed uploads of each piece (by the seed).
     uploads: Vec<u32>,
-    /// The pieces currently offered to each peer.
-    offers: HashMap<PeerKey, Vec<u32>>,
+    /// The pieces currently offered to each peer, and when each last moved (offered, or a
+    /// block of it sent).
+    offers: HashMap<PeerKey, Vec<(u32, Instant)>>,
+    /// Peers that let an offer lapse get none until then.
+    benched: HashMap<PeerKey, Instant>,
     /// Offers a peer holds at once: with two, the next piece is already announced while the
     /// current one is still on the wire, so the seed's uplink does not idle for a round trip
     /// after every piece.
@@ -32,7 +36,7 @@ pub struct SuperSeed {
 
 impl SuperSeed {
     pub fn new(pieces: u32, per_peer: usize) -> Self {
-        SuperSeed { uploads: vec![0; pieces as usize], offers: HashMap::new(), per_peer: per_peer.max(1) }
+        SuperSeed { uploads: vec![0; pieces as usize], offers: HashMap::new(), benched: HashMap::new(), per_peer: per_peer.max(1) }
     }
 
     /// How many times every piece has left the seed at least (1: the first round is done).
@@ -55,15 +59,19 @@ impl SuperSeed {
     /// peer (the swarm saw it get nothing from other peers for a while: it cannot reach them)
     /// is offered any piece it lacks, rarest first, once the first round is over, so a
     /// partitioned swarm still completes.
-    /// An offer stands until [`SuperSeed::uploaded`], [`SuperSeed::withdraw`] or
-    /// [`SuperSeed::peer_gone`].
-    pub fn offer(&mut self, peer: PeerKey, peer_has: &Bitfield, held_by_peers: impl Fn(u32) -> u32, starving: bool) -> Option<u32> {
+    /// An offer stands until [`SuperSeed::uploaded`], [`SuperSeed::withdraw`],
+    /// [`SuperSeed::peer_gone`], or until it lapses ([`SuperSeed::expire`]). A peer that let
+    /// one lapse is offered nothing for a while.
+    pub fn offer(&mut self, now: Instant, peer: PeerKey, peer_has: &Bitfield, held_by_peers: impl Fn(u32) -> u32, starving: bool) -> Option<u32> {
+        if self.benched.get(&peer).is_some_and(|&until| now < until) {
+            return None;
+        }
         let mine = self.offered(peer);
         if mine.len() >= self.per_peer {
             return None;
         }
         let floor = *self.uploads.iter().min()?;
-        let on_offer: std::collections::HashSet<u32> = self.offers.values().flatten().copied().collect();
+        let on_offer: std::collections::HashSet<u32> = self.offers.values().flatten().map(|&(p, _)| p).collect();
         let lacks = |i: u32| !peer_has.has(i) && !mine.contains(&i);
         let all = 0..self.uploads.len() as u32;
         let piece = if floor == 0 { all.clone().find(|&i| self.uploads[i as usize] == 0 && lacks(i) && !on_offer.contains(&i)) } else { None };
@@ -74,7 +82,7 @@ impl SuperSeed {
             None if starving => all.filter(|&i| lacks(i)).min_by_key(|&i| (held_by_peers(i), self.uploads[i as usize]))?,
             None => all.filter(|&i| lacks(i) && !on_offer.contains(&i) && held_by_peers(i) <= 1).min_by_key(|&i| (held_by_peers(i), self.uploads[i as usize]))?,
         };
-        self.offers.entry(peer).or_default().push(piece);
+        self.offers.entry(peer).or_default().push((piece, now));
         Some(piece)
     }
 
@@ -84,13 +92,46 @@ impl SuperSeed {
     }
 
     /// The pieces on offer to `peer`.
-    pub fn offered(&self, peer: PeerKey) -> &[u32] {
-        self.offers.get(&peer).map(Vec::as_slice).unwrap_or(&[])
+    pub fn offered(&self, peer: PeerKey) -> Vec<u32> {
+        self.offers.get(&peer).map(|o| o.iter().map(|&(p, _)| p).collect()).unwrap_or_default()
+    }
+
+    /// A block of `piece` went to `peer`: its offer is in use.
+    pub fn progressed(&mut self, peer: PeerKey, piece: u32, now: Instant) {
+        if let Some(o) = self.offers.get_mut(&peer).and_then(|o| o.iter_mut().find(|(p, _)| *p == piece)) {
+            o.1 = now;
+        }
+    }
+
+    /// Withdraws every offer that has not moved for `timeout` (a peer that takes offers and
+    /// never asks for them would otherwise hold the seed's slots for ever) and benches its
+    /// peer for `4 × timeout`; returns what was withdrawn.
+    pub fn expire(&mut self, now: Instant, timeout: Duration) -> Vec<(PeerKey, u32)> {
+        let mut gone = Vec::new();
+        for (&peer, offers) in &mut self.offers {
+            offers.retain(|&(piece, at)| {
+                let lapsed = now.saturating_duration_since(at) >= timeout;
+                if lapsed {
+                    gone.push((peer, piece));
+                }
+                !lapsed
+            });
+        }
+        for &(peer, _) in &gone {
+            self.benched.insert(peer, now + 4 * timeout);
+        }
+        self.benched.retain(|_, &mut until| now < until);
+        gone
+    }
+
+    /// When the oldest standing offer lapses.
+    pub fn next_expiry(&self, timeout: Duration) -> Option<Instant> {
+        self.offers.values().flatten().map(|&(_, at)| at + timeout).min()
     }
 
     /// Whether `peer` may request blocks of `piece` from the seed now.
     pub fn allows(&self, peer: PeerKey, piece: u32) -> bool {
-        self.offered(peer).contains(&piece)
+        self.offers.get(&peer).is_some_and(|o| o.iter().any(|&(p, _)| p == piece))
     }
 
     /// The seed finished sending `piece` to `peer`.
@@ -102,19 +143,22 @@ impl SuperSeed {
     /// `peer` got `piece` elsewhere: the offer is free again.
     pub fn withdraw(&mut self, peer: PeerKey, piece: u32) {
         if let Some(o) = self.offers.get_mut(&peer) {
-            o.retain(|&p| p != piece);
+            o.retain(|&(p, _)| p != piece);
         }
     }
 
     /// `peer` disconnected: its offers are free again.
     pub fn peer_gone(&mut self, peer: PeerKey) {
         self.offers.remove(&peer);
+        self.benched.remove(&peer);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    static T0: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
 
     /// Random swarms: peers come and go, learn pieces from each other, take offers and finish
     /// them in any order. Whatever happens, no piece is uploaded twice while another was never
@@ -148,7 +192,7 @@ mod tests {
                     1 => s.peer_gone(PeerKey(p)),
                     2 => {
                         // Take an offer, finish it later (or never).
-                        if let Some(piece) = s.offer(PeerKey(p), &has[p as usize], |_| 0, false) {
+                        if let Some(piece) = s.offer(*T0, PeerKey(p), &has[p as usize], |_| 0, false) {
                             assert!(s.allows(PeerKey(p), piece));
                             for other in 0..pieces {
                                 assert_eq!(s.allows(PeerKey(p), other), s.offered(PeerKey(p)).contains(&other), "only offered pieces may be fetched");
@@ -174,15 +218,15 @@ mod tests {
     fn concurrent_offers_are_distinct_pieces() {
         let mut s = SuperSeed::new(4, 1);
         let none = Bitfield::new(4);
-        let offers: Vec<u32> = (0..4).map(|p| s.offer(PeerKey(p), &none, |_| 0, false).unwrap()).collect();
+        let offers: Vec<u32> = (0..4).map(|p| s.offer(*T0, PeerKey(p), &none, |_| 0, false).unwrap()).collect();
         let mut sorted = offers.clone();
         sorted.sort();
         assert_eq!(sorted, vec![0, 1, 2, 3]);
-        assert_eq!(s.offer(PeerKey(9), &none, |_| 0, false), None, "a 5th peer waits: every first-round piece is on offer");
+        assert_eq!(s.offer(*T0, PeerKey(9), &none, |_| 0, false), None, "a 5th peer waits: every first-round piece is on offer");
         s.uploaded(PeerKey(2), offers[2]);
-        assert_eq!(s.offer(PeerKey(9), &none, |_| 0, false), None, "still: the other three have not gone out once");
-        assert_eq!(s.offer(PeerKey(0), &none, |_| 0, false), None, "one offer per peer, and it stands until uploaded");
-        assert_eq!(s.offered(PeerKey(0)), &[offers[0]]);
+        assert_eq!(s.offer(*T0, PeerKey(9), &none, |_| 0, false), None, "still: the other three have not gone out once");
+        assert_eq!(s.offer(*T0, PeerKey(0), &none, |_| 0, false), None, "one offer per peer, and it stands until uploaded");
+        assert_eq!(s.offered(PeerKey(0)), vec![offers[0]]);
     }
 
     #[test]
@@ -190,29 +234,59 @@ mod tests {
         let mut s = SuperSeed::new(3, 1);
         let none = Bitfield::new(3);
         for p in 0..3 {
-            let piece = s.offer(PeerKey(p), &none, |_| 0, false).unwrap();
+            let piece = s.offer(*T0, PeerKey(p), &none, |_| 0, false).unwrap();
             s.uploaded(PeerKey(p), piece);
         }
         // Every piece went out once; two peers hold 0 and 2, the holder of 1 left.
         let held = |i: u32| if i == 1 { 0 } else { 2 };
-        assert_eq!(s.offer(PeerKey(7), &none, held, false), Some(1));
-        assert_eq!(s.offer(PeerKey(8), &none, held, false), None, "1 is on offer, 0 and 2 come from peers");
+        assert_eq!(s.offer(*T0, PeerKey(7), &none, held, false), Some(1));
+        assert_eq!(s.offer(*T0, PeerKey(8), &none, held, false), None, "1 is on offer, 0 and 2 come from peers");
         // A piece only one peer holds has not spread: its holder may be out of reach.
         let once = |i: u32| if i == 2 { 1 } else { 3 };
-        assert_eq!(s.offer(PeerKey(8), &none, once, false), Some(2));
+        assert_eq!(s.offer(*T0, PeerKey(8), &none, once, false), Some(2));
         // A peer that gets nothing from peers gets anything it lacks.
-        assert_eq!(s.offer(PeerKey(9), &none, held, true), Some(1), "rarest first");
-        assert_eq!(s.offer(PeerKey(9), &none, held, true), None, "still one offer at a time");
+        assert_eq!(s.offer(*T0, PeerKey(9), &none, held, true), Some(1), "rarest first");
+        assert_eq!(s.offer(*T0, PeerKey(9), &none, held, true), None, "still one offer at a time");
     }
 
     #[test]
     fn two_offers_per_peer_when_asked() {
         let mut s = SuperSeed::new(5, 2);
         let none = Bitfield::new(5);
-        assert_eq!((s.offer(PeerKey(1), &none, |_| 0, false), s.offer(PeerKey(1), &none, |_| 0, false), s.offer(PeerKey(1), &none, |_| 0, false)), (Some(0), Some(1), None));
+        assert_eq!(
+            (s.offer(*T0, PeerKey(1), &none, |_| 0, false), s.offer(*T0, PeerKey(1), &none, |_| 0, false), s.offer(*T0, PeerKey(1), &none, |_| 0, false)),
+            (Some(0), Some(1), None)
+        );
         assert!(s.allows(PeerKey(1), 0) && s.allows(PeerKey(1), 1) && !s.allows(PeerKey(1), 2));
         s.withdraw(PeerKey(1), 0);
-        assert_eq!(s.offer(PeerKey(2), &none, |_| 0, false), Some(0), "a withdrawn offer goes to someone else");
-        assert_eq!(s.offer(PeerKey(1), &none, |_| 0, false), Some(2));
+        assert_eq!(s.offer(*T0, PeerKey(2), &none, |_| 0, false), Some(0), "a withdrawn offer goes to someone else");
+        assert_eq!(s.offer(*T0, PeerKey(1), &none, |_| 0, false), Some(2));
+    }
+
+    /// Offers that are never asked for lapse: the hoarders are benched and the pieces go to
+    /// someone else; an offer whose blocks are moving does not lapse.
+    #[test]
+    fn offers_nobody_asks_for_lapse() {
+        let t0 = *T0;
+        let timeout = Duration::from_secs(5);
+        let mut s = SuperSeed::new(8, 2);
+        let none = Bitfield::new(8);
+        for p in 0..4 {
+            assert!(s.offer(t0, PeerKey(p), &none, |_| 0, false).is_some());
+            assert!(s.offer(t0, PeerKey(p), &none, |_| 0, false).is_some());
+        }
+        assert_eq!(s.offer(t0, PeerKey(9), &none, |_| 0, false), None, "every piece is on offer to a hoarder");
+        // Peer 3 asks for one of its pieces now and then.
+        let busy = s.offered(PeerKey(3))[0];
+        s.progressed(PeerKey(3), busy, t0 + Duration::from_secs(4));
+        assert_eq!(s.next_expiry(timeout), Some(t0 + timeout));
+        assert!(s.expire(t0 + Duration::from_secs(4), timeout).is_empty());
+        let gone = s.expire(t0 + timeout, timeout);
+        assert_eq!(gone.len(), 7, "all but the offer in use: {gone:?}");
+        assert_eq!(s.offered(PeerKey(3)), vec![busy]);
+        let later = t0 + timeout;
+        assert!(s.offer(later, PeerKey(9), &none, |_| 0, false).is_some(), "a newcomer gets a freed piece");
+        assert_eq!(s.offer(later, PeerKey(0), &none, |_| 0, false), None, "a hoarder is benched");
+        assert!(s.offer(later + 4 * timeout, PeerKey(0), &none, |_| 0, false).is_some(), "for a while");
     }
 }

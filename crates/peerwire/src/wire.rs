@@ -209,11 +209,19 @@ impl Decoder {
     }
 
     pub fn push(&mut self, bytes: &[u8]) {
-        if self.start > 0 && self.start == self.buf.len() {
-            self.buf.clear();
+        // Decoded bytes go before new ones come, once they are at least half of what is held:
+        // a peer that always leaves a partial frame behind cannot grow the buffer, and each
+        // byte is moved at most once on average.
+        if self.start > 0 && self.start >= self.buf.len() - self.start {
+            self.buf.drain(..self.start);
             self.start = 0;
         }
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes held in memory: undecoded ones, and decoded ones not yet discarded.
+    pub fn held(&self) -> usize {
+        self.buf.len()
     }
 
     /// Bytes received but not yet decoded.
@@ -289,6 +297,29 @@ mod tests {
             Message::AllowedFast(5),
             Message::Extended { id: 0, payload: b"d1:md11:ut_metadatai1eee".to_vec() },
         ]
+    }
+
+    /// A peer that always leaves a partial frame in the buffer (100k keep-alives, sent one
+    /// byte out of step) does not grow it: at most twice the frame limit is held.
+    #[test]
+    fn a_partial_frame_always_pending_does_not_grow_the_buffer() {
+        let limit = 16384 + 13;
+        let mut d = Decoder::new(limit);
+        let mut stream = Vec::new();
+        Handshake::new([1; 20], [2; 20]).encode(&mut stream);
+        stream.extend(std::iter::repeat_n(0u8, 4 * 100_000));
+        let (mut frames, mut most) = (0, 0);
+        d.push(&stream[..HANDSHAKE_LEN + 1]);
+        for chunk in stream[HANDSHAKE_LEN + 1..].chunks(4) {
+            d.push(chunk);
+            while d.next_frame().unwrap().is_some() {
+                frames += 1;
+            }
+            most = most.max(d.held());
+        }
+        assert_eq!(frames, 1 + 100_000, "the handshake and every keep-alive, each completed by the next push");
+        assert!(most <= 2 * limit as usize, "held {most} bytes at most");
+        assert!(most <= HANDSHAKE_LEN + 8, "in fact no more than the handshake and two keep-alives: {most}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The HTTP listener (`[http] listen`): everything after iPXE. `/boot.ipxe` (the machine's
-//! script), `/manifest/<name>[/<version>]` (a signed manifest envelope), `/blob/<sha256>`
+//! script), `/manifest/<name>[/<version>][?nonce=]` (a signed manifest envelope; with a nonce,
+//! a signed freshness statement beside it), `/blob/<sha256>`
 //! (image files, content-addressed), `/torrent/<sha256>.torrent` and `/magnet/<sha256>` (the
 //! file's swarm), `/announce` and `/scrape` (the tracker), `/tftp/<name>` (the TFTP files, for
 //! UEFI HTTP boot), `/healthz`, `/metrics`. Files are served with HEAD, Range and
@@ -134,30 +135,63 @@ async fn blob(State(s): State<AppState>, Path(sha256): Path<String>, req: Reques
     }
 }
 
-async fn manifest_latest(State(s): State<AppState>, Path(name): Path<String>) -> Response {
+/// A manifest request's query: the client's nonce, when it asks for a freshness statement.
+#[derive(Debug, Deserialize, Default)]
+struct ManifestQuery {
+    nonce: Option<String>,
+}
+
+async fn manifest_latest(State(s): State<AppState>, Path(name): Path<String>, Query(q): Query<ManifestQuery>) -> Response {
     match s.catalog.latest(&name) {
-        Ok(Some(m)) => signed_manifest(&s, &name, m.version),
+        Ok(Some(m)) => signed_manifest(&s, &name, m.version, q.nonce.as_deref()),
         Ok(None) => not_found(&s),
         Err(e) => manifest_error(&s, e),
     }
 }
 
-async fn manifest_version(State(s): State<AppState>, Path((name, version)): Path<(String, String)>) -> Response {
+async fn manifest_version(State(s): State<AppState>, Path((name, version)): Path<(String, String)>, Query(q): Query<ManifestQuery>) -> Response {
     match version.parse::<u32>() {
-        Ok(v) => signed_manifest(&s, &name, v),
+        Ok(v) => signed_manifest(&s, &name, v, q.nonce.as_deref()),
         Err(_) => not_found(&s),
     }
 }
 
-/// A signed manifest envelope (see `swarmboot_manifest::envelope`).
-fn signed_manifest(s: &AppState, name: &str, version: u32) -> Response {
+/// A signed manifest envelope (see `swarmboot_manifest::envelope`); with a `nonce`, vouched
+/// for in a freshness statement (`swarmboot_manifest::freshness`): this version, and the
+/// latest one now.
+fn signed_manifest(s: &AppState, name: &str, version: u32, nonce: Option<&str>) -> Response {
+    use swarmboot_manifest::freshness::{self, Freshness, Nonce};
+    let nonce = match nonce.map(Nonce::from_hex) {
+        None => None,
+        Some(Some(n)) => Some(n),
+        Some(None) => return (StatusCode::BAD_REQUEST, "nonce= must be 32 hex digits\n").into_response(),
+    };
+    let latest = match nonce.map(|_| s.catalog.latest(name)).transpose() {
+        Ok(latest) => latest.flatten().map(|m| m.version),
+        Err(e) => return manifest_error(s, e),
+    };
     match s.catalog.signed(name, version, &s.key) {
         Ok(Some((_, envelope))) => {
             s.http.manifests.fetch_add(1, Ordering::Relaxed);
             if let Some(seeder) = &s.seeder {
                 seeder.wake();
             }
-            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], envelope).into_response()
+            let statement = nonce.map(|nonce| {
+                let f = Freshness {
+                    nonce,
+                    image: name.to_string(),
+                    served: version,
+                    // A version added since `latest` was read: the served one is the latest.
+                    latest: latest.unwrap_or(version).max(version),
+                    manifest_sha256: freshness::envelope_sha256(&envelope),
+                };
+                freshness::vouch(&s.key, &f)
+            });
+            let mut r = ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], envelope).into_response();
+            if let Some(value) = statement.and_then(|v| v.parse().ok()) {
+                r.headers_mut().insert(freshness::HEADER, value);
+            }
+            r
         }
         Ok(None) => not_found(s),
         Err(e) => manifest_error(s, e),

@@ -38,6 +38,10 @@ pub struct SwarmConfig {
     pub super_seed_slots: usize,
     /// Super-seed: pieces offered to one peer at once.
     pub super_seed_offers: usize,
+    /// Super-seed: an offer no block of which was asked for in this long is withdrawn, and
+    /// its peer gets no offer for four times as long (peers that take offers and never ask
+    /// would otherwise hold every slot of the seed).
+    pub super_seed_offer_timeout: Duration,
     /// Peers we upload to at once (the optimistic slot included).
     pub upload_slots: usize,
     pub rechoke_interval: Duration,
@@ -52,6 +56,9 @@ pub struct SwarmConfig {
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_peers: usize,
+    /// With `max_peers` connected, one that moved no block for this long gives its place to a
+    /// newcomer.
+    pub evict_idle_after: Duration,
     /// Requests from one peer we queue at most; more are rejected.
     pub max_upload_queue: usize,
     pub order: Order,
@@ -71,6 +78,7 @@ impl SwarmConfig {
             super_seed: false,
             super_seed_slots: 4,
             super_seed_offers: 2,
+            super_seed_offer_timeout: Duration::from_secs(10),
             upload_slots: 8,
             rechoke_interval: Duration::from_secs(10),
             optimistic_every: 3,
@@ -79,6 +87,7 @@ impl SwarmConfig {
             request_timeout: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(60),
             max_peers: 80,
+            evict_idle_after: Duration::from_secs(30),
             max_upload_queue: 256,
             order: Order::RarestFirst,
             rng_seed: u64::from_le_bytes(our_id[12..20].try_into().expect("8 bytes")),
@@ -106,6 +115,10 @@ pub enum DropReason {
     Duplicate,
     #[error("connection closed")]
     Closed,
+    #[error("idle for long, and a new peer needed its place")]
+    IdleForNewcomer,
+    #[error("it does not read what it asks for (more than {MAX_PENDING_OUT} bytes of answers waiting)")]
+    NotReading,
 }
 
 /// What the shell should know (and log).
@@ -200,6 +213,8 @@ struct PeerSlot {
     sent_at: HashMap<(u32, u32), Instant>,
     min_latency: Option<Duration>,
     last_block: Instant,
+    /// When a block last moved to or from it (or it connected).
+    active_at: Instant,
     down: Rate,
     up: Rate,
     downloaded: u64,
@@ -253,6 +268,11 @@ pub struct Swarm {
     totals: Totals,
     bytes_have: u64,
 }
+
+/// Bytes of answers (rejects, metadata, keep-alives) waiting for a peer to read before it is
+/// dropped: blocks are taken from storage only below [`TRANSMIT_HIGH_WATER`], so only what a
+/// peer provokes without reading can pass this.
+pub const MAX_PENDING_OUT: usize = 1 << 20;
 
 /// Super-seed: a peer that got no piece from other peers for this long is served anything.
 pub const STARVING_AFTER: Duration = Duration::from_secs(3);
@@ -343,9 +363,15 @@ impl Swarm {
 
     /// A new connection (we dialed it: `outbound`); `None` when the swarm is full. Our
     /// handshake is queued at once.
+    /// A new connection, or `None` when the swarm is full of peers that moved blocks lately.
+    /// When full, the peer that has moved no block (either way) for longest gives its place,
+    /// if that was at least [`SwarmConfig::evict_idle_after`] ago: idle connections cannot
+    /// keep newcomers out.
     pub fn add_peer(&mut self, now: Instant, outbound: bool) -> Option<PeerKey> {
         if !self.has_room() {
-            return None;
+            let idle_for = |s: &PeerSlot| now.saturating_duration_since(s.active_at);
+            let idlest = self.peers.iter().max_by_key(|(_, s)| idle_for(s)).filter(|(_, s)| idle_for(s) >= self.cfg.evict_idle_after).map(|(&k, _)| k)?;
+            self.remove_peer(idlest, DropReason::IdleForNewcomer);
         }
         let key = self.next_key;
         self.next_key = PeerKey(key.0 + 1);
@@ -364,6 +390,7 @@ impl Swarm {
             sent_at: HashMap::new(),
             min_latency: None,
             last_block: now,
+            active_at: now,
             down: Rate::new(now),
             up: Rate::new(now),
             downloaded: 0,
@@ -418,11 +445,13 @@ impl Swarm {
             match store.read_block(index, begin, length) {
                 Ok(data) => {
                     slot.wire.send_block(index, begin, data);
+                    slot.active_at = now;
                     slot.uploaded += u64::from(length);
                     slot.up.add(now, u64::from(length));
                     self.totals.uploaded += u64::from(length);
                     if let Some(ss) = &mut self.superseed {
                         if ss.allows(key, index) {
+                            ss.progressed(key, index, now);
                             let sent = slot.offer_sent.entry(index).or_insert(0);
                             *sent += u64::from(length);
                             if *sent >= u64::from(self.cfg.piece_len(index)) {
@@ -454,6 +483,9 @@ impl Swarm {
     /// When to call [`Swarm::on_timeout`] next.
     pub fn poll_timeout(&self) -> Instant {
         let mut t = self.next_rechoke;
+        if let Some(e) = self.superseed.as_ref().and_then(|ss| ss.next_expiry(self.cfg.super_seed_offer_timeout)) {
+            t = t.min(e);
+        }
         for s in self.peers.values() {
             t = t.min(s.wire.poll_timeout());
             if s.wire.outstanding() > 0 {
@@ -487,6 +519,17 @@ impl Swarm {
                 }
             }
         }
+        if let Some(ss) = &mut self.superseed {
+            let lapsed = ss.expire(now, self.cfg.super_seed_offer_timeout);
+            for (key, piece) in &lapsed {
+                if let Some(slot) = self.peers.get_mut(key) {
+                    slot.offer_sent.remove(piece);
+                }
+            }
+            if !lapsed.is_empty() {
+                self.refill_offers(now);
+            }
+        }
         if now >= self.next_rechoke {
             self.next_rechoke = now + self.cfg.rechoke_interval;
             self.rechoke(now, true);
@@ -510,6 +553,10 @@ impl Swarm {
                 break;
             }
             self.on_wire_event(now, key, e, store);
+            // Answers it provoked (rejects, metadata) pile up while it does not read.
+            if self.peers.get(&key).is_some_and(|s| s.wire.pending_transmit() > MAX_PENDING_OUT) {
+                self.remove_peer(key, DropReason::NotReading);
+            }
         }
         if self.choke_dirty {
             self.rechoke(now, false);
@@ -556,7 +603,7 @@ impl Swarm {
                 slot.counted = has;
                 if let Some(ss) = &mut self.superseed {
                     // The peer got an offered piece elsewhere: offer another.
-                    for p in ss.offered(key).to_vec() {
+                    for p in ss.offered(key) {
                         if slot.counted.has(p) {
                             ss.withdraw(key, p);
                             slot.offer_sent.remove(&p);
@@ -565,6 +612,31 @@ impl Swarm {
                     self.refill_offers(now);
                 }
                 self.update_interest(key);
+            }
+            WireEvent::Have(i) => {
+                // One piece: O(1) here (a HAVE for a piece the peer had is no event at all).
+                let slot = self.peers.get_mut(&key).expect("live peer");
+                if slot.counted.has(i) {
+                    return;
+                }
+                slot.counted.set(i);
+                self.picker.peer_has(i);
+                if !slot.served.has(i) {
+                    slot.last_peer_progress = now;
+                }
+                let wanted = !self.picker.have().has(i);
+                if wanted && !slot.wire.am_interested {
+                    slot.wire.set_interested(true);
+                    self.wake.push(key);
+                }
+                if let Some(ss) = &mut self.superseed {
+                    // The peer got an offered piece elsewhere: offer another.
+                    if ss.offered(key).contains(&i) {
+                        ss.withdraw(key, i);
+                        slot.offer_sent.remove(&i);
+                    }
+                    self.refill_offers(now);
+                }
             }
             WireEvent::Choked => {
                 let slot = self.peers.get_mut(&key).expect("live peer");
@@ -657,7 +729,7 @@ impl Swarm {
                     break;
                 }
                 let slot = self.peers.get_mut(&key).expect("listed");
-                if let Some(piece) = ss.offer(key, &slot.counted, |i| picker.availability(i), !fed) {
+                if let Some(piece) = ss.offer(now, key, &slot.counted, |i| picker.availability(i), !fed) {
                     slot.wire.have(piece);
                     self.wake.push(key);
                     progress = true;
@@ -689,6 +761,7 @@ impl Swarm {
         slot.downloaded += len;
         slot.down.add(now, len);
         slot.last_block = now;
+        slot.active_at = now;
         slot.snubbed = false;
         if let Some(sent) = slot.sent_at.remove(&(index, begin)) {
             let lat = now.saturating_duration_since(sent);

@@ -18,8 +18,9 @@ pub fn announce(r: &AnnounceReply, want_dict: bool) -> Vec<u8> {
                 .iter()
                 .map(|p| {
                     dict(vec![
+                        // No `peer id`: ids are the clients' own business (as with
+                        // `no_peer_id`); peers learn each other's in the handshake.
                         ("ip", Value::Bytes(p.addr.ip().to_string().into_bytes())),
-                        ("peer id", Value::Bytes(p.peer_id.to_vec())),
                         ("port", Value::Int(i64::from(p.addr.port()))),
                     ])
                 })
@@ -75,11 +76,11 @@ mod tests {
             min_interval: Duration::from_secs(1),
             complete: 1,
             incomplete: 2,
-            peers: vec![PeerInfo { peer_id: *b"-SB0100-abcdefghijkl", addr: SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 2), 6881) }],
+            peers: vec![PeerInfo { addr: SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 2), 6881) }],
         };
         assert_eq!(announce(&r, false), b"d8:completei1e10:incompletei2e8:intervali5e12:min intervali1e5:peers6:\x0a\x4d\x00\x02\x1a\xe1e".to_vec());
         let d = String::from_utf8(announce(&r, true)).unwrap();
-        assert!(d.contains("5:peersld2:ip9:10.77.0.27:peer id20:-SB0100-abcdefghijkl4:porti6881eee"), "{d}");
+        assert!(d.contains("5:peersld2:ip9:10.77.0.24:porti6881eee"), "no peer ids handed out: {d}");
         assert_eq!(failure("no"), b"d14:failure reason2:noe".to_vec());
         assert_eq!(
             scrape(&[([b'a'; 20], ScrapeEntry { complete: 1, incomplete: 0, downloaded: 3 })]),

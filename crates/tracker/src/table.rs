@@ -28,6 +28,9 @@ pub struct TrackerConfig {
     pub subnet_prefix: u8,
     /// Most peers kept per swarm (new ones beyond are refused).
     pub max_peers_per_swarm: usize,
+    /// Most peers kept per source address and swarm: one more from that address replaces its
+    /// least recently seen (a host cannot fill a swarm by announcing many ports or ids).
+    pub max_peers_per_address: usize,
 }
 
 impl Default for TrackerConfig {
@@ -39,22 +42,25 @@ impl Default for TrackerConfig {
             peer_ttl: Duration::from_secs(200),
             subnet_prefix: 24,
             max_peers_per_swarm: 4096,
+            max_peers_per_address: 8,
         }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct PeerEntry {
-    addr: SocketAddrV4,
     left: u64,
     last_seen: Instant,
     uploaded: u64,
     downloaded: u64,
 }
 
+/// Peers are keyed by what the tracker saw: the request's source address with the port the
+/// peer announced. An id chosen by the client names nothing here, so a `stopped` sent from
+/// another address cannot remove a peer.
 #[derive(Debug, Default)]
 struct SwarmEntry {
-    peers: HashMap<[u8; 20], PeerEntry>,
+    peers: HashMap<SocketAddrV4, PeerEntry>,
     first_seen: Option<Instant>,
     completed: u64,
 }
@@ -68,10 +74,10 @@ pub struct ReportedTotals {
     pub downloaded: u64,
 }
 
-/// A peer in a reply.
+/// A peer in a reply: its address (peer ids are not handed out; the peer tells its own in
+/// the handshake).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerInfo {
-    pub peer_id: [u8; 20],
     pub addr: SocketAddrV4,
 }
 
@@ -146,32 +152,38 @@ impl PeerTable {
         let ttl = cfg.peer_ttl;
         swarm.peers.retain(|_, p| now.saturating_duration_since(p.last_seen) < ttl);
         let first_seen = *swarm.first_seen.get_or_insert(now);
-        let known = swarm.peers.get(&req.peer_id).map(|p| (p.uploaded, p.downloaded));
-        if known.is_none() && req.event != Event::Stopped && swarm.peers.len() >= cfg.max_peers_per_swarm {
-            return Err(Refusal::SwarmFull);
+        let key = SocketAddrV4::new(source, req.port);
+        let known = swarm.peers.get(&key).map(|p| (p.uploaded, p.downloaded));
+        if known.is_none() && req.event != Event::Stopped {
+            let from_here: Vec<(Instant, SocketAddrV4)> = swarm.peers.iter().filter(|(a, _)| *a.ip() == source).map(|(a, p)| (p.last_seen, *a)).collect();
+            if from_here.len() >= cfg.max_peers_per_address {
+                // The address's least recently seen entry makes room (a restarted client).
+                if let Some((_, oldest)) = from_here.into_iter().min() {
+                    swarm.peers.remove(&oldest);
+                }
+            } else if swarm.peers.len() >= cfg.max_peers_per_swarm {
+                return Err(Refusal::SwarmFull);
+            }
         }
         let (up_before, down_before) = known.unwrap_or((0, 0));
-        let grown = |now: u64, before: u64| if now >= before { now - before } else { now };
-        self.reported.uploaded += grown(req.uploaded, up_before);
-        self.reported.downloaded += grown(req.downloaded, down_before);
+        let grown = |now: u64, before: u64| now.checked_sub(before).unwrap_or(now);
+        self.reported.uploaded = self.reported.uploaded.saturating_add(grown(req.uploaded, up_before));
+        self.reported.downloaded = self.reported.downloaded.saturating_add(grown(req.downloaded, down_before));
         match req.event {
             Event::Stopped => {
-                swarm.peers.remove(&req.peer_id);
+                swarm.peers.remove(&key);
             }
             _ => {
-                let before = swarm.peers.insert(
-                    req.peer_id,
-                    PeerEntry { addr: SocketAddrV4::new(source, req.port), left: req.left, last_seen: now, uploaded: req.uploaded, downloaded: req.downloaded },
-                );
+                let entry = PeerEntry { left: req.left, last_seen: now, uploaded: req.uploaded, downloaded: req.downloaded };
+                let before = swarm.peers.insert(key, entry);
                 if req.event == Event::Completed && before.is_none_or(|b| b.left > 0) {
-                    swarm.completed += 1;
+                    swarm.completed = swarm.completed.saturating_add(1);
                 }
             }
         }
         let complete = swarm.peers.values().filter(|p| p.left == 0).count() as u32;
         let incomplete = swarm.peers.len() as u32 - complete;
-        let mut candidates: Vec<(PeerInfo, u64)> =
-            swarm.peers.iter().filter(|(id, _)| **id != req.peer_id).map(|(id, p)| (PeerInfo { peer_id: *id, addr: p.addr }, p.left)).collect();
+        let mut candidates: Vec<(PeerInfo, u64)> = swarm.peers.iter().filter(|(a, _)| **a != key).map(|(a, p)| (PeerInfo { addr: *a }, p.left)).collect();
         let wanted = if req.event == Event::Stopped { 0 } else { req.numwant };
         let peers = self.choose(&mut candidates, source, wanted);
         let young = now.saturating_duration_since(first_seen) < cfg.young_for;
@@ -276,7 +288,7 @@ mod tests {
         let now = Instant::now();
         assert!(t.announce(&req(1, 100, Event::Started), ip(1), now).unwrap().peers.is_empty());
         let r = t.announce(&req(2, 100, Event::Started), ip(2), now).unwrap();
-        assert_eq!(r.peers, vec![PeerInfo { peer_id: req(1, 0, Event::Update).peer_id, addr: SocketAddrV4::new(ip(1), 6881) }]);
+        assert_eq!(r.peers, vec![PeerInfo { addr: SocketAddrV4::new(ip(1), 6881) }]);
         assert_eq!((r.complete, r.incomplete), (0, 2));
         t.announce(&req(1, 0, Event::Completed), ip(1), now).unwrap();
         assert_eq!(t.scrape(&HASH), Some(ScrapeEntry { complete: 1, incomplete: 1, downloaded: 1 }));
@@ -317,11 +329,59 @@ mod tests {
             let r = t.announce(&req(n, 1000, Event::Update), Ipv4Addr::new(10, 77, 1, n), now).unwrap();
             assert_eq!(r.peers.len(), DEFAULT_NUMWANT);
             assert!(r.peers.iter().all(|p| p.addr.ip().octets()[2] == 1), "100 peers share the subnet: all 50 from it");
-            firsts.insert(r.peers[0].peer_id);
+            firsts.insert(r.peers[0].addr);
         }
         assert!(firsts.len() > 30, "first peers vary: {}", firsts.len());
         // From another subnet, the seed (whole file) comes before the empty peers.
         let r = t.announce(&req(251, 1000, Event::Started), Ipv4Addr::new(10, 77, 3, 9), now).unwrap();
-        assert_eq!(r.peers[0].peer_id, seed.peer_id);
+        assert_eq!(r.peers[0].addr, SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 1), 6881));
+    }
+
+    /// One address announcing 5000 ids on as many ports holds at most its share of the swarm:
+    /// a newcomer from another address still gets in, and sees the hoarder's few entries.
+    #[test]
+    fn one_address_cannot_fill_a_swarm() {
+        let cfg = TrackerConfig { max_peers_per_swarm: 100, ..TrackerConfig::default() };
+        let mut t = PeerTable::new(cfg.clone(), 1);
+        t.allow(HASH);
+        let now = Instant::now();
+        for n in 0..5000u32 {
+            let mut r = req(0, 10, Event::Started);
+            r.peer_id[..4].copy_from_slice(&n.to_be_bytes());
+            r.port = 10_000 + n as u16;
+            t.announce(&r, ip(66), now + Duration::from_millis(u64::from(n))).unwrap();
+        }
+        let r = t.announce(&AnnounceRequest { numwant: 200, ..req(1, 10, Event::Started) }, ip(1), now + Duration::from_secs(6)).unwrap();
+        assert_eq!(r.peers.len(), cfg.max_peers_per_address, "the hoarder's newest entries only");
+        assert!(r.peers.iter().all(|p| p.addr.port() >= 10_000 + 5000 - cfg.max_peers_per_address as u16), "{:?}", r.peers);
+        assert_eq!(t.scrape(&HASH).unwrap().incomplete as usize, cfg.max_peers_per_address + 1);
+    }
+
+    /// Peers are who the tracker saw: a `stopped` with a real peer's id from another address
+    /// removes nobody; from the peer's own address and port it removes the peer.
+    #[test]
+    fn a_stopped_from_another_address_removes_nobody() {
+        let mut t = PeerTable::new(TrackerConfig::default(), 1);
+        t.allow(HASH);
+        let now = Instant::now();
+        t.announce(&req(1, 10, Event::Started), ip(1), now).unwrap();
+        t.announce(&req(2, 10, Event::Started), ip(2), now).unwrap();
+        t.announce(&req(1, 10, Event::Stopped), ip(66), now).unwrap();
+        assert_eq!(t.announce(&req(2, 10, Event::Update), ip(2), now).unwrap().peers, vec![PeerInfo { addr: SocketAddrV4::new(ip(1), 6881) }]);
+        t.announce(&req(1, 10, Event::Stopped), ip(1), now).unwrap();
+        assert!(t.announce(&req(2, 10, Event::Update), ip(2), now).unwrap().peers.is_empty());
+    }
+
+    /// Counters a peer reports are added with saturation: a hostile `uploaded` of u64::MAX
+    /// twice does not wrap the totals.
+    #[test]
+    fn reported_counters_saturate() {
+        let mut t = PeerTable::new(TrackerConfig::default(), 1);
+        t.allow(HASH);
+        let now = Instant::now();
+        for n in 1..=2 {
+            t.announce(&AnnounceRequest { uploaded: u64::MAX, downloaded: u64::MAX, ..req(n, 10, Event::Started) }, ip(n), now).unwrap();
+        }
+        assert_eq!(t.reported(), ReportedTotals { uploaded: u64::MAX, downloaded: u64::MAX });
     }
 }

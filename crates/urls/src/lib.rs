@@ -24,6 +24,9 @@ pub mod routes {
 /// The settings iPXE expands itself in the boot script's URL: who is asking.
 pub const BOOT_SCRIPT_QUERY: &str = "mac=${net0/mac}&arch=${buildarch}&uuid=${uuid}";
 
+/// The query parameter of a manifest request that carries the client's nonce.
+pub const MANIFEST_NONCE: &str = "nonce";
+
 /// Every URL of a server reached at `base` (`http://10.77.0.1:8080`, or `[http] public_url`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Urls {
@@ -51,6 +54,13 @@ impl Urls {
             Some(v) => format!("{}/manifest/{name}/{v}", self.base),
             None => format!("{}/manifest/{name}", self.base),
         }
+    }
+
+    /// [`Urls::manifest`], asking the server to vouch that it is the latest now: the reply
+    /// carries a freshness statement bound to `nonce` (32 hex digits; see
+    /// `swarmboot_manifest::freshness`).
+    pub fn manifest_fresh(&self, name: &str, version: Option<u32>, nonce: &str) -> String {
+        format!("{}?{MANIFEST_NONCE}={nonce}", self.manifest(name, version))
     }
 
     /// A stored file by its SHA-256 (HTTP Range works).

@@ -385,3 +385,162 @@ fn a_partitioned_swarm_still_completes_from_a_super_seed() {
     assert!(up >= 2.0, "the two cut-off peers could only get their bytes from the seed: {up:.2} copies");
     assert!(up <= 3.6, "but the mesh got most of its bytes from itself: {up:.2} copies");
 }
+
+/// A peer that asks and never reads (100k requests while choked, nothing drained): the rejects
+/// it provokes never hold more than a mebibyte; it is dropped instead.
+#[test]
+fn a_peer_that_never_reads_is_dropped_before_its_answers_reach_a_mebibyte() {
+    let data = data_of(64 * 1024, 8);
+    let (meta, _) = Metainfo::single_file("img", &data, 16384, None, true);
+    let mut net = Net::new();
+    let seed = net.add(&meta, Some(&data), 100_000, |_| {});
+    let now = net.now;
+    let node = &mut net.nodes[seed];
+    let k = node.swarm.add_peer(now, false).unwrap();
+    let mut hello = Vec::new();
+    swarmboot_peerwire::wire::Handshake::new(meta.info_hash, id(99)).encode(&mut hello);
+    Message::HaveNone.encode(&mut hello);
+    node.swarm.on_bytes(now, k, &hello, &mut node.store);
+    let mut request = Vec::new();
+    for _ in 0..1000 {
+        Message::Request { index: 0, begin: 0, length: 16384 }.encode(&mut request);
+    }
+    let (mut sent, mut most) = (0, 0);
+    while sent < 100_000 && node.swarm.is_open(k) {
+        node.swarm.on_bytes(now, k, &request, &mut node.store);
+        sent += 1000;
+        if let Some(slot) = node.swarm.peers.get(&k) {
+            most = most.max(slot.wire.pending_transmit());
+        }
+    }
+    assert!(most <= MAX_PENDING_OUT, "{most} bytes waited for it");
+    assert!(!node.swarm.is_open(k), "dropped after {sent} requests");
+    let mut reasons = Vec::new();
+    while let Some(e) = node.swarm.poll_event() {
+        if let SwarmEvent::Dropped { reason, .. } = e {
+            reasons.push(reason);
+        }
+    }
+    assert_eq!(reasons, vec![DropReason::NotReading]);
+    assert!(sent < 100_000, "it was dropped well before the 100k: after {sent}");
+}
+
+/// A HAVE for a piece the peer already announced costs a decode and nothing more: 1M of them
+/// on a 16384-piece torrent (each used to clone the peer's bitfield and walk every piece).
+#[test]
+fn a_million_duplicate_haves_cost_little() {
+    let data = data_of(16384, 9);
+    let (meta, _) = Metainfo::single_file("img", &data, 16384, None, true);
+    let mut cfg = SwarmConfig::new(&meta, id(1));
+    cfg.piece_hashes = vec![[0; 20]; 16384];
+    cfg.total_length = 16384 * 16384;
+    let now = Instant::now();
+    let mut swarm = Swarm::new(cfg, Bitfield::new(16384), now);
+    let mut store = MemStorage::zeroed(16384, 16384);
+    let k = swarm.add_peer(now, false).unwrap();
+    let mut hello = Vec::new();
+    swarmboot_peerwire::wire::Handshake::new(meta.info_hash, id(99)).encode(&mut hello);
+    Message::HaveNone.encode(&mut hello);
+    swarm.on_bytes(now, k, &hello, &mut store);
+    let mut haves = Vec::new();
+    for _ in 0..10_000 {
+        Message::Have(5).encode(&mut haves);
+    }
+    let started = std::time::Instant::now();
+    for _ in 0..100 {
+        swarm.on_bytes(now, k, &haves, &mut store);
+    }
+    let took = started.elapsed();
+    eprintln!("1M duplicate HAVEs: {took:?}");
+    assert!(swarm.is_open(k));
+    assert_eq!(swarm.picker.availability(5), 1, "counted once");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+}
+
+/// Four peers take the super-seed's offers (2 each: every slot of the seed) and never ask for
+/// a block, only sending keep-alives. Their offers lapse, they are benched, and a fifth peer
+/// gets the whole file from the seed.
+#[test]
+fn a_fifth_peer_gets_pieces_despite_four_hoarders() {
+    let data = data_of(32 * 16384, 10);
+    let (meta, _) = Metainfo::single_file("img", &data, 16384, None, true);
+    let mut net = Net::new();
+    net.tick = Duration::from_millis(100);
+    let seed = net.add(&meta, Some(&data), 100_000, |c| c.super_seed = true);
+    let now = net.now;
+    let hoarders: Vec<PeerKey> = (0..4u8)
+        .map(|n| {
+            let node = &mut net.nodes[seed];
+            let k = node.swarm.add_peer(now, false).unwrap();
+            let mut hello = Vec::new();
+            swarmboot_peerwire::wire::Handshake::new(meta.info_hash, id(90 + n)).encode(&mut hello);
+            Message::HaveNone.encode(&mut hello);
+            Message::Interested.encode(&mut hello);
+            node.swarm.on_bytes(now, k, &hello, &mut node.store);
+            k
+        })
+        .collect();
+    net.step();
+    let held: usize = hoarders.iter().map(|&k| net.nodes[seed].swarm.superseed.as_ref().unwrap().offered(k).len()).sum();
+    assert_eq!(held, 8, "the hoarders hold every offer the seed makes at once");
+    let leech = net.add(&meta, None, 100_000, |_| {});
+    net.connect(leech, seed);
+    let mut ticks = 0;
+    while !net.complete(leech) {
+        assert!(ticks < 600, "the fifth peer got {} of 32 pieces in 60 s", net.nodes[leech].swarm.picker.have().count());
+        if ticks % 20 == 0 {
+            let now = net.now;
+            let node = &mut net.nodes[seed];
+            for &k in &hoarders {
+                node.swarm.on_bytes(now, k, &[0, 0, 0, 0], &mut node.store);
+            }
+        }
+        net.step();
+        ticks += 1;
+    }
+    assert_eq!(net.nodes[leech].store.data, data);
+    assert!(hoarders.iter().all(|&k| net.nodes[seed].swarm.is_open(k)), "the hoarders are still connected (only benched)");
+    eprintln!("complete after {:.1} s", f64::from(ticks) / 10.0);
+}
+
+/// A swarm full of connections that never move a block (80 handshaken peers sending only
+/// keep-alives) still takes a newcomer once they have been idle for `evict_idle_after`, and
+/// the newcomer gets the file.
+#[test]
+fn idle_peers_give_their_places_to_newcomers() {
+    let data = data_of(8 * 16384, 11);
+    let (meta, _) = Metainfo::single_file("img", &data, 16384, None, true);
+    let mut net = Net::new();
+    net.tick = Duration::from_millis(100);
+    let seed = net.add(&meta, Some(&data), 100_000, |_| {});
+    let now = net.now;
+    let max = net.nodes[seed].swarm.cfg.max_peers;
+    let idle: Vec<PeerKey> = (0..max)
+        .map(|n| {
+            let node = &mut net.nodes[seed];
+            let k = node.swarm.add_peer(now, false).unwrap();
+            let mut hello = Vec::new();
+            swarmboot_peerwire::wire::Handshake::new(meta.info_hash, id(100 + n as u8)).encode(&mut hello);
+            Message::HaveNone.encode(&mut hello);
+            node.swarm.on_bytes(now, k, &hello, &mut node.store);
+            k
+        })
+        .collect();
+    assert_eq!(net.nodes[seed].swarm.add_peer(now, false), None, "full of peers connected just now");
+    for t in 0..301 {
+        if t % 100 == 0 {
+            let now = net.now;
+            let node = &mut net.nodes[seed];
+            for &k in &idle {
+                node.swarm.on_bytes(now, k, &[0, 0, 0, 0], &mut node.store);
+            }
+        }
+        net.step();
+    }
+    let leech = net.add(&meta, None, 100_000, |_| {});
+    net.connect(leech, seed);
+    net.run_until(600, |n| n.complete(leech));
+    assert_eq!(net.nodes[leech].store.data, data);
+    let evicted = net.nodes[seed].events.iter().filter(|e| matches!(e, SwarmEvent::Dropped { reason: DropReason::IdleForNewcomer, .. })).count();
+    assert_eq!(evicted, 1, "one idle peer gave its place");
+}
