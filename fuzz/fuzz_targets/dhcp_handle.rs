@@ -35,6 +35,7 @@ fn settings(mode: Mode) -> Settings {
         reservations: vec![Reservation { hwaddr: HwAddr::new(&[0x52, 0x54, 0, 0, 0, 1]), ip: ip("10.77.0.10"), hostname: None }],
         decline_secs: 30,
         offer_secs: 10,
+        max_leases_per_machine: swarmboot_dhcp::DEFAULT_MAX_LEASES_PER_MACHINE,
         boot: BootSettings::default(),
     }
 }

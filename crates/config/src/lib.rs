@@ -122,6 +122,7 @@ impl Config {
             reservations: d.reservation.iter().map(|r| Reservation { hwaddr: r.mac.0.clone(), ip: r.ip, hostname: r.hostname.clone() }).collect(),
             decline_secs: d.decline_time.0,
             offer_secs: 60,
+            max_leases_per_machine: swarmboot_dhcp::DEFAULT_MAX_LEASES_PER_MACHINE,
             boot: BootSettings {
                 http_base: self.http.public_url.clone(),
                 http_port: self.http.listen.port(),

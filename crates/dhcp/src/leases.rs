@@ -69,6 +69,8 @@ impl Lease {
 pub struct LeaseTable {
     by_ip: HashMap<Ipv4Addr, Lease>,
     by_client: HashMap<ClientId, Ipv4Addr>,
+    /// The addresses each machine (chaddr) has records for.
+    by_machine: HashMap<HwAddr, Vec<Ipv4Addr>>,
     reserved: HashSet<Ipv4Addr>,
     /// Per subnet, per pool: the next address never handed out in this run.
     cursors: Vec<Vec<u64>>,
@@ -119,12 +121,43 @@ impl LeaseTable {
         }
     }
 
+    /// Records that keep an address for `machine` now (offered or bound), oldest ending first.
+    pub fn held_by_machine(&self, machine: &HwAddr, now: UnixTime) -> Vec<&Lease> {
+        let mut held: Vec<&Lease> = self
+            .by_machine
+            .get(machine)
+            .into_iter()
+            .flatten()
+            .filter_map(|ip| self.by_ip.get(ip))
+            .filter(|l| &l.hwaddr == machine && matches!(l.state, LeaseState::Offered | LeaseState::Bound) && l.is_active(now))
+            .collect();
+        held.sort_by_key(|l| (l.expires, l.ip));
+        held
+    }
+
+    fn unindex_machine(&mut self, hwaddr: &HwAddr, ip: Ipv4Addr) {
+        if let Some(ips) = self.by_machine.get_mut(hwaddr) {
+            ips.retain(|&i| i != ip);
+            if ips.is_empty() {
+                self.by_machine.remove(hwaddr);
+            }
+        }
+    }
+
     /// Inserts or replaces the record for `lease.ip`.
     pub fn put(&mut self, lease: Lease) {
         if let Some(old) = self.by_ip.get(&lease.ip) {
             if old.client_id != lease.client_id && self.by_client.get(&old.client_id) == Some(&lease.ip) {
                 self.by_client.remove(&old.client_id);
             }
+            if old.hwaddr != lease.hwaddr {
+                let old_hw = old.hwaddr.clone();
+                self.unindex_machine(&old_hw, lease.ip);
+            }
+        }
+        let ips = self.by_machine.entry(lease.hwaddr.clone()).or_default();
+        if !ips.contains(&lease.ip) {
+            ips.push(lease.ip);
         }
         if lease.state != LeaseState::Declined {
             self.by_client.insert(lease.client_id.clone(), lease.ip);
@@ -137,7 +170,9 @@ impl LeaseTable {
     /// Drops an in-memory offer (the client chose another server).
     pub fn withdraw_offer(&mut self, ip: Ipv4Addr, client: &ClientId) {
         if self.by_ip.get(&ip).is_some_and(|l| l.state == LeaseState::Offered && &l.client_id == client) {
-            self.by_ip.remove(&ip);
+            if let Some(l) = self.by_ip.remove(&ip) {
+                self.unindex_machine(&l.hwaddr, ip);
+            }
             if self.by_client.get(client) == Some(&ip) {
                 self.by_client.remove(client);
             }
@@ -162,9 +197,17 @@ impl LeaseTable {
     }
 
     /// The pool address of `subnet` whose record ran out longest ago, for reuse once every
-    /// address has been handed out at least once.
+    /// address has been handed out at least once; failing that, the oldest standing offer
+    /// (an offer is no promise: unconfirmed ones cannot keep a client out of a full pool).
     pub fn oldest_reusable(&self, settings: &Settings, subnet: usize, now: UnixTime) -> Option<Ipv4Addr> {
         let s = settings.subnets.get(subnet)?;
-        self.by_ip.values().filter(|l| !l.is_active(now) && s.in_pool(l.ip) && !self.reserved.contains(&l.ip)).min_by_key(|l| (l.expires, l.ip)).map(|l| l.ip)
+        let reusable = |l: &&Lease| s.in_pool(l.ip) && !self.reserved.contains(&l.ip);
+        self.by_ip
+            .values()
+            .filter(|l| !l.is_active(now))
+            .filter(reusable)
+            .min_by_key(|l| (l.expires, l.ip))
+            .or_else(|| self.by_ip.values().filter(|l| l.state == LeaseState::Offered).filter(reusable).min_by_key(|l| (l.expires, l.ip)))
+            .map(|l| l.ip)
     }
 }

@@ -31,11 +31,15 @@ pub struct Reply {
     pub bytes: Vec<u8>,
 }
 
-/// What to do about one datagram. The shell persists `lease` first, then sends `reply`.
+/// What to do about one datagram. The shell persists `released` and `lease` first, then
+/// sends `reply`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
     pub reply: Option<Reply>,
     pub lease: Option<Lease>,
+    /// Bindings the server ended to keep the machine within its share
+    /// ([`Settings::max_leases_per_machine`]).
+    pub released: Vec<Lease>,
     pub drop: Option<DropReason>,
 }
 
@@ -198,9 +202,31 @@ impl DhcpServer {
         self.leases.oldest_reusable(&self.settings, subnet, now)
     }
 
+    /// A machine (chaddr) keeps at most `max_leases_per_machine` addresses at once: a client id
+    /// new to it beyond that takes the place of its record that ends first. Firmware, iPXE,
+    /// the stub and the booted system may each use a client id of their own, so a machine
+    /// needs a few; one that invents client ids cannot empty the pool. Returns the bindings it
+    /// ended (offers are only forgotten).
+    fn keep_machine_within_share(&mut self, now: UnixTime, req: &ClientRequest) -> Vec<Lease> {
+        let others: Vec<Lease> = self.leases.held_by_machine(&req.machine.hwaddr, now).into_iter().filter(|l| l.client_id != req.client_id).cloned().collect();
+        let keep = self.settings.max_leases_per_machine.saturating_sub(1);
+        let mut released = Vec::new();
+        for l in others.iter().take(others.len().saturating_sub(keep)) {
+            if l.state == LeaseState::Offered {
+                self.leases.withdraw_offer(l.ip, &l.client_id);
+            } else {
+                let ended = Lease { state: LeaseState::Released, expires: now, ..l.clone() };
+                self.leases.put(ended.clone());
+                released.push(ended);
+            }
+        }
+        released
+    }
+
     fn discover(&mut self, now: UnixTime, req: &ClientRequest, subnet: usize) -> Outcome {
+        let released = self.keep_machine_within_share(now, req);
         let Some(ip) = self.choose_address(now, req, subnet) else {
-            return Outcome::dropped(DropReason::PoolExhausted);
+            return Outcome { released, ..Outcome::dropped(DropReason::PoolExhausted) };
         };
         let keeps_binding = self.leases.get(ip).is_some_and(|l| l.client_id == req.client_id && l.state == LeaseState::Bound && l.is_active(now));
         if !keeps_binding {
@@ -211,7 +237,7 @@ impl DhcpServer {
         let mut r = reply::skeleton(req, MessageType::Offer, self.settings.server_ip);
         r.set_yiaddr(ip);
         self.fill_assignment(&mut r, req, s);
-        Outcome::reply(finish(r, reply_destination(req, MessageType::Offer), MessageType::Offer))
+        Outcome { released, ..Outcome::reply(finish(r, reply_destination(req, MessageType::Offer), MessageType::Offer)) }
     }
 
     fn request(&mut self, now: UnixTime, req: &ClientRequest, subnet: usize) -> Outcome {
@@ -239,6 +265,7 @@ impl DhcpServer {
         if !self.may_hold(now, req, subnet, ip) {
             return self.nak(req);
         }
+        let released = self.keep_machine_within_share(now, req);
         let lease_secs = self.settings.subnets[subnet].lease_secs;
         let lease = self.lease_record(req, ip, LeaseState::Bound, now + u64::from(lease_secs));
         self.leases.put(lease.clone());
@@ -250,6 +277,7 @@ impl DhcpServer {
         if out.reply.is_some() {
             out.lease = Some(lease);
         }
+        out.released = released;
         out
     }
 

@@ -94,8 +94,15 @@ pub struct Settings {
     pub decline_secs: u32,
     /// How long an OFFERed address is held for the client that was offered it, in seconds.
     pub offer_secs: u32,
+    /// Addresses one machine (chaddr) holds at once, over all its client ids (firmware,
+    /// iPXE, the stub, the booted system): see [`DEFAULT_MAX_LEASES_PER_MACHINE`].
+    pub max_leases_per_machine: usize,
     pub boot: BootSettings,
 }
+
+/// A PXE boot uses up to four client ids on one machine (firmware, iPXE, the stub, the
+/// booted system), each of which may bind.
+pub const DEFAULT_MAX_LEASES_PER_MACHINE: usize = 4;
 
 /// A [`Settings`] value that cannot work.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -54,6 +54,7 @@ fn the_captured_discovers_get_offers_and_the_pxe_one_gets_its_boot_file() {
         reservations: vec![],
         decline_secs: 600,
         offer_secs: 60,
+        max_leases_per_machine: swarmboot_dhcp::DEFAULT_MAX_LEASES_PER_MACHINE,
         boot: BootSettings::default(),
     };
     let mut s = DhcpServer::new(settings, vec![]);

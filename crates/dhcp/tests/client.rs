@@ -28,6 +28,7 @@ fn settings(mode: Mode) -> Settings {
         reservations: vec![],
         decline_secs: 600,
         offer_secs: 60,
+        max_leases_per_machine: swarmboot_dhcp::DEFAULT_MAX_LEASES_PER_MACHINE,
         boot: BootSettings::default(),
     }
 }

@@ -40,6 +40,7 @@ fn settings(mode: Mode) -> Settings {
         reservations: vec![Reservation { hwaddr: "52:54:00:00:00:01".parse().unwrap(), ip: ip("10.77.0.10"), hostname: Some("lab-01".into()) }],
         decline_secs: 600,
         offer_secs: 60,
+        max_leases_per_machine: swarmboot_dhcp::DEFAULT_MAX_LEASES_PER_MACHINE,
         boot: BootSettings::default(),
     }
 }
@@ -609,4 +610,51 @@ fn crashes_at_any_moment_never_give_one_address_to_two_clients() {
         }
     }
     assert!(acks > 5_000 && crashes > 3_000, "the run exercised little: {acks} ACKs, {crashes} crashes");
+}
+
+/// One machine invents client ids: DISCOVER and REQUEST with 2× the pool's size of random ids
+/// (a pool of 16). It holds at most its share (4: firmware, iPXE, the stub and the booted
+/// system may each have a client id), each new id ending its oldest binding, so a legitimate
+/// client still gets an address. The ended bindings come out to be persisted.
+#[test]
+fn invented_client_ids_from_one_machine_cannot_empty_the_pool() {
+    let mut st = settings(Mode::Authoritative);
+    st.subnets[0].pools = vec![AddressRange { first: ip("10.77.0.100"), last: ip("10.77.0.115") }];
+    let mut s = DhcpServer::new(st, vec![]);
+    let pool = 16;
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut released = 0;
+    for n in 0..2 * pool {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let liar = Client::new(66).with(DhcpOption::ClientIdentifier(x.to_be_bytes().to_vec()));
+        let now = T0 + n as u64;
+        let offered = send(&mut s, now, &liar, MessageType::Discover, &[]);
+        let ended = |o: &Outcome| o.released.iter().filter(|l| l.state == LeaseState::Released && l.hwaddr.to_string() == "52:54:00:00:01:42").count();
+        released += ended(&offered);
+        let offer = offered.reply.as_ref().expect("an offer");
+        let out = send(&mut s, now, &liar, MessageType::Request, &[DhcpOption::ServerIdentifier(SERVER), DhcpOption::RequestedIpAddress(offer.yiaddr)]);
+        assert_eq!(out.reply.as_ref().expect("an answer").kind, MessageType::Ack);
+        released += ended(&out);
+    }
+    let bound = s.leases().iter().filter(|l| l.state == LeaseState::Bound).count();
+    assert_eq!(bound, DEFAULT_MAX_LEASES_PER_MACHINE, "the liar's share");
+    assert_eq!(released, 2 * pool - DEFAULT_MAX_LEASES_PER_MACHINE, "its older bindings were ended and come out to be persisted");
+    let honest = dora(&mut s, T0 + 100, &Client::new(7));
+    assert!(s.settings().subnets[0].in_pool(honest));
+}
+
+/// DISCOVERs from 2× the pool's size of invented machines (new MAC and client id each time)
+/// only ever hold offers: a full pool of unconfirmed offers still has room for a client that
+/// completes DISCOVER and REQUEST.
+#[test]
+fn unconfirmed_offers_cannot_keep_a_client_out() {
+    let mut s = DhcpServer::new(settings(Mode::Authoritative), vec![]);
+    for n in 0..8u8 {
+        let fake = Client::new(100 + n).with(DhcpOption::ClientIdentifier(vec![9, n]));
+        assert!(send(&mut s, T0, &fake, MessageType::Discover, &[]).reply.is_some(), "offer {n}: the oldest unconfirmed offer makes room");
+    }
+    let honest = dora(&mut s, T0 + 1, &Client::new(7));
+    assert!(s.settings().subnets[0].in_pool(honest));
 }

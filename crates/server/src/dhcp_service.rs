@@ -125,7 +125,7 @@ impl DhcpService {
                 (src, self.core.handle(t, src, &bytes))
             })
             .collect();
-        let leases: Vec<_> = outcomes.iter().filter_map(|(_, o)| o.lease.clone()).collect();
+        let leases: Vec<_> = outcomes.iter().flat_map(|(_, o)| o.released.iter().cloned().chain(o.lease.clone())).collect();
         let persisted = match self.store.save(&leases) {
             Ok(()) => true,
             Err(e) => {
@@ -142,6 +142,9 @@ impl DhcpService {
                 } else {
                     debug!(peer = %src.peer, reason = reason.as_str(), "no reply");
                 }
+            }
+            for l in &o.released {
+                info!(ip = %l.ip, mac = %l.hwaddr, "lease released: the machine holds its share of addresses under other client ids");
             }
             if let Some(l) = &o.lease {
                 info!(ip = %l.ip, mac = %l.hwaddr, state = l.state.as_str(), hostname = l.hostname.as_deref().unwrap_or(""), "lease");
