@@ -6,6 +6,7 @@ mod boot;
 mod debian;
 mod dhcp;
 mod fetch;
+mod flood;
 mod http;
 mod ltsp;
 mod pick;

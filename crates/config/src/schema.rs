@@ -224,12 +224,37 @@ pub struct HttpSection {
     /// front of the server).
     #[serde(default)]
     pub public_url: Option<String>,
+    /// Connections open at once (more are closed as they come).
+    #[serde(default = "default_http_connections")]
+    pub max_connections: usize,
+    /// Connections open at once from one address.
+    #[serde(default = "default_http_connections_per_client")]
+    pub max_connections_per_client: usize,
+    /// A request's headers must arrive within this (it also ends a connection idle between
+    /// requests for as long).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: Seconds,
 }
 
 impl Default for HttpSection {
     fn default() -> Self {
-        HttpSection { listen: default_listen(), public_url: None }
+        HttpSection {
+            listen: default_listen(),
+            public_url: None,
+            max_connections: default_http_connections(),
+            max_connections_per_client: default_http_connections_per_client(),
+            header_timeout: default_header_timeout(),
+        }
     }
+}
+fn default_http_connections() -> usize {
+    4096
+}
+fn default_http_connections_per_client() -> usize {
+    32
+}
+fn default_header_timeout() -> Seconds {
+    Seconds(10)
 }
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 8080))
@@ -253,6 +278,18 @@ pub struct SwarmSection {
     /// Answer tracker announces at `/announce` (and `/scrape`) on the HTTP listener.
     #[serde(default = "yes")]
     pub tracker: bool,
+    /// Incoming peer connections the seed holds at once.
+    #[serde(default = "default_peer_connections")]
+    pub max_peer_connections: usize,
+    /// Incoming peer connections from one address.
+    #[serde(default = "default_peer_connections_per_client")]
+    pub max_peer_connections_per_client: usize,
+}
+fn default_peer_connections() -> usize {
+    2048
+}
+fn default_peer_connections_per_client() -> usize {
+    16
 }
 
 /// `swarmboot image build`: where Debian comes from.
@@ -269,7 +306,14 @@ pub struct BuildSection {
 
 impl Default for SwarmSection {
     fn default() -> Self {
-        SwarmSection { seed: true, listen: default_swarm_listen(), upload_slots: default_seed_slots(), tracker: true }
+        SwarmSection {
+            seed: true,
+            listen: default_swarm_listen(),
+            upload_slots: default_seed_slots(),
+            tracker: true,
+            max_peer_connections: default_peer_connections(),
+            max_peer_connections_per_client: default_peer_connections_per_client(),
+        }
     }
 }
 fn default_image() -> Option<String> {
@@ -303,6 +347,25 @@ pub struct TftpSection {
     /// Largest window (RFC 7440) granted.
     #[serde(default = "default_max_windowsize")]
     pub max_windowsize: u16,
+    /// Transfers running at once (each holds a socket); more are refused with an error.
+    #[serde(default = "default_tftp_transfers")]
+    pub max_transfers: usize,
+    /// Transfers running at once for one address.
+    #[serde(default = "default_tftp_transfers_per_client")]
+    pub max_transfers_per_client: usize,
+    /// Longest retransmission timeout a client may ask for (RFC 2349); a longer one is not
+    /// granted (the default of 1 s applies).
+    #[serde(default = "default_tftp_max_timeout")]
+    pub max_timeout: Seconds,
+}
+fn default_tftp_transfers() -> usize {
+    1024
+}
+fn default_tftp_transfers_per_client() -> usize {
+    64
+}
+fn default_tftp_max_timeout() -> Seconds {
+    Seconds(5)
 }
 
 impl Default for TftpSection {
@@ -314,6 +377,9 @@ impl Default for TftpSection {
             ipxe_dir: default_ipxe_dir(),
             max_blksize: default_max_blksize(),
             max_windowsize: default_max_windowsize(),
+            max_transfers: default_tftp_transfers(),
+            max_transfers_per_client: default_tftp_transfers_per_client(),
+            max_timeout: default_tftp_max_timeout(),
         }
     }
 }

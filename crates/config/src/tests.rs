@@ -211,3 +211,18 @@ fn the_build_mirror_is_a_url_or_a_sources_file() {
         }
     }
 }
+
+#[test]
+fn connection_caps_are_checked_by_key() {
+    let base = "[server]\ninterface = \"br0\"\naddress = \"10.77.0.1\"\n";
+    let cfg = parse(base).unwrap();
+    assert_eq!((cfg.http.max_connections, cfg.http.max_connections_per_client, cfg.http.header_timeout.0), (4096, 32, 10));
+    assert_eq!((cfg.tftp.max_transfers, cfg.tftp.max_transfers_per_client, cfg.tftp.max_timeout.0), (1024, 64, 5));
+    assert_eq!((cfg.swarm.max_peer_connections, cfg.swarm.max_peer_connections_per_client), (2048, 16));
+    let e = err(&format!("{base}[http]\nmax_connections = 10\nmax_connections_per_client = 20\n"));
+    assert!(e.contains("http.max_connections_per_client: 20 must be at least 1 and at most http.max_connections (10)"), "{e}");
+    let e = err(&format!("{base}[tftp]\nmax_transfers = 0\nmax_timeout = \"300s\"\n"));
+    assert!(e.contains("tftp.max_transfers: 0 is out of range") && e.contains("tftp.max_timeout: 300 s is out of range"), "{e}");
+    let e = err(&format!("{base}[swarm]\nmax_peer_connections_per_client = 0\n"));
+    assert!(e.contains("swarm.max_peer_connections_per_client: 0 must be at least 1"), "{e}");
+}

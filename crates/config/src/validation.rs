@@ -51,6 +51,24 @@ impl Config {
                 bad("build.mirror".into(), format!("{m:?} must be a mirror URL (http://, https://, file://) or the path of an existing file of apt sources"));
             }
         }
+        for (key, total, per_key, per_client) in [
+            ("http.max_connections", self.http.max_connections, "http.max_connections_per_client", self.http.max_connections_per_client),
+            ("tftp.max_transfers", self.tftp.max_transfers, "tftp.max_transfers_per_client", self.tftp.max_transfers_per_client),
+            ("swarm.max_peer_connections", self.swarm.max_peer_connections, "swarm.max_peer_connections_per_client", self.swarm.max_peer_connections_per_client),
+        ] {
+            if !(1..=100_000).contains(&total) {
+                bad(key.into(), format!("{total} is out of range (1 to 100000)"));
+            }
+            if per_client == 0 || per_client > total {
+                bad(per_key.into(), format!("{per_client} must be at least 1 and at most {key} ({total})"));
+            }
+        }
+        if !(1..=255).contains(&self.tftp.max_timeout.0) {
+            bad("tftp.max_timeout".into(), format!("{} s is out of range (1s to 255s, RFC 2349)", self.tftp.max_timeout.0));
+        }
+        if !(1..=3600).contains(&self.http.header_timeout.0) {
+            bad("http.header_timeout".into(), format!("{} s is out of range (1s to 3600s)", self.http.header_timeout.0));
+        }
         if !(1..=64).contains(&self.swarm.upload_slots) {
             bad("swarm.upload_slots".into(), format!("{} is out of range (1 to 64)", self.swarm.upload_slots));
         }

@@ -76,6 +76,15 @@ impl Server {
         self.cli(&["key", "show"])?.lines().find_map(|l| l.strip_prefix("public key")).map(|k| k.trim().to_string()).context("no public key in `key show`")
     }
 
+    /// The server process's open file descriptors and resident memory (kB), from /proc.
+    pub fn footprint(&self) -> anyhow::Result<(usize, u64)> {
+        let pid = self.proc.pid().as_raw();
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))?.count();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let rss = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).context("no VmRSS")?;
+        Ok((fds, rss))
+    }
+
     /// Everything the server logged since its last start.
     pub fn log(&self) -> String {
         self.proc.output()

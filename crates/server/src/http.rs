@@ -22,6 +22,7 @@ use swarmboot_bootplan::{decide, render, Asker, ImageRules, SwarmServer};
 use swarmboot_dhcp::DropReason;
 use swarmboot_image::Catalog;
 use swarmboot_manifest::SigningKey;
+use swarmboot_swarm::admission::Admission;
 use swarmboot_swarm::locks::lock;
 use swarmboot_tracker::PeerTable;
 use swarmboot_urls::{routes, Urls};
@@ -51,6 +52,8 @@ pub struct HttpStats {
     pub manifests: AtomicU64,
     pub announces: AtomicU64,
     pub not_found: AtomicU64,
+    /// Connections closed at once: too many open (from that client, or in all).
+    pub refused_connections: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -82,6 +85,59 @@ pub fn router(state: AppState) -> Router {
         .route(routes::SCRAPE, get(scrape))
         .route(routes::TFTP, get(tftp_file))
         .with_state(state)
+}
+
+/// How the listener bounds its connections (`[http]`).
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    pub admission: Admission,
+    /// A request's headers must arrive within this; it also ends a connection idle between
+    /// requests for as long (hyper's header read timeout runs from the wait for each head).
+    pub header_timeout: std::time::Duration,
+}
+
+/// Serves `app` on `listener` until `shutdown` changes: one task per connection, HTTP/1.1 with
+/// keep-alive, connections over the caps closed as they come (counted in `refused`).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    stats: Arc<HttpStats>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    warn!(error = %e, "http accept");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let Some(permit) = limits.admission.admit(peer.ip()) else {
+            stats.refused_connections.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let app = app.clone();
+        let header_timeout = limits.header_timeout;
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = stream.set_nodelay(true);
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                app.clone().oneshot(req.map(Body::new))
+            });
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout).keep_alive(true);
+            if let Err(e) = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await {
+                tracing::debug!(%peer, error = %e, "http connection ended");
+            }
+        });
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -353,12 +409,14 @@ pub fn render_metrics(d: &DhcpStats, t: &TftpStats, h: &HttpStats, w: &SwarmCoun
     counter("swarmboot_tftp_refused_total", "TFTP requests refused (not found, outside the root, writes).", l(&t.refused));
     counter("swarmboot_tftp_malformed_total", "Malformed TFTP datagrams dropped.", l(&t.malformed));
     counter("swarmboot_tftp_bytes_total", "File bytes sent over TFTP.", l(&t.bytes_sent));
+    counter("swarmboot_tftp_busy_total", "TFTP requests refused because too many transfers ran (tftp.max_transfers, per client too).", l(&t.busy));
     counter("swarmboot_http_boot_scripts_total", "iPXE scripts served.", l(&h.scripts));
     counter("swarmboot_http_boot_scripts_without_image_total", "iPXE scripts that had no image to boot.", l(&h.scripts_without_image));
     counter("swarmboot_http_blobs_total", "Image file requests served.", l(&h.blobs));
     counter("swarmboot_http_blob_bytes_total", "Image file bytes sent over HTTP.", l(&h.blob_bytes));
     counter("swarmboot_http_manifests_total", "Signed manifests served.", l(&h.manifests));
     counter("swarmboot_http_not_found_total", "HTTP requests for files that do not exist.", l(&h.not_found));
+    counter("swarmboot_http_refused_connections_total", "HTTP connections closed at once: too many open (http.max_connections, per client too).", l(&h.refused_connections));
     counter("swarmboot_tracker_announces_total", "Tracker announces received.", l(&h.announces));
     counter("swarmboot_seed_uploaded_bytes_total", "Payload bytes the server's seed uploaded to peers.", w.seed_uploaded);
     counter("swarmboot_seed_hashed_files_total", "Files hashed before seeding since start (a verified store hashes none).", w.files_hashed);

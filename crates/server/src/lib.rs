@@ -21,6 +21,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use swarmboot_config::Config;
 use swarmboot_dhcp::{DhcpServer, Mode};
+use swarmboot_swarm::admission::Admission;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -38,6 +39,22 @@ pub fn served_prefix(cfg: &Config) -> anyhow::Result<u8> {
     }
 }
 
+/// Raises the soft limit on open files to the hard one (the unit sets both with
+/// `LimitNOFILE=`; a server started by hand often has a soft 1024) and warns when the
+/// connection caps could need more than that.
+fn file_descriptors(cfg: &Config) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return };
+    let soft = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() { hard } else { soft };
+    // Listening sockets, the lease database, store files being read, the log: a margin.
+    let caps = cfg.http.max_connections + cfg.tftp.max_transfers + cfg.swarm.max_peer_connections + 256;
+    if (caps as u64) > soft {
+        warn!(limit = soft, needed = caps, "the open-file limit is lower than the connection caps may need (http.max_connections + tftp.max_transfers + swarm.max_peer_connections + 256): raise LimitNOFILE= or lower the caps");
+    } else {
+        info!(limit = soft, "open-file limit");
+    }
+}
+
 /// The running server's pid, in the state directory (SIGHUP reloads it).
 pub const PID_FILE: &str = "serve.pid";
 
@@ -45,6 +62,7 @@ pub const PID_FILE: &str = "serve.pid";
 /// and boot rules change without dropping leases or transfers (the catalog is read per request
 /// anyway); a config that does not validate is logged and the running one kept.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    file_descriptors(&cfg);
     let prefix = served_prefix(&cfg)?;
     let settings = cfg.dhcp_settings(prefix)?;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -71,8 +89,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let tftp_root = cfg.tftp.root_dir(&cfg.server.state_dir);
     let files = Arc::new(FileSource::new(&tftp_root, &cfg.tftp.ipxe_dir).with_context(|| format!("tftp.root: cannot use {}", tftp_root.display()))?);
     if cfg.tftp.enabled {
-        let limits = swarmboot_tftp::Limits { max_blksize: cfg.tftp.max_blksize, max_windowsize: cfg.tftp.max_windowsize, ..Default::default() };
-        let service = TftpService::bind(cfg.tftp.listen, files.clone(), limits, tftp_stats.clone()).await?;
+        let limits = swarmboot_tftp::Limits {
+            max_blksize: cfg.tftp.max_blksize,
+            max_windowsize: cfg.tftp.max_windowsize,
+            max_timeout: std::time::Duration::from_secs(cfg.tftp.max_timeout.0.into()),
+            ..Default::default()
+        };
+        let running = Admission::new(cfg.tftp.max_transfers, cfg.tftp.max_transfers_per_client);
+        let service = TftpService::bind(cfg.tftp.listen, files.clone(), limits, running, tftp_stats.clone()).await?;
         info!(listen = %cfg.tftp.listen, root = %tftp_root.display(), "TFTP serving");
         let rx = stop_rx.clone();
         tasks.spawn(async move { service.run(rx).await.context("TFTP service") });
@@ -90,6 +114,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             device: Some(cfg.server.interface.clone()),
             upload_slots: cfg.swarm.upload_slots,
             address: cfg.server.address.ip,
+            peers: Admission::new(cfg.swarm.max_peer_connections, cfg.swarm.max_peer_connections_per_client),
         };
         let s = Arc::new(seeder::Seeder::new(catalog.clone(), tracker.clone(), settings)?);
         let rx = stop_rx.clone();
@@ -112,15 +137,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         tracker: cfg.swarm.tracker.then_some(tracker),
         seeder: seeder.clone(),
     });
-    let mut rx = stop_rx.clone();
-    tasks.spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = rx.changed().await;
-            })
-            .await
-            .context("HTTP listener")
-    });
+    let limits = http::ConnectionLimits {
+        admission: Admission::new(cfg.http.max_connections, cfg.http.max_connections_per_client),
+        header_timeout: std::time::Duration::from_secs(cfg.http.header_timeout.0.into()),
+    };
+    let (rx, stats) = (stop_rx.clone(), http_stats.clone());
+    tasks.spawn(async move { http::serve(listener, app, limits, stats, rx).await.context("HTTP listener") });
     // Where `swarmboot assign` and the picker find the server to reload it.
     let pid_file = cfg.server.state_dir.join(PID_FILE);
     if let Err(e) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use swarmboot_image::Catalog;
+use swarmboot_swarm::admission::Admission;
 use swarmboot_swarm::engine::{random_peer_id, Engine, EngineConfig, PeerListener};
 use swarmboot_swarm::locks::lock;
 use swarmboot_swarm::storage::FileStorage;
@@ -39,6 +40,8 @@ pub struct SeedSettings {
     pub upload_slots: usize,
     /// The server's address on the boot network: what the tracker hands out for the seed.
     pub address: Ipv4Addr,
+    /// Incoming peer connections, in all and per address (`[swarm] max_peer_connections…`).
+    pub peers: Admission,
 }
 
 struct Seeded {
@@ -66,7 +69,8 @@ impl Seeder {
     /// Binds the seed's port (if seeding). Needs a tokio runtime.
     pub fn new(catalog: Catalog, tracker: Arc<Mutex<PeerTable>>, settings: SeedSettings) -> anyhow::Result<Seeder> {
         let listener = if settings.seed {
-            let l = PeerListener::bind(settings.listen, settings.device.as_deref()).with_context(|| format!("swarm.listen: the seed cannot listen on {}", settings.listen))?;
+            let l = PeerListener::bind_with(settings.listen, settings.device.as_deref(), settings.peers.clone())
+                .with_context(|| format!("swarm.listen: the seed cannot listen on {}", settings.listen))?;
             info!(listen = %l.local_addr(), device = ?settings.device, "seed listening");
             Some(l)
         } else {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+use swarmboot_swarm::admission::Admission;
 use swarmboot_tftp::packet::{self, encode_error, ErrorCode, Initial};
 use swarmboot_tftp::{Limits, Outgoing, Request, Step, Transfer, TransferEnd};
 use tokio::net::UdpSocket;
@@ -27,6 +28,8 @@ pub struct TftpStats {
     pub refused: AtomicU64,
     pub malformed: AtomicU64,
     pub bytes_sent: AtomicU64,
+    /// Requests refused because too many transfers ran (from that client, or in all).
+    pub busy: AtomicU64,
 }
 
 /// A file made for the client asking (its address in, the bytes out).
@@ -131,12 +134,14 @@ pub struct TftpService {
     files: Arc<FileSource>,
     limits: Limits,
     stats: Arc<TftpStats>,
+    /// Transfers running (each holds a socket), in all and per client.
+    running: Admission,
 }
 
 impl TftpService {
-    pub async fn bind(listen: SocketAddr, files: Arc<FileSource>, limits: Limits, stats: Arc<TftpStats>) -> anyhow::Result<Self> {
+    pub async fn bind(listen: SocketAddr, files: Arc<FileSource>, limits: Limits, running: Admission, stats: Arc<TftpStats>) -> anyhow::Result<Self> {
         let sock = UdpSocket::bind(listen).await.with_context(|| format!("tftp.listen: cannot bind {listen}"))?;
-        Ok(TftpService { sock, files, limits, stats })
+        Ok(TftpService { sock, files, limits, stats, running })
     }
 
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
@@ -153,9 +158,21 @@ impl TftpService {
             match packet::parse_initial(&buf[..n]) {
                 Ok(Initial::Read(req)) => {
                     self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                    let Some(permit) = self.running.admit(peer.ip()) else {
+                        self.stats.busy.fetch_add(1, Ordering::Relaxed);
+                        debug!(%peer, "too many transfers running; refused");
+                        let _ = self.sock.send_to(&encode_error(ErrorCode::NotDefined, "server busy: too many transfers, try again"), peer).await;
+                        continue;
+                    };
                     let span = info_span!("tftp", %peer, file = %String::from_utf8_lossy(&req.filename));
                     let (files, limits, stats) = (self.files.clone(), self.limits, self.stats.clone());
-                    tokio::spawn(transfer(local_ip, peer, req, files, limits, stats).instrument(span));
+                    tokio::spawn(
+                        async move {
+                            transfer(local_ip, peer, req, files, limits, stats).await;
+                            drop(permit);
+                        }
+                        .instrument(span),
+                    );
                 }
                 Ok(Initial::Write) => {
                     self.stats.refused.fetch_add(1, Ordering::Relaxed);

@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 use swarmboot_peerwire::superseed::PeerKey;
 use swarmboot_torrent::Metainfo;
 
+use crate::admission::{Admission, Permit};
 use crate::announce::{parse_reply, Announce, AnnounceEvent};
 use crate::locks::lock;
 use crate::storage::FileStorage;
@@ -100,6 +101,11 @@ pub fn random_peer_id() -> [u8; 20] {
 /// reserved bits, info hash.
 const HANDSHAKE_TO_INFO_HASH: usize = 1 + 19 + 8 + 20;
 
+/// Incoming peer connections a listener holds at once (handshaking or routed to an engine).
+pub const DEFAULT_MAX_INBOUND: usize = 2048;
+/// Of those, from one address (a machine connects once per file it fetches or seeds).
+pub const DEFAULT_MAX_INBOUND_PER_SOURCE: usize = 16;
+
 /// One TCP listener for any number of engines (a server seeding every file of its store on
 /// one port): it reads each incoming connection's handshake up to the info hash and hands the
 /// connection, with those bytes, to the engine of that torrent. Unknown torrents and
@@ -112,16 +118,24 @@ pub struct PeerListener {
 struct ListenerShared {
     local: SocketAddr,
     device: Option<String>,
+    /// Incoming connections, from the handshake until they close.
+    admission: Admission,
     routes: Mutex<HashMap<[u8; 20], Weak<Shared>>>,
     accept: Mutex<Option<AbortHandle>>,
 }
 
 impl PeerListener {
-    /// Listens on `addr` (bound to `device` if given). Needs a tokio runtime.
+    /// Listens on `addr` (bound to `device` if given), admitting [`DEFAULT_MAX_INBOUND`]
+    /// connections at once, [`DEFAULT_MAX_INBOUND_PER_SOURCE`] per address. Needs a tokio runtime.
     pub fn bind(addr: SocketAddr, device: Option<&str>) -> Result<PeerListener, EngineError> {
+        Self::bind_with(addr, device, Admission::new(DEFAULT_MAX_INBOUND, DEFAULT_MAX_INBOUND_PER_SOURCE))
+    }
+
+    /// [`PeerListener::bind`] with other caps on incoming connections.
+    pub fn bind_with(addr: SocketAddr, device: Option<&str>, admission: Admission) -> Result<PeerListener, EngineError> {
         let listener = listen(addr, device).map_err(|source| EngineError::Listen { addr, source })?;
         let local = listener.local_addr().map_err(|source| EngineError::Listen { addr, source })?;
-        let inner = Arc::new(ListenerShared { local, device: device.map(str::to_owned), routes: Mutex::new(HashMap::new()), accept: Mutex::new(None) });
+        let inner = Arc::new(ListenerShared { local, device: device.map(str::to_owned), admission, routes: Mutex::new(HashMap::new()), accept: Mutex::new(None) });
         let task = tokio::spawn(accept_loop(Arc::downgrade(&inner), listener)).abort_handle();
         *lock(&inner.accept) = Some(task);
         Ok(PeerListener { inner })
@@ -136,6 +150,11 @@ impl PeerListener {
         if let Some(t) = lock(&self.inner.accept).take() {
             t.abort();
         }
+    }
+
+    /// Incoming connections open now, and those refused at the caps since start.
+    pub fn inbound(&self) -> (usize, u64) {
+        (self.inner.admission.held(), self.inner.admission.refused())
     }
 
     /// How many torrents are served here.
@@ -299,7 +318,7 @@ fn dial(shared: Arc<Shared>, addr: SocketAddr) {
     }
     tokio::spawn(async move {
         match connect(addr, shared.local.ip(), shared.cfg.bind_device.as_deref()).await {
-            Ok(stream) => run_peer(shared, stream, addr, true, Vec::new()),
+            Ok(stream) => run_peer(shared, stream, addr, None, Vec::new()),
             Err(e) => {
                 debug!(%addr, "dial failed: {e}");
                 lock(&shared.dialing).remove(&addr);
@@ -312,11 +331,15 @@ async fn accept_loop(listener_shared: Weak<ListenerShared>, listener: TcpListene
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
-                if listener_shared.strong_count() == 0 {
+                let Some(ls) = listener_shared.upgrade() else {
                     return; // every handle and engine is gone: close the socket
-                }
-                let ls = listener_shared.clone();
-                tokio::spawn(async move { route_incoming(ls, stream, addr).await });
+                };
+                let Some(permit) = ls.admission.admit(addr.ip()) else {
+                    debug!(%addr, "too many connections (from this address, or in all); closing");
+                    continue;
+                };
+                let ls = Arc::downgrade(&ls);
+                tokio::spawn(async move { route_incoming(ls, stream, addr, permit).await });
             }
             Err(e) => {
                 warn!("accept: {e}");
@@ -327,7 +350,7 @@ async fn accept_loop(listener_shared: Weak<ListenerShared>, listener: TcpListene
 }
 
 /// Reads an incoming handshake up to the info hash and hands the connection to its engine.
-async fn route_incoming(ls: Weak<ListenerShared>, mut stream: TcpStream, addr: SocketAddr) {
+async fn route_incoming(ls: Weak<ListenerShared>, mut stream: TcpStream, addr: SocketAddr, permit: Permit) {
     let mut head = [0u8; HANDSHAKE_TO_INFO_HASH];
     match tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut head)).await {
         Ok(Ok(_)) => {}
@@ -339,7 +362,7 @@ async fn route_incoming(ls: Weak<ListenerShared>, mut stream: TcpStream, addr: S
     let info_hash: [u8; 20] = head[28..48].try_into().expect("20 bytes");
     let engine = ls.upgrade().and_then(|l| lock(&l.routes).get(&info_hash).and_then(Weak::upgrade));
     match engine {
-        Some(shared) => run_peer(shared, stream, addr, false, head.to_vec()),
+        Some(shared) => run_peer(shared, stream, addr, Some(permit), head.to_vec()),
         None => {
             debug!(%addr, info_hash = %hex::encode(info_hash), "handshake for a torrent not served here; closing")
         }
@@ -396,7 +419,9 @@ fn dispatch(shared: &Shared, inner: &mut Inner) {
 }
 
 /// Runs one connection; `already_read` are bytes of it read before (the routed handshake).
-fn run_peer(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr, outbound: bool, already_read: Vec<u8>) {
+/// An incoming one comes with its listener's `permit`, held until the connection ends.
+fn run_peer(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr, permit: Option<Permit>, already_read: Vec<u8>) {
+    let outbound = permit.is_none();
     if !outbound && lock(&shared.banned).contains(&SocketAddr::new(addr.ip(), 0)) {
         return debug!(%addr, "banned peer; closing");
     }
@@ -416,6 +441,7 @@ fn run_peer(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr, outbound: 
     let (mut rd, mut wr) = stream.into_split();
     let sh = shared.clone();
     let reader = tokio::spawn(async move {
+        let _permit = permit;
         let mut buf = vec![0u8; 64 * 1024];
         let mut first = Some(already_read).filter(|b| !b.is_empty());
         loop {

@@ -15,10 +15,13 @@
 //!   engine per torrent, any number of them behind one [`engine::PeerListener`] port.
 //!
 //! - [`locks`]: how a mutex is taken, and in which order.
+//! - [`admission`]: connections by source address, capped in total and per source (the peer
+//!   listener's, and the server's HTTP and TFTP).
 //!
 //! Not here (yet): DHT and PEX (private torrents only), uTP, encryption, asking peers for
 //! metadata (we always start from a torrent).
 
+pub mod admission;
 pub mod announce;
 pub mod choker;
 pub mod engine;

@@ -13,13 +13,16 @@ pub struct Limits {
     pub max_windowsize: u16,
     /// Retransmission timeout when the client does not ask for one.
     pub default_timeout: Duration,
+    /// Longest timeout granted: a client asking for more (up to 255 s, RFC 2349) is not
+    /// granted the option, so a spoofed request cannot hold a socket for retries × 255 s.
+    pub max_timeout: Duration,
     /// Retransmissions of the same packet(s) before giving up.
     pub max_retries: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_blksize: 1468, max_windowsize: 64, default_timeout: Duration::from_secs(1), max_retries: 5 }
+        Limits { max_blksize: 1468, max_windowsize: 64, default_timeout: Duration::from_secs(1), max_timeout: Duration::from_secs(5), max_retries: 5 }
     }
 }
 
@@ -85,7 +88,7 @@ impl Transfer {
             acked_opts.push(("tsize", size.to_string()));
         }
         let mut timeout = limits.default_timeout;
-        if let Some(t) = options.timeout_secs {
+        if let Some(t) = options.timeout_secs.filter(|&t| Duration::from_secs(u64::from(t)) <= limits.max_timeout) {
             timeout = Duration::from_secs(u64::from(t));
             acked_opts.push(("timeout", t.to_string()));
         }

@@ -106,6 +106,30 @@ fn options_are_negotiated_in_an_oack() {
     assert_eq!(t.poll_timeout(), Some(now + Duration::from_secs(3)));
 }
 
+/// A request for `timeout 255` (a spoofed RRQ that would hold a socket for retries × 255 s) is
+/// not granted the option: the OACK leaves it out, the default timeout applies, and the
+/// transfer gives up within retries × that.
+#[test]
+fn a_timeout_above_the_maximum_is_not_granted() {
+    let now = Instant::now();
+    let limits = Limits::default();
+    let opts = RequestOptions { blksize: Some(1468), tsize: false, timeout_secs: Some(255), windowsize: None };
+    let (mut t, step) = Transfer::start(&opts, 10_000, now, &limits);
+    let Outgoing::Packet(p) = &step.send[0] else { panic!() };
+    assert_eq!(p, &swarmboot_tftp::packet::encode_oack(&[("blksize", "1468".into())]));
+    assert_eq!(t.poll_timeout(), Some(now + limits.default_timeout));
+    let mut at = now;
+    while let Some(deadline) = t.poll_timeout() {
+        at = deadline;
+        if t.on_timeout(at).end.is_some() {
+            break;
+        }
+    }
+    assert!(at - now <= limits.default_timeout * (limits.max_retries + 1), "gave up after {:?}", at - now);
+    let (t, _) = Transfer::start(&RequestOptions { timeout_secs: Some(5), ..opts }, 10_000, now, &limits);
+    assert_eq!(t.poll_timeout(), Some(now + Duration::from_secs(5)), "up to the maximum it is granted");
+}
+
 #[test]
 fn big_blocks_and_windows_with_rollover() {
     // 70 000 blocks of 8 bytes: the block number rolls over past 65535.
