@@ -112,12 +112,19 @@ pub fn reload_server(state_dir: &Path) -> String {
     let Some(pid) = pid else {
         return "no server is running (no pid file): the change applies when it starts".into();
     };
+    let gone = || format!("no server is running (pid {pid} in {} is gone): the change applies when it starts", pid_file.display());
+    // The process is pinned first (a pidfd names that process, never a later one with the
+    // same pid), then checked to be the server, then signalled through the pidfd: a pid
+    // reused between the check and the signal gets nothing.
+    let Some(process) = rustix::process::Pid::from_raw(pid).and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()) else {
+        return gone();
+    };
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let words: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     if !words.first().is_some_and(|w| w.ends_with(b"swarmboot")) || !words.iter().any(|w| *w == b"serve") {
-        return format!("no server is running (pid {pid} in {} is gone): the change applies when it starts", pid_file.display());
+        return gone();
     }
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGHUP) {
+    match rustix::process::pidfd_send_signal(&process, rustix::process::Signal::HUP) {
         Ok(()) => format!("the server (pid {pid}) reloads its config"),
         Err(e) => format!("could not tell the server (pid {pid}) to reload ({e}): run `systemctl reload swarmboot`"),
     }
@@ -199,5 +206,19 @@ image = "kiosk"
         assert_eq!(said, "52:54:00:00:00:07: kiosk → elchos");
         let (fresh, _) = edit("", &Target::Mac("52:54:00:00:00:09".into()), "elchos").unwrap();
         assert_eq!(rules(&fresh), vec![(None, "52:54:00:00:00:09".into(), "elchos".into())]);
+    }
+
+    /// A pid file naming a process that is not the server (here: this test, which would die of
+    /// SIGHUP) or no process at all signals nothing.
+    #[test]
+    fn a_pid_file_naming_another_process_or_none_signals_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join(swarmboot_server::PID_FILE);
+        std::fs::write(&pid_file, format!("{}\n", std::process::id())).unwrap();
+        assert!(reload_server(dir.path()).starts_with("no server is running"), "this process is not swarmboot serve");
+        std::fs::write(&pid_file, "999999999\n").unwrap();
+        assert!(reload_server(dir.path()).starts_with("no server is running"));
+        std::fs::remove_file(&pid_file).unwrap();
+        assert!(reload_server(dir.path()).contains("no pid file"));
     }
 }

@@ -46,11 +46,12 @@ pub fn check_config(path: &Path) -> anyhow::Result<()> {
     println!("{}: OK", path.display());
     println!("  interface {} address {}/{prefix}", cfg.server.interface, s.server_ip);
     println!("  dhcp {mode}: {addresses} addresses in {} subnet(s), {} reservation(s)", s.subnets.len(), s.reservations.len());
-    println!("  http {}; state in {}", cfg.http.listen, cfg.server.state_dir.display());
+    let http: Vec<String> = cfg.http.listen_addrs(cfg.server.address.ip).iter().map(ToString::to_string).collect();
+    println!("  http {}; state in {}", http.join(" and "), cfg.server.state_dir.display());
     let w = &cfg.swarm;
     println!(
         "  swarm: tracker {}; seed {}",
-        if w.tracker { format!("at {}", swarmboot_urls::Urls::new(&format!("http://{}:{}", s.server_ip, cfg.http.listen.port())).announce()) } else { "off".into() },
+        if w.tracker { format!("at {}", swarmboot_urls::Urls::new(&format!("http://{}:{}", s.server_ip, cfg.http.port())).announce()) } else { "off".into() },
         if w.seed { format!("on {} (bound to {}), {} upload slots", w.listen, cfg.server.interface, w.upload_slots) } else { "off".into() }
     );
     Ok(())

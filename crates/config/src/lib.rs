@@ -75,7 +75,7 @@ impl Config {
 
     /// The base of every URL a machine is given after its boot script.
     pub fn base_url(&self) -> String {
-        self.http.public_url.clone().unwrap_or_else(|| format!("http://{}:{}", self.server.address.ip, self.http.listen.port()))
+        self.http.public_url.clone().unwrap_or_else(|| format!("http://{}:{}", self.server.address.ip, self.http.port()))
     }
 
     /// The prefix length of the served network, from `server.address` if it has one.
@@ -125,7 +125,7 @@ impl Config {
             max_leases_per_machine: swarmboot_dhcp::DEFAULT_MAX_LEASES_PER_MACHINE,
             boot: BootSettings {
                 http_base: self.http.public_url.clone(),
-                http_port: self.http.listen.port(),
+                http_port: self.http.port(),
                 script_path: swarmboot_urls::Urls::new("").boot_script(),
                 bios_file: self.boot.bios_file.clone(),
                 efi_x64_file: self.boot.efi_x64_file.clone(),

@@ -217,8 +217,10 @@ fn default_efi_file() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSection {
-    #[serde(default = "default_listen")]
-    pub listen: SocketAddr,
+    /// Where to listen. Unset: the boot address (`server.address`) and 127.0.0.1, both on
+    /// port 8080 — not every address of the host.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
     /// The URL machines use for everything after the boot script (files, manifests, tracker),
     /// when it is not `http://<server.address>:<listen port>` (a reverse proxy or cache in
     /// front of the server).
@@ -239,7 +241,7 @@ pub struct HttpSection {
 impl Default for HttpSection {
     fn default() -> Self {
         HttpSection {
-            listen: default_listen(),
+            listen: None,
             public_url: None,
             max_connections: default_http_connections(),
             max_connections_per_client: default_http_connections_per_client(),
@@ -256,8 +258,23 @@ fn default_http_connections_per_client() -> usize {
 fn default_header_timeout() -> Seconds {
     Seconds(10)
 }
-fn default_listen() -> SocketAddr {
-    SocketAddr::from(([0, 0, 0, 0], 8080))
+/// The HTTP port when `[http] listen` is unset.
+pub const DEFAULT_HTTP_PORT: u16 = 8080;
+
+impl HttpSection {
+    /// The HTTP port machines are given (`listen`'s, or 8080).
+    pub fn port(&self) -> u16 {
+        self.listen.map_or(DEFAULT_HTTP_PORT, |a| a.port())
+    }
+
+    /// The addresses to listen on: `listen`, or the boot address and 127.0.0.1.
+    pub fn listen_addrs(&self, boot: Ipv4Addr) -> Vec<SocketAddr> {
+        match self.listen {
+            Some(a) => vec![a],
+            None if boot.is_unspecified() || boot.is_loopback() => vec![SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_HTTP_PORT))],
+            None => vec![SocketAddr::from((boot, DEFAULT_HTTP_PORT)), SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_HTTP_PORT))],
+        }
+    }
 }
 
 /// The server's BitTorrent side: its seed of every published file and its tracker.

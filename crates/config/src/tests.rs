@@ -226,3 +226,15 @@ fn connection_caps_are_checked_by_key() {
     let e = err(&format!("{base}[swarm]\nmax_peer_connections_per_client = 0\n"));
     assert!(e.contains("swarm.max_peer_connections_per_client: 0 must be at least 1"), "{e}");
 }
+
+#[test]
+fn a_tftp_root_that_holds_the_state_dir_is_refused() {
+    let base = "[server]\ninterface = \"br0\"\naddress = \"10.77.0.1\"\nstate_dir = \"/var/lib/swarmboot\"\n[tftp]\n";
+    for root in ["/", "/var", "/var/lib/swarmboot", "/srv/../var/lib", "/var/lib/swarmboot/."] {
+        let e = err(&format!("{base}root = \"{root}\"\n"));
+        assert!(e.contains("tftp.root") && e.contains("signing key"), "{root}: {e}");
+    }
+    for root in ["/srv/tftp", "/var/lib/swarmboot/tftp", "/var/lib/swarmboot-tftp"] {
+        assert!(parse(&format!("{base}root = \"{root}\"\n")).is_ok(), "{root}");
+    }
+}

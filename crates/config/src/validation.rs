@@ -63,6 +63,31 @@ impl Config {
                 bad(per_key.into(), format!("{per_client} must be at least 1 and at most {key} ({total})"));
             }
         }
+        if let Some(root) = &self.tftp.root {
+            // Lexically: `..` and `.` resolved, so `/srv/../var/lib` is caught as well.
+            let norm = |p: &Path| {
+                p.components().fold(std::path::PathBuf::new(), |mut acc, c| {
+                    match c {
+                        std::path::Component::ParentDir => {
+                            acc.pop();
+                        }
+                        std::path::Component::CurDir => {}
+                        c => acc.push(c),
+                    }
+                    acc
+                })
+            };
+            if norm(&self.server.state_dir).starts_with(norm(root)) {
+                bad(
+                    "tftp.root".into(),
+                    format!(
+                        "{} holds server.state_dir ({}): TFTP would serve the signing key and the lease database; use a directory of its own",
+                        root.display(),
+                        self.server.state_dir.display()
+                    ),
+                );
+            }
+        }
         if !(1..=255).contains(&self.tftp.max_timeout.0) {
             bad("tftp.max_timeout".into(), format!("{} s is out of range (1s to 255s, RFC 2349)", self.tftp.max_timeout.0));
         }

@@ -96,7 +96,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             ..Default::default()
         };
         let running = Admission::new(cfg.tftp.max_transfers, cfg.tftp.max_transfers_per_client);
-        let service = TftpService::bind(cfg.tftp.listen, files.clone(), limits, running, tftp_stats.clone()).await?;
+        let service = TftpService::bind(cfg.tftp.listen, Some(&cfg.server.interface), files.clone(), limits, running, tftp_stats.clone()).await?;
         info!(listen = %cfg.tftp.listen, root = %tftp_root.display(), "TFTP serving");
         let rx = stop_rx.clone();
         tasks.spawn(async move { service.run(rx).await.context("TFTP service") });
@@ -125,7 +125,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     };
 
     let boot = Arc::new(std::sync::RwLock::new(boot_config(&cfg)?));
-    let listener = tokio::net::TcpListener::bind(cfg.http.listen).await.with_context(|| format!("http.listen: cannot listen on {}", cfg.http.listen))?;
+    let http_addrs = cfg.http.listen_addrs(cfg.server.address.ip);
+    let mut listeners = Vec::new();
+    for addr in &http_addrs {
+        let what = if cfg.http.listen.is_some() { "http.listen" } else { "http.listen (unset: the boot address and 127.0.0.1)" };
+        listeners.push(tokio::net::TcpListener::bind(addr).await.with_context(|| format!("{what}: cannot listen on {addr}"))?);
+    }
     let app = http::router(http::AppState {
         dhcp: dhcp_stats.clone(),
         tftp: tftp_stats.clone(),
@@ -141,14 +146,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         admission: Admission::new(cfg.http.max_connections, cfg.http.max_connections_per_client),
         header_timeout: std::time::Duration::from_secs(cfg.http.header_timeout.0.into()),
     };
-    let (rx, stats) = (stop_rx.clone(), http_stats.clone());
-    tasks.spawn(async move { http::serve(listener, app, limits, stats, rx).await.context("HTTP listener") });
+    for listener in listeners {
+        let (rx, stats, app, limits) = (stop_rx.clone(), http_stats.clone(), app.clone(), limits.clone());
+        tasks.spawn(async move { http::serve(listener, app, limits, stats, rx).await.context("HTTP listener") });
+    }
     // Where `swarmboot assign` and the picker find the server to reload it.
     let pid_file = cfg.server.state_dir.join(PID_FILE);
     if let Err(e) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
         warn!(path = %pid_file.display(), error = %e, "cannot write the pid file: `swarmboot assign` will not reload this server");
     }
-    info!(address = %cfg.server.address.ip, prefix, http = %cfg.http.listen, "swarmboot ready");
+    info!(address = %cfg.server.address.ip, prefix, http = ?http_addrs, "swarmboot ready");
 
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;

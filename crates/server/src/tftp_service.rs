@@ -136,12 +136,16 @@ pub struct TftpService {
     stats: Arc<TftpStats>,
     /// Transfers running (each holds a socket), in all and per client.
     running: Admission,
+    /// The boot interface: every socket is bound to it (SO_BINDTODEVICE).
+    device: Option<String>,
 }
 
 impl TftpService {
-    pub async fn bind(listen: SocketAddr, files: Arc<FileSource>, limits: Limits, running: Admission, stats: Arc<TftpStats>) -> anyhow::Result<Self> {
-        let sock = UdpSocket::bind(listen).await.with_context(|| format!("tftp.listen: cannot bind {listen}"))?;
-        Ok(TftpService { sock, files, limits, stats, running })
+    /// Binds `listen`, on the boot interface `device` only (TFTP serves the boot LAN, never
+    /// another network the host is on).
+    pub async fn bind(listen: SocketAddr, device: Option<&str>, files: Arc<FileSource>, limits: Limits, running: Admission, stats: Arc<TftpStats>) -> anyhow::Result<Self> {
+        let sock = udp_on(listen, device).with_context(|| format!("tftp.listen: cannot bind {listen}{}", device.map(|d| format!(" on {d}")).unwrap_or_default()))?;
+        Ok(TftpService { sock, files, limits, stats, running, device: device.map(str::to_owned) })
     }
 
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
@@ -165,10 +169,10 @@ impl TftpService {
                         continue;
                     };
                     let span = info_span!("tftp", %peer, file = %String::from_utf8_lossy(&req.filename));
-                    let (files, limits, stats) = (self.files.clone(), self.limits, self.stats.clone());
+                    let (files, limits, stats, device) = (self.files.clone(), self.limits, self.stats.clone(), self.device.clone());
                     tokio::spawn(
                         async move {
-                            transfer(local_ip, peer, req, files, limits, stats).await;
+                            transfer(local_ip, device.as_deref(), peer, req, files, limits, stats).await;
                             drop(permit);
                         }
                         .instrument(span),
@@ -188,8 +192,20 @@ impl TftpService {
 }
 
 /// One transfer on its own socket (its transfer ID), until it completes, fails or times out.
-async fn transfer(local_ip: std::net::IpAddr, peer: SocketAddr, req: Request, files: Arc<FileSource>, limits: Limits, stats: Arc<TftpStats>) {
-    let sock = match UdpSocket::bind(SocketAddr::new(local_ip, 0)).await {
+/// A UDP socket on `addr`, bound to `device` if given.
+fn udp_on(addr: SocketAddr, device: Option<&str>) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Some(d) = device {
+        s.bind_device(Some(d.as_bytes()))?;
+    }
+    s.bind(&addr.into())?;
+    s.set_nonblocking(true)?;
+    UdpSocket::from_std(s.into())
+}
+
+async fn transfer(local_ip: std::net::IpAddr, device: Option<&str>, peer: SocketAddr, req: Request, files: Arc<FileSource>, limits: Limits, stats: Arc<TftpStats>) {
+    let sock = match udp_on(SocketAddr::new(local_ip, 0), device) {
         Ok(s) => s,
         Err(e) => return warn!(error = %e, "cannot open a transfer socket"),
     };
