@@ -1,7 +1,6 @@
 //! Image manifests and their versions.
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -150,6 +149,9 @@ pub struct Catalog {
     images: PathBuf,
     store: Store,
     stub: PathBuf,
+    /// Held by whoever changes the catalog (add, remove, gc), so gc never removes a file an
+    /// add has stored but not yet named in a manifest.
+    lock: PathBuf,
 }
 
 fn check_name(name: &str) -> Result<(), CatalogError> {
@@ -175,7 +177,31 @@ fn check_files(files: &[(Role, &Path)]) -> Result<(), CatalogError> {
 
 impl Catalog {
     pub fn new(state_dir: &Path) -> Self {
-        Catalog { images: state_dir.join("images"), store: Store::new(state_dir.join("store")), stub: state_dir.join("stub.toml") }
+        Catalog { images: state_dir.join("images"), store: Store::new(state_dir.join("store")), stub: state_dir.join("stub.toml"), lock: state_dir.join("catalog.lock") }
+    }
+
+    /// Waits for, and holds until dropped, the right to change the catalog.
+    fn exclusive(&self) -> Result<std::fs::File, CatalogError> {
+        let dir = self.lock.parent().expect("in the state directory");
+        std::fs::create_dir_all(dir).map_err(|source| CatalogError::Write { path: dir.to_path_buf(), source })?;
+        swarmboot_durable::lock_exclusive(&self.lock).map_err(|source| CatalogError::Write { path: self.lock.clone(), source })
+    }
+
+    /// The highest version number any file of `name` claims, readable or not (a version
+    /// number is never given out twice, even if its manifest was left broken).
+    fn highest_claimed(&self, name: &str) -> Result<Option<u32>, CatalogError> {
+        let dir = self.images.join(name);
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return Ok(None);
+        };
+        let mut top = None;
+        for e in rd {
+            let path = e.map_err(|source| CatalogError::Read { path: dir.clone(), source })?.path();
+            if let Some(v) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".toml")).and_then(|n| n.parse::<u32>().ok()) {
+                top = top.max(Some(v));
+            }
+        }
+        Ok(top)
     }
 
     pub fn store(&self) -> &Store {
@@ -214,6 +240,7 @@ impl Catalog {
     ) -> Result<(Manifest, bool), CatalogError> {
         check_name(name)?;
         check_files(files)?;
+        let _held = self.exclusive()?;
         let mut entries = Vec::new();
         for (role, path) in files {
             let (sha256, size) = self.store.put(path).map_err(|source| CatalogError::Read { path: path.to_path_buf(), source })?;
@@ -230,21 +257,20 @@ impl Catalog {
         }
         let dir = self.images.join(name);
         std::fs::create_dir_all(&dir).map_err(|source| CatalogError::Write { path: dir.clone(), source })?;
-        // Claim the next version number with O_EXCL, so two concurrent adds cannot both get it.
+        // Claim the next version number and fill it in one step (written whole under a
+        // temporary name, then linked: a reader never sees it part-written, and two adds
+        // cannot both get it).
+        swarmboot_durable::crash_point("catalog:stored");
         loop {
             let latest = self.versions(name)?.last().map(|m| m.version);
-            let version = latest.map_or(1, |v| v + 1);
+            let version = self.highest_claimed(name)?.map_or(1, |v| v + 1);
             let m = Manifest { name: name.into(), version, created: now, predecessor: latest, cmdline: cmdline.into(), files: entries.clone(), build: build.clone() };
             let path = dir.join(format!("{version}.toml"));
             let text = toml::to_string(&m).expect("a manifest serializes");
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut f) => {
-                    f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(|source| CatalogError::Write { path: path.clone(), source })?;
-                    self.signed(name, version, key)?;
-                    return Ok((m, true));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(source) => return Err(CatalogError::Write { path, source }),
+            if swarmboot_durable::publish_new(&path, text.as_bytes(), 0o640).map_err(|source| CatalogError::Write { path: path.clone(), source })? {
+                swarmboot_durable::crash_point("catalog:published");
+                self.signed(name, version, key)?;
+                return Ok((m, true));
             }
         }
     }
@@ -266,11 +292,11 @@ impl Catalog {
                 continue;
             }
             let text = std::fs::read_to_string(&path).map_err(|source| CatalogError::Read { path: path.clone(), source })?;
-            if text.is_empty() {
-                continue; // a version being written right now
+            // A manifest that does not parse (left part-written by a crash of an older
+            // version, which wrote in place) is not a version: the others stay usable.
+            if let Ok(m) = toml::from_str::<Manifest>(&text) {
+                out.push(m);
             }
-            let m: Manifest = toml::from_str(&text).map_err(|e| CatalogError::BadManifest { path: path.clone(), message: e.to_string() })?;
-            out.push(m);
         }
         out.sort_by_key(|m| m.version);
         Ok(out)
@@ -312,10 +338,7 @@ impl Catalog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let envelope = swarmboot_manifest::seal(key, &body);
                 let header_len = envelope.len() - body.len();
-                let tmp = sig_path.with_extension(format!("sig.{}", std::process::id()));
-                std::fs::write(&tmp, &envelope[..header_len])
-                    .and_then(|_| std::fs::rename(&tmp, &sig_path))
-                    .map_err(|source| CatalogError::Write { path: sig_path.clone(), source })?;
+                swarmboot_durable::replace(&sig_path, &envelope[..header_len], 0o640).map_err(|source| CatalogError::Write { path: sig_path.clone(), source })?;
                 envelope
             }
             Err(source) => return Err(CatalogError::Read { path: sig_path, source }),
@@ -328,9 +351,7 @@ impl Catalog {
         let (kernel_sha256, _) = self.store.put(kernel).map_err(|source| CatalogError::Read { path: kernel.to_path_buf(), source })?;
         let (initrd_sha256, initrd_size) = self.store.put(initrd).map_err(|source| CatalogError::Read { path: initrd.to_path_buf(), source })?;
         let rec = StubRecord { kernel_sha256, initrd_sha256, release: release.to_string(), initrd_size, built: now };
-        let tmp = self.stub.with_extension(format!("toml.{}", std::process::id()));
-        std::fs::write(&tmp, toml::to_string(&rec).expect("serializes"))
-            .and_then(|_| std::fs::rename(&tmp, &self.stub))
+        swarmboot_durable::replace(&self.stub, toml::to_string(&rec).expect("serializes").as_bytes(), 0o640)
             .map_err(|source| CatalogError::Write { path: self.stub.clone(), source })?;
         Ok(rec)
     }
@@ -367,6 +388,11 @@ impl Catalog {
     /// Removes one version, or (with `None`) the whole image. Files stay in the store until
     /// [`Catalog::gc`].
     pub fn remove(&self, name: &str, version: Option<u32>) -> Result<Vec<Manifest>, CatalogError> {
+        let _held = self.exclusive()?;
+        self.remove_held(name, version)
+    }
+
+    fn remove_held(&self, name: &str, version: Option<u32>) -> Result<Vec<Manifest>, CatalogError> {
         let versions = self.versions(name)?;
         if versions.is_empty() {
             return Err(CatalogError::NoSuchImage(name.into()));
@@ -392,6 +418,7 @@ impl Catalog {
     /// machine that started on it has had time to finish). Then every stored file no remaining
     /// version references goes.
     pub fn gc(&self, keep: usize, grace_secs: u64, now: u64) -> Result<GcReport, CatalogError> {
+        let _held = self.exclusive()?;
         let mut report = GcReport::default();
         for name in self.names()? {
             let versions = self.versions(&name)?;
@@ -400,7 +427,7 @@ impl Catalog {
                 let superseded_at = versions.get(i + 1).map(|s| s.created);
                 let old_enough = superseded_at.is_some_and(|t| now.saturating_sub(t) >= grace_secs);
                 if i + keep < n && old_enough {
-                    self.remove(&name, Some(m.version))?;
+                    self.remove_held(&name, Some(m.version))?;
                     report.versions.push((name.clone(), m.version));
                 }
             }
@@ -410,6 +437,17 @@ impl Catalog {
             referenced.extend([stub.kernel_sha256, stub.initrd_sha256]);
         }
         let store_err = |source| CatalogError::Write { path: self.store.root().to_path_buf(), source };
+        // What crashed writers left (no writer runs while the lock is held).
+        let mut dirs = vec![self.store.root().join("tmp")];
+        dirs.extend(self.names()?.into_iter().map(|n| self.images.join(n)));
+        for dir in dirs {
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if e.file_name().to_str().is_some_and(swarmboot_durable::is_temporary) {
+                    report.bytes += e.metadata().map_or(0, |m| m.len());
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
         for h in self.store.hashes().map_err(store_err)? {
             if !referenced.contains(&h) {
                 let size = self.store.path_of(&h).and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len());

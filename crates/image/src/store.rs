@@ -48,13 +48,14 @@ impl Store {
     }
 
     /// Copies `src` into the store (unless it is there already); returns its hash and size.
-    /// The copy is written to a temporary file, synced, and renamed into place.
+    /// The copy is written to a temporary file (`swarmboot_durable`: an unpredictable name,
+    /// never through a link), synced, and renamed into place; its torrent likewise. A missing
+    /// or unreadable torrent (a crash, a zero-length file) is made again.
     pub fn put(&self, src: &Path) -> std::io::Result<(String, u64)> {
         let tmp_dir = self.root.join("tmp");
         std::fs::create_dir_all(&tmp_dir)?;
-        let tmp_path = tmp_dir.join(format!("put-{}-{:?}", std::process::id(), std::thread::current().id()));
         let mut input = File::open(src)?;
-        let mut tmp = File::create(&tmp_path)?;
+        let (mut tmp, tmp_path) = swarmboot_durable::create_temp_in(&tmp_dir, 0o640)?;
         let piece_len = piece_length_for(input.metadata()?.len());
         let mut hasher = Sha256::new();
         let mut pieces = PieceHasher::new(piece_len);
@@ -74,14 +75,16 @@ impl Store {
         drop(tmp);
         let sha = hex::encode(hasher.finalize());
         let dest = self.path_of(&sha).expect("a hex digest");
+        swarmboot_durable::crash_point("store:copied");
         if dest.exists() {
             std::fs::remove_file(&tmp_path)?;
         } else {
             std::fs::create_dir_all(dest.parent().expect("nested"))?;
-            std::fs::rename(&tmp_path, &dest)?;
+            swarmboot_durable::move_into_place(&tmp_path, &dest)?;
         }
+        swarmboot_durable::crash_point("store:placed");
         let torrent = torrent_path(&dest);
-        if !torrent.exists() {
+        if !matches!(self.torrent(&sha), Ok(Some(_))) {
             // The file grew or shrank while read: its length decides (a later put fixes it).
             let piece_len = if piece_length_for(size) == piece_len {
                 piece_len
@@ -89,9 +92,7 @@ impl Store {
                 return Ok((sha, size));
             };
             let (_, bytes) = Metainfo::from_piece_hashes(&sha, size, piece_len, &pieces.finish(), None, true);
-            let tmp = tmp_dir.join(format!("torrent-{}-{:?}", std::process::id(), std::thread::current().id()));
-            std::fs::write(&tmp, bytes)?;
-            std::fs::rename(&tmp, &torrent)?;
+            swarmboot_durable::replace(&torrent, &bytes, 0o640)?;
         }
         Ok((sha, size))
     }
@@ -110,8 +111,10 @@ impl Store {
 
     /// The torrent of the stored file `sha256`, made now if the file has none yet (stored
     /// before the store made torrents). `None`: no such file.
+    /// A torrent that does not parse (a crash while it was written by an older version, a
+    /// zero-length file) is made again too.
     pub fn ensure_torrent(&self, sha256: &str) -> std::io::Result<Option<(Metainfo, Vec<u8>)>> {
-        if let Some(t) = self.torrent(sha256)? {
+        if let Ok(Some(t)) = self.torrent(sha256) {
             return Ok(Some(t));
         }
         let Some(path) = self.path_of(sha256) else {
@@ -134,11 +137,7 @@ impl Store {
             pieces.update(&buf[..n]);
         }
         let (meta, bytes) = Metainfo::from_piece_hashes(sha256, size, piece_len, &pieces.finish(), None, true);
-        let tmp_dir = self.root.join("tmp");
-        std::fs::create_dir_all(&tmp_dir)?;
-        let tmp = tmp_dir.join(format!("torrent-{}-{:?}", std::process::id(), std::thread::current().id()));
-        std::fs::write(&tmp, &bytes)?;
-        std::fs::rename(&tmp, torrent_path(&path))?;
+        swarmboot_durable::replace(&torrent_path(&path), &bytes, 0o640)?;
         Ok(Some((meta, bytes)))
     }
 

@@ -5,8 +5,7 @@
 //! its signature verifies against a public key it was given (a `--key`, a key file, the
 //! stub's built-in key): the signature travels with the bytes, the trust does not.
 
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::Signer;
@@ -97,6 +96,12 @@ impl SigningKey {
         let path = state_dir.join(KEY_FILE);
         let io = |source| KeyError::Io { path: path.clone(), source };
         match std::fs::read(&path) {
+            // An empty file is a key that was never written (a crash between creating the file
+            // and writing it, by an older version): nothing was signed with it, so make one.
+            Ok(bytes) if bytes.is_empty() => {
+                std::fs::remove_file(&path).map_err(io)?;
+                Self::load_or_create(state_dir)
+            }
             Ok(bytes) => {
                 let seed: [u8; 32] = bytes.as_slice().try_into().map_err(|_| KeyError::BadKeyFile { path: path.clone(), len: bytes.len() })?;
                 Ok(SigningKey(ed25519_dalek::SigningKey::from_bytes(&seed)))
@@ -105,9 +110,11 @@ impl SigningKey {
                 std::fs::create_dir_all(state_dir).map_err(io)?;
                 let mut seed = [0u8; 32];
                 std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut seed)).map_err(io)?;
-                // create_new: two servers starting at once cannot both write a key.
-                let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(io)?;
-                f.write_all(&seed).and_then(|_| f.sync_all()).map_err(io)?;
+                // Written whole, then linked into place: two servers starting at once cannot
+                // both write a key, and a crash leaves no key or the whole key.
+                if !swarmboot_durable::publish_new(&path, &seed, 0o600).map_err(io)? {
+                    return Self::load_or_create(state_dir);
+                }
                 Ok(SigningKey(ed25519_dalek::SigningKey::from_bytes(&seed)))
             }
             Err(e) => Err(io(e)),
@@ -140,6 +147,19 @@ mod tests {
         assert_eq!(PublicKey::from_key_file(&format!("# the boot server\n\n{hex}\n")).unwrap(), public);
         assert!(PublicKey::from_key_file("").unwrap_err().to_string().contains("the output of `swarmboot key show`"));
         assert!(PublicKey::from_key_file("public key  nothex").is_err());
+    }
+
+    /// A key file left empty (a crash between creating and writing it, by an older version)
+    /// does not block start-up: nothing was signed with it, so a key is made.
+    #[test]
+    fn an_empty_key_file_is_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(KEY_FILE), b"").unwrap();
+        let k = SigningKey::load_or_create(dir.path()).unwrap();
+        assert_eq!(std::fs::read(dir.path().join(KEY_FILE)).unwrap().len(), 32);
+        assert_eq!(SigningKey::load_or_create(dir.path()).unwrap().public(), k.public());
+        std::fs::write(dir.path().join(KEY_FILE), b"short").unwrap();
+        assert!(matches!(SigningKey::load_or_create(dir.path()), Err(KeyError::BadKeyFile { len: 5, .. })), "a key file with bytes in it is never replaced");
     }
 
     #[test]

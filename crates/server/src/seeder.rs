@@ -240,7 +240,7 @@ impl Seeder {
 }
 
 /// `<store>/verified.json`: files whose every piece was hashed, with what identified the file
-/// on disk then. Written through a temporary file and a rename.
+/// on disk then. Written whole and synced (`swarmboot_durable::replace`).
 struct VerifiedFiles {
     path: PathBuf,
 }
@@ -292,9 +292,7 @@ impl VerifiedFiles {
         // Forget files no longer in the store.
         let store = swarmboot_image::Store::new(self.path.parent().unwrap_or(Path::new("/")).to_path_buf());
         all.retain(|h, _| h == sha || store.path_of(h).is_some_and(|p| p.exists()));
-        let tmp = self.path.with_extension(format!("json.{}", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&all).expect("serializes"))?;
-        std::fs::rename(&tmp, &self.path)
+        swarmboot_durable::replace(&self.path, &serde_json::to_vec_pretty(&all).expect("serializes"), 0o640)
     }
 }
 
