@@ -42,6 +42,8 @@ pub const PACKAGES: &[&str] = &[
     "debootstrap",
     // Real Debian systems as images (the lab's Debian root, `swarmboot image build`).
     "mmdebstrap",
+    // Faults in the lab: a bridge that drops frames at random (this kernel has no netem).
+    "nftables",
 ];
 
 /// The stub's init is a static binary for this target.

@@ -4,6 +4,7 @@
 //!   builds (the stub's static init too), runs a short fuzz smoke and then every test, lab tests
 //!   included. `.ci/run` calls this.
 //! - `stub-init`: builds the stub's static `swarmboot-init`.
+//! - `fuzz --secs N`: every cargo-fuzz target (each parser of network or disk bytes) for N s.
 //! - `demo`: a lab with a swarmboot server and VMs PXE-booting from it, shown live, torn down.
 //! - `bench-dhcp`: perfdhcp against swarmboot, dnsmasq and Kea, same rate ladder, ratios.
 //! - `bench-tftp`: a 20 MB file from swarmboot, tftpd-hpa and dnsmasq; throughput, ratios.
@@ -41,6 +42,11 @@ enum Task {
         /// Seconds of fuzzing per target in the smoke run.
         #[arg(long, default_value_t = 45)]
         fuzz_secs: u32,
+    },
+    /// Fuzz every parser that reads network or disk bytes, each for `--secs`.
+    Fuzz {
+        #[arg(long, default_value_t = 600)]
+        secs: u32,
     },
     /// Start a lab, PXE-boot VMs from swarmboot, show their consoles, tear it down.
     Demo {
@@ -125,6 +131,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let r = match cli.task {
         Task::Test { fuzz_secs } => suite::test(fuzz_secs),
+        Task::Fuzz { secs } => host::ensure_packages().and_then(|_| suite::fuzz(secs)),
         Task::Demo { vms } => demo::run(vms),
         Task::BenchDhcp { rates, period } => bench_dhcp::run(&rates, period),
         Task::BenchTftp { runs } => bench_tftp::run(runs),

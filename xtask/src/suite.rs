@@ -15,20 +15,10 @@ pub fn test(fuzz_secs: u32) -> anyhow::Result<()> {
     run(cargo().current_dir(&root).args(["build", "--workspace", "--bins"]))?;
     let init = build_stub_init()?;
     if fuzz_secs > 0 {
-        // (target, seed inputs, longest input): the DHCP core gets the full time, the tracker
-        // a third of it.
-        for (target, seeds, max_len, secs) in
-            [("dhcp_handle", "crates/dhcp/testdata", 1500, fuzz_secs), ("tracker_announce", "crates/tracker/testdata", 4096, fuzz_secs.div_ceil(3))]
-        {
-            let corpus = root.join("fuzz/corpus").join(target);
-            std::fs::create_dir_all(&corpus)?;
-            run(fuzz_command()?.current_dir(&root).args(["run", target]).arg(&corpus).arg(root.join(seeds)).args([
-                "--",
-                &format!("-max_total_time={secs}"),
-                &format!("-max_len={max_len}"),
-                "-print_final_stats=1",
-            ]))
-            .with_context(|| format!("fuzz smoke of {target} (a crash input is in fuzz/artifacts/{target}/)"))?;
+        // The smoke: the DHCP core gets the full time, the tracker a third, every other
+        // parser a fifth (enough to build and run each; `cargo xtask fuzz` runs them long).
+        for t in FUZZ_TARGETS {
+            fuzz_target(t, fuzz_secs.div_ceil(t.share))?;
         }
     }
     run_tests(cargo().current_dir(&root).args(["test", "--workspace"]).env("SWARMBOOT_RQBIT", &rqbit).env("SWARMBOOT_INIT", &init))?;
@@ -40,6 +30,61 @@ pub fn test(fuzz_secs: u32) -> anyhow::Result<()> {
     } else {
         bail!("the package test needs root (debootstrap, chroot); run as root, or set SWARMBOOT_SKIP_LAB=1 to skip it on purpose")
     }
+}
+
+/// A cargo-fuzz target (in `fuzz/fuzz_targets/`): seed inputs beside its corpus, the longest
+/// input worth trying, and its share of the smoke time (1: all of it, 3: a third, …).
+pub struct FuzzTarget {
+    pub name: &'static str,
+    pub seeds: Option<&'static str>,
+    pub max_len: usize,
+    pub share: u32,
+}
+
+/// Every parser that reads bytes from the network or from disk.
+pub const FUZZ_TARGETS: &[FuzzTarget] = &[
+    FuzzTarget { name: "dhcp_handle", seeds: Some("crates/dhcp/testdata"), max_len: 1500, share: 1 },
+    FuzzTarget { name: "tracker_announce", seeds: Some("crates/tracker/testdata"), max_len: 4096, share: 3 },
+    FuzzTarget { name: "dhcp_client", seeds: Some("crates/dhcp/testdata"), max_len: 1500, share: 5 },
+    FuzzTarget { name: "peer_wire", seeds: None, max_len: 4096, share: 5 },
+    FuzzTarget { name: "swarm_on_bytes", seeds: None, max_len: 4096, share: 5 },
+    FuzzTarget { name: "metadata", seeds: None, max_len: 512, share: 5 },
+    FuzzTarget { name: "metainfo", seeds: None, max_len: 4096, share: 5 },
+    FuzzTarget { name: "announce_reply", seeds: None, max_len: 2048, share: 5 },
+    FuzzTarget { name: "manifest_envelope", seeds: None, max_len: 4096, share: 5 },
+    FuzzTarget { name: "tftp_packets", seeds: None, max_len: 1024, share: 5 },
+    FuzzTarget { name: "init_cmdline", seeds: None, max_len: 1024, share: 5 },
+];
+
+/// `cargo xtask fuzz --secs N`: every target for N seconds, one after the other; prints each
+/// target's executions and whether it found a crash (an input that crashes is kept in
+/// `fuzz/artifacts/<target>/`).
+pub fn fuzz(secs: u32) -> anyhow::Result<()> {
+    let mut failed = Vec::new();
+    for t in FUZZ_TARGETS {
+        if let Err(e) = fuzz_target(t, secs) {
+            eprintln!("xtask: {e:#}");
+            failed.push(t.name);
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        bail!("crashes found by {failed:?}: see fuzz/artifacts/")
+    }
+}
+
+fn fuzz_target(t: &FuzzTarget, secs: u32) -> anyhow::Result<()> {
+    let root = workspace_root();
+    let corpus = root.join("fuzz/corpus").join(t.name);
+    std::fs::create_dir_all(&corpus)?;
+    let mut cmd = fuzz_command()?;
+    cmd.current_dir(&root).args(["run", t.name]).arg(&corpus);
+    if let Some(seeds) = t.seeds {
+        cmd.arg(root.join(seeds));
+    }
+    cmd.args(["--", &format!("-max_total_time={secs}"), &format!("-max_len={}", t.max_len), "-print_final_stats=1"]);
+    run(&mut cmd).with_context(|| format!("fuzzing {} (a crash input is in fuzz/artifacts/{}/)", t.name, t.name))
 }
 
 /// Runs `cargo test`, passing its output through, and ends with one summary line over every

@@ -126,6 +126,31 @@ impl Lan {
         Ok(Lan { hosts: Vec::new(), ports: Vec::new(), server, server_ip: addr.parse()?, prefix_len: plen.parse()? })
     }
 
+    /// Makes the bridge drop `percent` % of the frames it forwards between ports and of those
+    /// to and from the server, at random (nftables' `numgen`, as netem's `loss` would; the
+    /// lab's kernels have no netem).
+    pub fn lossy(&self, percent: u8) -> anyhow::Result<()> {
+        let script = format!(
+            "table bridge swarmboot_lab_loss {{\n\
+             chain lab_forward {{ type filter hook forward priority 0; numgen random mod 100 < {percent} counter drop; }}\n\
+             chain lab_input {{ type filter hook input priority 0; numgen random mod 100 < {percent} counter drop; }}\n\
+             chain lab_output {{ type filter hook output priority 0; numgen random mod 100 < {percent} counter drop; }}\n\
+             }}\n"
+        );
+        let path = std::env::temp_dir().join(format!("swarmboot-lab-loss-{}.nft", unique()));
+        std::fs::write(&path, script)?;
+        let r = run(self.server.command("nft").arg("-f").arg(&path)).map(|_| ());
+        let _ = std::fs::remove_file(&path);
+        r
+    }
+
+    /// Frames [`Lan::lossy`] has dropped so far.
+    pub fn lost_frames(&self) -> anyhow::Result<u64> {
+        let out = run(self.server.command("nft").args(["list", "table", "bridge", "swarmboot_lab_loss"]))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        Ok(text.split("packets ").skip(1).filter_map(|r| r.split_whitespace().next()?.parse::<u64>().ok()).sum())
+    }
+
     /// Plugs a new host into the bridge: its side is `eth0`, up, with no address, and with
     /// `mac` if given. Returns the host's index in `hosts`.
     pub fn add_host(&mut self, mac: Option<&str>) -> anyhow::Result<usize> {

@@ -266,6 +266,11 @@ impl Vm {
     }
 
     /// Whether QEMU has exited (the guest powered off).
+    /// The VM's tap in the server namespace (its switch port: what it receives leaves there).
+    pub fn tap(&self) -> &str {
+        &self.tap
+    }
+
     pub fn exited(&mut self) -> bool {
         self.proc.exited()
     }
