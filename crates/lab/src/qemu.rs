@@ -44,11 +44,16 @@ pub struct VmSpec {
     pub mib: u32,
     /// A reboot of the guest restarts it (through its firmware again) instead of ending QEMU.
     pub reboots: bool,
+    /// Every frame into and out of the NIC waits for the end of the current period of this
+    /// length (QEMU's `filter-buffer`): a delay of 0 up to this, varying with when the frame
+    /// comes, each way. Jitter without netem, which the lab's kernels lack; unlike netem's, it
+    /// keeps frames in order.
+    pub jitter: Option<Duration>,
 }
 
 impl Default for VmSpec {
     fn default() -> Self {
-        VmSpec { mib: 384, reboots: false }
+        VmSpec { mib: 384, reboots: false, jitter: None }
     }
 }
 
@@ -112,6 +117,10 @@ impl Vm {
             .args(["-serial", "chardev:ser0"])
             .arg("-monitor")
             .arg(format!("unix:{},server=on,wait=off", monitor.display()));
+        if let Some(jitter) = spec.jitter {
+            anyhow::ensure!(jitter.as_micros() > 0, "a jitter of at least 1 µs");
+            cmd.args(["-object", &format!("filter-buffer,id=jitter0,netdev=n0,queue=all,interval={}", jitter.as_micros())]);
+        }
         match boot {
             Boot::Network(firmware) => {
                 cmd.args(["-boot", "n"]);
