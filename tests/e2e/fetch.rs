@@ -1,7 +1,7 @@
 //! `swarmboot fetch` against `swarmboot serve`: signed manifests, the server's tracker and seed,
 //! clients seeding each other, aria2c joining through the served .torrent, the HTTP fallback
 //! when the swarm stalls, and refusals of tampered manifests, foreign keys, corrupt torrents
-//! and a peer that serves garbage.
+//! and a peer that serves garbage; a peer that trickles does not hold a fetch back.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use swarmboot_lab::hostile::{CorruptPeer, Proxy, Rewrites, StaticHttp};
+use swarmboot_lab::hostile::{CorruptPeer, Proxy, Rewrites, StaticHttp, TricklePeer};
 use swarmboot_lab::{bin, bittorrent, noise, require_root, Lan, Netns, Proc, ScratchDir, Server};
 
 struct Image {
@@ -391,4 +391,78 @@ fn a_corrupting_peer_is_dropped_and_the_download_completes() {
     assert_eq!(s["from_http"].as_u64(), Some(0), "completed from the swarm, not HTTP");
     assert!(closed >= 1 && closed == conns, "the client dropped every connection to the liar");
     assert!(stderr.contains("banned"), "{stderr}");
+}
+
+/// A genuine peer that sends one piece every 9 s is the only peer (the server's seed is off),
+/// and the server's link is slow (3 Mbit/s): the fetch does not wait on the trickle but tops
+/// up over HTTP, and finishes within twice the time HTTP alone takes on the same link.
+#[test]
+fn a_peer_trickling_a_piece_every_9_s_does_not_hold_the_fetch_back() {
+    if !require_root("a_peer_trickling_a_piece_every_9_s_does_not_hold_the_fetch_back") {
+        return;
+    }
+    let (dir, ns, server) = solo("fetch-trickle", "seed = false");
+    // Loopback's 64 KiB frames would not fit the shaper's burst.
+    ns.ip(&["link", "set", "lo", "mtu", "1500"]).unwrap();
+    ns.shape("lo", "3mbit").unwrap();
+    let image = Image::new(4 << 20);
+    let rootfs_sha = image.add(&server, dir.path(), "img");
+    let key = server.public_key().unwrap();
+
+    // HTTP alone: no peer at all, and no wait for one.
+    let stats_path = dir.path().join("stats.json");
+    let started = Instant::now();
+    let r = fetch(&ns, "http://127.0.0.1:8080", "img", &dir.path().join("alone"), &key, &["--stall-timeout", "0s", "--stats", stats_path.to_str().unwrap()]);
+    let http_alone = started.elapsed();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(stats(&stats_path)["from_http"].as_u64(), Some(image.total()));
+
+    let meta = swarmboot_torrent::Metainfo::parse(&http_get(&ns, "127.0.0.1:8080", &format!("/torrent/{rootfs_sha}.torrent"))).unwrap();
+    let listener = ns.enter(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
+    let trickle = TricklePeer::start(listener, meta.info_hash, meta.piece_length, image.rootfs.clone(), Duration::from_secs(9)).unwrap();
+    let reply = http_get(&ns, "127.0.0.1:8080", &trickle.announce_path(&meta.info_hash));
+    assert!(!reply.starts_with(b"d14:failure"), "{}", String::from_utf8_lossy(&reply));
+
+    // With the trickling peer, the fetch's own defaults (a 10 s stall watch).
+    let out = dir.path().join("out");
+    let started = Instant::now();
+    let mut child = ns
+        .command(bin("swarmboot"))
+        .args(["fetch", "--server", "http://127.0.0.1:8080", "--image", "img", "--key", &key, "--stats", stats_path.to_str().unwrap(), "--out"])
+        .arg(&out)
+        .env("SWARMBOOT_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let budget = 2 * http_alone;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > budget {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the fetch beside a trickling peer took more than {budget:?}, twice HTTP alone ({http_alone:?}); the peer had sent {} blocks",
+                trickle.stats.blocks_sent.load(std::sync::atomic::Ordering::Relaxed)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let took = started.elapsed();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    image.check(&out);
+    let s = stats(&stats_path);
+    let blocks = trickle.stats.blocks_sent.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "HTTP alone {:.1} s; beside a peer trickling a {} KiB piece every 9 s: {:.1} s ({blocks} blocks from it); {s}",
+        http_alone.as_secs_f64(),
+        meta.piece_length >> 10,
+        took.as_secs_f64()
+    );
+    assert!(blocks > 0 && s["from_peers"].as_u64().unwrap() > 0, "the trickling peer was used: {s}");
+    assert_eq!(s["fallback"].as_bool(), Some(true), "{s}");
+    assert!(stderr.contains("the swarm is too slow"), "{stderr}");
 }

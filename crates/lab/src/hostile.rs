@@ -1,7 +1,8 @@
 //! Hostile and fake servers for the bad-input tests: a static HTTP server that serves whatever
 //! bytes a test hands it (a tampered manifest) in place of a boot server, a man in the middle
-//! that rewrites requests and answers on their way ([`Proxy`]), and a BitTorrent peer that
-//! claims every piece and answers every request with garbage. Each takes a listener the
+//! that rewrites requests and answers on their way ([`Proxy`]), and BitTorrent peers that
+//! claim every piece and answer every request with garbage ([`CorruptPeer`]) or with the true
+//! bytes at a trickle ([`TricklePeer`]). Each takes a listener the
 //! caller bound (inside a namespace, if it wants) and runs on threads until dropped.
 
 use std::collections::HashMap;
@@ -73,14 +74,39 @@ fn answer(mut s: TcpStream, routes: &HashMap<String, Vec<u8>>) -> std::io::Resul
     }
 }
 
-/// What a [`CorruptPeer`] saw.
+/// What a fake peer ([`CorruptPeer`], [`TricklePeer`]) saw.
 #[derive(Debug, Default)]
-pub struct CorruptPeerStats {
+pub struct FakePeerStats {
     pub connections: AtomicU64,
-    /// Requests answered with garbage.
+    /// Requests answered.
     pub blocks_sent: AtomicU64,
     /// Connections the other side closed.
     pub closed_by_peer: AtomicU64,
+}
+
+/// How a fake peer answers a request for `length` bytes at `begin` of piece `index`: the block
+/// to send (after whatever wait it chooses), `None` to hang up.
+type Answer = Box<dyn FnMut(u32, u32, u32) -> Option<Vec<u8>> + Send>;
+
+/// A fake peer of one torrent on its own threads: claims every piece, unchokes at once, and
+/// answers each request as `answer` (made per connection) says.
+fn start_fake_peer(listener: TcpListener, info_hash: [u8; 20], peer_id: [u8; 20], pieces: u32, answer: impl Fn() -> Answer + Send + 'static) -> Arc<FakePeerStats> {
+    let stats = Arc::new(FakePeerStats::default());
+    let st = stats.clone();
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            st.connections.fetch_add(1, Ordering::Relaxed);
+            let (st, answer) = (st.clone(), answer());
+            std::thread::spawn(move || serve_fake_peer(s, info_hash, peer_id, pieces, &st, answer));
+        }
+    });
+    stats
+}
+
+/// The tracker announce URL's path and query that registers a peer as a seed.
+fn seed_announce_path(info_hash: &[u8; 20], peer_id: &[u8; 20], port: u16) -> String {
+    let enc = |b: &[u8]| b.iter().map(|x| format!("%{x:02X}")).collect::<String>();
+    format!("/announce?info_hash={}&peer_id={}&port={port}&uploaded=0&downloaded=0&left=0&event=started&compact=1", enc(info_hash), enc(peer_id))
 }
 
 /// A peer of one torrent that claims to have every piece, unchokes at once, and answers each
@@ -88,33 +114,60 @@ pub struct CorruptPeerStats {
 pub struct CorruptPeer {
     pub addr: SocketAddr,
     pub peer_id: [u8; 20],
-    pub stats: Arc<CorruptPeerStats>,
+    pub stats: Arc<FakePeerStats>,
 }
 
 impl CorruptPeer {
     pub fn start(listener: TcpListener, info_hash: [u8; 20], pieces: u32) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let peer_id = *b"-XX0001-corruptpeer!";
-        let stats = Arc::new(CorruptPeerStats::default());
-        let st = stats.clone();
-        std::thread::spawn(move || {
-            for s in listener.incoming().flatten() {
-                st.connections.fetch_add(1, Ordering::Relaxed);
-                let st = st.clone();
-                std::thread::spawn(move || serve_garbage(s, info_hash, peer_id, pieces, &st));
-            }
-        });
+        let stats = start_fake_peer(listener, info_hash, peer_id, pieces, || Box::new(|_, _, length| Some(vec![0xA5; length as usize])));
         Ok(CorruptPeer { addr, peer_id, stats })
     }
 
     /// The tracker announce URL's path and query that registers this peer as a seed.
     pub fn announce_path(&self, info_hash: &[u8; 20]) -> String {
-        let enc = |b: &[u8]| b.iter().map(|x| format!("%{x:02X}")).collect::<String>();
-        format!("/announce?info_hash={}&peer_id={}&port={}&uploaded=0&downloaded=0&left=0&event=started&compact=1", enc(info_hash), enc(&self.peer_id), self.addr.port())
+        seed_announce_path(info_hash, &self.peer_id, self.addr.port())
     }
 }
 
-fn serve_garbage(mut s: TcpStream, info_hash: [u8; 20], peer_id: [u8; 20], pieces: u32, st: &CorruptPeerStats) {
+/// A genuine but slow seed of one torrent: it has every piece and sends the true bytes, but
+/// at one piece's worth of bytes per `every`, on each connection (the peer that kept a swarm
+/// from ever looking stalled).
+pub struct TricklePeer {
+    pub addr: SocketAddr,
+    pub peer_id: [u8; 20],
+    pub stats: Arc<FakePeerStats>,
+}
+
+impl TricklePeer {
+    pub fn start(listener: TcpListener, info_hash: [u8; 20], piece_length: u32, data: Vec<u8>, every: Duration) -> std::io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let peer_id = *b"-XX0001-tricklepeer!";
+        let pieces = (data.len() as u64).div_ceil(u64::from(piece_length)) as u32;
+        let data = Arc::new(data);
+        let stats = start_fake_peer(listener, info_hash, peer_id, pieces, move || {
+            let data = data.clone();
+            let mut next = std::time::Instant::now();
+            Box::new(move |index, begin, length| {
+                let at = u64::from(index) * u64::from(piece_length) + u64::from(begin);
+                let block = data.get(usize::try_from(at).ok()?..)?.get(..length as usize)?.to_vec();
+                // Each block costs its share of `every`: a piece per `every`, paced evenly.
+                next += every.mul_f64(f64::from(length) / f64::from(piece_length));
+                std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
+                Some(block)
+            })
+        });
+        Ok(TricklePeer { addr, peer_id, stats })
+    }
+
+    /// The tracker announce URL's path and query that registers this peer as a seed.
+    pub fn announce_path(&self, info_hash: &[u8; 20]) -> String {
+        seed_announce_path(info_hash, &self.peer_id, self.addr.port())
+    }
+}
+
+fn serve_fake_peer(mut s: TcpStream, info_hash: [u8; 20], peer_id: [u8; 20], pieces: u32, st: &FakePeerStats, mut answer: Answer) {
     let mut hs = [0u8; 68];
     if s.read_exact(&mut hs).is_err() || hs[28..48] != info_hash {
         return;
@@ -149,12 +202,13 @@ fn serve_garbage(mut s: TcpStream, info_hash: [u8; 20], peer_id: [u8; 20], piece
             return;
         }
         if msg.first() == Some(&6) && msg.len() == 13 {
-            let length = u32::from_be_bytes(msg[9..13].try_into().expect("4 bytes"));
-            let mut piece = Vec::with_capacity(13 + length as usize);
-            piece.extend_from_slice(&(9 + length).to_be_bytes());
+            let field = |at: usize| u32::from_be_bytes(msg[at..at + 4].try_into().expect("4 bytes"));
+            let Some(block) = answer(field(1), field(5), field(9)) else { return };
+            let mut piece = Vec::with_capacity(13 + block.len());
+            piece.extend_from_slice(&(9 + block.len() as u32).to_be_bytes());
             piece.push(7);
             piece.extend_from_slice(&msg[1..9]);
-            piece.extend(std::iter::repeat_n(0xA5u8, length as usize));
+            piece.extend_from_slice(&block);
             if s.write_all(&piece).is_err() {
                 st.closed_by_peer.fetch_add(1, Ordering::Relaxed);
                 return;
