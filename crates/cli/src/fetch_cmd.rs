@@ -99,7 +99,14 @@ pub fn run(args: FetchArgs) -> anyhow::Result<()> {
             let _ = std::io::stderr().flush();
         })
         .await
-        .with_context(|| format!("fetching {} from {}", args.image, args.server))?;
+        .map_err(|e| {
+            let hint = if matches!(e, swarmboot_fetch::FetchError::Untrusted { .. }) {
+                " (if it is the server's key you want, pass it with --key: `swarmboot key show` on the server prints it)"
+            } else {
+                ""
+            };
+            anyhow::Error::new(e).context(format!("fetching {} from {}{hint}", args.image, args.server))
+        })?;
         let p = fetched.progress;
         let m = &fetched.manifest.manifest;
         eprintln!(

@@ -45,7 +45,15 @@ pub fn run(cfg: &Config, catalog: &Catalog, a: BuildArgs, now: u64) -> anyhow::R
     let recipe = elchos::recipe(&opts);
     recipe.check().map_err(anyhow::Error::msg)?;
     let name = a.name.clone().unwrap_or_else(|| "elchos".into());
-    let work = WorkDir(a.work_dir.clone().unwrap_or_else(|| cfg.server.state_dir.join("build")).join(format!("{name}-{}", std::process::id())));
+    // Not under the state directory: the service owns it and could swap the build's directory
+    // for a link while root builds in it. A fresh directory root made, in /var/tmp (sticky: no
+    // one else can rename it), unless --work-dir says otherwise.
+    let base = match &a.work_dir {
+        Some(d) => d.clone(),
+        None => tempfile::Builder::new().prefix("swarmboot-build-").tempdir_in("/var/tmp").context("making a build directory in /var/tmp (or pass --work-dir)")?.keep(),
+    };
+    let work = WorkDir(base.join(format!("{name}-{}", std::process::id())));
+    let _base = a.work_dir.is_none().then(|| WorkDir(base.clone()));
     let started = Instant::now();
     let built = swarmboot_imagebuild::build(&recipe, &work.0, |step| println!("{name}: {step}")).with_context(|| format!("building {name}"))?;
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);

@@ -51,7 +51,7 @@ pub enum ImageAction {
         /// A file of SSH public keys that may log in as root.
         #[arg(long, value_name = "FILE")]
         authorized_keys: Option<PathBuf>,
-        /// Where to build (default: <state_dir>/build); removed afterwards.
+        /// Where to build (default: a new directory in /var/tmp); removed afterwards.
         #[arg(long, value_name = "DIR")]
         work_dir: Option<PathBuf>,
     },
@@ -87,7 +87,7 @@ pub fn run(path: &Path, action: ImageAction) -> anyhow::Result<()> {
             let (kernel, initrd) = match (&kernel, &initrd, &rootfs) {
                 (Some(k), Some(i), _) => (k.as_path(), i.as_path()),
                 (_, _, Some(r)) => {
-                    found = crate::rootfs_kernel::from_squashfs(r, &cfg.server.state_dir)?;
+                    found = crate::rootfs_kernel::from_squashfs(r)?;
                     println!("took kernel {release} from {}: /boot/vmlinuz-{release} and /boot/initrd.img-{release}", r.display(), release = found.release);
                     (found.kernel.as_path(), found.initrd.as_path())
                 }
@@ -138,6 +138,9 @@ pub fn run(path: &Path, action: ImageAction) -> anyhow::Result<()> {
                 println!("{:<20} {:>7} {:>12}  {}", m.name, m.version, size, m.cmdline);
             }
             println!("{} image version(s)", all.len());
+            for b in catalog.broken_manifests()? {
+                eprintln!("note: {} is not a manifest ({}), so it is no version; remove it if nothing should be there", b.path.display(), b.why);
+            }
         }
         ImageAction::Rm { name } => {
             let (name, version) = match name.split_once('@') {

@@ -92,6 +92,16 @@ fn main() -> std::process::ExitCode {
     // Commands that write into the state directory, for handing root's files back afterwards.
     let touches_state = matches!(cli.command, Command::Leases { .. } | Command::Image { .. } | Command::Stub { .. } | Command::Key { .. });
     let config = cli.config;
+    // Root's changes in a state directory the service owns take the owner's identity, so a
+    // link the service planted there leads nowhere it could not write itself.
+    if touches_state {
+        if let Ok(cfg) = Config::load(&config) {
+            if let Err(e) = swarmboot_durable::write_as_owner_of(&cfg.server.state_dir) {
+                eprintln!("swarmboot: error: cannot write into {} as its owner: {e}", cfg.server.state_dir.display());
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
     let result = match cli.command {
         Command::Serve => serve_cmd::serve(&config),
         Command::Setup(args) => setup::run(&config, args),

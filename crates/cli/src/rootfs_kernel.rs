@@ -13,18 +13,14 @@ pub struct FoundKernel {
     pub release: String,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
-    dir: PathBuf,
+    /// Removed when this is dropped.
+    _dir: tempfile::TempDir,
 }
 
-impl Drop for FoundKernel {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Finds and extracts the newest kernel and its initramfs from `rootfs` into a temporary
-/// directory beside `scratch`.
-pub fn from_squashfs(rootfs: &Path, scratch: &Path) -> anyhow::Result<FoundKernel> {
+/// Finds and extracts the newest kernel and its initramfs from `rootfs` into a new temporary
+/// directory of root's (never into the state directory, where the service could swap the
+/// directory for a link while unsquashfs writes).
+pub fn from_squashfs(rootfs: &Path) -> anyhow::Result<FoundKernel> {
     let unsquashfs = |args: &[&str]| -> anyhow::Result<std::process::Output> {
         let out = Command::new("unsquashfs").args(args).arg(rootfs).output().context("running unsquashfs: install squashfs-tools")?;
         Ok(out)
@@ -36,14 +32,12 @@ pub fn from_squashfs(rootfs: &Path, scratch: &Path) -> anyhow::Result<FoundKerne
     let text = String::from_utf8_lossy(&listing.stdout);
     let release = swarmboot_imagebuild::kernel::newest_release(text.lines())
         .map_err(|why| anyhow::anyhow!("no kernel to take from {}: {why}; give the image's kernel and initramfs with --kernel and --initrd", rootfs.display()))?;
-    let dir = scratch.join(format!("kernel-from-rootfs-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(scratch).with_context(|| format!("creating {}", scratch.display()))?;
-    let found =
-        FoundKernel { kernel: dir.join(format!("boot/vmlinuz-{release}")), initrd: dir.join(format!("boot/initrd.img-{release}")), release: release.clone(), dir: dir.clone() };
-    let target = dir.to_str().context("a scratch path that is UTF-8")?;
+    let tmp = tempfile::Builder::new().prefix("swarmboot-kernel-from-rootfs-").tempdir().context("a temporary directory for the kernel")?;
+    let dir = tmp.path().join("root");
+    let target = dir.to_str().context("a temporary path that is UTF-8")?.to_string();
+    let found = FoundKernel { kernel: dir.join(format!("boot/vmlinuz-{release}")), initrd: dir.join(format!("boot/initrd.img-{release}")), release: release.clone(), _dir: tmp };
     let out = Command::new("unsquashfs")
-        .args(["-q", "-n", "-f", "-d", target])
+        .args(["-q", "-n", "-f", "-d", &target])
         .arg(rootfs)
         .args([format!("boot/vmlinuz-{release}"), format!("boot/initrd.img-{release}")])
         .output()

@@ -59,12 +59,12 @@ pub fn run(config: &Path, action: StubAction) -> anyhow::Result<()> {
             let key = swarmboot_manifest::SigningKey::load_or_create(&cfg.server.state_dir)?;
             let inputs = swarmboot_stub::StubInputs { kernel: kernel.clone(), modules_dir, init: init.clone(), key: key.public(), extra_modules: modules };
             let built = swarmboot_stub::build(&inputs)?;
-            let tmp = cfg.server.state_dir.join(format!("stub-initrd.{}", std::process::id()));
-            std::fs::write(&tmp, &built.initrd).with_context(|| format!("writing {}", tmp.display()))?;
+            // Root's own temporary file (a random name, created exclusively), never a name in
+            // the state directory the service could have planted a link at.
+            let mut tmp = tempfile::Builder::new().prefix("swarmboot-stub-initrd-").tempfile().context("a temporary file for the stub's initramfs")?;
+            std::io::Write::write_all(&mut tmp, &built.initrd).with_context(|| format!("writing {}", tmp.path().display()))?;
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            let rec = catalog.set_stub(&kernel, &tmp, &built.release, now);
-            let _ = std::fs::remove_file(&tmp);
-            let rec = rec?;
+            let rec = catalog.set_stub(&kernel, tmp.path(), &built.release, now)?;
             let init_size = std::fs::metadata(&init).map(|m| m.len()).unwrap_or(0);
             println!(
                 "stub for kernel {} ({}): initramfs {:.2} MB ({:.2} MB unpacked: init {:.2} MB, {} module files), key {}",

@@ -82,6 +82,14 @@ fn image_add_killed_at_every_step_leaves_a_consistent_catalog() {
     assert!(String::from_utf8_lossy(&late.stdout).contains(&format!("added img@{}", versions + 3)), "{}", String::from_utf8_lossy(&late.stdout));
     assert_eq!(consistent(&state), versions + 1);
     versions += 1;
+    // The listing shows the versions and names both leftovers, with why.
+    let list = swarmboot(&config, &["image", "list"], None);
+    let said = String::from_utf8_lossy(&list.stderr);
+    assert!(String::from_utf8_lossy(&list.stdout).contains(&format!("{versions} image version(s)")), "{}", String::from_utf8_lossy(&list.stdout));
+    for (n, why) in [(versions, "empty"), (versions + 1, "")] {
+        let path = images.join(format!("{n}.toml"));
+        assert!(said.contains(&format!("note: {} is not a manifest ({why}", path.display())), "{n}.toml: {said}");
+    }
     // gc clears what the crashes left, and keeps every file a version names.
     let gc = swarmboot(&config, &["image", "gc", "--keep", "100", "--grace", "0s"], None);
     assert!(gc.status.success(), "{}", String::from_utf8_lossy(&gc.stderr));

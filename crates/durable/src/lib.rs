@@ -10,6 +10,15 @@
 //!   and created with `O_CREAT | O_EXCL` (which never follows a symbolic link), and `rename`
 //!   and `link` replace or refuse a link at the final name rather than write through it. So a
 //!   link planted by a compromised service leaves its target untouched.
+//! - **Root writes as the directory's owner.** A link can also be planted one level up: the
+//!   service swaps `images/NAME` for a link to `/etc`, and a rename into `images/NAME/2.toml`
+//!   lands in `/etc`. So once [`write_as_owner_of`] has named the state directory, every
+//!   change this crate makes (files, directories, renames, links, removals) is made, on the
+//!   calling thread and for that call only, with the file-system identity of the directory's
+//!   owner (`setfsuid`/`setfsgid`, no supplementary groups; the kernel drops root's file
+//!   capabilities with it): wherever a link leads, root can do there only what the service
+//!   could do itself. Reads keep root's identity (root reads files the service cannot, such
+//!   as `/boot/vmlinuz-*`), and what root creates is the owner's from the start.
 //! - **Crash points.** [`crash_point`] ends the process on the spot when `SWARMBOOT_CRASH_AT`
 //!   names it: the fault tests kill a writer at every step and check what is left. [`replace`]
 //!   and [`publish_new`] have one each after the temporary file is written (`replace:EXT`,
@@ -20,6 +29,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 /// The environment variable that names the crash point to die at (tests only).
 pub const CRASH_AT: &str = "SWARMBOOT_CRASH_AT";
@@ -30,6 +40,76 @@ pub fn crash_point(point: &str) {
     if std::env::var_os(CRASH_AT).is_some_and(|v| v == point) {
         std::process::abort();
     }
+}
+
+/// The owner (uid, gid) whose identity this process's changes take (see [`write_as_owner_of`]).
+static OWNER: OnceLock<(u32, u32)> = OnceLock::new();
+
+/// When this process runs as root and `state_dir` belongs to someone else, makes every
+/// later change through this crate take that owner's file-system identity; returns the owner's
+/// uid then, `None` otherwise (not root, a root-owned or missing directory: nothing changes).
+/// Set once per process; a second call with another owner is refused.
+pub fn write_as_owner_of(state_dir: &Path) -> std::io::Result<Option<u32>> {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    let m = match std::fs::metadata(state_dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if m.uid() == 0 {
+        return Ok(None);
+    }
+    let owner = *OWNER.get_or_init(|| (m.uid(), m.gid()));
+    if owner != (m.uid(), m.gid()) {
+        return Err(std::io::Error::other(format!("{} belongs to {}:{}, but this process already writes as {}:{}", state_dir.display(), m.uid(), m.gid(), owner.0, owner.1)));
+    }
+    Ok(Some(owner.0))
+}
+
+/// The calling thread's file-system identity switched to the owner's until dropped (nothing
+/// switched when no owner was named).
+struct AsOwner {
+    /// Root's supplementary groups, to give back.
+    groups: Option<Vec<rustix::process::Gid>>,
+}
+
+fn as_owner() -> std::io::Result<AsOwner> {
+    use nix::unistd::{setfsgid, setfsuid, Gid, Uid};
+    let Some(&(uid, gid)) = OWNER.get() else {
+        return Ok(AsOwner { groups: None });
+    };
+    let groups = rustix::process::getgroups()?;
+    // This thread only: rustix's setgroups is the raw system call (glibc's would change every
+    // thread), and setfsuid/setfsgid are per thread.
+    rustix::thread::set_thread_groups(&[])?;
+    let guard = AsOwner { groups: Some(groups) };
+    setfsgid(Gid::from_raw(gid));
+    setfsuid(Uid::from_raw(uid));
+    // Both calls report the previous id, whatever happened: an invalid id (-1) only asks.
+    let now = (setfsuid(Uid::from_raw(u32::MAX)).as_raw(), setfsgid(Gid::from_raw(u32::MAX)).as_raw());
+    if now != (uid, gid) {
+        return Err(std::io::Error::other(format!("cannot take the state directory owner's identity ({uid}:{gid}) for writing")));
+    }
+    Ok(guard)
+}
+
+impl Drop for AsOwner {
+    fn drop(&mut self) {
+        if let Some(groups) = &self.groups {
+            nix::unistd::setfsuid(nix::unistd::Uid::from_raw(0));
+            nix::unistd::setfsgid(nix::unistd::Gid::from_raw(0));
+            let _ = rustix::thread::set_thread_groups(groups);
+        }
+    }
+}
+
+/// `f` with the owner's identity (see [`write_as_owner_of`]).
+fn owned<T>(f: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
+    let _as = as_owner()?;
+    f()
 }
 
 const TEMP_PREFIX: &str = ".tmp-";
@@ -55,7 +135,22 @@ fn temp_path(dir: &Path) -> PathBuf {
 /// Creates `path`, which must not exist (not even as a symbolic link: `O_CREAT | O_EXCL` fails
 /// on a link, whatever it points to), for writing.
 pub fn create_new(path: &Path, mode: u32) -> std::io::Result<File> {
-    OpenOptions::new().write(true).create_new(true).mode(mode).open(path)
+    owned(|| OpenOptions::new().write(true).create_new(true).mode(mode).open(path))
+}
+
+/// Creates `path` and its missing parents (see `std::fs::create_dir_all`).
+pub fn create_dir_all(path: &Path) -> std::io::Result<()> {
+    owned(|| std::fs::create_dir_all(path))
+}
+
+/// Removes the file (or link) at `path`.
+pub fn remove_file(path: &Path) -> std::io::Result<()> {
+    owned(|| std::fs::remove_file(path))
+}
+
+/// Removes the directory `path` if it is empty.
+pub fn remove_dir(path: &Path) -> std::io::Result<()> {
+    owned(|| std::fs::remove_dir(path))
 }
 
 /// A new file in `path`'s directory under a temporary name, holding `bytes`, synced.
@@ -65,7 +160,7 @@ fn write_temp(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<PathBuf> 
     let mut f = create_new(&tmp, mode)?;
     let written = f.write_all(bytes).and_then(|_| f.sync_all());
     if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = remove_file(&tmp);
         return Err(e);
     }
     Ok(tmp)
@@ -79,15 +174,15 @@ fn extension(path: &Path) -> &str {
 
 /// Syncs a directory, so a rename or link in it survives a crash.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
+    owned(|| File::open(dir))?.sync_all()
 }
 
 /// Writes `bytes` to `path`, replacing what is there (a link there is replaced, not followed).
 pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let tmp = write_temp(path, bytes, mode)?;
     crash_point(&format!("replace:{}", extension(path)));
-    if let Err(e) = std::fs::rename(&tmp, path) {
-        let _ = std::fs::remove_file(&tmp);
+    if let Err(e) = owned(|| std::fs::rename(&tmp, path)) {
+        let _ = remove_file(&tmp);
         return Err(e);
     }
     sync_dir(path.parent().expect("checked in write_temp"))
@@ -98,8 +193,8 @@ pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
 pub fn publish_new(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<bool> {
     let tmp = write_temp(path, bytes, mode)?;
     crash_point(&format!("publish:{}", extension(path)));
-    let linked = std::fs::hard_link(&tmp, path);
-    let _ = std::fs::remove_file(&tmp);
+    let linked = owned(|| std::fs::hard_link(&tmp, path));
+    let _ = remove_file(&tmp);
     match linked {
         Ok(()) => {
             sync_dir(path.parent().expect("checked in write_temp"))?;
@@ -113,7 +208,7 @@ pub fn publish_new(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<bool
 /// Holds an exclusive lock on `path` (created if missing, never through a link) until the
 /// returned file is dropped: writers of one catalog (`image add`, `rm`, `gc`) take turns.
 pub fn lock_exclusive(path: &Path) -> std::io::Result<File> {
-    let f = OpenOptions::new().read(true).write(true).create(true).mode(0o640).custom_flags(libc::O_NOFOLLOW).open(path)?;
+    let f = owned(|| OpenOptions::new().read(true).write(true).create(true).mode(0o640).custom_flags(libc::O_NOFOLLOW).open(path))?;
     f.lock()?;
     Ok(f)
 }
@@ -121,7 +216,7 @@ pub fn lock_exclusive(path: &Path) -> std::io::Result<File> {
 /// Moves a file written and synced elsewhere in the same filesystem to `path` (replacing),
 /// and syncs `path`'s directory.
 pub fn move_into_place(from: &Path, path: &Path) -> std::io::Result<()> {
-    std::fs::rename(from, path)?;
+    owned(|| std::fs::rename(from, path))?;
     sync_dir(path.parent().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "a path with a directory"))?)
 }
 

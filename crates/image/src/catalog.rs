@@ -175,6 +175,13 @@ fn check_files(files: &[(Role, &Path)]) -> Result<(), CatalogError> {
     Ok(())
 }
 
+/// An `N.toml` in an image's directory that is not a manifest, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokenManifest {
+    pub path: PathBuf,
+    pub why: String,
+}
+
 impl Catalog {
     pub fn new(state_dir: &Path) -> Self {
         Catalog { images: state_dir.join("images"), store: Store::new(state_dir.join("store")), stub: state_dir.join("stub.toml"), lock: state_dir.join("catalog.lock") }
@@ -183,7 +190,7 @@ impl Catalog {
     /// Waits for, and holds until dropped, the right to change the catalog.
     fn exclusive(&self) -> Result<std::fs::File, CatalogError> {
         let dir = self.lock.parent().expect("in the state directory");
-        std::fs::create_dir_all(dir).map_err(|source| CatalogError::Write { path: dir.to_path_buf(), source })?;
+        swarmboot_durable::create_dir_all(dir).map_err(|source| CatalogError::Write { path: dir.to_path_buf(), source })?;
         swarmboot_durable::lock_exclusive(&self.lock).map_err(|source| CatalogError::Write { path: self.lock.clone(), source })
     }
 
@@ -256,7 +263,7 @@ impl Catalog {
             }
         }
         let dir = self.images.join(name);
-        std::fs::create_dir_all(&dir).map_err(|source| CatalogError::Write { path: dir.clone(), source })?;
+        swarmboot_durable::create_dir_all(&dir).map_err(|source| CatalogError::Write { path: dir.clone(), source })?;
         // Claim the next version number and fill it in one step (written whole under a
         // temporary name, then linked: a reader never sees it part-written, and two adds
         // cannot both get it).
@@ -277,12 +284,19 @@ impl Catalog {
 
     /// Every version of `name`, oldest first (empty if there is no such image).
     pub fn versions(&self, name: &str) -> Result<Vec<Manifest>, CatalogError> {
+        Ok(self.scan(name)?.0)
+    }
+
+    /// `name`'s versions, oldest first, and its `N.toml` files that are not manifests (left
+    /// part-written by a crash of an older version, which wrote in place, or edited by hand),
+    /// each with why. Those are not versions: the others stay usable.
+    fn scan(&self, name: &str) -> Result<(Vec<Manifest>, Vec<BrokenManifest>), CatalogError> {
         check_name(name)?;
         let dir = self.images.join(name);
         let Ok(rd) = std::fs::read_dir(&dir) else {
-            return Ok(vec![]);
+            return Ok((vec![], vec![]));
         };
-        let mut out = Vec::new();
+        let (mut out, mut broken) = (Vec::new(), Vec::new());
         for e in rd {
             let path = e.map_err(|source| CatalogError::Read { path: dir.clone(), source })?.path();
             let Some(stem) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".toml")) else {
@@ -292,13 +306,23 @@ impl Catalog {
                 continue;
             }
             let text = std::fs::read_to_string(&path).map_err(|source| CatalogError::Read { path: path.clone(), source })?;
-            // A manifest that does not parse (left part-written by a crash of an older
-            // version, which wrote in place) is not a version: the others stay usable.
-            if let Ok(m) = toml::from_str::<Manifest>(&text) {
-                out.push(m);
+            match toml::from_str::<Manifest>(&text) {
+                Ok(m) => out.push(m),
+                Err(_) if text.trim().is_empty() => broken.push(BrokenManifest { path, why: "empty".into() }),
+                Err(e) => broken.push(BrokenManifest { path, why: e.message().to_string() }),
             }
         }
         out.sort_by_key(|m| m.version);
+        broken.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok((out, broken))
+    }
+
+    /// Every `N.toml` in the catalog that is not a manifest, with why (see [`Catalog::versions`]).
+    pub fn broken_manifests(&self) -> Result<Vec<BrokenManifest>, CatalogError> {
+        let mut out = Vec::new();
+        for n in self.names()? {
+            out.extend(self.scan(&n)?.1);
+        }
         Ok(out)
     }
 
@@ -406,10 +430,10 @@ impl Catalog {
         };
         for m in &gone {
             let path = self.images.join(name).join(format!("{}.toml", m.version));
-            std::fs::remove_file(&path).map_err(|source| CatalogError::Write { path: path.clone(), source })?;
-            let _ = std::fs::remove_file(path.with_extension("sig"));
+            swarmboot_durable::remove_file(&path).map_err(|source| CatalogError::Write { path: path.clone(), source })?;
+            let _ = swarmboot_durable::remove_file(&path.with_extension("sig"));
         }
-        let _ = std::fs::remove_dir(self.images.join(name)); // only if now empty
+        let _ = swarmboot_durable::remove_dir(&self.images.join(name)); // only if now empty
         Ok(gone)
     }
 
@@ -444,7 +468,7 @@ impl Catalog {
             for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
                 if e.file_name().to_str().is_some_and(swarmboot_durable::is_temporary) {
                     report.bytes += e.metadata().map_or(0, |m| m.len());
-                    let _ = std::fs::remove_file(e.path());
+                    let _ = swarmboot_durable::remove_file(&e.path());
                 }
             }
         }

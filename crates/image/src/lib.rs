@@ -16,5 +16,5 @@
 mod catalog;
 mod store;
 
-pub use catalog::{BuildInputs, Catalog, CatalogError, FileEntry, GcReport, Manifest, Role, StubRecord};
+pub use catalog::{BrokenManifest, BuildInputs, Catalog, CatalogError, FileEntry, GcReport, Manifest, Role, StubRecord};
 pub use store::{is_sha256_hex, Store};

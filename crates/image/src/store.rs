@@ -53,7 +53,7 @@ impl Store {
     /// or unreadable torrent (a crash, a zero-length file) is made again.
     pub fn put(&self, src: &Path) -> std::io::Result<(String, u64)> {
         let tmp_dir = self.root.join("tmp");
-        std::fs::create_dir_all(&tmp_dir)?;
+        swarmboot_durable::create_dir_all(&tmp_dir)?;
         let mut input = File::open(src)?;
         let (mut tmp, tmp_path) = swarmboot_durable::create_temp_in(&tmp_dir, 0o640)?;
         let piece_len = piece_length_for(input.metadata()?.len());
@@ -77,9 +77,9 @@ impl Store {
         let dest = self.path_of(&sha).expect("a hex digest");
         swarmboot_durable::crash_point("store:copied");
         if dest.exists() {
-            std::fs::remove_file(&tmp_path)?;
+            swarmboot_durable::remove_file(&tmp_path)?;
         } else {
-            std::fs::create_dir_all(dest.parent().expect("nested"))?;
+            swarmboot_durable::create_dir_all(dest.parent().expect("nested"))?;
             swarmboot_durable::move_into_place(&tmp_path, &dest)?;
         }
         swarmboot_durable::crash_point("store:placed");
@@ -166,16 +166,16 @@ impl Store {
 
     pub fn remove(&self, sha256: &str) -> std::io::Result<()> {
         if let Some(p) = self.path_of(sha256) {
-            std::fs::remove_file(&p)?;
-            match std::fs::remove_file(torrent_path(&p)) {
+            swarmboot_durable::remove_file(&p)?;
+            match swarmboot_durable::remove_file(&torrent_path(&p)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
                 _ => {}
             }
             // Remove the now-empty fan-out directories; a non-empty one stays.
             if let Some(d) = p.parent() {
-                let _ = std::fs::remove_dir(d);
+                let _ = swarmboot_durable::remove_dir(d);
                 if let Some(d) = d.parent() {
-                    let _ = std::fs::remove_dir(d);
+                    let _ = swarmboot_durable::remove_dir(d);
                 }
             }
         }

@@ -141,7 +141,10 @@ fn nearest_mib(bytes: u64) -> u64 {
 fn explain(e: &FetchError, tries: u32) {
     let wait = backoff(tries).as_secs();
     match e {
-        FetchError::Untrusted { .. } | FetchError::WrongImage { .. } | FetchError::BadManifest(_) | FetchError::NotFresh { .. } | FetchError::Stale { .. } => {
+        FetchError::Untrusted { .. } => say(format!(
+            "REFUSING TO BOOT: {e}. Nothing was booted; asking again in {wait} s. This stub trusts only the key built into it: if the server's key was changed on purpose, run `swarmboot stub build` on the server and boot again"
+        )),
+        FetchError::WrongImage { .. } | FetchError::BadManifest(_) | FetchError::NotFresh { .. } | FetchError::Stale { .. } => {
             say(format!("REFUSING TO BOOT: {e}. Nothing was booted; asking again in {wait} s"))
         }
         FetchError::Http { .. } | FetchError::NoSuchImage(_) => say(format!("the boot server is not answering as it should: {e}; retrying in {wait} s")),

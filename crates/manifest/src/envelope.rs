@@ -22,7 +22,7 @@ pub enum OpenError {
     NotAnEnvelope,
     #[error("the signed manifest's first line is malformed: {0}")]
     BadHeader(&'static str),
-    #[error("the manifest is signed by key {signer}, which is not a key you trust ({trusted}); pass the server's key with --key (see `swarmboot key show` on the server)")]
+    #[error("the manifest is signed by key {signer}, which is not a key you trust ({trusted})")]
     UntrustedKey { signer: String, trusted: String },
     #[error("the manifest was altered after it was signed: its signature does not match its contents under the trusted key {fingerprint}")]
     Tampered { fingerprint: String },

@@ -99,7 +99,7 @@ impl SigningKey {
             // An empty file is a key that was never written (a crash between creating the file
             // and writing it, by an older version): nothing was signed with it, so make one.
             Ok(bytes) if bytes.is_empty() => {
-                std::fs::remove_file(&path).map_err(io)?;
+                swarmboot_durable::remove_file(&path).map_err(io)?;
                 Self::load_or_create(state_dir)
             }
             Ok(bytes) => {
@@ -107,7 +107,7 @@ impl SigningKey {
                 Ok(SigningKey(ed25519_dalek::SigningKey::from_bytes(&seed)))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(state_dir).map_err(io)?;
+                swarmboot_durable::create_dir_all(state_dir).map_err(io)?;
                 let mut seed = [0u8; 32];
                 std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut seed)).map_err(io)?;
                 // Written whole, then linked into place: two servers starting at once cannot
