@@ -601,16 +601,7 @@ impl Swarm {
                     }
                 }
                 slot.counted = has;
-                if let Some(ss) = &mut self.superseed {
-                    // The peer got an offered piece elsewhere: offer another.
-                    for p in ss.offered(key) {
-                        if slot.counted.has(p) {
-                            ss.withdraw(key, p);
-                            slot.offer_sent.remove(&p);
-                        }
-                    }
-                    self.refill_offers(now);
-                }
+                self.withdraw_offers_had_elsewhere(key, now);
                 self.update_interest(key);
             }
             WireEvent::Have(i) => {
@@ -629,14 +620,7 @@ impl Swarm {
                     slot.wire.set_interested(true);
                     self.wake.push(key);
                 }
-                if let Some(ss) = &mut self.superseed {
-                    // The peer got an offered piece elsewhere: offer another.
-                    if ss.offered(key).contains(&i) {
-                        ss.withdraw(key, i);
-                        slot.offer_sent.remove(&i);
-                    }
-                    self.refill_offers(now);
-                }
+                self.withdraw_offers_had_elsewhere(key, now);
             }
             WireEvent::Choked => {
                 let slot = self.peers.get_mut(&key).expect("live peer");
@@ -697,6 +681,19 @@ impl Swarm {
         }
         self.events.push_back(SwarmEvent::Connected { key, peer_id });
         self.choke_dirty = true;
+    }
+
+    /// Super-seed: the offers `key` now has (it got them from other peers) are withdrawn and
+    /// others handed out. A peer holds at most `super_seed_offers`, so this is O(1).
+    fn withdraw_offers_had_elsewhere(&mut self, key: PeerKey, now: Instant) {
+        let (Some(ss), Some(slot)) = (&mut self.superseed, self.peers.get_mut(&key)) else { return };
+        for p in ss.offered(key) {
+            if slot.counted.has(p) {
+                ss.withdraw(key, p);
+                slot.offer_sent.remove(&p);
+            }
+        }
+        self.refill_offers(now);
     }
 
     /// Super-seed: the offers are the seed's admission control (every peer that lacks pieces

@@ -20,8 +20,8 @@ pub fn announce(r: &AnnounceReply, want_dict: bool) -> Vec<u8> {
                     dict(vec![
                         // No `peer id`: ids are the clients' own business (as with
                         // `no_peer_id`); peers learn each other's in the handshake.
-                        ("ip", Value::Bytes(p.addr.ip().to_string().into_bytes())),
-                        ("port", Value::Int(i64::from(p.addr.port()))),
+                        ("ip", Value::Bytes(p.ip().to_string().into_bytes())),
+                        ("port", Value::Int(i64::from(p.port()))),
                     ])
                 })
                 .collect(),
@@ -29,8 +29,8 @@ pub fn announce(r: &AnnounceReply, want_dict: bool) -> Vec<u8> {
     } else {
         let mut b = Vec::with_capacity(6 * r.peers.len());
         for p in &r.peers {
-            b.extend_from_slice(&p.addr.ip().octets());
-            b.extend_from_slice(&p.addr.port().to_be_bytes());
+            b.extend_from_slice(&p.ip().octets());
+            b.extend_from_slice(&p.port().to_be_bytes());
         }
         Value::Bytes(b)
     };
@@ -67,7 +67,6 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::table::PeerInfo;
 
     #[test]
     fn compact_and_dictionary_forms() {
@@ -76,7 +75,7 @@ mod tests {
             min_interval: Duration::from_secs(1),
             complete: 1,
             incomplete: 2,
-            peers: vec![PeerInfo { addr: SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 2), 6881) }],
+            peers: vec![SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 2), 6881)],
         };
         assert_eq!(announce(&r, false), b"d8:completei1e10:incompletei2e8:intervali5e12:min intervali1e5:peers6:\x0a\x4d\x00\x02\x1a\xe1e".to_vec());
         let d = String::from_utf8(announce(&r, true)).unwrap();

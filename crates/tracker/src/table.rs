@@ -74,20 +74,15 @@ pub struct ReportedTotals {
     pub downloaded: u64,
 }
 
-/// A peer in a reply: its address (peer ids are not handed out; the peer tells its own in
-/// the handshake).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerInfo {
-    pub addr: SocketAddrV4,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnnounceReply {
     pub interval: Duration,
     pub min_interval: Duration,
     pub complete: u32,
     pub incomplete: u32,
-    pub peers: Vec<PeerInfo>,
+    /// The peers handed out: addresses only (peer ids are not handed out; each peer tells its
+    /// own in the handshake).
+    pub peers: Vec<SocketAddrV4>,
 }
 
 /// Why an announce was refused (sent back as a bencoded `failure reason`).
@@ -183,7 +178,7 @@ impl PeerTable {
         }
         let complete = swarm.peers.values().filter(|p| p.left == 0).count() as u32;
         let incomplete = swarm.peers.len() as u32 - complete;
-        let mut candidates: Vec<(PeerInfo, u64)> = swarm.peers.iter().filter(|(a, _)| **a != key).map(|(a, p)| (PeerInfo { addr: *a }, p.left)).collect();
+        let mut candidates: Vec<(SocketAddrV4, u64)> = swarm.peers.iter().filter(|(a, _)| **a != key).map(|(a, p)| (*a, p.left)).collect();
         let wanted = if req.event == Event::Stopped { 0 } else { req.numwant };
         let peers = self.choose(&mut candidates, source, wanted);
         let young = now.saturating_duration_since(first_seen) < cfg.young_for;
@@ -193,7 +188,7 @@ impl PeerTable {
 
     /// A bounded random choice: shuffled, then ordered by (same subnet first, more of the
     /// file first, in quarters so that peers of about the same progress stay shuffled).
-    fn choose(&mut self, candidates: &mut [(PeerInfo, u64)], source: Ipv4Addr, wanted: usize) -> Vec<PeerInfo> {
+    fn choose(&mut self, candidates: &mut [(SocketAddrV4, u64)], source: Ipv4Addr, wanted: usize) -> Vec<SocketAddrV4> {
         for i in (1..candidates.len()).rev() {
             let j = (self.next_random() % (i as u64 + 1)) as usize;
             candidates.swap(i, j);
@@ -201,8 +196,8 @@ impl PeerTable {
         let max_left = candidates.iter().map(|c| c.1).max().unwrap_or(0).max(1);
         let mask = if self.cfg.subnet_prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(self.cfg.subnet_prefix.min(32))) };
         let same_subnet = |a: Ipv4Addr| (u32::from(a) & mask) == (u32::from(source) & mask);
-        candidates.sort_by_key(|(p, left)| (!same_subnet(*p.addr.ip()), left.saturating_mul(4) / max_left));
-        candidates.iter().take(wanted).map(|(p, _)| p.clone()).collect()
+        candidates.sort_by_key(|(p, left)| (!same_subnet(*p.ip()), left.saturating_mul(4) / max_left));
+        candidates.iter().take(wanted).map(|(p, _)| *p).collect()
     }
 
     /// Counts for one swarm (`None`: not served here).
@@ -288,7 +283,7 @@ mod tests {
         let now = Instant::now();
         assert!(t.announce(&req(1, 100, Event::Started), ip(1), now).unwrap().peers.is_empty());
         let r = t.announce(&req(2, 100, Event::Started), ip(2), now).unwrap();
-        assert_eq!(r.peers, vec![PeerInfo { addr: SocketAddrV4::new(ip(1), 6881) }]);
+        assert_eq!(r.peers, vec![SocketAddrV4::new(ip(1), 6881)]);
         assert_eq!((r.complete, r.incomplete), (0, 2));
         t.announce(&req(1, 0, Event::Completed), ip(1), now).unwrap();
         assert_eq!(t.scrape(&HASH), Some(ScrapeEntry { complete: 1, incomplete: 1, downloaded: 1 }));
@@ -328,13 +323,13 @@ mod tests {
         for n in (0..200u8).step_by(2) {
             let r = t.announce(&req(n, 1000, Event::Update), Ipv4Addr::new(10, 77, 1, n), now).unwrap();
             assert_eq!(r.peers.len(), DEFAULT_NUMWANT);
-            assert!(r.peers.iter().all(|p| p.addr.ip().octets()[2] == 1), "100 peers share the subnet: all 50 from it");
-            firsts.insert(r.peers[0].addr);
+            assert!(r.peers.iter().all(|p| p.ip().octets()[2] == 1), "100 peers share the subnet: all 50 from it");
+            firsts.insert(r.peers[0]);
         }
         assert!(firsts.len() > 30, "first peers vary: {}", firsts.len());
         // From another subnet, the seed (whole file) comes before the empty peers.
         let r = t.announce(&req(251, 1000, Event::Started), Ipv4Addr::new(10, 77, 3, 9), now).unwrap();
-        assert_eq!(r.peers[0].addr, SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 1), 6881));
+        assert_eq!(r.peers[0], SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 1), 6881));
     }
 
     /// One address announcing 5000 ids on as many ports holds at most its share of the swarm:
@@ -353,7 +348,7 @@ mod tests {
         }
         let r = t.announce(&AnnounceRequest { numwant: 200, ..req(1, 10, Event::Started) }, ip(1), now + Duration::from_secs(6)).unwrap();
         assert_eq!(r.peers.len(), cfg.max_peers_per_address, "the hoarder's newest entries only");
-        assert!(r.peers.iter().all(|p| p.addr.port() >= 10_000 + 5000 - cfg.max_peers_per_address as u16), "{:?}", r.peers);
+        assert!(r.peers.iter().all(|p| p.port() >= 10_000 + 5000 - cfg.max_peers_per_address as u16), "{:?}", r.peers);
         assert_eq!(t.scrape(&HASH).unwrap().incomplete as usize, cfg.max_peers_per_address + 1);
     }
 
@@ -367,7 +362,7 @@ mod tests {
         t.announce(&req(1, 10, Event::Started), ip(1), now).unwrap();
         t.announce(&req(2, 10, Event::Started), ip(2), now).unwrap();
         t.announce(&req(1, 10, Event::Stopped), ip(66), now).unwrap();
-        assert_eq!(t.announce(&req(2, 10, Event::Update), ip(2), now).unwrap().peers, vec![PeerInfo { addr: SocketAddrV4::new(ip(1), 6881) }]);
+        assert_eq!(t.announce(&req(2, 10, Event::Update), ip(2), now).unwrap().peers, vec![SocketAddrV4::new(ip(1), 6881)]);
         t.announce(&req(1, 10, Event::Stopped), ip(1), now).unwrap();
         assert!(t.announce(&req(2, 10, Event::Update), ip(2), now).unwrap().peers.is_empty());
     }
