@@ -121,6 +121,11 @@ impl SigningKey {
         }
     }
 
+    /// The key pair of a 32-byte seed (tests; a node's key made at boot from random bytes).
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        SigningKey(ed25519_dalek::SigningKey::from_bytes(&seed))
+    }
+
     pub fn public(&self) -> PublicKey {
         PublicKey(self.0.verifying_key())
     }

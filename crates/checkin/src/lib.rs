@@ -1,0 +1,15 @@
+//! What an elchOS node and the boot server say to each other (sans-IO: bytes and times in,
+//! decisions out; the node agent and `swarmboot serve` do the I/O).
+//!
+//! - [`command`]: the server's commands to a node (`reboot`, `rescan-disks`, …), each signed by
+//!   the server's key and bound to one boot of one node, with a sequence number and an expiry;
+//!   the node's [`command::Gate`] checks each against the key that came with its image and
+//!   lets it run at most once, and says why it refused one.
+//! - [`report`]: a node's check-in (image, disks, shares, bytes served, acknowledgements),
+//!   signed with the key the node made at boot, and the server's reply.
+//! - [`registry`]: the server's registry: a node's key holds its MAC while it is live, lost
+//!   nodes, commands waiting for their node, what became of each.
+
+pub mod command;
+pub mod registry;
+pub mod report;
