@@ -1,0 +1,9 @@
+//! The elchOS node agent (`swarmboot-node`, issue 17, being built): what makes an elchOS
+//! machine a file-sharing host. Sans-IO cores here, thin shells around them.
+//!
+//! - [`disks`]: which block devices to mount, where and how (read-only, no journal replay,
+//!   nothing executable), and why the others are left alone.
+//! - [`probe`]: what the node reads to find them (`/sys/class/block`, `blkid -p -o export`).
+
+pub mod disks;
+pub mod probe;
