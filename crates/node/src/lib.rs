@@ -4,6 +4,9 @@
 //! - [`disks`]: which block devices to mount, where and how (read-only, no journal replay,
 //!   nothing executable), and why the others are left alone.
 //! - [`probe`]: what the node reads to find them (`/sys/class/block`, `blkid -p -o export`).
+//! - [`share_http`]: HTTP sharing's decisions: request paths, opening beneath a share (the
+//!   kernel refuses links that lead out), ranges, content types, escaped listings.
 
 pub mod disks;
 pub mod probe;
+pub mod share_http;
