@@ -9,6 +9,7 @@ mod fetch;
 mod flood;
 mod http;
 mod ltsp;
+mod nodes;
 mod pick;
 mod setup;
 mod stub;

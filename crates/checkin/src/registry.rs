@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use serde::{Deserialize, Serialize};
 use swarmboot_manifest::SigningKey;
 
 use crate::command::{Action, Command, SignedCommand, MAX_PENDING_ACKS};
@@ -37,7 +38,7 @@ impl Default for RegistryConfig {
 }
 
 /// A command waiting for its node.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
     pub seq: u64,
     pub action: Action,
@@ -47,7 +48,7 @@ pub struct Pending {
 
 /// What became of a command (the node's acknowledgement, or the registry's word that it
 /// expired undelivered).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome {
     pub seq: Option<u64>,
     pub action: Option<Action>,
@@ -59,7 +60,7 @@ pub struct Outcome {
 pub const HISTORY: usize = 32;
 
 /// One node as the registry knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {
     pub first_seen: u64,
     pub last_checkin: u64,
@@ -107,16 +108,18 @@ pub struct Registry {
     nodes: BTreeMap<String, Node>,
     /// The next command's sequence number (one series for all nodes: it grows for each).
     next_seq: u64,
+    /// MACs forgotten to make room, for the shell to delete ([`Registry::take_forgotten`]).
+    forgotten: Vec<String>,
 }
 
 impl Registry {
     pub fn new(cfg: RegistryConfig) -> Self {
-        Registry { cfg, nodes: BTreeMap::new(), next_seq: 1 }
+        Registry { cfg, nodes: BTreeMap::new(), next_seq: 1, forgotten: Vec::new() }
     }
 
     /// A registry as saved (`nodes`, and the sequence numbers given out so far).
     pub fn restore(cfg: RegistryConfig, nodes: BTreeMap<String, Node>, next_seq: u64) -> Self {
-        Registry { cfg, nodes, next_seq: next_seq.max(1) }
+        Registry { cfg, nodes, next_seq: next_seq.max(1), forgotten: Vec::new() }
     }
 
     pub fn config(&self) -> &RegistryConfig {
@@ -129,6 +132,11 @@ impl Registry {
 
     pub fn nodes(&self) -> &BTreeMap<String, Node> {
         &self.nodes
+    }
+
+    /// The MACs forgotten since the last call (to make room for new nodes).
+    pub fn take_forgotten(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.forgotten)
     }
 
     /// Whether `node` missed its check-ins at unix time `now`.
@@ -189,6 +197,7 @@ impl Registry {
         match oldest_lost {
             Some(mac) => {
                 self.nodes.remove(&mac);
+                self.forgotten.push(mac);
                 Ok(())
             }
             None => Err(Refused::Full(self.nodes.len())),
@@ -352,5 +361,7 @@ mod tests {
         // mac(1) is lost at 1091+: it gives its place.
         r.check_in(CheckIn { mac: mac(3), ..checkin(&k, 1) }, 1100).unwrap();
         assert!(!r.nodes().contains_key(&mac(1)) && r.nodes().contains_key(&mac(2)));
+        assert_eq!(r.take_forgotten(), vec![mac(1)]);
+        assert!(r.take_forgotten().is_empty());
     }
 }

@@ -13,6 +13,7 @@ mod image_build;
 mod image_cmd;
 mod key_cmd;
 mod leases_cmd;
+mod node_cmd;
 mod pick;
 mod rootfs_kernel;
 mod serve_cmd;
@@ -74,6 +75,11 @@ enum Command {
         #[command(subcommand)]
         action: torrent_cmd::TorrentAction,
     },
+    /// The elchOS nodes that check in with this server.
+    Node {
+        #[command(subcommand)]
+        action: node_cmd::NodeAction,
+    },
     /// List DHCP leases from the lease database.
     Leases {
         /// Print JSON (one array) instead of a table.
@@ -90,7 +96,7 @@ fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // Commands that write into the state directory, for handing root's files back afterwards.
-    let touches_state = matches!(cli.command, Command::Leases { .. } | Command::Image { .. } | Command::Stub { .. } | Command::Key { .. });
+    let touches_state = matches!(cli.command, Command::Leases { .. } | Command::Node { .. } | Command::Image { .. } | Command::Stub { .. } | Command::Key { .. });
     let config = cli.config;
     // Root's changes in a state directory the service owns take the owner's identity, so a
     // link the service planted there leads nowhere it could not write itself.
@@ -109,6 +115,7 @@ fn main() -> std::process::ExitCode {
         Command::Assign { target, image } => assign::apply(&config, &assign::Target::parse(&target), &image).map(|said| println!("{said}")),
         Command::CheckConfig => serve_cmd::check_config(&config),
         Command::Leases { json } => leases_cmd::run(&config, json),
+        Command::Node { action } => node_cmd::run(&config, action),
         Command::Image { action } => image_cmd::run(&config, action),
         Command::Torrent { action } => torrent_cmd::run(action),
         Command::Fetch(args) => fetch_cmd::run(args),

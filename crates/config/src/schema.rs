@@ -26,6 +26,8 @@ pub struct Config {
     pub swarm: SwarmSection,
     #[serde(default)]
     pub build: BuildSection,
+    #[serde(default)]
+    pub nodes: NodesSection,
     /// Where the file was read from (for messages).
     #[serde(skip)]
     pub path: PathBuf,
@@ -307,6 +309,36 @@ fn default_peer_connections() -> usize {
 }
 fn default_peer_connections_per_client() -> usize {
     16
+}
+
+/// elchOS nodes checking in (`POST /api/v1/checkin`): the node registry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodesSection {
+    /// How often a node checks in (told to each node in every reply).
+    #[serde(default = "default_checkin_interval")]
+    pub checkin_interval: Seconds,
+    /// Check-ins a node may miss before it is marked lost (and its key lets go of its MAC).
+    #[serde(default = "default_missed_before_lost")]
+    pub missed_before_lost: u32,
+    /// How long a command waits for its node before it expires.
+    #[serde(default = "default_command_ttl")]
+    pub command_ttl: Seconds,
+}
+
+impl Default for NodesSection {
+    fn default() -> Self {
+        NodesSection { checkin_interval: default_checkin_interval(), missed_before_lost: default_missed_before_lost(), command_ttl: default_command_ttl() }
+    }
+}
+fn default_checkin_interval() -> Seconds {
+    Seconds(30)
+}
+fn default_missed_before_lost() -> u32 {
+    3
+}
+fn default_command_ttl() -> Seconds {
+    Seconds(600)
 }
 
 /// `swarmboot image build`: where Debian comes from.

@@ -238,3 +238,16 @@ fn a_tftp_root_that_holds_the_state_dir_is_refused() {
         assert!(parse(&format!("{base}root = \"{root}\"\n")).is_ok(), "{root}");
     }
 }
+
+#[test]
+fn node_check_in_settings_have_defaults_and_are_checked_by_key() {
+    let base = "[server]\ninterface = \"br0\"\naddress = \"10.77.0.1\"\n";
+    let n = parse(base).unwrap().nodes;
+    assert_eq!((n.checkin_interval.0, n.missed_before_lost, n.command_ttl.0), (30, 3, 600));
+    let e = err(&format!("{base}[nodes]\ncheckin_interval = \"0s\"\nmissed_before_lost = 0\ncommand_ttl = \"30d\"\n"));
+    for key in ["nodes.checkin_interval: 0 s is out of range", "nodes.missed_before_lost: 0 is out of range", "nodes.command_ttl: 2592000 s is out of range"] {
+        assert!(e.contains(key), "{key}: {e}");
+    }
+    let installed = Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../etc/swarmboot.toml")).unwrap().nodes;
+    assert_eq!((installed.checkin_interval.0, installed.missed_before_lost, installed.command_ttl.0), (30, 3, 600), "the installed file says the defaults");
+}

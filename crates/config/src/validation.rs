@@ -94,6 +94,15 @@ impl Config {
         if !(1..=3600).contains(&self.http.header_timeout.0) {
             bad("http.header_timeout".into(), format!("{} s is out of range (1s to 3600s)", self.http.header_timeout.0));
         }
+        if !(1..=86_400).contains(&self.nodes.checkin_interval.0) {
+            bad("nodes.checkin_interval".into(), format!("{} s is out of range (1s to 1d)", self.nodes.checkin_interval.0));
+        }
+        if !(1..=100).contains(&self.nodes.missed_before_lost) {
+            bad("nodes.missed_before_lost".into(), format!("{} is out of range (1 to 100)", self.nodes.missed_before_lost));
+        }
+        if !(1..=604_800).contains(&self.nodes.command_ttl.0) {
+            bad("nodes.command_ttl".into(), format!("{} s is out of range (1s to 7d)", self.nodes.command_ttl.0));
+        }
         if !(1..=64).contains(&self.swarm.upload_slots) {
             bad("swarm.upload_slots".into(), format!("{} is out of range (1 to 64)", self.swarm.upload_slots));
         }

@@ -3,8 +3,8 @@
 //! a signed freshness statement beside it), `/blob/<sha256>`
 //! (image files, content-addressed), `/torrent/<sha256>.torrent` and `/magnet/<sha256>` (the
 //! file's swarm), `/announce` and `/scrape` (the tracker), `/tftp/<name>` (the TFTP files, for
-//! UEFI HTTP boot), `/healthz`, `/metrics`. Files are served with HEAD, Range and
-//! Content-Length.
+//! UEFI HTTP boot), `POST /api/v1/checkin` (elchOS nodes, [`crate::nodes`]), `/healthz`,
+//! `/metrics`. Files are served with HEAD, Range and Content-Length.
 
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -15,7 +15,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 use swarmboot_bootplan::{decide, render, Asker, ImageRules, SwarmServer};
@@ -31,6 +31,7 @@ use tower_http::services::ServeFile;
 use tracing::{info, warn};
 
 use crate::dhcp_service::DhcpStats;
+use crate::nodes::{CheckInFailure, NodeSummary, Nodes};
 use crate::seeder::Seeder;
 use crate::tftp_service::{FileSource, Located, TftpStats};
 
@@ -69,6 +70,7 @@ pub struct AppState {
     /// The tracker (`None`: `[swarm] tracker = false`).
     pub tracker: Option<Arc<Mutex<PeerTable>>>,
     pub seeder: Option<Arc<Seeder>>,
+    pub nodes: Arc<Nodes>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -84,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         .route(routes::ANNOUNCE, get(announce))
         .route(routes::SCRAPE, get(scrape))
         .route(routes::TFTP, get(tftp_file))
+        .route(routes::CHECKIN, post(checkin).layer(axum::extract::DefaultBodyLimit::max(swarmboot_checkin::report::MAX_CHECKIN_LEN)))
         .with_state(state)
 }
 
@@ -363,7 +366,34 @@ fn not_found(s: &AppState) -> Response {
 /// Prometheus text format.
 async fn metrics(State(s): State<AppState>) -> String {
     let swarm = SwarmCounters::read(s.seeder.as_deref(), s.tracker.as_deref());
-    render_metrics(&s.dhcp, &s.tftp, &s.http, &swarm)
+    render_metrics(&s.dhcp, &s.tftp, &s.http, &swarm, &s.nodes, &s.nodes.summary(unix_now()))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A node's check-in: its reply (interval, commands) as JSON; 400 for a check-in that cannot
+/// be read or is not signed by the key it names, 409 when the registry refuses it (another
+/// live node's MAC, a replay), 503 when the registry is full.
+async fn checkin(State(s): State<AppState>, headers: axum::http::HeaderMap, body: axum::body::Bytes) -> Response {
+    let signature = headers.get(swarmboot_checkin::report::SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let nodes = s.nodes.clone();
+    let now = unix_now();
+    let done = tokio::task::spawn_blocking(move || nodes.check_in(&body, signature.as_deref(), now)).await;
+    let failure = match done {
+        Ok(Ok(reply)) => return axum::Json(reply).into_response(),
+        Ok(Err(f)) => f,
+        Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "check-in task failed\n").into_response(),
+    };
+    let status = match &failure {
+        CheckInFailure::Bad(_) => StatusCode::BAD_REQUEST,
+        CheckInFailure::Refused(swarmboot_checkin::registry::Refused::Full(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        CheckInFailure::Refused(_) => StatusCode::CONFLICT,
+        CheckInFailure::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    warn!(%status, error = %failure, "check-in refused");
+    (status, format!("{failure}\n")).into_response()
 }
 
 /// The swarm's counters at one moment.
@@ -389,7 +419,7 @@ impl SwarmCounters {
     }
 }
 
-pub fn render_metrics(d: &DhcpStats, t: &TftpStats, h: &HttpStats, w: &SwarmCounters) -> String {
+pub fn render_metrics(d: &DhcpStats, t: &TftpStats, h: &HttpStats, w: &SwarmCounters, n: &Nodes, fleet: &NodeSummary) -> String {
     let mut out = String::new();
     let mut counter = |name: &str, help: &str, v: u64| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
@@ -422,6 +452,19 @@ pub fn render_metrics(d: &DhcpStats, t: &TftpStats, h: &HttpStats, w: &SwarmCoun
     counter("swarmboot_seed_hashed_files_total", "Files hashed before seeding since start (a verified store hashes none).", w.files_hashed);
     counter("swarmboot_peers_uploaded_bytes_total", "Payload bytes machines reported uploading (to each other and to the server), from their announces.", w.peers_uploaded);
     counter("swarmboot_peers_downloaded_bytes_total", "Payload bytes machines reported downloading through the swarm, from their announces.", w.peers_downloaded);
+    counter("swarmboot_node_checkins_total", "elchOS node check-ins taken.", l(&n.stats.checkins));
+    counter("swarmboot_node_checkins_bad_total", "Check-ins that could not be read or were not signed by the key they name.", l(&n.stats.bad_checkins));
+    counter("swarmboot_node_checkins_refused_total", "Check-ins the registry refused (another live node's MAC, replayed, full).", l(&n.stats.refused_checkins));
+    let _ = writeln!(out, "# HELP swarmboot_nodes elchOS nodes the registry knows, live or lost.\n# TYPE swarmboot_nodes gauge");
+    let _ = writeln!(out, "swarmboot_nodes{{state=\"live\"}} {}\nswarmboot_nodes{{state=\"lost\"}} {}", fleet.live, fleet.lost);
+    let _ = writeln!(
+        out,
+        "# HELP swarmboot_nodes_served_bytes Bytes the nodes served from their disks, by protocol, as their last check-ins say.\n# TYPE swarmboot_nodes_served_bytes gauge"
+    );
+    for (protocol, bytes) in &fleet.served {
+        let protocol: String = protocol.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+        let _ = writeln!(out, "swarmboot_nodes_served_bytes{{protocol=\"{protocol}\"}} {bytes}");
+    }
     let _ = writeln!(out, "# HELP swarmboot_seed_files Files served through the swarm.\n# TYPE swarmboot_seed_files gauge\nswarmboot_seed_files {}", w.seeded_files);
     let _ = writeln!(out, "# HELP swarmboot_dhcp_dropped_total Datagrams not answered, by reason.\n# TYPE swarmboot_dhcp_dropped_total counter");
     for r in DropReason::ALL {

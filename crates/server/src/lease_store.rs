@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, OpenFlags};
+use rusqlite::{params, Connection};
 use swarmboot_dhcp::{ClientId, HwAddr, Lease, LeaseState};
 
 /// The file name under `state_dir`.
@@ -31,33 +31,22 @@ impl LeaseStore {
     pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(state_dir).map_err(|source| StoreError::CreateDir { path: state_dir.into(), source })?;
         let path = state_dir.join(LEASE_DB);
-        let conn = Connection::open(&path).map_err(|source| StoreError::Sqlite { path: path.clone(), source })?;
-        let store = LeaseStore { conn, path };
-        // WAL + synchronous=NORMAL: a commit is in the WAL file (the OS has it) when it returns,
-        // so a killed process loses nothing; only a power cut can lose the last commits.
-        store
-            .conn
-            .execute_batch(
-                "PRAGMA journal_mode=WAL;
-                 PRAGMA synchronous=NORMAL;
-                 PRAGMA busy_timeout=5000;
-                 CREATE TABLE IF NOT EXISTS leases (
-                     ip        TEXT PRIMARY KEY,
-                     client_id BLOB NOT NULL,
-                     hwaddr    TEXT NOT NULL,
-                     hostname  TEXT,
-                     state     TEXT NOT NULL,
-                     expires   INTEGER NOT NULL
-                 );",
-            )
-            .map_err(|source| store.err(source))?;
-        Ok(store)
+        let tables = "CREATE TABLE IF NOT EXISTS leases (
+                 ip        TEXT PRIMARY KEY,
+                 client_id BLOB NOT NULL,
+                 hwaddr    TEXT NOT NULL,
+                 hostname  TEXT,
+                 state     TEXT NOT NULL,
+                 expires   INTEGER NOT NULL
+             );";
+        let conn = crate::sqlite::open_for_writing(&path, tables).map_err(|source| StoreError::Sqlite { path: path.clone(), source })?;
+        Ok(LeaseStore { conn, path })
     }
 
     /// Opens an existing database read-only (for `swarmboot leases` beside a running server).
     pub fn open_read_only(state_dir: &Path) -> Result<Self, StoreError> {
         let path = state_dir.join(LEASE_DB);
-        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|source| StoreError::Sqlite { path: path.clone(), source })?;
+        let conn = crate::sqlite::open_read_only(&path).map_err(|source| StoreError::Sqlite { path: path.clone(), source })?;
         Ok(LeaseStore { conn, path })
     }
 

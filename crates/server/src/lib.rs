@@ -13,7 +13,10 @@ pub mod dhcp_service;
 pub mod http;
 pub mod lease_store;
 pub mod netif;
+pub mod node_store;
+pub mod nodes;
 pub mod seeder;
+mod sqlite;
 pub mod tftp_service;
 
 use std::sync::Arc;
@@ -131,6 +134,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         let what = if cfg.http.listen.is_some() { "http.listen" } else { "http.listen (unset: the boot address and 127.0.0.1)" };
         listeners.push(tokio::net::TcpListener::bind(addr).await.with_context(|| format!("{what}: cannot listen on {addr}"))?);
     }
+    let registry_cfg = swarmboot_checkin::registry::RegistryConfig {
+        interval: cfg.nodes.checkin_interval.0.into(),
+        missed_before_lost: cfg.nodes.missed_before_lost,
+        command_ttl: cfg.nodes.command_ttl.0.into(),
+        ..Default::default()
+    };
+    let node_store = node_store::NodeStore::open(&cfg.server.state_dir)?;
+    let nodes = Arc::new(nodes::Nodes::open(registry_cfg, node_store)?);
     let app = http::router(http::AppState {
         dhcp: dhcp_stats.clone(),
         tftp: tftp_stats.clone(),
@@ -141,6 +152,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         key,
         tracker: cfg.swarm.tracker.then_some(tracker),
         seeder: seeder.clone(),
+        nodes: nodes.clone(),
     });
     let limits = http::ConnectionLimits {
         admission: Admission::new(cfg.http.max_connections, cfg.http.max_connections_per_client),
@@ -184,7 +196,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     let swarm = http::SwarmCounters::read(seeder.as_deref(), None);
-    let summary = http::render_metrics(&dhcp_stats, &tftp_stats, &http_stats, &swarm);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let summary = http::render_metrics(&dhcp_stats, &tftp_stats, &http_stats, &swarm, &nodes, &nodes.summary(now));
     info!(metrics = %summary.lines().filter(|l| !l.starts_with('#') && !l.ends_with(" 0")).collect::<Vec<_>>().join(", "), "final counters");
     result
 }

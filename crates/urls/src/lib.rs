@@ -1,6 +1,7 @@
 //! The contract between the boot server's HTTP listener and everything that asks it: iPXE
 //! (the boot script), the stub and `swarmboot fetch` (manifests, torrents, blobs, the
-//! tracker), BitTorrent clients (magnet links), the CLI (the tracker's scrape). [`Urls`]
+//! tracker), BitTorrent clients (magnet links), the CLI (the tracker's scrape), elchOS nodes
+//! (their check-ins). [`Urls`]
 //! renders every URL a client is given or builds, [`routes`] are the patterns the server's
 //! router is built from, and [`Route::of`] reads a path back (the test below renders every
 //! route and routes it back). A route changes here or nowhere.
@@ -19,6 +20,7 @@ pub mod routes {
     pub const ANNOUNCE: &str = "/announce";
     pub const SCRAPE: &str = "/scrape";
     pub const TFTP: &str = "/tftp/{*name}";
+    pub const CHECKIN: &str = "/api/v1/checkin";
 }
 
 /// The settings iPXE expands itself in the boot script's URL: who is asking.
@@ -92,6 +94,11 @@ impl Urls {
     pub fn tftp(&self, name: &str) -> String {
         format!("{}/tftp/{name}", self.base)
     }
+
+    /// Where an elchOS node POSTs its check-in.
+    pub fn checkin(&self) -> String {
+        format!("{}{}", self.base, routes::CHECKIN)
+    }
 }
 
 /// Which route a path is, with what it names.
@@ -105,6 +112,7 @@ pub enum Route {
     Announce,
     Scrape,
     Tftp { name: String },
+    CheckIn,
 }
 
 impl Route {
@@ -123,6 +131,7 @@ impl Route {
             ["announce"] => Route::Announce,
             ["scrape"] => Route::Scrape,
             ["tftp", rest @ ..] if !rest.is_empty() && rest.iter().all(|p| !p.is_empty()) => Route::Tftp { name: rest.join("/") },
+            ["api", "v1", "checkin"] => Route::CheckIn,
             _ => return None,
         })
     }
@@ -149,6 +158,7 @@ mod tests {
             (u.announce(), Route::Announce),
             (u.scrape("info_hash=%12%34"), Route::Scrape),
             (u.tftp("arm64/snponly.efi"), Route::Tftp { name: "arm64/snponly.efi".into() }),
+            (u.checkin(), Route::CheckIn),
         ];
         for (url, route) in cases {
             assert_eq!(Route::of(&path(url.clone())), Some(route), "{url}");
@@ -172,6 +182,7 @@ mod tests {
         assert_eq!(u.announce(), routes::ANNOUNCE);
         assert_eq!(u.scrape("q").split('?').next().unwrap(), routes::SCRAPE);
         assert_eq!(u.tftp("a/b"), filled(routes::TFTP, &[("*name", "a/b")]));
+        assert_eq!(u.checkin(), routes::CHECKIN);
     }
 
     #[test]

@@ -1,0 +1,91 @@
+//! elchOS nodes checking in: the registry ([`swarmboot_checkin::registry`]) behind a lock, saved
+//! to `nodes.sqlite` after each change, and its counters for `/metrics`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use swarmboot_checkin::registry::{Refused, Registry, RegistryConfig};
+use swarmboot_checkin::report::{self, CheckInReply, ReportError};
+use swarmboot_swarm::locks::lock;
+
+use crate::node_store::{NodeStore, NodeStoreError};
+
+#[derive(Debug, Default)]
+pub struct NodeStats {
+    pub checkins: AtomicU64,
+    /// Unreadable, unsigned or forged check-ins.
+    pub bad_checkins: AtomicU64,
+    /// Readable check-ins the registry refused (another live node's MAC, replayed, full).
+    pub refused_checkins: AtomicU64,
+}
+
+/// Why a check-in got no reply.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckInFailure {
+    #[error(transparent)]
+    Bad(#[from] ReportError),
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    #[error(transparent)]
+    Store(#[from] NodeStoreError),
+}
+
+pub struct Nodes {
+    inner: Mutex<(Registry, NodeStore)>,
+    pub stats: NodeStats,
+}
+
+impl Nodes {
+    /// The registry as `store` saved it.
+    pub fn open(cfg: RegistryConfig, store: NodeStore) -> Result<Self, NodeStoreError> {
+        let (nodes, next_seq) = store.load()?;
+        Ok(Nodes { inner: Mutex::new((Registry::restore(cfg, nodes, next_seq), store)), stats: NodeStats::default() })
+    }
+
+    /// A check-in's body and signature header at unix time `now`; saved before the reply.
+    pub fn check_in(&self, body: &[u8], signature: Option<&str>, now: u64) -> Result<CheckInReply, CheckInFailure> {
+        let (c, _key) = report::open(body, signature).inspect_err(|_| {
+            self.stats.bad_checkins.fetch_add(1, Ordering::Relaxed);
+        })?;
+        let mut guard = lock(&self.inner);
+        let (registry, store) = &mut *guard;
+        let mac = c.mac.clone();
+        let reply = registry.check_in(c, now).inspect_err(|_| {
+            self.stats.refused_checkins.fetch_add(1, Ordering::Relaxed);
+        })?;
+        let forgotten = registry.take_forgotten();
+        store.save(registry.nodes().get_key_value(&mac), &forgotten, registry.next_seq())?;
+        self.stats.checkins.fetch_add(1, Ordering::Relaxed);
+        Ok(reply)
+    }
+
+    /// (live, lost) nodes at `now`, and bytes their last check-ins say they served per protocol.
+    pub fn summary(&self, now: u64) -> NodeSummary {
+        let guard = lock(&self.inner);
+        let registry = &guard.0;
+        let mut s = NodeSummary::default();
+        for n in registry.nodes().values() {
+            if n.left || registry.is_lost(n, now) {
+                s.lost += 1;
+            } else {
+                s.live += 1;
+            }
+            for served in &n.report.served {
+                match s.served.iter_mut().find(|(p, _)| *p == served.protocol) {
+                    Some((_, b)) => *b = b.saturating_add(served.bytes),
+                    None => s.served.push((served.protocol.clone(), served.bytes)),
+                }
+            }
+        }
+        s.served.sort();
+        s
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct NodeSummary {
+    pub live: u64,
+    pub lost: u64,
+    /// (protocol, bytes) over every node's last check-in.
+    pub served: Vec<(String, u64)>,
+}
