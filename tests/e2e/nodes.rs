@@ -1,13 +1,14 @@
 //! elchOS nodes checking in with `swarmboot serve` over real HTTP (curl). No VM: the test is
 //! the node, and signs its check-ins with a key of its own as the node agent does. The
 //! registry lists the node with its disks and shares, keeps its MAC for its key while it is
-//! live, refuses replays and forgeries, survives a restart, and marks a silent node lost.
+//! live, refuses replays and forgeries, takes an operator's command to the node and its
+//! acknowledgement back, survives a restart, and marks a silent node lost.
 
 use std::path::Path;
 use std::time::Duration;
 
-use swarmboot_checkin::command::Ack;
-use swarmboot_checkin::report::{seal, CheckIn, Disk, Seeding, Served, Share, SIGNATURE_HEADER};
+use swarmboot_checkin::command::{Ack, Action, Gate};
+use swarmboot_checkin::report::{seal, CheckIn, CheckInReply, Disk, Seeding, Served, Share, SIGNATURE_HEADER};
 use swarmboot_lab::{require_root, Netns, ScratchDir, Server};
 use swarmboot_manifest::SigningKey;
 
@@ -53,16 +54,26 @@ fn checkin(key: &SigningKey, counter: u64) -> CheckIn {
     }
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
 /// POSTs a check-in with curl from inside `ns`; (HTTP status, body).
 fn post(ns: &Netns, dir: &Path, body: &[u8], signature: Option<&str>) -> (u16, String) {
-    let file = dir.join("checkin.json");
+    let headers: Vec<(&str, &str)> = signature.map(|s| (SIGNATURE_HEADER, s)).into_iter().collect();
+    post_to(ns, dir, "/api/v1/checkin", body, &headers)
+}
+
+/// POSTs `body` to the server's `path` with curl from inside `ns`; (HTTP status, body).
+fn post_to(ns: &Netns, dir: &Path, path: &str, body: &[u8], headers: &[(&str, &str)]) -> (u16, String) {
+    let file = dir.join("post.json");
     std::fs::write(&file, body).unwrap();
     let mut cmd = ns.command("curl");
     cmd.args(["-s", "-S", "-o", "-", "-w", "\n%{http_code}", "-X", "POST", "-H", "content-type: application/json", "--data-binary"]).arg(format!("@{}", file.display()));
-    if let Some(sig) = signature {
-        cmd.args(["-H", &format!("{SIGNATURE_HEADER}: {sig}")]);
+    for (k, v) in headers {
+        cmd.args(["-H", &format!("{k}: {v}")]);
     }
-    let out = cmd.arg("http://127.0.0.1:8080/api/v1/checkin").output().unwrap();
+    let out = cmd.arg(format!("http://127.0.0.1:8080{path}")).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap_or_else(|| panic!("curl: {text}{}", String::from_utf8_lossy(&out.stderr)));
     (code.trim().parse().unwrap(), body.to_string())
@@ -124,11 +135,41 @@ fn nodes_check_in_are_listed_keep_their_mac_and_are_lost_when_silent() {
         assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
     }
 
+    // An operator's command reaches the node with its next check-in, signed for this boot;
+    // the node's gate (the server key from its image) lets it through once; its ack is kept.
+    // The CLI reaches the server on 127.0.0.1: it runs in the server's namespace, as on its host.
+    let command = |args: &[&str]| ns.command(swarmboot_lab::bin("swarmboot")).args(["node", "command"]).args(args).arg("--config").arg(&server.config).output().unwrap();
+    let out = command(&[MAC, "rescan-disks"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains(&format!("{MAC}: command 1 (rescan-disks)")), "{said}");
+    let server_key = swarmboot_manifest::PublicKey::from_hex(&server.public_key().unwrap()).unwrap();
+    let mut gate = Gate::new(server_key, MAC, &node.public().fingerprint());
+    let (body2, sig2) = seal(&node, &checkin(&node, 2));
+    let (code, reply) = post(&ns, dir.path(), &body2, Some(&sig2));
+    let reply: CheckInReply = serde_json::from_str(&reply).unwrap_or_else(|e| panic!("{code} {reply}: {e}"));
+    assert_eq!(reply.commands.len(), 1, "{reply:?}");
+    let c = gate.admit(&reply.commands[0], unix_now()).unwrap();
+    assert_eq!((c.seq, c.action), (1, Action::RescanDisks));
+    gate.done(1, Ok(()));
+    let (body3, sig3) = seal(&node, &CheckIn { acks: gate.pending_acks().to_vec(), ..checkin(&node, 3) });
+    let (code, reply) = post(&ns, dir.path(), &body3, Some(&sig3));
+    let reply: CheckInReply = serde_json::from_str(&reply).unwrap_or_else(|e| panic!("{code} {reply}: {e}"));
+    assert_eq!((reply.acks_taken, reply.commands.len()), (1, 0));
+    assert!(server.cli(&["node", "show", MAC]).unwrap().contains("command 1 rescan-disks: done"));
+    // An order not signed with the server's key is refused; so is a command for no node.
+    let forged = swarmboot_checkin::order::Order { target: "all".into(), action: Action::Reboot, issued: unix_now(), id: "f0".into() };
+    let (obody, osig) = swarmboot_checkin::order::seal(&impostor, &forged);
+    let (code, said) = post_to(&ns, dir.path(), "/api/v1/orders", &obody, &[(swarmboot_checkin::order::SIGNATURE_HEADER, &osig)]);
+    assert!(code == 403 && said.contains("not signed with this server's key"), "{code} {said}");
+    let none = command(&["52:54:00:00:00:99", "reboot"]);
+    assert!(!none.status.success() && String::from_utf8_lossy(&none.stderr).contains("no node 52:54:00:00:00:99 has checked in"), "{none:?}");
+
     // A restart keeps the registry: the replay is still one, the next check-in is taken.
     server.restart(&ns).unwrap();
-    assert_eq!(post(&ns, dir.path(), &body, Some(&sig)).0, 409);
-    let (body2, sig2) = seal(&node, &checkin(&node, 2));
-    assert_eq!(post(&ns, dir.path(), &body2, Some(&sig2)).0, 200);
+    assert_eq!(post(&ns, dir.path(), &body3, Some(&sig3)).0, 409);
+    let (body4, sig4) = seal(&node, &checkin(&node, 4));
+    assert_eq!(post(&ns, dir.path(), &body4, Some(&sig4)).0, 200);
+    assert!(server.cli(&["node", "show", MAC]).unwrap().contains("command 1 rescan-disks: done"), "the outcome survived");
 
     // Silent for more than 3 intervals: lost, and the next boot's key takes the MAC.
     std::thread::sleep(Duration::from_millis(4200));

@@ -7,9 +7,12 @@
 //!   lets it run at most once, and says why it refused one.
 //! - [`report`]: a node's check-in (image, disks, shares, bytes served, acknowledgements),
 //!   signed with the key the node made at boot, and the server's reply.
+//! - [`order`]: an operator's order to the running server (`swarmboot node command`), signed
+//!   with the server's own key, fresh within a minute, taken once.
 //! - [`registry`]: the server's registry: a node's key holds its MAC while it is live, lost
 //!   nodes, commands waiting for their node, what became of each.
 
 pub mod command;
+pub mod order;
 pub mod registry;
 pub mod report;

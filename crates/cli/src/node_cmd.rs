@@ -1,10 +1,14 @@
-//! `swarmboot node list|show`: the elchOS nodes that check in, from the server's node
-//! registry (`nodes.sqlite`, read beside the running server).
+//! `swarmboot node list|show|command`: the elchOS nodes that check in, from the server's node
+//! registry (`nodes.sqlite`, read beside the running server); commands go to the running
+//! server as orders signed with its key (`POST /api/v1/orders`), which signs each node's
+//! command for that node's boot.
 
 use std::path::Path;
 
 use anyhow::Context;
 use clap::Subcommand;
+use swarmboot_checkin::command::Action;
+use swarmboot_checkin::order::{seal, Order, Queued, SIGNATURE_HEADER};
 use swarmboot_checkin::registry::{Node, Registry, RegistryConfig};
 use swarmboot_config::Config;
 use swarmboot_server::node_store::NodeStore;
@@ -19,6 +23,71 @@ pub enum NodeAction {
     },
     /// One node (by MAC address): its disks, shares, counters and commands.
     Show { mac: String },
+    /// Have the running server send a command, signed with its key, to one node or to every
+    /// live node with their next check-in: `reboot`, `rescan-disks`, `boot IMAGE` (shown on the
+    /// node; assign the image with `swarmboot assign`), `stop-sharing SHARE`.
+    Command {
+        /// A MAC address, or `all`.
+        target: String,
+        /// reboot | rescan-disks | boot | stop-sharing
+        action: String,
+        /// The image (`boot`) or share (`stop-sharing`).
+        argument: Option<String>,
+    },
+}
+
+/// What `list` and `show` read from the registry.
+enum View {
+    List { json: bool },
+    Show { mac: String },
+}
+
+/// The command an operator typed.
+fn action(name: &str, argument: Option<String>) -> anyhow::Result<Action> {
+    Ok(match (name, argument) {
+        ("reboot", None) => Action::Reboot,
+        ("rescan-disks" | "rescan", None) => Action::RescanDisks,
+        ("boot", Some(image)) => Action::BootNext { image },
+        ("stop-sharing", Some(share)) => Action::StopSharing { share },
+        ("boot", None) => anyhow::bail!("`boot` needs the image: swarmboot node command MAC boot IMAGE"),
+        ("stop-sharing", None) => anyhow::bail!("`stop-sharing` needs the share's name (`swarmboot node show MAC` lists them)"),
+        (other, arg) => anyhow::bail!("no command {other:?}{}: reboot, rescan-disks, boot IMAGE or stop-sharing SHARE", arg.map_or(String::new(), |a| format!(" {a}"))),
+    })
+}
+
+/// Where the CLI reaches the running server on this host.
+fn local_url(cfg: &Config) -> String {
+    let addr = cfg.http.listen_addrs(cfg.server.address.ip)[0];
+    let ip = if addr.ip().is_unspecified() { std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST) } else { addr.ip() };
+    format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
+}
+
+fn order(cfg: &Config, target: &str, action: Action) -> anyhow::Result<()> {
+    let target = if target == "all" { "all".to_string() } else { target.to_ascii_lowercase() };
+    if target != "all" && !swarmboot_checkin::report::is_mac(&target) {
+        anyhow::bail!("{target:?} is neither a MAC address (52:54:00:12:34:56) nor `all`");
+    }
+    let key = swarmboot_manifest::SigningKey::load_or_create(&cfg.server.state_dir).context("the server's key signs the order: run this as root or as the server's user")?;
+    let id = swarmboot_manifest::freshness::Nonce::random()?.to_hex();
+    let o = Order { target, action: action.clone(), issued: unix_now(), id };
+    let (body, signature) = seal(&key, &o);
+    let url = swarmboot_urls::Urls::new(&local_url(cfg)).orders();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (status, reply) = rt
+        .block_on(swarmboot_fetch::http::post(&url, &[(SIGNATURE_HEADER, &signature)], body, 64 << 10, std::time::Duration::from_secs(10)))
+        .with_context(|| format!("cannot reach the running server at {url} (is `swarmboot serve` running?)"))?;
+    let text = String::from_utf8_lossy(&reply);
+    if status != 200 {
+        anyhow::bail!("the server refused: {}", text.trim());
+    }
+    let queued: Queued = serde_json::from_slice(&reply).with_context(|| format!("the server's reply: {text}"))?;
+    for (mac, seq) in &queued.commands {
+        println!("{mac}: command {seq} ({action}) goes out with its next check-in");
+    }
+    if queued.commands.is_empty() {
+        println!("no live node: nothing sent");
+    }
+    Ok(())
 }
 
 fn unix_now() -> u64 {
@@ -39,15 +108,20 @@ fn fingerprint(hex: &str) -> String {
     swarmboot_manifest::PublicKey::from_hex(hex).map(|k| k.fingerprint()).unwrap_or_else(|_| "?".into())
 }
 
-pub fn run(path: &Path, action: NodeAction) -> anyhow::Result<()> {
+pub fn run(path: &Path, what: NodeAction) -> anyhow::Result<()> {
     let cfg = Config::load(path)?;
+    let what = match what {
+        NodeAction::Command { target, action: name, argument } => return order(&cfg, &target, action(&name, argument)?),
+        NodeAction::List { json } => View::List { json },
+        NodeAction::Show { mac } => View::Show { mac },
+    };
     let store = NodeStore::open_read_only(&cfg.server.state_dir).context("no node registry yet: has `swarmboot serve` run, and has a node checked in?")?;
     let (nodes, next_seq) = store.load()?;
     let registry_cfg = RegistryConfig { interval: cfg.nodes.checkin_interval.0.into(), missed_before_lost: cfg.nodes.missed_before_lost, ..Default::default() };
     let registry = Registry::restore(registry_cfg, nodes, next_seq);
     let now = unix_now();
-    match action {
-        NodeAction::List { json } => {
+    match what {
+        View::List { json } => {
             if json {
                 let rows: Vec<serde_json::Value> = registry
                     .nodes()
@@ -85,7 +159,7 @@ pub fn run(path: &Path, action: NodeAction) -> anyhow::Result<()> {
                 registry.config().missed_before_lost
             );
         }
-        NodeAction::Show { mac } => {
+        View::Show { mac } => {
             let mac = mac.to_ascii_lowercase();
             let n = registry.nodes().get(&mac).with_context(|| format!("no node {mac} has checked in (`swarmboot node list` shows those that have)"))?;
             let r = &n.report;

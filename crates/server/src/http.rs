@@ -3,7 +3,8 @@
 //! a signed freshness statement beside it), `/blob/<sha256>`
 //! (image files, content-addressed), `/torrent/<sha256>.torrent` and `/magnet/<sha256>` (the
 //! file's swarm), `/announce` and `/scrape` (the tracker), `/tftp/<name>` (the TFTP files, for
-//! UEFI HTTP boot), `POST /api/v1/checkin` (elchOS nodes, [`crate::nodes`]), `/healthz`,
+//! UEFI HTTP boot), `POST /api/v1/checkin` (elchOS nodes, [`crate::nodes`]), `POST
+//! /api/v1/orders` (`swarmboot node command`, signed with the server's key), `/healthz`,
 //! `/metrics`. Files are served with HEAD, Range and Content-Length.
 
 use std::fmt::Write;
@@ -31,7 +32,7 @@ use tower_http::services::ServeFile;
 use tracing::{info, warn};
 
 use crate::dhcp_service::DhcpStats;
-use crate::nodes::{CheckInFailure, NodeSummary, Nodes};
+use crate::nodes::{CheckInFailure, NodeSummary, Nodes, OrderFailure};
 use crate::seeder::Seeder;
 use crate::tftp_service::{FileSource, Located, TftpStats};
 
@@ -87,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         .route(routes::SCRAPE, get(scrape))
         .route(routes::TFTP, get(tftp_file))
         .route(routes::CHECKIN, post(checkin).layer(axum::extract::DefaultBodyLimit::max(swarmboot_checkin::report::MAX_CHECKIN_LEN)))
+        .route(routes::ORDERS, post(order).layer(axum::extract::DefaultBodyLimit::max(swarmboot_checkin::order::MAX_ORDER_LEN)))
         .with_state(state)
 }
 
@@ -393,6 +395,34 @@ async fn checkin(State(s): State<AppState>, headers: axum::http::HeaderMap, body
         CheckInFailure::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     warn!(%status, error = %failure, "check-in refused");
+    (status, format!("{failure}\n")).into_response()
+}
+
+/// An operator's order (`swarmboot node command`, signed with this server's key): the queued
+/// commands as JSON; 403 unsigned, 400 stale or repeated, 404 no such node, 409 a lost node or
+/// too many waiting.
+async fn order(State(s): State<AppState>, headers: axum::http::HeaderMap, body: axum::body::Bytes) -> Response {
+    use swarmboot_checkin::order::OrderError;
+    use swarmboot_checkin::registry::CommandError;
+    let signature = headers.get(swarmboot_checkin::order::SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let (nodes, key, now) = (s.nodes.clone(), s.key.clone(), unix_now());
+    let done = tokio::task::spawn_blocking(move || nodes.order(&body, signature.as_deref(), &key, now)).await;
+    let failure = match done {
+        Ok(Ok(queued)) => {
+            info!(commands = ?queued.commands, "order queued");
+            return axum::Json(queued).into_response();
+        }
+        Ok(Err(f)) => f,
+        Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "order task failed\n").into_response(),
+    };
+    let status = match &failure {
+        OrderFailure::Bad(OrderError::NotSigned) => StatusCode::FORBIDDEN,
+        OrderFailure::Bad(_) => StatusCode::BAD_REQUEST,
+        OrderFailure::Command(CommandError::NoSuchNode(_)) => StatusCode::NOT_FOUND,
+        OrderFailure::Command(_) => StatusCode::CONFLICT,
+        OrderFailure::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    warn!(%status, error = %failure, "order refused");
     (status, format!("{failure}\n")).into_response()
 }
 

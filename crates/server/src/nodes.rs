@@ -4,8 +4,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use swarmboot_checkin::registry::{Refused, Registry, RegistryConfig};
+use swarmboot_checkin::order::{Order, OrderError, Queued, Taken};
+use swarmboot_checkin::registry::{CommandError, Refused, Registry, RegistryConfig, Target};
 use swarmboot_checkin::report::{self, CheckInReply, ReportError};
+use swarmboot_manifest::SigningKey;
 use swarmboot_swarm::locks::lock;
 
 use crate::node_store::{NodeStore, NodeStoreError};
@@ -30,16 +32,33 @@ pub enum CheckInFailure {
     Store(#[from] NodeStoreError),
 }
 
+/// Why an order queued nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum OrderFailure {
+    #[error(transparent)]
+    Bad(#[from] OrderError),
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error(transparent)]
+    Store(#[from] NodeStoreError),
+}
+
 pub struct Nodes {
-    inner: Mutex<(Registry, NodeStore)>,
+    inner: Mutex<Inner>,
     pub stats: NodeStats,
+}
+
+struct Inner {
+    registry: Registry,
+    store: NodeStore,
+    taken: Taken,
 }
 
 impl Nodes {
     /// The registry as `store` saved it.
     pub fn open(cfg: RegistryConfig, store: NodeStore) -> Result<Self, NodeStoreError> {
         let (nodes, next_seq) = store.load()?;
-        Ok(Nodes { inner: Mutex::new((Registry::restore(cfg, nodes, next_seq), store)), stats: NodeStats::default() })
+        Ok(Nodes { inner: Mutex::new(Inner { registry: Registry::restore(cfg, nodes, next_seq), store, taken: Taken::default() }), stats: NodeStats::default() })
     }
 
     /// A check-in's body and signature header at unix time `now`; saved before the reply.
@@ -48,7 +67,7 @@ impl Nodes {
             self.stats.bad_checkins.fetch_add(1, Ordering::Relaxed);
         })?;
         let mut guard = lock(&self.inner);
-        let (registry, store) = &mut *guard;
+        let Inner { registry, store, .. } = &mut *guard;
         let mac = c.mac.clone();
         let reply = registry.check_in(c, now).inspect_err(|_| {
             self.stats.refused_checkins.fetch_add(1, Ordering::Relaxed);
@@ -59,10 +78,22 @@ impl Nodes {
         Ok(reply)
     }
 
+    /// An operator's order (signed with `key`, the server's own) at unix time `now`: each
+    /// target's command signed for its node's current key, saved, and numbered.
+    pub fn order(&self, body: &[u8], signature: Option<&str>, key: &SigningKey, now: u64) -> Result<Queued, OrderFailure> {
+        let mut guard = lock(&self.inner);
+        let Inner { registry, store, taken } = &mut *guard;
+        let o: Order = taken.open(body, signature, &key.public(), now)?;
+        let target = if o.target == "all" { Target::All } else { Target::Node(o.target) };
+        let commands = registry.command(key, &target, &o.action, now)?;
+        store.save(commands.iter().filter_map(|(mac, _)| registry.nodes().get_key_value(mac)), &[], registry.next_seq())?;
+        Ok(Queued { commands })
+    }
+
     /// (live, lost) nodes at `now`, and bytes their last check-ins say they served per protocol.
     pub fn summary(&self, now: u64) -> NodeSummary {
         let guard = lock(&self.inner);
-        let registry = &guard.0;
+        let registry = &guard.registry;
         let mut s = NodeSummary::default();
         for n in registry.nodes().values() {
             if n.left || registry.is_lost(n, now) {

@@ -1,7 +1,7 @@
 //! The contract between the boot server's HTTP listener and everything that asks it: iPXE
 //! (the boot script), the stub and `swarmboot fetch` (manifests, torrents, blobs, the
-//! tracker), BitTorrent clients (magnet links), the CLI (the tracker's scrape), elchOS nodes
-//! (their check-ins). [`Urls`]
+//! tracker), BitTorrent clients (magnet links), the CLI (the tracker's scrape, operators'
+//! orders), elchOS nodes (their check-ins). [`Urls`]
 //! renders every URL a client is given or builds, [`routes`] are the patterns the server's
 //! router is built from, and [`Route::of`] reads a path back (the test below renders every
 //! route and routes it back). A route changes here or nowhere.
@@ -21,6 +21,7 @@ pub mod routes {
     pub const SCRAPE: &str = "/scrape";
     pub const TFTP: &str = "/tftp/{*name}";
     pub const CHECKIN: &str = "/api/v1/checkin";
+    pub const ORDERS: &str = "/api/v1/orders";
 }
 
 /// The settings iPXE expands itself in the boot script's URL: who is asking.
@@ -99,6 +100,11 @@ impl Urls {
     pub fn checkin(&self) -> String {
         format!("{}{}", self.base, routes::CHECKIN)
     }
+
+    /// Where `swarmboot node command` POSTs an operator's order.
+    pub fn orders(&self) -> String {
+        format!("{}{}", self.base, routes::ORDERS)
+    }
 }
 
 /// Which route a path is, with what it names.
@@ -113,6 +119,7 @@ pub enum Route {
     Scrape,
     Tftp { name: String },
     CheckIn,
+    Orders,
 }
 
 impl Route {
@@ -132,6 +139,7 @@ impl Route {
             ["scrape"] => Route::Scrape,
             ["tftp", rest @ ..] if !rest.is_empty() && rest.iter().all(|p| !p.is_empty()) => Route::Tftp { name: rest.join("/") },
             ["api", "v1", "checkin"] => Route::CheckIn,
+            ["api", "v1", "orders"] => Route::Orders,
             _ => return None,
         })
     }
@@ -159,6 +167,7 @@ mod tests {
             (u.scrape("info_hash=%12%34"), Route::Scrape),
             (u.tftp("arm64/snponly.efi"), Route::Tftp { name: "arm64/snponly.efi".into() }),
             (u.checkin(), Route::CheckIn),
+            (u.orders(), Route::Orders),
         ];
         for (url, route) in cases {
             assert_eq!(Route::of(&path(url.clone())), Some(route), "{url}");
@@ -183,6 +192,7 @@ mod tests {
         assert_eq!(u.scrape("q").split('?').next().unwrap(), routes::SCRAPE);
         assert_eq!(u.tftp("a/b"), filled(routes::TFTP, &[("*name", "a/b")]));
         assert_eq!(u.checkin(), routes::CHECKIN);
+        assert_eq!(u.orders(), routes::ORDERS);
     }
 
     #[test]
