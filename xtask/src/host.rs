@@ -44,6 +44,10 @@ pub const PACKAGES: &[&str] = &[
     "mmdebstrap",
     // Faults in the lab: a bridge that drops frames at random (this kernel has no netem).
     "nftables",
+    // elchOS nodes' disks in the lab, made and filled without mounting (`lab::disks`).
+    "dosfstools",
+    "mtools",
+    "ntfs-3g",
 ];
 
 /// The stub's init is a static binary for this target.

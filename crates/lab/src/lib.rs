@@ -11,6 +11,7 @@
 pub mod bittorrent;
 pub mod clients;
 pub mod debian;
+pub mod disks;
 pub mod hostile;
 pub mod initramfs;
 pub mod ltsp;
