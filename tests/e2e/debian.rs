@@ -15,7 +15,7 @@ const BOOT: Duration = Duration::from_secs(600);
 /// the image reached multi-user.target; systemd's own status lines are lost on a serial
 /// console whose getty hung it up.
 const MULTI_USER: &str = "swarmboot: deb12@1 is up: multi-user.target reached";
-const VM: VmSpec = VmSpec { mib: 1024, reboots: true, jitter: None };
+const VM: VmSpec = VmSpec { mib: 1024, reboots: true, jitter: None, disks: &[] };
 
 struct DebianLab {
     dir: ScratchDir,

@@ -16,7 +16,7 @@ use swarmboot_lab::{require_root, Lan, ScratchDir};
 const BOOT: Duration = Duration::from_secs(600);
 /// The server's user's password (checked by the server's sshd when the user logs in on a client).
 const ALICE_PASSWORD: &str = "alice-on-the-server";
-const VM: VmSpec = VmSpec { mib: 1024, reboots: true, jitter: None };
+const VM: VmSpec = VmSpec { mib: 1024, reboots: true, jitter: None, disks: &[] };
 /// What `ltsp.conf`'s `[clients]` section makes LTSP's init print.
 const POST_INIT_SAYS: &str = "lab: ltsp.conf [clients] POST_INIT ran";
 /// `[server]`: the plugin's settings; the lab's server has no systemd, so `ltsp dnsmasq` does

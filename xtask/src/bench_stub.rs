@@ -149,7 +149,7 @@ fn elchos(a: &StubBenchArgs) -> anyhow::Result<()> {
         lan.server.shape("br0", &a.rate)?;
         let before = lan.server.tx_bytes("br0")?;
         let t0 = Instant::now();
-        let spec = swarmboot_lab::qemu::VmSpec { mib: 1024, reboots: false, jitter: None };
+        let spec = swarmboot_lab::qemu::VmSpec { mib: 1024, reboots: false, jitter: None, disks: &[] };
         let mut vms: Vec<Vm> =
             (0..a.vms).map(|i| Vm::start_with(&lan, &dir, &format!("vm{i}"), &format!("52:54:00:be:01:{i:02x}"), Firmware::Bios, spec)).collect::<anyhow::Result<_>>()?;
         // swarmboot-booted.service's kernel log line, once multi-user.target is reached (the

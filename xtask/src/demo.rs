@@ -53,7 +53,7 @@ pub fn run(vms: usize) -> anyhow::Result<()> {
         let fw = kinds[i % kinds.len()];
         let name = format!("vm{i}-{}", if fw == Firmware::Bios { "bios" } else { "uefi" });
         println!("== starting {name} ({fw:?}), QEMU TCG");
-        Vm::start_with(&lan, dir.path(), &name, &format!("52:54:00:00:00:{:02x}", 0x10 + i), fw, VmSpec { mib: 1024, reboots: false, jitter: None })
+        Vm::start_with(&lan, dir.path(), &name, &format!("52:54:00:00:00:{:02x}", 0x10 + i), fw, VmSpec { mib: 1024, reboots: false, jitter: None, disks: &[] })
             .map(|vm| (name, vm, Instant::now()))
     };
     // The first machine alone (everything from the server), the rest once it runs.

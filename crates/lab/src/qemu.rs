@@ -39,7 +39,7 @@ enum Boot<'a> {
 
 /// A VM's size and behaviour.
 #[derive(Debug, Clone, Copy)]
-pub struct VmSpec {
+pub struct VmSpec<'a> {
     /// RAM in MiB.
     pub mib: u32,
     /// A reboot of the guest restarts it (through its firmware again) instead of ending QEMU.
@@ -49,11 +49,14 @@ pub struct VmSpec {
     /// comes, each way. Jitter without netem, which the lab's kernels lack; unlike netem's, it
     /// keeps frames in order.
     pub jitter: Option<Duration>,
+    /// Raw disk images attached as virtio disks, in this order (`/dev/vda`, `/dev/vdb`, …),
+    /// writable as a real disk is: what the guest writes lands in the file.
+    pub disks: &'a [PathBuf],
 }
 
-impl Default for VmSpec {
+impl Default for VmSpec<'_> {
     fn default() -> Self {
-        VmSpec { mib: 384, reboots: false, jitter: None }
+        VmSpec { mib: 384, reboots: false, jitter: None, disks: &[] }
     }
 }
 
@@ -85,7 +88,7 @@ impl Vm {
     }
 
     /// Like [`Vm::start`], as `spec` says.
-    pub fn start_with(lan: &Lan, dir: &Path, name: &str, mac: &str, firmware: Firmware, spec: VmSpec) -> anyhow::Result<Self> {
+    pub fn start_with(lan: &Lan, dir: &Path, name: &str, mac: &str, firmware: Firmware, spec: VmSpec<'_>) -> anyhow::Result<Self> {
         Self::spawn(lan, dir, name, mac, spec, &Boot::Network(firmware), true)
     }
 
@@ -97,7 +100,7 @@ impl Vm {
         Self::spawn(lan, dir, name, mac, VmSpec::default(), &Boot::Kernel(boot), link_up)
     }
 
-    fn spawn(lan: &Lan, dir: &Path, name: &str, mac: &str, spec: VmSpec, boot: &Boot<'_>, link_up: bool) -> anyhow::Result<Self> {
+    fn spawn(lan: &Lan, dir: &Path, name: &str, mac: &str, spec: VmSpec<'_>, boot: &Boot<'_>, link_up: bool) -> anyhow::Result<Self> {
         let tap = format!("t{}", unique());
         lan.server.ip(&["tuntap", "add", &tap, "mode", "tap"])?;
         lan.server.ip(&["link", "set", &tap, "master", "br0", "up"])?;
@@ -120,6 +123,10 @@ impl Vm {
         if let Some(jitter) = spec.jitter {
             anyhow::ensure!(jitter.as_micros() > 0, "a jitter of at least 1 µs");
             cmd.args(["-object", &format!("filter-buffer,id=jitter0,netdev=n0,queue=all,interval={}", jitter.as_micros())]);
+        }
+        for disk in spec.disks {
+            // QEMU's -drive options separate with commas: a comma in the path is doubled.
+            cmd.arg("-drive").arg(format!("file={},format=raw,if=virtio", disk.display().to_string().replace(',', ",,")));
         }
         match boot {
             Boot::Network(firmware) => {
