@@ -6,7 +6,13 @@
 //! - [`probe`]: what the node reads to find them (`/sys/class/block`, `blkid -p -o export`).
 //! - [`share_http`]: HTTP sharing's decisions: request paths, opening beneath a share (the
 //!   kernel refuses links that lead out), ranges, content types, escaped listings.
+//! - [`stats`]: bytes and requests served per protocol and share, kept across agent restarts.
+//! - [`status`]: the node's status page and its JSON (`/`, `/api/v1/status`); [`html`] escapes
+//!   the strangers' names it shows.
 
 pub mod disks;
+pub mod html;
 pub mod probe;
 pub mod share_http;
+pub mod stats;
+pub mod status;

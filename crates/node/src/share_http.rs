@@ -14,6 +14,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
 
+use crate::html::escape;
+
 /// Longest request path considered (longer ones are refused).
 pub const MAX_PATH: usize = 4096;
 /// Most path components.
@@ -123,34 +125,17 @@ pub struct Entry {
 /// Characters kept as they are in a link (the rest percent-encoded).
 const LINK: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
-/// Text made safe inside HTML.
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// The listing of `/<share>/<path…>/`: directories first, then files, by name; names escaped
 /// for HTML and encoded in links (a file called `<script>` or `a?b#c` stays a file).
 pub fn listing_html(share: &str, path: &[String], entries: &[Entry]) -> String {
     let mut sorted: Vec<&Entry> = entries.iter().collect();
     sorted.sort_by(|a, b| b.dir.cmp(&a.dir).then_with(|| a.name.cmp(&b.name)));
-    let title = html_escape(&format!("/{share}/{}", path.iter().map(|p| format!("{p}/")).collect::<String>()));
+    let title = escape(&format!("/{share}/{}", path.iter().map(|p| format!("{p}/")).collect::<String>()));
     let mut h = format!("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head><body>\n<h1>{title}</h1>\n<table>\n");
     h.push_str("<tr><td><a href=\"../\">../</a></td><td></td></tr>\n");
     for e in sorted {
         let link = utf8_percent_encode(&e.name, LINK).to_string() + if e.dir { "/" } else { "" };
-        let shown = html_escape(&e.name) + if e.dir { "/" } else { "" };
+        let shown = escape(&e.name) + if e.dir { "/" } else { "" };
         let size = if e.dir { String::new() } else { e.size.to_string() };
         h.push_str(&format!("<tr><td><a href=\"{link}\">{shown}</a></td><td align=\"right\">{size}</td></tr>\n"));
     }
