@@ -6,10 +6,13 @@
 //! - [`probe`]: what the node reads to find them (`/sys/class/block`, `blkid -p -o export`).
 //! - [`share_http`]: HTTP sharing's decisions: request paths, opening beneath a share (the
 //!   kernel refuses links that lead out), ranges, content types, escaped listings.
+//! - [`checkin_loop`]: when the node checks in, and what it does with a reply (commands through
+//!   the gate once; a reboot acknowledged in a leaving check-in first).
 //! - [`stats`]: bytes and requests served per protocol and share, kept across agent restarts.
 //! - [`status`]: the node's status page and its JSON (`/`, `/api/v1/status`); [`html`] escapes
 //!   the strangers' names it shows.
 
+pub mod checkin_loop;
 pub mod disks;
 pub mod html;
 pub mod probe;
