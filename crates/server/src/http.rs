@@ -23,7 +23,6 @@ use swarmboot_bootplan::{decide, render, Asker, ImageRules, SwarmServer};
 use swarmboot_dhcp::DropReason;
 use swarmboot_image::Catalog;
 use swarmboot_manifest::SigningKey;
-use swarmboot_swarm::admission::Admission;
 use swarmboot_swarm::locks::lock;
 use swarmboot_tracker::PeerTable;
 use swarmboot_urls::{routes, Urls};
@@ -92,57 +91,22 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// How the listener bounds its connections (`[http]`).
-#[derive(Debug, Clone)]
-pub struct ConnectionLimits {
-    pub admission: Admission,
-    /// A request's headers must arrive within this; it also ends a connection idle between
-    /// requests for as long (hyper's header read timeout runs from the wait for each head).
-    pub header_timeout: std::time::Duration,
-}
+/// How the listener bounds its connections (`[http]`): the accept loop is `swarmboot_httpd`'s.
+pub use swarmboot_httpd::ConnectionLimits;
 
-/// Serves `app` on `listener` until `shutdown` changes: one task per connection, HTTP/1.1 with
-/// keep-alive, connections over the caps closed as they come (counted in `refused`).
+/// Serves `app` on `listener` until `shutdown` changes (`swarmboot_httpd::serve`), counting
+/// refused connections in `stats`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     limits: ConnectionLimits,
     stats: Arc<HttpStats>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait instead of spinning.
-                    warn!(error = %e, "http accept");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => return Ok(()),
-        };
-        let Some(permit) = limits.admission.admit(peer.ip()) else {
-            stats.refused_connections.fetch_add(1, Ordering::Relaxed);
-            continue;
-        };
-        let app = app.clone();
-        let header_timeout = limits.header_timeout;
-        tokio::spawn(async move {
-            let _permit = permit;
-            let _ = stream.set_nodelay(true);
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                app.clone().oneshot(req.map(Body::new))
-            });
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout).keep_alive(true);
-            if let Err(e) = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await {
-                tracing::debug!(%peer, error = %e, "http connection ended");
-            }
-        });
-    }
+    let on_refused = Arc::new(move || {
+        stats.refused_connections.fetch_add(1, Ordering::Relaxed);
+    });
+    Ok(swarmboot_httpd::serve(listener, app, limits, on_refused, shutdown).await?)
 }
 
 #[derive(Debug, Deserialize, Default)]
