@@ -179,3 +179,73 @@ fn nodes_check_in_are_listed_keep_their_mac_and_are_lost_when_silent() {
     assert_eq!(post(&ns, dir.path(), &ibody, Some(&isig)).0, 200);
     assert!(server.cli(&["node", "show", MAC]).unwrap().contains(&impostor.public().fingerprint()));
 }
+
+/// The node agent's HTTP shares with real curl: listings, HEAD, ranges, content types; paths
+/// that climb out and links on the disk that lead out (absolute, relative) answer 400/404
+/// while a link inside the share works; bytes served are counted and kept across a restart.
+#[test]
+fn a_nodes_shares_serve_over_http_and_never_leave_the_share() {
+    if !require_root("a_nodes_shares_serve_over_http_and_never_leave_the_share") {
+        return;
+    }
+    use swarmboot_lab::{bin, Proc};
+    let dir = ScratchDir::new("node-http").unwrap();
+    let ns = Netns::new("nh").unwrap();
+    let share = dir.path().join("disk");
+    std::fs::create_dir_all(share.join("sub dir")).unwrap();
+    std::fs::write(dir.path().join("secret"), b"the node's own file").unwrap();
+    let big: Vec<u8> = (0..1_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(share.join("sub dir/big.bin"), &big).unwrap();
+    std::fs::write(share.join("<b>notes.txt"), b"hello\n").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("secret"), share.join("absolute")).unwrap();
+    std::os::unix::fs::symlink("../secret", share.join("relative")).unwrap();
+    std::os::unix::fs::symlink("sub dir/big.bin", share.join("inside")).unwrap();
+    let start = |n: u32| {
+        let mut cmd = ns.command(bin("swarmboot-node"));
+        cmd.args(["--listen", "127.0.0.1:8090", "--image", "elchos@1", "--share"]).arg(format!("music={}", share.display())).arg("--state").arg(dir.path().join("state"));
+        let p = Proc::spawn("swarmboot-node", &mut cmd, &dir.path().join(format!("node-{n}.log"))).unwrap();
+        swarmboot_lab::wait_for_line(&dir.path().join(format!("node-{n}.log")), "swarmboot-node serving", Duration::from_secs(10)).unwrap();
+        p
+    };
+    let mut node = start(0);
+    let curl = |args: &[&str], path: &str| -> (String, Vec<u8>) {
+        let out = ns.command("curl").args(["-s", "--path-as-is", "-w", "\n%{http_code} %{content_type}"]).args(args).arg(format!("http://127.0.0.1:8090{path}")).output().unwrap();
+        let split = out.stdout.iter().rposition(|&b| b == b'\n').unwrap();
+        (String::from_utf8_lossy(&out.stdout[split + 1..]).into_owned(), out.stdout[..split].to_vec())
+    };
+    let (code, listing) = curl(&[], "/music/");
+    let listing = String::from_utf8_lossy(&listing).into_owned();
+    assert_eq!(code, "200 text/html; charset=utf-8");
+    assert!(listing.contains("href=\"sub%20dir/\"") && listing.contains("&lt;b&gt;notes.txt") && !listing.contains("<b>notes"), "{listing}");
+    assert_eq!(curl(&[], "/music/%3Cb%3Enotes.txt"), ("200 text/plain; charset=utf-8".into(), b"hello\n".to_vec()));
+    assert_eq!(curl(&[], "/music/sub%2Fdir%2Fbig.bin").0, "400 text/plain; charset=utf-8", "an encoded / is no separator");
+    assert_eq!(curl(&[], "/music/sub%20dir/big.bin"), ("200 application/octet-stream".into(), big.clone()));
+    assert_eq!(curl(&[], "/music/inside").1, big, "a link inside the share works");
+    assert_eq!(curl(&["-r", "1000-1999"], "/music/sub%20dir/big.bin"), ("206 application/octet-stream".into(), big[1000..2000].to_vec()));
+    assert!(curl(&["-r", "2000000-"], "/music/sub%20dir/big.bin").0.starts_with("416"));
+    let head = ns.command("curl").args(["-sI", "http://127.0.0.1:8090/music/sub%20dir/big.bin"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&head.stdout).contains("content-length: 1000000"), "{}", String::from_utf8_lossy(&head.stdout));
+    for escape in ["/music/absolute", "/music/relative", "/music/../secret", "/music/%2e%2e/secret", "/music/sub%20dir/../../secret", "/nothing/"] {
+        let (code, body) = curl(&[], escape);
+        assert!(code.starts_with("400") || code.starts_with("404"), "{escape}: {code}");
+        assert!(!String::from_utf8_lossy(&body).contains("the node's own file"), "{escape}");
+    }
+    // Counted: the notes (6 bytes), big.bin twice (by its name and through the link), one
+    // range; nothing for the listing, HEAD or refusals.
+    std::thread::sleep(Duration::from_millis(5500));
+    let status: serde_json::Value = serde_json::from_slice(&curl(&[], "/api/v1/status").1).unwrap();
+    assert_eq!(status["served"][0]["bytes"], 6 + 2 * 1_000_000 + 1000, "{status}");
+    assert_eq!(status["served"][0]["requests"], 4, "{status}");
+    let page = String::from_utf8_lossy(&curl(&[], "/").1).into_owned();
+    assert!(page.contains("image <b>elchos@1</b>") && page.contains("http://127.0.0.1:8090/music/"), "{page}");
+    // Kept across a restart of the agent.
+    node.signal(nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !node.exited() {
+        assert!(std::time::Instant::now() < deadline, "the agent stops on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _node = start(1);
+    let status: serde_json::Value = serde_json::from_slice(&curl(&[], "/api/v1/status").1).unwrap();
+    assert_eq!(status["served"][0]["bytes"], 6 + 2 * 1_000_000 + 1000, "{status}");
+}

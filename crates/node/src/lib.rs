@@ -8,6 +8,7 @@
 //!   kernel refuses links that lead out), ranges, content types, escaped listings.
 //! - [`checkin_loop`]: when the node checks in, and what it does with a reply (commands through
 //!   the gate once; a reboot acknowledged in a leaving check-in first).
+//! - [`serve`]: the HTTP listener's handlers (status page, JSON, shares) around those decisions.
 //! - [`stats`]: bytes and requests served per protocol and share, kept across agent restarts.
 //! - [`status`]: the node's status page and its JSON (`/`, `/api/v1/status`); [`html`] escapes
 //!   the strangers' names it shows.
@@ -16,6 +17,7 @@ pub mod checkin_loop;
 pub mod disks;
 pub mod html;
 pub mod probe;
+pub mod serve;
 pub mod share_http;
 pub mod stats;
 pub mod status;

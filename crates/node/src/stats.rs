@@ -28,13 +28,27 @@ const MAX_FILE: u64 = 1 << 20;
 impl Counters {
     /// One request of `protocol` to `share` that sent `bytes`.
     pub fn add(&mut self, protocol: &str, share: &str, bytes: u64) {
+        self.count(protocol, share, bytes, 1);
+    }
+
+    /// One request begins (its bytes come with [`Counters::add_bytes`] as they leave).
+    pub fn add_request(&mut self, protocol: &str, share: &str) {
+        self.count(protocol, share, 0, 1);
+    }
+
+    /// Bytes of a request under way.
+    pub fn add_bytes(&mut self, protocol: &str, share: &str, bytes: u64) {
+        self.count(protocol, share, bytes, 0);
+    }
+
+    fn count(&mut self, protocol: &str, share: &str, bytes: u64, requests: u64) {
         let known = self.by.get(protocol).is_some_and(|m| m.contains_key(share));
         if !known && self.len() >= MAX_KEYS {
             return;
         }
         let c = self.by.entry(protocol.to_string()).or_default().entry(share.to_string()).or_default();
         c.bytes = c.bytes.saturating_add(bytes);
-        c.requests = c.requests.saturating_add(1);
+        c.requests = c.requests.saturating_add(requests);
     }
 
     fn len(&self) -> usize {
