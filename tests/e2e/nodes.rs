@@ -54,6 +54,17 @@ fn checkin(key: &SigningKey, counter: u64) -> CheckIn {
     }
 }
 
+/// A server alone on the namespace's loopback (HTTP on 8080), nodes checking in every second
+/// and lost after 3 missed.
+fn server_checking_in_every_second(ns: &Netns, dir: &Path) -> Server {
+    let cfg = format!(
+        "[server]\ninterface = \"lo\"\naddress = \"127.0.0.1\"\nstate_dir = \"{}\"\n[dhcp]\nmode = \"off\"\n[tftp]\nenabled = false\n\
+         [http]\nlisten = \"127.0.0.1:8080\"\n[swarm]\nlisten = \"127.0.0.1:6881\"\n[nodes]\ncheckin_interval = \"1s\"\nmissed_before_lost = 3\n",
+        dir.join("state").display()
+    );
+    Server::start(ns, dir, &cfg, 8080).unwrap()
+}
+
 fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
@@ -86,12 +97,7 @@ fn nodes_check_in_are_listed_keep_their_mac_and_are_lost_when_silent() {
     }
     let dir = ScratchDir::new("nodes").unwrap();
     let ns = Netns::new("n").unwrap();
-    let cfg = format!(
-        "[server]\ninterface = \"lo\"\naddress = \"127.0.0.1\"\nstate_dir = \"{}\"\n[dhcp]\nmode = \"off\"\n[tftp]\nenabled = false\n\
-         [http]\nlisten = \"127.0.0.1:8080\"\n[swarm]\nlisten = \"127.0.0.1:6881\"\n[nodes]\ncheckin_interval = \"1s\"\nmissed_before_lost = 3\n",
-        dir.path().join("state").display()
-    );
-    let mut server = Server::start(&ns, dir.path(), &cfg, 8080).unwrap();
+    let mut server = server_checking_in_every_second(&ns, dir.path());
     let (node, impostor) = (SigningKey::from_seed([21; 32]), SigningKey::from_seed([22; 32]));
 
     let (body, sig) = seal(&node, &checkin(&node, 1));
@@ -248,4 +254,61 @@ fn a_nodes_shares_serve_over_http_and_never_leave_the_share() {
     let _node = start(1);
     let status: serde_json::Value = serde_json::from_slice(&curl(&[], "/api/v1/status").1).unwrap();
     assert_eq!(status["served"][0]["bytes"], 6 + 2 * 1_000_000 + 1000, "{status}");
+}
+
+/// The node agent against a real server: it checks in (listed live with its share), carries
+/// out `stop-sharing` (the share is gone, the ack is kept), and for `reboot` acknowledges in a
+/// leaving check-in, then runs its reboot command; the server shows the node as left.
+#[test]
+fn a_node_agent_checks_in_and_carries_out_the_servers_commands() {
+    if !require_root("a_node_agent_checks_in_and_carries_out_the_servers_commands") {
+        return;
+    }
+    use swarmboot_lab::{bin, Proc};
+    let dir = ScratchDir::new("node-agent").unwrap();
+    let ns = Netns::new("na").unwrap();
+    let server = server_checking_in_every_second(&ns, dir.path());
+    let key_file = dir.path().join("server.key");
+    std::fs::write(&key_file, server.public_key().unwrap()).unwrap();
+    let share = dir.path().join("disk");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::write(share.join("song.ogg"), b"la la la").unwrap();
+    let mac = "52:54:00:c0:ff:02";
+    let rebooted = dir.path().join("rebooted");
+    let mut cmd = ns.command(bin("swarmboot-node"));
+    cmd.args(["--listen", "127.0.0.1:8090", "--image", "elchos@1", "--server", "http://127.0.0.1:8080", "--mac", mac, "--share"])
+        .arg(format!("music={}", share.display()))
+        .arg("--key-file")
+        .arg(&key_file)
+        .arg("--state")
+        .arg(dir.path().join("node-state"))
+        .arg("--run-dir")
+        .arg(dir.path().join("run"))
+        .args(["--reboot-command", &format!("touch {}", rebooted.display())]);
+    let _agent = Proc::spawn("swarmboot-node", &mut cmd, &dir.path().join("node.log")).unwrap();
+    let wait = |what: &str, ok: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !ok() {
+            assert!(std::time::Instant::now() < deadline, "{what} within 20 s; node log:\n{}", std::fs::read_to_string(dir.path().join("node.log")).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let row = || server.cli(&["node", "list"]).unwrap_or_default().lines().find(|l| l.starts_with(mac)).map(str::to_string).unwrap_or_default();
+    wait("the node listed live", &|| row().split_whitespace().nth(1) == Some("live"));
+    assert!(server.cli(&["node", "show", mac]).unwrap().contains("http://127.0.0.1:8090/music/"));
+    let get = |path: &str| ns.command("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}"]).arg(format!("http://127.0.0.1:8090{path}")).output().unwrap().stdout;
+    assert_eq!(get("/music/song.ogg"), b"200");
+
+    let command = |args: &[&str]| {
+        let out = ns.command(bin("swarmboot")).args(["node", "command"]).args(args).arg("--config").arg(&server.config).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    command(&[mac, "stop-sharing", "music"]);
+    wait("the share gone", &|| get("/music/song.ogg") == b"404");
+    wait("the ack kept", &|| server.cli(&["node", "show", mac]).unwrap_or_default().contains("stop-sharing music: done"));
+
+    command(&[mac, "reboot"]);
+    wait("the reboot command run", &|| rebooted.exists());
+    assert_eq!(row().split_whitespace().nth(1), Some("left"), "{}", row());
+    assert!(server.cli(&["node", "show", mac]).unwrap().contains("reboot: done"));
 }

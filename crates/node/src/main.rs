@@ -1,8 +1,9 @@
-//! `swarmboot-node`: the elchOS node agent (being built: it serves shares and the status page;
-//! disks, check-ins and the other protocols come next).
+//! `swarmboot-node`: the elchOS node agent (being built: it serves shares and the status page
+//! and checks in with the boot server, taking its commands; disks, FTP and ADC come next).
 //!
 //! `swarmboot-node --share NAME=DIR … [--listen 0.0.0.0:80] [--state /var/lib/elchos]
-//! [--image NAME@V] [--server URL] [--mac MAC]`
+//! [--image NAME@V] [--server URL --key-file F --mac MAC [--run-dir /run/swarmboot-node]
+//! [--reboot-command CMD]]`
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,6 +20,8 @@ use swarmboot_node::stats::Counters;
 use swarmboot_node::status::Status;
 use tracing::{info, warn};
 
+mod checkins;
+
 #[derive(Parser)]
 #[command(version, about = "The elchOS node agent: shares this machine's disks read-only and shows its status page")]
 struct Args {
@@ -34,12 +37,22 @@ struct Args {
     /// What the node booted (NAME@VERSION), for the page.
     #[arg(long, default_value = "unknown")]
     image: String,
-    /// The boot server's URL, for the page.
+    /// The boot server's URL: the node checks in there (none without it).
     #[arg(long, default_value = "")]
     server: String,
-    /// The machine's MAC address, for the page.
+    /// The server's public key (the file the image carries; never one from the network):
+    /// commands are checked against it.
+    #[arg(long, requires = "server")]
+    key_file: Option<PathBuf>,
+    /// The machine's MAC address (its identity in the registry).
     #[arg(long, default_value = "")]
     mac: String,
+    /// Where the key this boot checks in with is made (a tmpfs: a new key each boot).
+    #[arg(long, default_value = "/run/swarmboot-node")]
+    run_dir: PathBuf,
+    /// What a `reboot` command runs (after its acknowledgement reached the server).
+    #[arg(long, default_value = "systemctl reboot")]
+    reboot_command: String,
     /// The host name or address shares are reached at (for their URLs on the page).
     #[arg(long, default_value = "")]
     public_host: String,
@@ -87,6 +100,27 @@ async fn main() -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let limits = swarmboot_httpd::ConnectionLimits { admission: swarmboot_swarm::admission::Admission::new(2048, 32), header_timeout: Duration::from_secs(10) };
     let server = tokio::spawn(swarmboot_httpd::serve(listener, router(node.clone()), limits, Arc::new(|| {}), stop_rx));
+    if !a.server.is_empty() {
+        let key_file = a.key_file.as_ref().context("--server needs --key-file: the server's public key that came with the image")?;
+        let text = std::fs::read_to_string(key_file).with_context(|| format!("--key-file {}", key_file.display()))?;
+        let server_key = swarmboot_manifest::PublicKey::from_key_file(&text).with_context(|| format!("--key-file {}", key_file.display()))?;
+        if !swarmboot_checkin::report::is_mac(&a.mac) {
+            anyhow::bail!("--mac {:?}: the machine's MAC address, lowercase aa:bb:cc:dd:ee:ff", a.mac);
+        }
+        std::fs::create_dir_all(&a.run_dir).with_context(|| format!("--run-dir {}", a.run_dir.display()))?;
+        let node_key = swarmboot_manifest::SigningKey::load_or_create(&a.run_dir).with_context(|| format!("making this boot's key in {}", a.run_dir.display()))?;
+        info!(server = %a.server, node_key = %node_key.public().fingerprint(), "checking in");
+        let agent = checkins::Agent {
+            node: node.clone(),
+            server: a.server.clone(),
+            server_key,
+            node_key,
+            mac: a.mac.clone(),
+            image: a.image.clone(),
+            reboot_command: a.reboot_command.clone(),
+        };
+        tokio::spawn(agent.run());
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
