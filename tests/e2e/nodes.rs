@@ -244,6 +244,13 @@ fn a_nodes_shares_serve_over_http_and_never_leave_the_share() {
     assert_eq!(status["served"][0]["requests"], 4, "{status}");
     let page = String::from_utf8_lossy(&curl(&[], "/").1).into_owned();
     assert!(page.contains("image <b>elchos@1</b>") && page.contains("http://127.0.0.1:8090/music/"), "{page}");
+    // The status page in a real browser: its DOM, and a screenshot for people to look at.
+    let dom = swarmboot_lab::browser::dom(Some(&ns), "http://127.0.0.1:8090/").unwrap();
+    assert!(dom.contains("<h1>elchOS node") && dom.contains("<td>http</td><td>music</td><td class=\"n\" title=\"2001006 bytes\">1.9 MiB</td><td class=\"n\">4</td>"), "{dom}");
+    let png = swarmboot_lab::browser::screenshot_dir().join("node-status.png");
+    swarmboot_lab::browser::screenshot(Some(&ns), "http://127.0.0.1:8090/", &png, 900, 700).unwrap();
+    assert!(std::fs::metadata(&png).unwrap().len() > 5_000, "a page was drawn: {}", png.display());
+    eprintln!("the node's status page: {}", png.display());
     // Kept across a restart of the agent.
     node.signal(nix::sys::signal::Signal::SIGTERM).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

@@ -48,6 +48,8 @@ pub const PACKAGES: &[&str] = &[
     "dosfstools",
     "mtools",
     "ntfs-3g",
+    // Pages the project serves, looked at in a real browser (headless).
+    "chromium",
 ];
 
 /// The stub's init is a static binary for this target.

@@ -9,6 +9,7 @@
 //! What it does not do: send traffic anywhere but into the namespaces it made.
 
 pub mod bittorrent;
+pub mod browser;
 pub mod clients;
 pub mod debian;
 pub mod disks;

@@ -61,15 +61,28 @@ fn size(bytes: u64) -> String {
 pub fn render_html(s: &Status, now: u64) -> String {
     let mut h = String::from("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>elchOS node ");
     h.push_str(&escape(&s.mac));
-    h.push_str("</title></head><body>\n");
+    h.push_str(
+        "</title>\n<style>body{font-family:sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin:.5em 0}\
+        th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}\
+        th{background:#f2f2f2}.bad{color:#b00}.muted{color:#777}</style>\n</head><body>\n",
+    );
     h.push_str(&format!("<h1>elchOS node {}</h1>\n<p>image <b>{}</b>, up {}</p>\n", escape(&s.mac), escape(&s.image), duration(s.uptime_secs)));
     let checkin = match &s.last_checkin {
         None => "not checked in yet".to_string(),
         Some(c) if c.ok => format!("last check-in {} ago", duration(now.saturating_sub(c.at))),
-        Some(c) => format!("last check-in {} ago <b>failed</b>: {}", duration(now.saturating_sub(c.at)), escape(c.problem.as_deref().unwrap_or("?"))),
+        Some(c) => format!("last check-in {} ago <b class=\"bad\">failed</b>: {}", duration(now.saturating_sub(c.at)), escape(c.problem.as_deref().unwrap_or("?"))),
     };
-    h.push_str(&format!("<p>server {}: {checkin}</p>\n", escape(&s.server)));
-    h.push_str("<h2>Disks</h2>\n<table>\n<tr><th>device</th><th>filesystem</th><th>label</th><th>size</th><th>used</th><th>state</th></tr>\n");
+    if s.server.is_empty() {
+        h.push_str("<p class=\"muted\">no boot server given: this node does not check in</p>\n");
+    } else {
+        h.push_str(&format!("<p>server {}: {checkin}</p>\n", escape(&s.server)));
+    }
+    h.push_str("<h2>Disks</h2>\n");
+    if s.disks.is_empty() {
+        h.push_str("<p class=\"muted\">no disks found</p>\n");
+    } else {
+        h.push_str("<table>\n<tr><th>device</th><th>filesystem</th><th>label</th><th>size</th><th>used</th><th>state</th></tr>\n");
+    }
     for d in &s.disks {
         let state = match (&d.mounted_at, &d.why_not) {
             _ if d.donated => "donated space (ELCHOS-DATA)".to_string(),
@@ -79,7 +92,7 @@ pub fn render_html(s: &Status, now: u64) -> String {
         };
         let opt = |v: &Option<String>| escape(v.as_deref().unwrap_or("-"));
         h.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{state}</td></tr>\n",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{state}</td></tr>\n",
             escape(&d.device),
             opt(&d.fstype),
             opt(&d.label),
@@ -87,14 +100,27 @@ pub fn render_html(s: &Status, now: u64) -> String {
             d.used.map_or("-".into(), size)
         ));
     }
-    h.push_str("</table>\n<h2>Shares</h2>\n<ul>\n");
+    if !s.disks.is_empty() {
+        h.push_str("</table>\n");
+    }
+    h.push_str("<h2>Shares</h2>\n<ul>\n");
+    if s.shares.is_empty() {
+        h.push_str("<li class=\"muted\">nothing shared</li>\n");
+    }
     for sh in &s.shares {
         let links: Vec<String> = sh.urls.iter().map(|u| format!("<a href=\"{0}\">{0}</a>", escape(u))).collect();
         h.push_str(&format!("<li>{} ({}): {}</li>\n", escape(&sh.name), escape(&sh.path), links.join(" ")));
     }
     h.push_str("</ul>\n<h2>Served</h2>\n<table>\n<tr><th>protocol</th><th>share</th><th>bytes</th><th>requests</th></tr>\n");
     for v in &s.served {
-        h.push_str(&format!("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n", escape(&v.protocol), escape(&v.share), v.bytes, v.requests));
+        h.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td class=\"n\" title=\"{} bytes\">{}</td><td class=\"n\">{}</td></tr>\n",
+            escape(&v.protocol),
+            escape(&v.share),
+            v.bytes,
+            size(v.bytes),
+            v.requests
+        ));
     }
     h.push_str(&format!(
         "</table>\n<h2>Seeding</h2>\n<p>{} torrent(s), {} peer(s), {} uploaded</p>\n</body></html>\n",
@@ -164,14 +190,14 @@ mod tests {
             "not mounted: encrypted (LUKS)",
             "donated space (ELCHOS-DATA)",
             "<a href=\"http://10.77.0.100/music/\">",
-            "<td>http</td><td>music</td><td>1234</td><td>2</td>",
+            "<td>http</td><td>music</td><td class=\"n\" title=\"1234 bytes\">1.2 KiB</td><td class=\"n\">2</td>",
             "1 torrent(s), 2 peer(s), 3.0 MiB uploaded",
         ] {
             assert!(h.contains(want), "{want} in:\n{h}");
         }
         assert!(!h.contains("<b>music</b>"), "a disk's label is text, not markup");
         let failed = Status { last_checkin: Some(LastCheckIn { at: 900, ok: false, problem: Some("409: <x>".into()) }), ..status() };
-        assert!(render_html(&failed, 1000).contains("1 min 40 s ago <b>failed</b>: 409: &lt;x&gt;"));
+        assert!(render_html(&failed, 1000).contains("1 min 40 s ago <b class=\"bad\">failed</b>: 409: &lt;x&gt;"));
     }
 
     #[test]
