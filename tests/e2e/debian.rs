@@ -44,12 +44,6 @@ fn debian_lab(tag: &str, deb: &DebianRoot, kernel: &swarmboot_lab::debian::Kerne
     DebianLab { dir, lan, server }
 }
 
-/// The console line with `needle`, from the start of the console.
-fn console_line(vm: &Vm, needle: &str) -> String {
-    let c = String::from_utf8_lossy(&std::fs::read(&vm.console).unwrap()).into_owned();
-    c.lines().map(swarmboot_lab::without_escapes).find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no {needle:?} on {}'s console", vm.mac)).trim_end_matches('\r').to_string()
-}
-
 /// A stock Debian 12 root (systemd, udev, ifupdown + dhclient re-DHCPing the NIC), its kernel
 /// the stub's: PXE → stub → root through the swarm → switch_root → multi-user.target. 30 s
 /// later the seeder is `swarmboot-seed.service` (active, its log in the journal, the stub's
@@ -68,8 +62,8 @@ fn debian_switch_root_reaches_multi_user_seeds_under_systemd_and_reboots_through
     vm1.wait_for(MULTI_USER, BOOT).unwrap();
     let multi_user = started.elapsed();
     eprintln!("vm1: power-on → multi-user.target in {:.0} s", multi_user.as_secs_f64());
-    assert!(console_line(&vm1, "swarmboot: deb12@1 verified").contains("its kernel is the stub's: fetching only its root filesystem"));
-    assert!(console_line(&vm1, "swarmboot: switching to deb12@1 (/sbin/init)").contains("removed the stub's"));
+    assert!(vm1.console_line("swarmboot: deb12@1 verified").contains("its kernel is the stub's: fetching only its root filesystem"));
+    assert!(vm1.console_line("swarmboot: switching to deb12@1 (/sbin/init)").contains("removed the stub's"));
 
     vm1.login("root", ROOT_PASSWORD, Duration::from_secs(120)).unwrap();
     std::thread::sleep(Duration::from_secs(30).saturating_sub(started.elapsed() - multi_user));
@@ -99,7 +93,7 @@ fn debian_switch_root_reaches_multi_user_seeds_under_systemd_and_reboots_through
     lab.server.restart(&lab.lan.server).unwrap();
     let mut vm2 = Vm::start_with(&lab.lan, lab.dir.path(), "vm2", "52:54:00:5d:01:02", Firmware::Bios, VM).unwrap();
     vm2.wait_for(MULTI_USER, BOOT).unwrap();
-    let verified = console_line(&vm2, "swarmboot: image verified");
+    let verified = vm2.console_line("swarmboot: image verified");
     eprintln!("vm2: {verified}");
     assert!(verified.contains("(0 MiB of it from the server's seed), 0 MiB over HTTP"), "{verified}");
     assert_eq!(lab.server.metric("swarmboot_seed_uploaded_bytes_total").unwrap(), 0, "the server did not seed");
@@ -143,10 +137,10 @@ fn debian_with_its_own_kernel_is_kexeced_mounts_its_root_and_seeds_under_network
     let mut vm = Vm::start_with(&lab.lan, lab.dir.path(), "vm1", "52:54:00:5d:02:01", Firmware::Bios, VM).unwrap();
     vm.wait_for(MULTI_USER, BOOT).unwrap();
     eprintln!("vm1: power-on → multi-user.target in {:.0} s (two kernels)", started.elapsed().as_secs_f64());
-    assert!(console_line(&vm, "swarmboot: deb12@1 verified").contains("its kernel is not the stub's: fetching its kernel and root filesystem"));
-    assert!(console_line(&vm, "kexec into deb12@1").contains("its root is mounted there"));
-    assert!(console_line(&vm, "swarmboot: switching to deb12@1").contains("(/usr/local/sbin/lab-init) in its own kernel"));
-    assert!(console_line(&vm, swarmboot_lab::debian::WRAPPED_INIT_SAYS).ends_with("PID 1"), "the image's init= ran as PID 1");
+    assert!(vm.console_line("swarmboot: deb12@1 verified").contains("its kernel is not the stub's: fetching its kernel and root filesystem"));
+    assert!(vm.console_line("kexec into deb12@1").contains("its root is mounted there"));
+    assert!(vm.console_line("swarmboot: switching to deb12@1").contains("(/usr/local/sbin/lab-init) in its own kernel"));
+    assert!(vm.console_line(swarmboot_lab::debian::WRAPPED_INIT_SAYS).ends_with("PID 1"), "the image's init= ran as PID 1");
     let console = String::from_utf8_lossy(&std::fs::read(&vm.console).unwrap()).into_owned();
     assert_eq!(console.matches("Linux version").count(), 2, "the stub's kernel, then the image's");
     assert!(!console.contains("No root device specified"), "the image's own initramfs did not run");
@@ -164,81 +158,4 @@ fn debian_with_its_own_kernel_is_kexeced_mounts_its_root_and_seeds_under_network
     let seeding = journal.lines().rev().find(|l| l.contains("swarmboot: seeding deb12@1")).unwrap_or_else(|| panic!("{journal}"));
     assert!(addr.starts_with("10.77.0.") && seeding.contains(&format!("from {addr}:6881")), "seeding from networkd's address {addr}: {journal}");
     eprintln!("vm1: {seeding}");
-}
-
-/// The line of elchOS's `/etc/issue` the getty prints just before its login prompt (which has
-/// no newline).
-const ELCHOS_ISSUE: &str = "(root logs in with the password or SSH key given to";
-
-/// `crypt(3)` of `elchos-test` (`openssl passwd -6 -salt swarmboottest elchos-test`).
-const ELCHOS_ROOT_HASH: &str = "$6$swarmboottest$GAk5TJMtKCGTo6IhL5P8zaVMUIDTZrqGffGLf0x3tUnpPYY7RuxJCa2Gpce1oWDzWt9To.JvtcVQFg0B0LNS8/";
-
-/// `swarmboot image build elchos` on the lab's server (mmdebstrap from the apt source this
-/// machine uses), with a root password hash: the image is added as elchos@1 with its build
-/// inputs in the signed manifest, and is the default image. Two VMs PXE-boot it through the
-/// swarm (the stub built from this host's kernel, as `swarmboot stub build` does by default) to
-/// multi-user.target; the operator logs in as root on the serial console and finds the node
-/// agent's unit, the seeder and networkd running, and host keys made on this machine.
-#[test]
-fn elchos_is_built_from_debian_and_boots_two_machines() {
-    if !require_root("elchos_is_built_from_debian_and_boots_two_machines") {
-        return;
-    }
-    let dir = ScratchDir::new("elchos").unwrap();
-    let lan = Lan::new("10.77.0.1/24").unwrap();
-    let cfg = format!(
-        "[server]\ninterface = \"br0\"\naddress = \"10.77.0.1\"\nstate_dir = \"{}\"\n\
-         [dhcp]\nmode = \"authoritative\"\npool = [\"10.77.0.100-10.77.0.199\"]\nrouter = \"10.77.0.1\"\n\
-         [http]\nlisten = \"0.0.0.0:8080\"\n",
-        dir.path().join("state").display()
-    );
-    let server = Server::start(&lan.server, dir.path(), &cfg, 8080).unwrap();
-    let started = Instant::now();
-    let built = server.cli(&["image", "build", "elchos", "--root-password-hash", ELCHOS_ROOT_HASH, "--include", "less"]).unwrap();
-    eprintln!("{built}(the command took {:.0} s)", started.elapsed().as_secs_f64());
-    let summary = built.lines().find(|l| l.starts_with("built elchos@1 in ")).unwrap_or_else(|| panic!("{built}"));
-    let mib: u64 = summary.split("squashfs ").nth(2).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{summary}"));
-    assert!(mib <= 150, "elchOS's squashfs is {mib} MiB, the goal is at most 150: {summary}");
-    assert!(built.contains("machines without a [[boot.client]] rule boot it"), "{built}");
-    // The build's inputs are in the signed manifest.
-    let manifest = lan.server.command("curl").args(["-sS", "--fail", "http://10.77.0.1:8080/manifest/elchos"]).output().unwrap();
-    let manifest = String::from_utf8_lossy(&manifest.stdout);
-    assert!(manifest.starts_with("swarmboot-manifest v1 ed25519 "), "{manifest}");
-    for needle in ["[build]", "recipe = \"elchos\"", "suite = \"bookworm\"", "include = [\"less\"]", "\"systemd=", "\"less=", "\"linux-image-amd64="] {
-        assert!(manifest.contains(needle), "{needle} in the manifest:\n{manifest}");
-    }
-    let stub = server.cli(&["stub", "build"]).unwrap();
-    assert!(stub.contains("registered"), "{stub}");
-
-    let mut vms = Vec::new();
-    for (i, firmware) in [Firmware::Bios, Firmware::Bios].into_iter().enumerate() {
-        let vm = Vm::start_with(&lan, dir.path(), &format!("vm{i}"), &format!("52:54:00:5d:03:0{i}"), firmware, VM).unwrap();
-        vms.push((vm, Instant::now()));
-        if i == 0 {
-            // The first alone, so the second finds a peer.
-            let (vm, at) = vms.last_mut().unwrap();
-            vm.wait_for(ELCHOS_ISSUE, BOOT).unwrap();
-            eprintln!("vm0: power-on → login prompt in {:.0} s", at.elapsed().as_secs_f64());
-            vm.wait_for("swarmboot: elchos@1 is up: multi-user.target reached", BOOT).unwrap();
-        }
-    }
-    let (vm1, at) = vms.last_mut().unwrap();
-    vm1.wait_for(ELCHOS_ISSUE, BOOT).unwrap();
-    vm1.wait_for("swarmboot: elchos@1 is up: multi-user.target reached", BOOT).unwrap();
-    eprintln!("vm1: power-on → login prompt in {:.0} s; {}", at.elapsed().as_secs_f64(), console_line(vm1, "swarmboot: image verified"));
-    let (vm0, _) = &mut vms[0];
-    vm0.login("root", "elchos-test", Duration::from_secs(120)).unwrap();
-    let status =
-        vm0.shell("cat /etc/elchos-release; systemctl is-active elchos-agent swarmboot-seed systemd-networkd; ls /etc/ssh/ssh_host_ed25519_key", Duration::from_secs(60)).unwrap();
-    let lines: Vec<&str> = status.lines().collect();
-    assert!(lines.first().is_some_and(|l| l.starts_with("elchOS, built by swarmboot image build")), "{status}");
-    assert_eq!(lines[1..], ["active", "active", "active", "/etc/ssh/ssh_host_ed25519_key"], "{status}");
-    let agent = vm0.shell("journalctl -b -u elchos-agent --no-pager -o cat", Duration::from_secs(60)).unwrap();
-    assert!(agent.contains("elchos-agent: placeholder"), "{agent}");
-    // networkd asked with the stub's client identifier: the same lease, so the service seeds
-    // from the address the stub had.
-    let stub_lease = console_line(vm0, "swarmboot: ens3: ");
-    let stub_addr = stub_lease.split("ens3: ").nth(1).and_then(|r| r.split('/').next()).unwrap_or_default().to_string();
-    let journal = vm0.shell("journalctl -b -u swarmboot-seed --no-pager -o cat", Duration::from_secs(60)).unwrap();
-    assert!(journal.contains(&format!("from {stub_addr}:6881")), "the stub had {stub_addr}: {journal}");
 }

@@ -33,12 +33,6 @@ fn multi_user(version: u32) -> String {
     format!("swarmboot: {IMAGE}@{version} is up: multi-user.target reached")
 }
 
-/// The console line with `needle`, from the start of the console.
-fn console_line(vm: &Vm, needle: &str) -> String {
-    let c = String::from_utf8_lossy(&std::fs::read(&vm.console).unwrap()).into_owned();
-    c.lines().map(swarmboot_lab::without_escapes).find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no {needle:?} on {}'s console", vm.mac)).trim_end_matches('\r').to_string()
-}
-
 /// On the client, logged in as root: LTSP's init ran (its `[clients]` command on the console,
 /// `/run/ltsp/client`), the server's `user` exists, `server` is the LTSP server in
 /// `/etc/hosts`, the DNS server is DHCP's, the server's SSH host key is known (an SSH login reaches the password step), and
@@ -98,10 +92,10 @@ fn ltsp_clients_booted_through_the_swarm_are_ltsp_clients() {
 
     let mut vm1 = Vm::start_with(&lan, dir.path(), "vm1", "52:54:00:17:00:01", Firmware::Bios, VM).unwrap();
     vm1.wait_for(&multi_user(1), BOOT).unwrap();
-    assert!(console_line(&vm1, &format!("swarmboot: {IMAGE}@1 verified")).contains("its kernel is the stub's: fetching only its root filesystem (and LTSP's ltsp.img)"));
-    console_line(&vm1, "installed LTSP's ltsp.img into the image");
-    assert!(console_line(&vm1, &format!("swarmboot: switching to {IMAGE}@1")).contains("(/usr/share/ltsp/client/init/init)"));
-    console_line(&vm1, POST_INIT_SAYS);
+    assert!(vm1.console_line(&format!("swarmboot: {IMAGE}@1 verified")).contains("its kernel is the stub's: fetching only its root filesystem (and LTSP's ltsp.img)"));
+    vm1.console_line("installed LTSP's ltsp.img into the image");
+    assert!(vm1.console_line(&format!("swarmboot: switching to {IMAGE}@1")).contains("(/usr/share/ltsp/client/init/init)"));
+    vm1.console_line(POST_INIT_SAYS);
     let dnsmasq = std::fs::read_to_string(dir.path().join("dnsmasq.log")).unwrap();
     assert!(dnsmasq.contains("sent /srv/tftp/ltsp/ltsp.ipxe to 192.168.67."), "the VM came through LTSP's iPXE menu (dnsmasq's TFTP):\n{dnsmasq}");
     assert!(server.serve_log().contains("boot script mac=52:54:00:17:00:01"), "and its swarmboot entry chained to swarmboot:\n{}", server.serve_log());
@@ -121,11 +115,11 @@ fn ltsp_clients_booted_through_the_swarm_are_ltsp_clients() {
     server.serve().unwrap();
     let mut vm2 = Vm::start_with(&lan, dir.path(), "vm2", "52:54:00:17:00:02", Firmware::Bios, VM).unwrap();
     vm2.wait_for(&multi_user(1), BOOT).unwrap();
-    let verified = console_line(&vm2, "swarmboot: image verified");
+    let verified = vm2.console_line("swarmboot: image verified");
     eprintln!("vm2: {verified}");
     assert!(verified.contains("(0 MiB of it from the server's seed), 0 MiB over HTTP"), "{verified}");
     assert_eq!(server.metric("swarmboot_seed_uploaded_bytes_total").unwrap(), 0, "the server did not seed");
-    console_line(&vm2, POST_INIT_SAYS);
+    vm2.console_line(POST_INIT_SAYS);
 
     // A new user; LTSP's commands as a site runs them; a stub of another kernel.
     let deb = debian_root().unwrap();

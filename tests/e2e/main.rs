@@ -5,6 +5,7 @@
 mod boot;
 mod debian;
 mod dhcp;
+mod elchos;
 mod fetch;
 mod flood;
 mod http;

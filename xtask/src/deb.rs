@@ -39,7 +39,9 @@ pub fn build() -> anyhow::Result<Debs> {
     let mut cmd = Command::new("dpkg-buildpackage");
     // noddebs: no -dbgsym package; cargo's LD_LIBRARY_PATH (set for `cargo xtask`) would
     // mislead dpkg-shlibdeps.
-    cmd.current_dir(&root).args(["-b", "-us", "-uc"]).env("DEB_BUILD_OPTIONS", "noddebs").env_remove("LD_LIBRARY_PATH");
+    // The release build in a target directory kept across runs (its dependencies compiled once
+    // per machine); debian/rules takes CARGO_TARGET_DIR from the environment.
+    cmd.current_dir(&root).args(["-b", "-us", "-uc"]).env("DEB_BUILD_OPTIONS", "noddebs").env("CARGO_TARGET_DIR", crate::host::build_cache("deb")).env_remove("LD_LIBRARY_PATH");
     if let Ok(c) = std::env::var("CARGO") {
         cmd.env("CARGO", c);
     }
@@ -248,6 +250,7 @@ pub fn test() -> anyhow::Result<()> {
     for f in [
         "/usr/sbin/swarmboot",
         "/usr/lib/swarmboot/swarmboot-init",
+        "/usr/lib/swarmboot/swarmboot-node",
         "/etc/swarmboot/swarmboot.toml",
         "/lib/systemd/system/swarmboot.service",
         "/usr/share/man/man8/swarmboot.8.gz",

@@ -48,6 +48,8 @@ pub const PACKAGES: &[&str] = &[
     "dosfstools",
     "mtools",
     "ntfs-3g",
+    // md RAID1 members the lab writes are checked with mdadm --examine.
+    "mdadm",
     // Pages the project serves, looked at in a real browser (headless).
     "chromium",
 ];
@@ -118,6 +120,14 @@ pub fn cache_dir() -> PathBuf {
     dir
 }
 
+/// `~/.cache/swarmboot/build-<name>`: a cargo target directory kept across runs and clones
+/// (the sanitizer build of the fuzz targets, the package's release build): the dependencies
+/// are compiled once per machine, the workspace's own crates each time (cargo rebuilds what
+/// changed, a fresh clone's sources included).
+pub fn build_cache(name: &str) -> PathBuf {
+    cache_dir().join(format!("build-{name}"))
+}
+
 /// rqbit, built once into `~/.cache/swarmboot/rqbit-<version>` (about 5 minutes on 2 cores;
 /// Debian has no package); returns the binary's path.
 pub fn ensure_rqbit() -> anyhow::Result<PathBuf> {
@@ -135,12 +145,20 @@ pub const ELCHOS_ROOT_HASH: &str = "$6$swarmbootdemo$NOB0msDwzQzOVtkt7fvtiRDpUry
 
 /// A state directory whose catalog holds elchOS (`swarmboot image build elchos`, root's
 /// password [`ELCHOS_ROOT_HASH`]), built once per recipe into
-/// `~/.cache/swarmboot/elchos-<recipe>`, and copied (hard links: stored files never change)
+/// `~/.cache/swarmboot/elchos-<recipe>-<agent>`, and copied (hard links: stored files never change)
 /// to `into` for a server of the demo or a benchmark.
 pub fn elchos_state(into: &Path) -> anyhow::Result<()> {
     use swarmboot_imagebuild::elchos::{recipe, ElchosOptions};
     let r = recipe(&ElchosOptions { root_password_hash: Some(ELCHOS_ROOT_HASH.into()), ..Default::default() });
-    let state = cache_dir().join(format!("elchos-{}", r.fingerprint()));
+    // The node agent goes into the image too: a new agent, a new build.
+    let agent = std::fs::read(swarmboot_lab::bin("swarmboot-node")).context("the node agent (cargo build --workspace --bins)")?;
+    let agent_sum = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        agent.hash(&mut h);
+        h.finish()
+    };
+    let state = cache_dir().join(format!("elchos-{}-{agent_sum:016x}", r.fingerprint()));
     let done = state.join("built");
     if done.exists() {
         println!("== elchOS was built before, from the same recipe: {}", state.display());
@@ -174,7 +192,7 @@ pub fn build_stub_init() -> anyhow::Result<PathBuf> {
 pub fn prepare_bench(name: &str, log_filter: &str) -> anyhow::Result<bool> {
     ensure_packages()?;
     let root = workspace_root();
-    run(cargo().current_dir(&root).args(["build", "--release", "-p", "swarmboot-cli"]))?;
+    run(cargo().current_dir(&root).args(["build", "--release", "-p", "swarmboot-cli", "-p", "swarmboot-node"]))?;
     std::env::set_var("SWARMBOOT_BIN_DIR", root.join("target/release"));
     std::env::set_var("SWARMBOOT_LOG", log_filter);
     Ok(swarmboot_lab::require_root(name))

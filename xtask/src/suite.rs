@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
-use crate::host::{build_stub_init, cargo, ensure_packages, ensure_rqbit, is_root, run, workspace_root};
+use crate::host::{build_cache, build_stub_init, cargo, ensure_packages, ensure_rqbit, is_root, run, workspace_root};
 
 pub fn test(fuzz_secs: u32) -> anyhow::Result<()> {
     ensure_packages()?;
@@ -79,7 +79,7 @@ fn fuzz_target(t: &FuzzTarget, secs: u32) -> anyhow::Result<()> {
     let corpus = root.join("fuzz/corpus").join(t.name);
     std::fs::create_dir_all(&corpus)?;
     let mut cmd = fuzz_command()?;
-    cmd.current_dir(&root).args(["run", t.name]).arg(&corpus);
+    cmd.current_dir(&root).args(["run", "--target-dir"]).arg(build_cache("fuzz")).arg(t.name).arg(&corpus);
     if let Some(seeds) = t.seeds {
         cmd.arg(root.join(seeds));
     }

@@ -28,6 +28,16 @@ impl Drop for WorkDir {
     }
 }
 
+/// The node agent elchOS carries: `$SWARMBOOT_NODE`, the one beside this binary (a build
+/// tree: the agent built with it), or the package's.
+fn find_agent() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("SWARMBOOT_NODE") {
+        return Some(PathBuf::from(p));
+    }
+    let beside = std::env::current_exe().ok()?.with_file_name("swarmboot-node");
+    [beside, PathBuf::from("/usr/lib/swarmboot/swarmboot-node")].into_iter().find(|p| p.is_file())
+}
+
 pub fn run(cfg: &Config, catalog: &Catalog, a: BuildArgs, now: u64) -> anyhow::Result<()> {
     if a.recipe != "elchos" {
         bail!("no recipe {:?}: swarmboot builds elchos (swarmboot image build elchos); add other images with swarmboot image add", a.recipe);
@@ -41,7 +51,12 @@ pub fn run(cfg: &Config, catalog: &Catalog, a: BuildArgs, now: u64) -> anyhow::R
         Some(f) => Some(std::fs::read_to_string(f).with_context(|| format!("--authorized-keys {}", f.display()))?),
         None => None,
     };
-    let opts = ElchosOptions { mirror: cfg.build.mirror.clone(), include: a.include.clone(), root_password_hash: a.root_password_hash.clone(), authorized_keys };
+    let key = swarmboot_manifest::SigningKey::load_or_create(&cfg.server.state_dir)?;
+    let binary = find_agent()
+        .context("the node agent (swarmboot-node) is missing: it is installed with swarmboot in /usr/lib/swarmboot (reinstall the package), or set SWARMBOOT_NODE to it")?;
+    let agent = elchos::Agent { binary, server_key: format!("public key {}", key.public().to_hex()) };
+    let opts =
+        ElchosOptions { mirror: cfg.build.mirror.clone(), include: a.include.clone(), root_password_hash: a.root_password_hash.clone(), authorized_keys, agent: Some(agent) };
     let recipe = elchos::recipe(&opts);
     recipe.check().map_err(anyhow::Error::msg)?;
     let name = a.name.clone().unwrap_or_else(|| "elchos".into());
@@ -64,7 +79,6 @@ pub fn run(cfg: &Config, catalog: &Catalog, a: BuildArgs, now: u64) -> anyhow::R
         include: recipe.include.clone(),
         packages: built.packages.clone(),
     };
-    let key = swarmboot_manifest::SigningKey::load_or_create(&cfg.server.state_dir)?;
     let files = [(Role::Kernel, built.kernel.as_path()), (Role::Initrd, built.initrd.as_path()), (Role::Rootfs, built.squashfs.as_path())];
     let m = catalog.add_built(&name, &files, elchos::CMDLINE, now, &key, inputs)?;
     println!(

@@ -81,6 +81,15 @@ pub fn build(recipe: &Recipe, work: &Path, mut say: impl FnMut(&str)) -> Result<
         std::fs::write(&path, &f.content).map_err(io(&path))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode)).map_err(io(&path))?;
     }
+    for c in &recipe.copies {
+        use std::os::unix::fs::PermissionsExt;
+        let path = root.join(c.path.trim_start_matches('/'));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        std::fs::copy(&c.from, &path).map_err(io(&c.from))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(c.mode)).map_err(io(&path))?;
+    }
     if !recipe.enable.is_empty() {
         run(Command::new("systemctl").arg(format!("--root={root_str}")).arg("enable").args(&recipe.enable), "systemctl enable", "systemctl", "systemd")?;
     }

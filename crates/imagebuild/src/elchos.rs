@@ -1,7 +1,6 @@
-//! elchOS, the image swarmboot boots by default: a Debian 12 system that will share the
-//! machine's disks with the fleet (the file-sharing host of the elchOS design notes). In this
-//! release it boots, keeps seeding, lets the operator log in, and starts the node agent's
-//! unit (a placeholder until the agent exists).
+//! elchOS, the image swarmboot boots by default: a Debian 12 system that shares the machine's
+//! disks with the fleet (the file-sharing host of the elchOS design notes). It boots, keeps
+//! seeding, lets the operator log in, and runs the node agent.
 //!
 //! - Network: systemd-networkd, DHCP on every wired NIC (`en*`, `eth*`) with the client
 //!   identifier the stub used (the MAC), so the machine keeps the stub's lease and address; the
@@ -10,11 +9,18 @@
 //!   Root is locked unless the build was given `root_password_hash` (a crypt(3) hash, as
 //!   `openssl passwd -6` or `mkpasswd -m sha-512` make) or `authorized_keys` (for SSH). The
 //!   SSH host keys are made on each machine at its first start, not baked into the image.
-//! - `elchos-agent.service`: the node agent's unit, a placeholder that says so.
+//! - `elchos-agent.service`: the node agent (`swarmboot-node`, copied from the server that
+//!   builds the image, with the server's public key: the key the agent checks commands with
+//!   comes with the image, never from the network). It finds the machine's disks, mounts them
+//!   read-only and shares them, and checks in with the server the stub booted from.
+//! - FTP: Debian's vsftpd, its own unit masked: the agent runs it with its configuration.
+//! - md RAID: `mdadm` is there for the agent, which assembles arrays read-only; Debian's own
+//!   automatic assembly (udev's incremental rule, `AUTO` in mdadm.conf) and mdadm's periodic
+//!   checks are off, so nothing assembles an array writable behind the agent's back.
 //! - Left out of the squashfs: the initramfs in `/boot` (the manifest carries it), sound,
 //!   GPU, media, wireless and Bluetooth drivers, documentation.
 
-use crate::recipe::{Recipe, RootFile};
+use crate::recipe::{Recipe, RootCopy, RootFile};
 
 /// What the operator chooses at build time.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,7 +33,22 @@ pub struct ElchosOptions {
     pub root_password_hash: Option<String>,
     /// SSH public keys for root (the lines of an `authorized_keys` file).
     pub authorized_keys: Option<String>,
+    /// The node agent and the key it trusts.
+    pub agent: Option<Agent>,
 }
+
+/// The node agent an image carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    /// `swarmboot-node` on the building machine.
+    pub binary: std::path::PathBuf,
+    /// The server's public key (what `swarmboot key show` prints).
+    pub server_key: String,
+}
+
+/// Where the agent is in the image, and the key it trusts.
+pub const AGENT_BINARY: &str = "/usr/lib/swarmboot/swarmboot-node";
+pub const AGENT_KEY: &str = "/etc/swarmboot/server.pub";
 
 /// The Debian release elchOS is built from.
 pub const SUITE: &str = "bookworm";
@@ -35,22 +56,27 @@ pub const SUITE: &str = "bookworm";
 /// The kernel command line elchOS boots with: a login on the serial port and on the screen.
 pub const CMDLINE: &str = "console=tty0 console=ttyS0,115200";
 
-const PACKAGES: &[&str] = &["systemd", "systemd-sysv", "udev", "iproute2", "procps", "kmod", "iputils-ping", "openssh-server", "linux-image-amd64"];
+const PACKAGES: &[&str] = &["systemd", "systemd-sysv", "udev", "iproute2", "procps", "kmod", "iputils-ping", "openssh-server", "linux-image-amd64", "mdadm", "ntfs-3g", "vsftpd"];
 
 const AGENT_UNIT: &str = "[Unit]
-Description=elchOS node agent (placeholder)
+Description=elchOS node agent: shares this machine's disks read-only, checks in with the boot server
 Documentation=man:swarmboot(8)
-After=network-online.target
+After=network-online.target swarmboot-seed.service
 Wants=network-online.target
 
 [Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart=/bin/echo \"elchos-agent: placeholder: the node agent (disks, check-in, stats) is not part of this elchOS yet\"
+ExecStart=/usr/lib/swarmboot/swarmboot-node --disks --ftp-root /srv/elchos --boot-note /run/swarmboot/seed.toml --key-file /etc/swarmboot/server.pub
+Restart=on-failure
+RestartSec=5
+StateDirectory=elchos
+RuntimeDirectory=swarmboot-node
 
 [Install]
 WantedBy=multi-user.target
 ";
+
+/// No array is assembled but by the agent (read-only, members named).
+const MDADM_CONF: &str = "# elchOS: the node agent assembles md arrays read-only; nothing else assembles them.\nAUTO -all\n";
 
 const HOST_KEYS_UNIT: &str = "[Unit]
 Description=SSH host keys of this machine (made at its first start, not shipped in the image)
@@ -104,12 +130,26 @@ pub fn recipe(o: &ElchosOptions) -> Recipe {
         RootFile::new("/etc/elchos-release", 0o644, format!("elchOS, built by swarmboot image build from Debian {SUITE}\n")),
         RootFile::new("/etc/issue", 0o644, "elchOS \\n \\l\n(root logs in with the password or SSH key given to `swarmboot image build elchos`; none given: locked)\n\n"),
         RootFile::new("/etc/systemd/network/20-wired.network", 0o644, NETWORK),
-        RootFile::new("/etc/systemd/system/elchos-agent.service", 0o644, AGENT_UNIT),
         RootFile::new("/etc/systemd/system/elchos-ssh-host-keys.service", 0o644, HOST_KEYS_UNIT),
+        RootFile::new("/etc/mdadm/mdadm.conf", 0o644, MDADM_CONF),
+        // An empty rule of the same name hides Debian's incremental assembly on hot-plug.
+        RootFile::new("/etc/udev/rules.d/64-md-raid-assembly.rules", 0o644, "# elchOS: md arrays are assembled read-only by the node agent\n"),
     ];
+    let mut copies = Vec::new();
+    let mut enable = vec!["systemd-networkd.service", "systemd-networkd-wait-online.service", "elchos-ssh-host-keys.service"];
+    if let Some(agent) = &o.agent {
+        files.push(RootFile::new("/etc/systemd/system/elchos-agent.service", 0o644, AGENT_UNIT));
+        files.push(RootFile::new(AGENT_KEY, 0o644, format!("# the boot server's key: elchos-agent checks the server's commands with it\n{}\n", agent.server_key.trim())));
+        copies.push(RootCopy { from: agent.binary.clone(), path: AGENT_BINARY.into(), mode: 0o755 });
+        enable.push("elchos-agent.service");
+    }
     let mut commands = vec![
         // Host keys are per machine: the unit above makes them at the first start.
         "rm -f \"$1\"/etc/ssh/ssh_host_*".to_string(),
+        // mdadm's periodic checks and its mail monitor: nothing for a read-only array.
+        "systemctl --root=\"$1\" mask mdcheck_start.timer mdcheck_continue.timer mdmonitor-oneshot.timer mdmonitor.service".to_string(),
+        // vsftpd runs under the agent, with the agent's configuration (anonymous, read-only).
+        "systemctl --root=\"$1\" mask vsftpd.service".to_string(),
     ];
     if let Some(keys) = &o.authorized_keys {
         files.push(RootFile::new("/root/.ssh/authorized_keys", 0o600, keys.clone()));
@@ -128,10 +168,8 @@ pub fn recipe(o: &ElchosOptions) -> Recipe {
         packages: PACKAGES.iter().map(|p| p.to_string()).collect(),
         include: o.include.clone(),
         files,
-        enable: ["systemd-networkd.service", "systemd-networkd-wait-online.service", "elchos-agent.service", "elchos-ssh-host-keys.service"]
-            .iter()
-            .map(|u| u.to_string())
-            .collect(),
+        copies,
+        enable: enable.into_iter().map(str::to_string).collect(),
         commands,
         exclude: EXCLUDE.iter().map(|e| e.to_string()).collect(),
     }
@@ -160,10 +198,17 @@ mod tests {
     }
 
     #[test]
-    fn the_agent_runs_and_the_network_is_networkds() {
-        let r = recipe(&ElchosOptions { include: vec!["htop".into()], ..Default::default() });
+    fn the_agent_runs_with_the_servers_key_and_the_network_is_networkds() {
+        let agent = Agent { binary: "/usr/lib/swarmboot/swarmboot-node".into(), server_key: "public key abcd\n".into() };
+        let r = recipe(&ElchosOptions { include: vec!["htop".into()], agent: Some(agent), ..Default::default() });
         assert!(r.enable.contains(&"elchos-agent.service".to_string()) && r.enable.contains(&"systemd-networkd.service".to_string()));
-        assert!(r.mmdebstrap_args("/t").iter().any(|a| a.starts_with("--include=") && a.ends_with(",linux-image-amd64,htop")));
+        assert_eq!(r.copies[0].path, AGENT_BINARY);
+        let key = r.files.iter().find(|f| f.path == AGENT_KEY).unwrap();
+        assert!(key.content.ends_with("\npublic key abcd\n"), "{}", key.content);
+        let unit = r.files.iter().find(|f| f.path.ends_with("elchos-agent.service")).unwrap();
+        assert!(unit.content.contains(&format!("--key-file {AGENT_KEY}")) && unit.content.contains(AGENT_BINARY));
+        assert!(!recipe(&ElchosOptions::default()).enable.contains(&"elchos-agent.service".to_string()), "no agent, no unit");
+        assert!(r.mmdebstrap_args("/t").iter().any(|a| a.starts_with("--include=") && a.ends_with(",linux-image-amd64,mdadm,ntfs-3g,vsftpd,htop")));
         assert_eq!(r.check(), Ok(()));
     }
 

@@ -17,4 +17,4 @@ pub mod kernel;
 mod recipe;
 
 pub use build::{build, BuildError, Built};
-pub use recipe::{Recipe, RootFile};
+pub use recipe::{Recipe, RootCopy, RootFile};

@@ -15,6 +15,15 @@ impl RootFile {
     }
 }
 
+/// A file of this machine copied into the root (a binary the image runs, like the node agent).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RootCopy {
+    pub from: std::path::PathBuf,
+    /// Absolute path in the root.
+    pub path: String,
+    pub mode: u32,
+}
+
 /// A Debian root to build.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Recipe {
@@ -30,6 +39,8 @@ pub struct Recipe {
     /// More packages asked for (`--include`).
     pub include: Vec<String>,
     pub files: Vec<RootFile>,
+    /// Files copied in from this machine, after `files`.
+    pub copies: Vec<RootCopy>,
     /// Units enabled with `systemctl --root`.
     pub enable: Vec<String>,
     /// Shell commands run with the root as `$1`, after the files and units.
@@ -89,6 +100,7 @@ mod tests {
             packages: vec!["systemd".into(), "udev".into()],
             include: vec!["htop".into()],
             files: vec![],
+            copies: vec![],
             enable: vec![],
             commands: vec![],
             exclude: vec![],

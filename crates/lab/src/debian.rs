@@ -65,6 +65,7 @@ fn recipe() -> Recipe {
             RootFile::new("/etc/systemd/network/20-wired.network", 0o644, NETWORK),
             RootFile::new(WRAPPED_INIT, 0o755, WRAPPED_INIT_SCRIPT),
         ],
+        copies: vec![],
         enable: vec!["systemd-networkd.service".into(), "systemd-networkd-wait-online.service".into()],
         commands: vec![format!("echo 'root:{ROOT_PASSWORD}' | chroot \"$1\" chpasswd")],
         exclude: swarmboot_imagebuild::elchos::EXCLUDE.iter().chain(EXCLUDE_MORE).map(|e| e.to_string()).collect(),

@@ -2,6 +2,12 @@
 //! mounting anything on the host (whose kernel lacks vfat and ntfs3): `mkfs.ext4 -d` fills from
 //! a directory, `mkfs.vfat` + `mcopy`, `mkntfs` + `ntfs-3g` (FUSE). Each image is a whole
 //! disk holding one filesystem (no partition table), as a USB stick or a second disk often is.
+//!
+//! [`make_raid1`]: two members of an md RAID1 array (metadata 1.2) holding one filesystem. The
+//! host kernel has no md driver, so the lab writes the superblocks itself, as the kernel's
+//! `md_p.h` lays them out (the layout and the checksum are facts of the format; `mdadm
+//! --examine` reads them back in the test), and puts the same filesystem at the data offset
+//! of each member.
 
 use std::path::Path;
 use std::process::Command;
@@ -55,6 +61,81 @@ pub fn make(image: &Path, mib: u64, fs: Filesystem, label: &str, content: Option
     Ok(())
 }
 
+/// md metadata 1.2: the superblock 4 KiB into each member, the data 1 MiB in.
+const MD_SUPER_OFFSET: u64 = 8;
+const MD_DATA_OFFSET: u64 = 2048;
+const MD_MAGIC: u32 = 0xa92b_4efc;
+
+/// Two RAID1 members (`members`, each `mib` MiB) of one array named `name`, holding `fs`
+/// labelled `label` with a copy of `content`. Returns the array's UUID as `blkid` prints it.
+pub fn make_raid1(members: [&Path; 2], mib: u64, name: &str, fs: Filesystem, label: &str, content: Option<&Path>) -> anyhow::Result<String> {
+    let sectors = (mib << 20) / 512;
+    let data_sectors = sectors - MD_DATA_OFFSET;
+    let inner = members[0].with_extension("fs");
+    make(&inner, (data_sectors * 512) >> 20, fs, label, content)?;
+    let data = std::fs::read(&inner)?;
+    std::fs::remove_file(&inner)?;
+    // Deterministic UUIDs (a test's disks are the same each run): from the name.
+    let uuid = |salt: u8| -> [u8; 16] {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest([name.as_bytes(), &[salt]].concat());
+        d[..16].try_into().expect("16 bytes")
+    };
+    let set_uuid = uuid(0);
+    for (i, member) in members.iter().enumerate() {
+        let mut sb = vec![0u8; 256 + 2 * 2];
+        let put32 = |sb: &mut Vec<u8>, at: usize, v: u32| sb[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        let put64 = |sb: &mut Vec<u8>, at: usize, v: u64| sb[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        put32(&mut sb, 0, MD_MAGIC);
+        put32(&mut sb, 4, 1); // major_version
+        sb[16..32].copy_from_slice(&set_uuid);
+        let n = name.as_bytes();
+        sb[32..32 + n.len().min(32)].copy_from_slice(&n[..n.len().min(32)]);
+        put64(&mut sb, 64, 1_700_000_000); // ctime
+        put32(&mut sb, 72, 1); // level: RAID1
+        put64(&mut sb, 80, data_sectors); // size used of each member
+        put32(&mut sb, 92, 2); // raid_disks
+        put64(&mut sb, 128, MD_DATA_OFFSET);
+        put64(&mut sb, 136, data_sectors); // data_size
+        put64(&mut sb, 144, MD_SUPER_OFFSET);
+        put64(&mut sb, 152, 0); // recovery_offset
+        put32(&mut sb, 160, i as u32); // dev_number
+        sb[168..184].copy_from_slice(&uuid(1 + i as u8)); // device_uuid
+        put64(&mut sb, 192, 1_700_000_000); // utime
+        put64(&mut sb, 200, 1); // events
+        put64(&mut sb, 208, u64::MAX); // resync_offset: in sync
+        put32(&mut sb, 220, 2); // max_dev
+        sb[256..258].copy_from_slice(&0u16.to_le_bytes()); // dev_roles[0]: slot 0
+        sb[258..260].copy_from_slice(&1u16.to_le_bytes()); // dev_roles[1]: slot 1
+        let csum = md_csum(&sb);
+        put32(&mut sb, 216, csum);
+        let _ = std::fs::remove_file(member);
+        let f = std::fs::File::create(member)?;
+        f.set_len(mib << 20)?;
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(&sb, MD_SUPER_OFFSET * 512)?;
+        f.write_all_at(&data, MD_DATA_OFFSET * 512)?;
+    }
+    let h = hex::encode(set_uuid);
+    // blkid prints an md UUID as 8-4-4-4-12.
+    Ok(format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..]))
+}
+
+/// md's superblock checksum: the little-endian 32-bit words summed into 64 bits (the checksum
+/// field counted as 0), the carry folded back once.
+fn md_csum(sb: &[u8]) -> u32 {
+    let mut sum: u64 = 0;
+    for (i, w) in sb.chunks(4).enumerate() {
+        if i * 4 == 216 {
+            continue;
+        }
+        let mut b = [0u8; 4];
+        b[..w.len()].copy_from_slice(w);
+        sum += u64::from(u32::from_le_bytes(b));
+    }
+    ((sum & 0xffff_ffff) + (sum >> 32)) as u32
+}
+
 /// `blkid -p -o export` of an image: (TYPE, LABEL).
 pub fn probe(image: &Path) -> anyhow::Result<(String, String)> {
     let out = run(Command::new("blkid").args(["-p", "-o", "export"]).arg(image))?;
@@ -100,5 +181,38 @@ mod tests {
         let donated = t.path().join("donated.img");
         make(&donated, 16, Filesystem::Ext4, "ELCHOS-DATA", None).unwrap();
         assert_eq!(probe(&donated).unwrap(), ("ext4".into(), "ELCHOS-DATA".into()));
+    }
+
+    /// The members the lab writes are what mdadm calls a clean two-disk RAID1 of one array,
+    /// and each holds the filesystem at the data offset.
+    #[test]
+    fn raid1_members_are_what_mdadm_examines() {
+        if !crate::require_root("raid1_members_are_what_mdadm_examines") {
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let content = t.path().join("content");
+        std::fs::create_dir_all(&content).unwrap();
+        std::fs::write(content.join("mirrored.txt"), b"on both disks\n").unwrap();
+        let (a, b) = (t.path().join("r0.img"), t.path().join("r1.img"));
+        let uuid = make_raid1([&a, &b], 24, "elchos:mirror", Filesystem::Ext4, "mirror", Some(&content)).unwrap();
+        for (i, m) in [&a, &b].into_iter().enumerate() {
+            let out = run(Command::new("mdadm").arg("--examine").arg(m)).unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            for needle in
+                ["Version : 1.2", "Raid Level : raid1", "Raid Devices : 2", "Name : elchos:mirror", "State : clean", "Checksum : ", "correct", "Data Offset : 2048 sectors"]
+            {
+                assert!(text.contains(needle), "member {i}: {needle}:\n{text}");
+            }
+            assert!(text.contains(&format!("Device Role : Active device {i}")), "{text}");
+            assert!(text.replace(':', "").contains(&uuid.replace('-', "")), "{uuid}:\n{text}");
+            let blkid = run(Command::new("blkid").args(["-p", "-o", "export"]).arg(m)).unwrap();
+            let blkid = String::from_utf8_lossy(&blkid.stdout).into_owned();
+            assert!(blkid.contains("TYPE=linux_raid_member") && blkid.contains(&format!("UUID={uuid}")), "{blkid}");
+            // The filesystem at the data offset, read back without md.
+            let inner = t.path().join("inner.fs");
+            run(Command::new("dd").arg(format!("if={}", m.display())).arg(format!("of={}", inner.display())).args(["bs=1M", "skip=1", "status=none"])).unwrap();
+            assert_eq!(read_back(&inner, Filesystem::Ext4, "mirrored.txt").unwrap(), b"on both disks\n");
+        }
     }
 }

@@ -187,6 +187,18 @@ impl Vm {
         Ok(())
     }
 
+    /// The first console line (from the start of the console, escapes removed) containing
+    /// `needle`; panics naming the VM if there is none (for tests, after a `wait_for`).
+    pub fn console_line(&self, needle: &str) -> String {
+        let c = String::from_utf8_lossy(&std::fs::read(&self.console).unwrap_or_default()).into_owned();
+        c.lines()
+            .map(crate::proc::without_escapes)
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} on {}'s console", self.mac))
+            .trim_end_matches('\r')
+            .to_string()
+    }
+
     /// From now on [`Vm::wait_for`] looks only at what the console prints after this moment.
     pub fn mark(&mut self) {
         self.mark = std::fs::metadata(&self.console).map_or(0, |m| m.len() as usize);
@@ -219,20 +231,28 @@ impl Vm {
         }
         self.send(&format!("{user}\n"))?;
         self.wait_for_prompt("Password:", Duration::from_secs(30))?;
+        self.mark();
         self.send(&format!("{password}\n"))?;
+        // The shell's prompt before anything is typed: a shell setting up its terminal may
+        // flush what was typed ahead (a command line cut in half, seen under load).
+        self.wait_for_prompt_where("a shell prompt", Duration::from_secs(90), |l| l.trim_end().ends_with('#') || l.trim_end().ends_with('$'))?;
         self.shell("true", Duration::from_secs(60)).map(|_| ())
     }
 
     /// Waits until the console's unfinished last line (a prompt) contains `prompt`.
     fn wait_for_prompt(&mut self, prompt: &str, timeout: Duration) -> anyhow::Result<()> {
+        self.wait_for_prompt_where(prompt, timeout, |l| l.contains(prompt))
+    }
+
+    fn wait_for_prompt_where(&mut self, what: &str, timeout: Duration, is_prompt: impl Fn(&str) -> bool) -> anyhow::Result<()> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let bytes = std::fs::read(&self.console).unwrap_or_default();
             let text = String::from_utf8_lossy(bytes.get(self.mark..).unwrap_or_default()).into_owned();
-            if text.lines().last().is_some_and(|l| l.contains(prompt)) {
+            if text.lines().last().is_some_and(&is_prompt) {
                 return Ok(());
             }
-            anyhow::ensure!(std::time::Instant::now() < deadline && !self.proc.exited(), "VM {}: no {prompt:?} prompt", self.mac);
+            anyhow::ensure!(std::time::Instant::now() < deadline && !self.proc.exited(), "VM {}: no {what:?} prompt", self.mac);
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -252,7 +272,9 @@ impl Vm {
         let text = String::from_utf8_lossy(bytes.get(from..).unwrap_or_default()).into_owned();
         // Without escapes (bash's bracketed-paste switch precedes a command's output).
         let lines: Vec<String> = text.lines().map(|l| crate::proc::without_escapes(l).replace('\r', "")).collect();
-        let first = lines.iter().position(|l| *l == start).unwrap_or(0);
+        // The start marker ends its line (a long command line's redraw can leave a stray
+        // character before it on the serial console).
+        let first = lines.iter().position(|l| l.ends_with(&start)).unwrap_or(0);
         let last = lines.iter().position(|l| *l == end).unwrap_or(lines.len());
         Ok(lines[(first + 1).min(last)..last].join("\n"))
     }

@@ -19,6 +19,8 @@ pub struct Agent {
     pub mac: String,
     pub image: String,
     pub reboot_command: String,
+    /// Wakes the disk loop for `rescan-disks` (none: the agent does not manage disks).
+    pub rescan: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 fn unix_now() -> u64 {
@@ -96,10 +98,17 @@ impl Agent {
                 if self.node.shares.write().expect("shares lock").remove(share).is_none() {
                     return Err(format!("no share {share}"));
                 }
+                self.node.stopped.write().expect("stopped lock").insert(share.clone());
                 self.node.status.write().expect("status lock").shares.retain(|s| &s.name != share);
                 Ok(())
             }
-            Action::RescanDisks => Err("this agent does not manage disks yet".into()),
+            Action::RescanDisks => match &self.rescan {
+                Some(r) => {
+                    r.notify_one();
+                    Ok(())
+                }
+                None => Err("this node does not manage disks (the agent runs without --disks)".into()),
+            },
             Action::BootNext { image } => {
                 info!(%image, "the server will boot this machine into {image} next time");
                 Ok(())

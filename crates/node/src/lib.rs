@@ -4,6 +4,8 @@
 //! - [`disks`]: which block devices to mount, where and how (read-only, no journal replay,
 //!   nothing executable), and why the others are left alone.
 //! - [`probe`]: what the node reads to find them (`/sys/class/block`, `blkid -p -o export`).
+//! - [`ftp`]: vsftpd's configuration (anonymous, read-only) and its log read for bytes served.
+//! - [`identity`]: the server and image from the stub's note, the MAC of the boot interface.
 //! - [`share_http`]: HTTP sharing's decisions: request paths, opening beneath a share (the
 //!   kernel refuses links that lead out), ranges, content types, escaped listings.
 //! - [`checkin_loop`]: when the node checks in, and what it does with a reply (commands through
@@ -15,7 +17,9 @@
 
 pub mod checkin_loop;
 pub mod disks;
+pub mod ftp;
 pub mod html;
+pub mod identity;
 pub mod probe;
 pub mod serve;
 pub mod share_http;

@@ -1,9 +1,12 @@
-//! `swarmboot-node`: the elchOS node agent (being built: it serves shares and the status page
-//! and checks in with the boot server, taking its commands; disks, FTP and ADC come next).
+//! `swarmboot-node`: the elchOS node agent (being built: it mounts the machine's disks
+//! read-only and shares them over HTTP, serves the status page and checks in with the boot
+//! server, taking its commands; FTP and ADC come next).
 //!
-//! `swarmboot-node --share NAME=DIR … [--listen 0.0.0.0:80] [--state /var/lib/elchos]
-//! [--image NAME@V] [--server URL --key-file F --mac MAC [--run-dir /run/swarmboot-node]
-//! [--reboot-command CMD]]`
+//! In elchOS: `swarmboot-node --disks --boot-note /run/swarmboot/seed.toml --key-file
+//! /etc/swarmboot/server.pub` (the server and image from the stub's note, the MAC from the
+//! boot interface, the server's key from the image). By hand or in tests: `--share NAME=DIR …
+//! [--listen 0.0.0.0:80] [--state /var/lib/elchos] [--image NAME@V] [--server URL --key-file F
+//! --mac MAC [--run-dir /run/swarmboot-node] [--reboot-command CMD]]`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -21,6 +24,8 @@ use swarmboot_node::status::Status;
 use tracing::{info, warn};
 
 mod checkins;
+mod disk_mounts;
+mod ftp_server;
 
 #[derive(Parser)]
 #[command(version, about = "The elchOS node agent: shares this machine's disks read-only and shows its status page")]
@@ -42,11 +47,26 @@ struct Args {
     server: String,
     /// The server's public key (the file the image carries; never one from the network):
     /// commands are checked against it.
-    #[arg(long, requires = "server")]
+    #[arg(long)]
     key_file: Option<PathBuf>,
-    /// The machine's MAC address (its identity in the registry).
+    /// The machine's MAC address (its identity in the registry); default: the MAC of the
+    /// interface the default route leaves by.
     #[arg(long, default_value = "")]
     mac: String,
+    /// The stub's note of this boot (`/run/swarmboot/seed.toml`): the server and the image
+    /// when --server and --image are not given.
+    #[arg(long)]
+    boot_note: Option<PathBuf>,
+    /// Find the machine's disks, mount them read-only under /srv/elchos and share them (and
+    /// pick up disks plugged in later).
+    #[arg(long)]
+    disks: bool,
+    /// Serve this directory (the shares' parent, /srv/elchos in elchOS) over anonymous,
+    /// read-only FTP by vsftpd.
+    #[arg(long)]
+    ftp_root: Option<String>,
+    #[arg(long, default_value_t = 21)]
+    ftp_port: u16,
     /// Where the key this boot checks in with is made (a tmpfs: a new key each boot).
     #[arg(long, default_value = "/run/swarmboot-node")]
     run_dir: PathBuf,
@@ -58,6 +78,29 @@ struct Args {
     public_host: String,
 }
 
+/// The MAC of the interface the IPv4 default route leaves by, waiting up to a minute for the
+/// route (the unit starts after network-online.target; a slow DHCP server is not an error).
+async fn boot_mac() -> anyhow::Result<String> {
+    for _ in 0..60 {
+        let route = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+        if let Some(iface) = swarmboot_node::identity::default_route_interface(&route) {
+            let address = std::fs::read_to_string(format!("/sys/class/net/{iface}/address")).unwrap_or_default();
+            return swarmboot_node::identity::mac_from_sysfs(&address).with_context(|| format!("{iface} has no MAC address ({address:?}); give --mac"));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    anyhow::bail!("no IPv4 default route after a minute, so no boot interface to take the MAC from; give --mac")
+}
+
+/// The address this machine reaches `server` from (no packet is sent: a UDP socket's route).
+fn address_towards(server: &str) -> Option<String> {
+    let host = server.split("://").nth(1)?.split('/').next()?;
+    let target = if host.contains(':') { host.to_string() } else { format!("{host}:80") };
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect(target).ok()?;
+    Some(s.local_addr().ok()?.ip().to_string())
+}
+
 fn uptime_secs() -> u64 {
     std::fs::read_to_string("/proc/uptime").ok().and_then(|t| t.split('.').next()?.parse().ok()).unwrap_or(0)
 }
@@ -66,6 +109,26 @@ fn uptime_secs() -> u64 {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SWARMBOOT_LOG").unwrap_or_else(|_| "info".into())).with_writer(std::io::stderr).init();
     let a = Args::parse();
+    let (mut server, mut image, mut mac) = (a.server.clone(), a.image.clone(), a.mac.clone());
+    if let Some(note) = &a.boot_note {
+        let text = std::fs::read_to_string(note).with_context(|| format!("--boot-note {}", note.display()))?;
+        let id = swarmboot_node::identity::from_note(&text).map_err(anyhow::Error::msg).with_context(|| format!("--boot-note {}", note.display()))?;
+        if server.is_empty() {
+            server = id.server;
+        }
+        if image == "unknown" {
+            image = id.image;
+        }
+    }
+    if !server.is_empty() && mac.is_empty() {
+        mac = boot_mac().await?;
+    }
+    let public_host = match (a.public_host.is_empty(), a.listen.ip().is_unspecified()) {
+        (false, _) => a.public_host.clone(),
+        (true, false) => a.listen.ip().to_string(),
+        (true, true) => address_towards(&server).unwrap_or_else(|| a.listen.ip().to_string()),
+    };
+    let urls = ShareUrls { host: public_host, port: a.listen.port(), ftp: a.ftp_root.clone().map(|root| (root, a.ftp_port)) };
     let mut shares = BTreeMap::new();
     let mut listed = Vec::new();
     for s in &a.shares {
@@ -73,8 +136,7 @@ async fn main() -> anyhow::Result<()> {
         let safe = swarmboot_node::disks::safe_name(name).filter(|n| n == name).with_context(|| format!("--share {s}: a share's name is letters, digits, `-`, `_`, `.`"))?;
         let fd =
             rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).with_context(|| format!("--share {s}: cannot open {dir} as a directory"))?;
-        let host = if a.public_host.is_empty() { a.listen.ip().to_string() } else { a.public_host.clone() };
-        listed.push(Share { name: safe.clone(), path: dir.to_string(), urls: vec![format!("http://{host}:{}/{safe}/", a.listen.port())] });
+        listed.push(urls.share(&safe, dir));
         shares.insert(safe, Arc::new(fd));
     }
     std::fs::create_dir_all(&a.state).with_context(|| format!("--state {}", a.state.display()))?;
@@ -84,41 +146,49 @@ async fn main() -> anyhow::Result<()> {
         warn!("{why}");
     }
     let status = Status {
-        mac: a.mac.clone(),
-        image: a.image.clone(),
+        mac: mac.clone(),
+        image: image.clone(),
         uptime_secs: uptime_secs(),
-        server: a.server.clone(),
+        server: server.clone(),
         last_checkin: None,
         disks: vec![],
-        shares: listed,
+        shares: listed.clone(),
         served: counters.served(),
         seeding: Seeding::default(),
     };
-    let node = Node { shares: Arc::new(RwLock::new(shares)), counters: Arc::new(Mutex::new(counters)), status: Arc::new(RwLock::new(status)) };
+    let node = Node { shares: Arc::new(RwLock::new(shares)), stopped: Arc::default(), counters: Arc::new(Mutex::new(counters)), status: Arc::new(RwLock::new(status)) };
+    if let Some(root) = &a.ftp_root {
+        std::fs::create_dir_all(root).with_context(|| format!("--ftp-root {root}"))?;
+        std::fs::create_dir_all(&a.run_dir).with_context(|| format!("--run-dir {}", a.run_dir.display()))?;
+        tokio::spawn(ftp_server::run(node.clone(), a.run_dir.clone(), root.clone(), a.ftp_port));
+    }
+    let rescan = match a.disks {
+        true => {
+            let rescan = Arc::new(tokio::sync::Notify::new());
+            let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+            tokio::spawn(disk_loop(node.clone(), listed, urls, rescan.clone(), first_tx));
+            // The first check-in already lists the disks.
+            let _ = first_rx.await;
+            Some(rescan)
+        }
+        false => None,
+    };
     let listener = tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("--listen {}: cannot listen", a.listen))?;
     info!(listen = %a.listen, shares = a.shares.len(), "swarmboot-node serving");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let limits = swarmboot_httpd::ConnectionLimits { admission: swarmboot_swarm::admission::Admission::new(2048, 32), header_timeout: Duration::from_secs(10) };
-    let server = tokio::spawn(swarmboot_httpd::serve(listener, router(node.clone()), limits, Arc::new(|| {}), stop_rx));
-    if !a.server.is_empty() {
+    let http = tokio::spawn(swarmboot_httpd::serve(listener, router(node.clone()), limits, Arc::new(|| {}), stop_rx));
+    if !server.is_empty() {
         let key_file = a.key_file.as_ref().context("--server needs --key-file: the server's public key that came with the image")?;
         let text = std::fs::read_to_string(key_file).with_context(|| format!("--key-file {}", key_file.display()))?;
         let server_key = swarmboot_manifest::PublicKey::from_key_file(&text).with_context(|| format!("--key-file {}", key_file.display()))?;
-        if !swarmboot_checkin::report::is_mac(&a.mac) {
-            anyhow::bail!("--mac {:?}: the machine's MAC address, lowercase aa:bb:cc:dd:ee:ff", a.mac);
+        if !swarmboot_checkin::report::is_mac(&mac) {
+            anyhow::bail!("--mac {mac:?}: the machine's MAC address, lowercase aa:bb:cc:dd:ee:ff");
         }
         std::fs::create_dir_all(&a.run_dir).with_context(|| format!("--run-dir {}", a.run_dir.display()))?;
         let node_key = swarmboot_manifest::SigningKey::load_or_create(&a.run_dir).with_context(|| format!("making this boot's key in {}", a.run_dir.display()))?;
-        info!(server = %a.server, node_key = %node_key.public().fingerprint(), "checking in");
-        let agent = checkins::Agent {
-            node: node.clone(),
-            server: a.server.clone(),
-            server_key,
-            node_key,
-            mac: a.mac.clone(),
-            image: a.image.clone(),
-            reboot_command: a.reboot_command.clone(),
-        };
+        info!(%server, %mac, node_key = %node_key.public().fingerprint(), "checking in");
+        let agent = checkins::Agent { node: node.clone(), server: server.clone(), server_key, node_key, mac, image, reboot_command: a.reboot_command.clone(), rescan };
         tokio::spawn(agent.run());
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -141,7 +211,82 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let _ = stop_tx.send(true);
-    let _ = server.await;
+    let _ = http.await;
     node.counters.lock().expect("counters lock").save(&counters_path).with_context(|| format!("saving {}", counters_path.display()))?;
     Ok(())
 }
+
+/// Where a share is reached.
+#[derive(Clone)]
+struct ShareUrls {
+    host: String,
+    port: u16,
+    /// The FTP root and port, if FTP is on.
+    ftp: Option<(String, u16)>,
+}
+
+impl ShareUrls {
+    /// The share's URLs: HTTP, and FTP when the share is in the FTP root.
+    fn share(&self, name: &str, path: &str) -> Share {
+        let port = if self.port == 80 { String::new() } else { format!(":{}", self.port) };
+        let mut urls = vec![format!("http://{}{port}/{name}/", self.host)];
+        if let Some((root, ftp_port)) = &self.ftp {
+            if std::path::Path::new(path).parent() == Some(std::path::Path::new(root)) {
+                let port = if *ftp_port == 21 { String::new() } else { format!(":{ftp_port}") };
+                urls.push(format!("ftp://{}{port}/{name}/", self.host));
+            }
+        }
+        Share { name: name.to_string(), path: path.to_string(), urls }
+    }
+}
+
+/// Passes over the disks every few seconds (and at once on `rescan-disks`, which also retries
+/// what failed): the node's shares and its page follow what is mounted. `fixed`: the shares
+/// given with --share.
+async fn disk_loop(node: Node, fixed: Vec<Share>, urls: ShareUrls, rescan: Arc<tokio::sync::Notify>, first: tokio::sync::oneshot::Sender<()>) {
+    let mut first = Some(first);
+    let disks = Arc::new(Mutex::new(disk_mounts::Disks::new()));
+    let mut retry = false;
+    loop {
+        let d = disks.clone();
+        let pass = tokio::task::spawn_blocking(move || {
+            let mut d = d.lock().expect("disks lock");
+            if retry {
+                d.forget_failures();
+            }
+            d.pass()
+        })
+        .await;
+        match pass {
+            Ok(pass) => {
+                let stopped = node.stopped.read().expect("stopped lock").clone();
+                {
+                    let mut shares = node.shares.write().expect("shares lock");
+                    shares.retain(|name, _| fixed.iter().any(|f| &f.name == name) || pass.shares.contains_key(name));
+                    for (name, (_, fd)) in &pass.shares {
+                        if !stopped.contains(name) {
+                            shares.entry(name.clone()).or_insert_with(|| fd.clone());
+                        }
+                    }
+                }
+                let mut listed: Vec<Share> = fixed.clone();
+                listed.extend(pass.shares.iter().map(|(name, (at, _))| urls.share(name, at)));
+                listed.retain(|s| !stopped.contains(&s.name));
+                let mut s = node.status.write().expect("status lock");
+                s.disks = pass.disks;
+                s.shares = listed;
+            }
+            Err(e) => warn!(error = %e, "a pass over the disks failed"),
+        }
+        if let Some(tx) = first.take() {
+            let _ = tx.send(());
+        }
+        retry = tokio::select! {
+            _ = tokio::time::sleep(DISK_PASS) => false,
+            _ = rescan.notified() => true,
+        };
+    }
+}
+
+/// How often the agent looks for disks plugged in or pulled.
+const DISK_PASS: Duration = Duration::from_secs(5);

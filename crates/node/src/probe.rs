@@ -14,6 +14,8 @@ pub struct BlockEntry {
     /// Bytes (sysfs counts 512-byte sectors).
     pub size: u64,
     pub has_partitions: bool,
+    /// sysfs lists a holder (an md array or a device-mapper target runs on it).
+    pub held: bool,
 }
 
 /// Every block device under `class_block` (`/sys/class/block`), sorted by name.
@@ -33,12 +35,15 @@ pub fn block_devices(class_block: &Path) -> std::io::Result<Vec<BlockEntry>> {
             Kind::Raid
         } else if name.starts_with("sr") {
             Kind::Optical
+        } else if name.starts_with("fd") {
+            Kind::Floppy
         } else {
             Kind::Disk
         };
         // A disk's partitions are subdirectories of it holding a `partition` file.
         let has_partitions = kind == Kind::Disk && std::fs::read_dir(&dir)?.flatten().any(|c| c.path().join("partition").exists());
-        out.push(BlockEntry { name, kind, size: sectors.saturating_mul(512), has_partitions });
+        let held = std::fs::read_dir(dir.join("holders")).map(|mut h| h.next().is_some()).unwrap_or(false);
+        out.push(BlockEntry { name, kind, size: sectors.saturating_mul(512), has_partitions, held });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
@@ -50,7 +55,16 @@ const MAX_BLKID: usize = 16 * 1024;
 /// `entry` completed with what `blkid -p -o export /dev/NAME` printed (`TYPE`, `LABEL`,
 /// `UUID`; values unescaped). Empty output (blkid found nothing, exit status 2) is no filesystem.
 pub fn with_blkid(entry: &BlockEntry, export: &str) -> Device {
-    let mut d = Device { path: format!("/dev/{}", entry.name), kind: entry.kind, size: entry.size, fstype: None, label: None, uuid: None, has_partitions: entry.has_partitions };
+    let mut d = Device {
+        path: format!("/dev/{}", entry.name),
+        kind: entry.kind,
+        size: entry.size,
+        fstype: None,
+        label: None,
+        uuid: None,
+        has_partitions: entry.has_partitions,
+        held: entry.held,
+    };
     let text = &export[..floor_char_boundary(export, MAX_BLKID)];
     for line in text.lines() {
         let Some((key, value)) = line.split_once('=') else { continue };
@@ -115,15 +129,19 @@ mod tests {
         // vda has a partition (sysfs shows it inside the disk's directory and in the class).
         entry(root, "vda", 2048, &["vda1/partition"]);
         entry(root, "vda1", 2000, &["partition"]);
-        entry(root, "vdb", 4096, &[]);
+        entry(root, "vdb", 4096, &["holders/md127"]);
         entry(root, "md127", 8192, &["md/"]);
         entry(root, "sr0", 0, &[]);
         entry(root, "loop0", 100, &[]);
+        entry(root, "fd0", 8, &[]);
         entry(root, "zram0", 100, &[]);
         let got: Vec<(String, Kind, u64, bool)> = block_devices(root).unwrap().into_iter().map(|e| (e.name, e.kind, e.size, e.has_partitions)).collect();
+        let held: Vec<String> = block_devices(root).unwrap().into_iter().filter(|e| e.held).map(|e| e.name).collect();
+        assert_eq!(held, ["vdb"]);
         assert_eq!(
             got,
             [
+                ("fd0".into(), Kind::Floppy, 4096, false),
                 ("loop0".into(), Kind::Virtual, 51200, false),
                 ("md127".into(), Kind::Raid, 4 << 20, false),
                 ("sr0".into(), Kind::Optical, 0, false),
@@ -137,7 +155,7 @@ mod tests {
 
     #[test]
     fn blkid_export_is_read_and_unescaped() {
-        let e = BlockEntry { name: "vdb1".into(), kind: Kind::Partition, size: 1 << 30, has_partitions: false };
+        let e = BlockEntry { name: "vdb1".into(), kind: Kind::Partition, size: 1 << 30, has_partitions: false, held: false };
         let d = with_blkid(&e, "DEVNAME=/dev/vdb1\nLABEL=Meine\\ Bilder\\$\nUUID=1234-ABCD\nBLOCK_SIZE=512\nTYPE=vfat\nPARTUUID=0a-01\n");
         assert_eq!((d.path.as_str(), d.fstype.as_deref(), d.label.as_deref(), d.uuid.as_deref()), ("/dev/vdb1", Some("vfat"), Some("Meine Bilder$"), Some("1234-ABCD")));
         let nothing = with_blkid(&e, "");

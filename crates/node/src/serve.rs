@@ -2,7 +2,7 @@
 //! the decisions are [`crate::share_http`]'s; this is the I/O around them. Bytes sent are
 //! counted per share as they leave ([`crate::stats::Counters`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::SeekFrom;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, RwLock};
@@ -26,6 +26,9 @@ const MAX_LISTING: usize = 10_000;
 pub struct Node {
     /// Shares by name: the directory each was opened as (never looked up by path again).
     pub shares: Arc<RwLock<BTreeMap<String, Arc<OwnedFd>>>>,
+    /// Shares the server said to stop (`stop-sharing`): not shared again this boot, even when
+    /// a pass over the disks finds them.
+    pub stopped: Arc<RwLock<BTreeSet<String>>>,
     pub counters: Arc<Mutex<Counters>>,
     /// The page's content, refreshed by the agent.
     pub status: Arc<RwLock<Status>>,

@@ -1,0 +1,269 @@
+//! elchOS, built from Debian by `swarmboot image build elchos`, doing its job on two VMs with
+//! disks (`swarmboot_lab::disks`: ext4, vfat, NTFS, an md RAID1 pair and a donated disk, made
+//! by Debian's tools): the node agent mounts them read-only and shares them, the machines check
+//! in and show up in `swarmboot node list`, a signed reboot brings a node back through PXE, and
+//! not one byte of a shared disk changes.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use swarmboot_lab::disks::{make, make_raid1, Filesystem};
+use swarmboot_lab::qemu::{Firmware, Vm, VmSpec};
+use swarmboot_lab::{require_root, Lan, ScratchDir, Server};
+
+/// PXE to multi-user.target under TCG, elchOS (about 100 MiB) through the swarm.
+const BOOT: Duration = Duration::from_secs(600);
+
+/// The line of elchOS's `/etc/issue` the getty prints just before its login prompt (which has
+/// no newline).
+const ELCHOS_ISSUE: &str = "(root logs in with the password or SSH key given to";
+
+/// `crypt(3)` of `elchos-test` (`openssl passwd -6 -salt swarmboottest elchos-test`).
+const ELCHOS_ROOT_HASH: &str = "$6$swarmboottest$GAk5TJMtKCGTo6IhL5P8zaVMUIDTZrqGffGLf0x3tUnpPYY7RuxJCa2Gpce1oWDzWt9To.JvtcVQFg0B0LNS8/";
+
+const UP: &str = "swarmboot: elchos@1 is up: multi-user.target reached";
+
+/// Seconds between check-ins in this lab (the server tells the nodes).
+const INTERVAL: u64 = 10;
+
+fn sha256_file(p: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(p).unwrap()))
+}
+
+/// A tree of files for one share: a text file, a binary in a subdirectory, and (where the
+/// filesystem takes it) a name with spaces, unicode and shell metacharacters.
+fn content(dir: &Path, tag: &str, odd_names: bool) -> PathBuf {
+    let root = dir.join(format!("content-{tag}"));
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    std::fs::write(root.join("readme.txt"), format!("the {tag} share\n")).unwrap();
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ tag.len() as u8).collect();
+    std::fs::write(root.join("sub/data.bin"), data).unwrap();
+    if odd_names {
+        std::fs::write(root.join("sub/Grüße & $(echo x) 1.txt"), "odd name\n").unwrap();
+    }
+    root
+}
+
+/// Every file under `root`, as paths relative to it.
+fn files(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().to_str().unwrap().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A relative path as a URL path: every byte but the unreserved ones and `/` escaped.
+fn url_path(rel: &str) -> String {
+    rel.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+/// `swarmboot node list --json`, the node with `mac`.
+fn node(server: &Server, mac: &str) -> Option<serde_json::Value> {
+    let text = server.cli(&["node", "list", "--json"]).unwrap();
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    rows.into_iter().find(|r| r["mac"] == mac)
+}
+
+/// Polls until `mac` is live with a check-in newer than `after` (unix s) and `ok` holds for it.
+fn wait_node(server: &Server, mac: &str, after: u64, within: Duration, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let n = node(server, mac);
+        if let Some(n) = &n {
+            if n["state"] == "live" && n["last_checkin"].as_u64().unwrap_or(0) >= after && ok(n) {
+                return n.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "{mac} not listed as wanted within {within:?}: {n:#?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn disk<'a>(n: &'a serde_json::Value, device: &str) -> &'a serde_json::Value {
+    n["disks"].as_array().unwrap().iter().find(|d| d["device"] == device).unwrap_or_else(|| panic!("no {device}: {n:#}"))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// `swarmboot image build elchos` on the lab's server (mmdebstrap from the apt source this
+/// machine uses; the node agent and the server's key go into the image), added as elchos@1
+/// with its build inputs in the signed manifest, the default image. Two VMs with disks PXE-boot
+/// it through the swarm (the stub built from this host's kernel, as `swarmboot stub build`
+/// does by default) to multi-user.target. Then:
+/// - within two check-in intervals both are live in `swarmboot node list`, with their disks:
+///   ext4, vfat and NTFS mounted read-only under /srv/elchos/LABEL, the RAID1 pair assembled
+///   read-only and its array mounted, the donated disk listed and left alone;
+/// - every file of every share is byte-identical over HTTP and anonymous FTP from the server's
+///   namespace, odd names included; the bytes served per protocol reach the server; the
+///   node's page lists its disks;
+/// - the operator logs in on the console and finds the mounts read-only, the devices set
+///   read-only, the agent, the seeder and networkd running;
+/// - `swarmboot node command MAC reboot`, signed by the server: the node acknowledges, reboots,
+///   comes back through PXE and checks in with its next boot's key;
+/// - after the VMs are powered off, the SHA-256 of every disk image but the donated one is what
+///   it was before the boot.
+#[test]
+fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() {
+    if !require_root("elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command") {
+        return;
+    }
+    let dir = ScratchDir::new("elchos").unwrap();
+    let d = dir.path();
+    // The disks: vm0 ext4 + vfat + NTFS + donated; vm1 an md RAID1 pair + ext4.
+    let (music, photos, docs) = (content(d, "music", true), content(d, "photos", false), content(d, "docs", true));
+    let (mirror, music1) = (content(d, "mirror", true), content(d, "music1", false));
+    let img = |n: &str| d.join(format!("{n}.img"));
+    make(&img("music"), 16, Filesystem::Ext4, "music", Some(&music)).unwrap();
+    make(&img("photos"), 16, Filesystem::Vfat, "PHOTOS", Some(&photos)).unwrap();
+    make(&img("docs"), 16, Filesystem::Ntfs, "docs", Some(&docs)).unwrap();
+    make(&img("donated"), 16, Filesystem::Ext4, "ELCHOS-DATA", None).unwrap();
+    make_raid1([&img("r0"), &img("r1")], 24, "elchos:mirror", Filesystem::Ext4, "mirror", Some(&mirror)).unwrap();
+    make(&img("music1"), 16, Filesystem::Ext4, "music", Some(&music1)).unwrap();
+    let vm0_disks = [img("music"), img("photos"), img("docs"), img("donated")];
+    let vm1_disks = [img("r0"), img("r1"), img("music1")];
+    let shared: Vec<PathBuf> = vm0_disks[..3].iter().chain(&vm1_disks).cloned().collect();
+    let before: Vec<String> = shared.iter().map(|p| sha256_file(p)).collect();
+
+    let lan = Lan::new("10.77.0.1/24").unwrap();
+    let cfg = format!(
+        "[server]\ninterface = \"br0\"\naddress = \"10.77.0.1\"\nstate_dir = \"{}\"\n\
+         [dhcp]\nmode = \"authoritative\"\npool = [\"10.77.0.100-10.77.0.199\"]\nrouter = \"10.77.0.1\"\n\
+         [http]\nlisten = \"0.0.0.0:8080\"\n[nodes]\ncheckin_interval = \"{INTERVAL}s\"\n",
+        d.join("state").display()
+    );
+    let server = Server::start(&lan.server, d, &cfg, 8080).unwrap();
+    let started = Instant::now();
+    let built = server.cli(&["image", "build", "elchos", "--root-password-hash", ELCHOS_ROOT_HASH, "--include", "less"]).unwrap();
+    eprintln!("{built}(the command took {:.0} s)", started.elapsed().as_secs_f64());
+    let summary = built.lines().find(|l| l.starts_with("built elchos@1 in ")).unwrap_or_else(|| panic!("{built}"));
+    let mib: u64 = summary.split("squashfs ").nth(2).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{summary}"));
+    assert!(mib <= 150, "elchOS's squashfs is {mib} MiB, the goal is at most 150: {summary}");
+    assert!(built.contains("machines without a [[boot.client]] rule boot it"), "{built}");
+    // The build's inputs are in the signed manifest.
+    let manifest = lan.server.command("curl").args(["-sS", "--fail", "http://10.77.0.1:8080/manifest/elchos"]).output().unwrap();
+    let manifest = String::from_utf8_lossy(&manifest.stdout);
+    assert!(manifest.starts_with("swarmboot-manifest v1 ed25519 "), "{manifest}");
+    for needle in ["[build]", "recipe = \"elchos\"", "suite = \"bookworm\"", "include = [\"less\"]", "\"systemd=", "\"less=", "\"linux-image-amd64=", "\"mdadm="] {
+        assert!(manifest.contains(needle), "{needle} in the manifest:\n{manifest}");
+    }
+    let stub = server.cli(&["stub", "build"]).unwrap();
+    assert!(stub.contains("registered"), "{stub}");
+
+    let macs = ["52:54:00:5d:03:00", "52:54:00:5d:03:01"];
+    let spec0 = VmSpec { mib: 1024, reboots: true, jitter: None, disks: &vm0_disks };
+    let spec1 = VmSpec { mib: 1024, reboots: true, jitter: None, disks: &vm1_disks };
+    let mut vm0 = Vm::start_with(&lan, d, "vm0", macs[0], Firmware::Bios, spec0).unwrap();
+    let at = Instant::now();
+    // The first alone, so the second finds a peer.
+    vm0.wait_for(ELCHOS_ISSUE, BOOT).unwrap();
+    eprintln!("vm0: power-on → login prompt in {:.0} s", at.elapsed().as_secs_f64());
+    vm0.wait_for(UP, BOOT).unwrap();
+    let mut vm1 = Vm::start_with(&lan, d, "vm1", macs[1], Firmware::Bios, spec1).unwrap();
+    let at = Instant::now();
+    vm1.wait_for(ELCHOS_ISSUE, BOOT).unwrap();
+    vm1.wait_for(UP, BOOT).unwrap();
+    let up = unix_now();
+    eprintln!("vm1: power-on → multi-user in {:.0} s; {}", at.elapsed().as_secs_f64(), vm1.console_line("swarmboot: image verified"));
+
+    // Both listed within two intervals, with their disks.
+    let within = Duration::from_secs(2 * INTERVAL);
+    let n0 = wait_node(&server, macs[0], 0, within, |n| n["disks"].as_array().is_some_and(|d| d.len() >= 4));
+    let n1 = wait_node(&server, macs[1], 0, within, |n| n["disks"].as_array().is_some_and(|d| d.iter().any(|x| x["device"].as_str().is_some_and(|p| p.starts_with("/dev/md")))));
+    eprintln!("listed {:.0} s after vm1 was up", unix_now().saturating_sub(up));
+    for (dev, at, fstype) in [("/dev/vda", "/srv/elchos/music", "ext4"), ("/dev/vdb", "/srv/elchos/PHOTOS", "vfat"), ("/dev/vdc", "/srv/elchos/docs", "ntfs")] {
+        let x = disk(&n0, dev);
+        assert_eq!((x["mounted_at"].as_str(), x["fstype"].as_str()), (Some(at), Some(fstype)), "{x:#}");
+        assert!(x["used"].as_u64().unwrap_or(0) > 0, "{x:#}");
+    }
+    let donated = disk(&n0, "/dev/vdd");
+    assert!(donated["donated"] == true && donated["mounted_at"].is_null(), "{donated:#}");
+    for member in ["/dev/vda", "/dev/vdb"] {
+        let x = disk(&n1, member);
+        assert!(x["mounted_at"].is_null() && x["why_not"].as_str().is_some_and(|w| w.contains("md RAID")), "{x:#}");
+    }
+    let array = n1["disks"].as_array().unwrap().iter().find(|x| x["device"].as_str().is_some_and(|p| p.starts_with("/dev/md"))).unwrap();
+    assert_eq!((array["mounted_at"].as_str(), array["label"].as_str()), (Some("/srv/elchos/mirror"), Some("mirror")), "{array:#}");
+    assert_eq!(disk(&n1, "/dev/vdc")["mounted_at"].as_str(), Some("/srv/elchos/music"), "{n1:#}");
+
+    // Every file of every share, byte for byte, over HTTP and FTP (curl for both), from the
+    // server's namespace.
+    let mut checked = 0;
+    let mut vm0_bytes = 0;
+    for (i, n, shares) in [(0, &n0, vec![("music", &music), ("PHOTOS", &photos), ("docs", &docs)]), (1, &n1, vec![("mirror", &mirror), ("music", &music1)])] {
+        for (name, source) in shares {
+            let share = n["shares"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("no share {name}: {n:#}"));
+            let urls: Vec<&str> = share["urls"].as_array().unwrap().iter().map(|u| u.as_str().unwrap()).collect();
+            assert!(urls.len() == 2 && urls[0].starts_with("http://10.77.0.1") && urls[1].starts_with("ftp://10.77.0.1"), "{share:#}");
+            for base in &urls {
+                assert!(base.ends_with(&format!("/{name}/")), "{share:#}");
+                for rel in files(source) {
+                    let out = lan.server.command("curl").args(["-sS", "--fail", "--max-time", "60"]).arg(format!("{base}{}", url_path(&rel))).output().unwrap();
+                    assert!(out.status.success(), "{base}{rel}: {}", String::from_utf8_lossy(&out.stderr));
+                    let want = std::fs::read(source.join(&rel)).unwrap();
+                    assert!(out.stdout == want, "{base}{rel}: not the file's bytes ({} bytes)", out.stdout.len());
+                    checked += 1;
+                    if i == 0 && base.starts_with("ftp") {
+                        vm0_bytes += want.len() as u64;
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{checked} downloads byte-identical over HTTP and FTP");
+    // The bytes served, per protocol, reach the server with a later check-in.
+    let served =
+        |n: &serde_json::Value, protocol: &str| n["served"].as_array().unwrap().iter().filter(|s| s["protocol"] == protocol).map(|s| s["bytes"].as_u64().unwrap()).sum::<u64>();
+    let counted = wait_node(&server, macs[0], unix_now(), Duration::from_secs(3 * INTERVAL), |n| served(n, "ftp") >= vm0_bytes && served(n, "http") >= vm0_bytes);
+    eprintln!("vm0 served {} bytes over HTTP and {} over FTP (the files: {vm0_bytes})", served(&counted, "http"), served(&counted, "ftp"));
+    let page = lan.server.command("curl").args(["-sS", "--fail"]).arg(n0["shares"][0]["urls"][0].as_str().unwrap().rsplitn(3, '/').nth(2).unwrap()).output().unwrap();
+    let page = String::from_utf8_lossy(&page.stdout);
+    assert!(page.contains("/srv/elchos/PHOTOS") && page.contains("ELCHOS-DATA") && page.contains("elchos@1"), "{page}");
+
+    // The operator's view on vm0.
+    vm0.login("root", "elchos-test", Duration::from_secs(120)).unwrap();
+    let status = vm0
+        .shell(
+            "dmesg -n 1; cat /etc/elchos-release; systemctl is-active elchos-agent swarmboot-seed systemd-networkd; findmnt -rno OPTIONS /srv/elchos/music | cut -d, -f1; blockdev --getro /dev/vda; ls /etc/ssh/ssh_host_ed25519_key",
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    let lines: Vec<&str> = status.lines().collect();
+    assert!(lines.first().is_some_and(|l| l.starts_with("elchOS, built by swarmboot image build")), "{status}");
+    assert_eq!(lines[1..], ["active", "active", "active", "ro", "1", "/etc/ssh/ssh_host_ed25519_key"], "{status}");
+
+    // A signed reboot: acknowledged, then the machine goes through PXE again.
+    vm0.mark();
+    // In the server's namespace: the order goes to the running server's local address.
+    let sent = lan.server.command(swarmboot_lab::bin("swarmboot")).args(["node", "command", macs[0], "reboot", "--config"]).arg(&server.config).output().unwrap();
+    let sent = String::from_utf8_lossy(&sent.stdout).into_owned() + &String::from_utf8_lossy(&sent.stderr);
+    assert!(sent.contains("goes out with its next check-in"), "{sent}");
+    let asked = unix_now();
+    vm0.wait_for("swarmboot: image verified", BOOT).unwrap();
+    vm0.wait_for(UP, BOOT).unwrap();
+    let back = wait_node(&server, macs[0], asked, Duration::from_secs(2 * INTERVAL), |n| n["disks"].as_array().is_some_and(|d| d.len() >= 4));
+    assert_ne!(back["node_key"], n0["node_key"], "the next boot checks in with a new key");
+    let show = server.cli(&["node", "show", macs[0]]).unwrap();
+    assert!(show.contains("reboot") && show.contains(": done"), "the reboot's acknowledgement is kept:\n{show}");
+    eprintln!("vm0 rebooted on command and checked in again {:.0} s after it was sent", unix_now().saturating_sub(asked));
+
+    // Powered off: no shared disk changed.
+    drop(vm0);
+    drop(vm1);
+    let after: Vec<String> = shared.iter().map(|p| sha256_file(p)).collect();
+    for ((p, b), a) in shared.iter().zip(&before).zip(&after) {
+        assert_eq!(b, a, "{} changed while shared", p.display());
+    }
+}
