@@ -4,11 +4,13 @@
 //! in and show up in `swarmboot node list`, a signed reboot brings a node back through PXE, and
 //! not one byte of a shared disk changes.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use swarmboot_lab::disks::{make, make_raid1, Filesystem};
+use swarmboot_lab::hostile::connect_from;
 use swarmboot_lab::qemu::{Firmware, Vm, VmSpec};
 use swarmboot_lab::{require_root, Lan, ScratchDir, Server};
 
@@ -106,9 +108,12 @@ fn unix_now() -> u64 {
 /// - within two check-in intervals both are live in `swarmboot node list`, with their disks:
 ///   ext4, vfat and NTFS mounted read-only under /srv/elchos/LABEL, the RAID1 pair assembled
 ///   read-only and its array mounted, the donated disk listed and left alone;
+/// - a disk plugged into a running node is found, mounted and shared;
 /// - every file of every share is byte-identical over HTTP and anonymous FTP from the server's
 ///   namespace, odd names included; the bytes served per protocol reach the server; the
-///   node's page lists its disks;
+///   node's page lists its disks, and its JSON what its seeder uploaded;
+/// - a hostile machine's path traversal over HTTP and FTP is refused, and while it holds 1000
+///   idle connections the page and the files are still served to another;
 /// - the operator logs in on the console and finds the mounts read-only, the devices set
 ///   read-only, the agent, the seeder and networkd running;
 /// - `swarmboot node command MAC reboot`, signed by the server: the node acknowledges, reboots,
@@ -134,10 +139,10 @@ fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() 
     make(&img("music1"), 16, Filesystem::Ext4, "music", Some(&music1)).unwrap();
     let vm0_disks = [img("music"), img("photos"), img("docs"), img("donated")];
     let vm1_disks = [img("r0"), img("r1"), img("music1")];
-    let shared: Vec<PathBuf> = vm0_disks[..3].iter().chain(&vm1_disks).cloned().collect();
-    let before: Vec<String> = shared.iter().map(|p| sha256_file(p)).collect();
+    let mut shared: Vec<PathBuf> = vm0_disks[..3].iter().chain(&vm1_disks).cloned().collect();
+    let mut before: Vec<String> = shared.iter().map(|p| sha256_file(p)).collect();
 
-    let lan = Lan::new("10.77.0.1/24").unwrap();
+    let mut lan = Lan::new("10.77.0.1/24").unwrap();
     let cfg = format!(
         "[server]\ninterface = \"br0\"\naddress = \"10.77.0.1\"\nstate_dir = \"{}\"\n\
          [dhcp]\nmode = \"authoritative\"\npool = [\"10.77.0.100-10.77.0.199\"]\nrouter = \"10.77.0.1\"\n\
@@ -198,11 +203,23 @@ fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() 
     assert_eq!((array["mounted_at"].as_str(), array["label"].as_str()), (Some("/srv/elchos/mirror"), Some("mirror")), "{array:#}");
     assert_eq!(disk(&n1, "/dev/vdc")["mounted_at"].as_str(), Some("/srv/elchos/music"), "{n1:#}");
 
+    // A disk plugged into a running node is found, mounted and shared.
+    let usb = content(d, "usb", false);
+    make(&img("usb"), 16, Filesystem::Vfat, "USBSTICK", Some(&usb)).unwrap();
+    let plugged = unix_now();
+    shared.push(img("usb"));
+    before.push(sha256_file(&img("usb")));
+    vm1.plug_disk(&img("usb"), "usb0").unwrap();
+    let n1 = wait_node(&server, macs[1], plugged, Duration::from_secs(3 * INTERVAL), |n| {
+        n["disks"].as_array().unwrap().iter().any(|x| x["label"] == "USBSTICK" && x["mounted_at"] == "/srv/elchos/USBSTICK")
+    });
+    eprintln!("the disk plugged into vm1 was shared {} s later", unix_now().saturating_sub(plugged));
+
     // Every file of every share, byte for byte, over HTTP and FTP (curl for both), from the
     // server's namespace.
     let mut checked = 0;
     let mut vm0_bytes = 0;
-    for (i, n, shares) in [(0, &n0, vec![("music", &music), ("PHOTOS", &photos), ("docs", &docs)]), (1, &n1, vec![("mirror", &mirror), ("music", &music1)])] {
+    for (i, n, shares) in [(0, &n0, vec![("music", &music), ("PHOTOS", &photos), ("docs", &docs)]), (1, &n1, vec![("mirror", &mirror), ("music", &music1), ("USBSTICK", &usb)])] {
         for (name, source) in shares {
             let share = n["shares"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("no share {name}: {n:#}"));
             let urls: Vec<&str> = share["urls"].as_array().unwrap().iter().map(|u| u.as_str().unwrap()).collect();
@@ -228,9 +245,81 @@ fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() 
         |n: &serde_json::Value, protocol: &str| n["served"].as_array().unwrap().iter().filter(|s| s["protocol"] == protocol).map(|s| s["bytes"].as_u64().unwrap()).sum::<u64>();
     let counted = wait_node(&server, macs[0], unix_now(), Duration::from_secs(3 * INTERVAL), |n| served(n, "ftp") >= vm0_bytes && served(n, "http") >= vm0_bytes);
     eprintln!("vm0 served {} bytes over HTTP and {} over FTP (the files: {vm0_bytes})", served(&counted, "http"), served(&counted, "ftp"));
-    let page = lan.server.command("curl").args(["-sS", "--fail"]).arg(n0["shares"][0]["urls"][0].as_str().unwrap().rsplitn(3, '/').nth(2).unwrap()).output().unwrap();
+    // The node's page and its JSON: the disks, and what its seeder does (vm1 took part of the
+    // image from vm0).
+    let node_url = n0["shares"][0]["urls"][0].as_str().unwrap().rsplitn(3, '/').nth(2).unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let out = lan.server.command("curl").args(["-sS", "--fail"]).arg(format!("{node_url}/api/v1/status")).output().unwrap();
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if status["seeding"]["uploaded"].as_u64().unwrap_or(0) > 0 || Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert!(status["seeding"]["torrents"].as_u64().unwrap_or(0) >= 1 && status["seeding"]["uploaded"].as_u64().unwrap_or(0) > 0, "vm0's seeder: {:#}", status["seeding"]);
+    assert_eq!(status["image"], "elchos@1", "{status:#}");
+    eprintln!("vm0's seeder: {}", status["seeding"]);
+    let page = lan.server.command("curl").args(["-sS", "--fail"]).arg(&node_url).output().unwrap();
     let page = String::from_utf8_lossy(&page.stdout);
     assert!(page.contains("/srv/elchos/PHOTOS") && page.contains("ELCHOS-DATA") && page.contains("elchos@1"), "{page}");
+
+    // A hostile machine on the LAN (8 addresses): path traversal over HTTP and FTP refused,
+    // then 1000 idle connections held open to the node's HTTP and FTP ports while another
+    // machine (the server's namespace) still gets the page and the files.
+    let h = lan.add_host(None).unwrap();
+    let sources: Vec<Ipv4Addr> = (0..8u8).map(|i| Ipv4Addr::new(10, 77, 0, 50 + i)).collect();
+    for s in &sources {
+        lan.host(h).ip(&["addr", "add", &format!("{s}/24"), "dev", "eth0"]).unwrap();
+    }
+    let node_ip: Ipv4Addr = node_url.trim_start_matches("http://").parse().unwrap();
+    for path in
+        ["/music/../../etc/passwd", "/music/%2e%2e/%2e%2e/etc/passwd", "/music/..%2f..%2f..%2fetc%2fpasswd", "/../etc/passwd", "/music/sub/%2e%2e%2f%2e%2e%2f%2e%2e%2fetc/shadow"]
+    {
+        let out = lan
+            .host(h)
+            .command("curl")
+            .args(["-s", "--path-as-is", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
+            .arg(format!("http://{node_ip}{path}"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!text.contains("root:") && !text.ends_with("\n200"), "HTTP {path}: {text}");
+    }
+    for path in ["/../../etc/passwd", "/music/../../../etc/passwd", "/etc/passwd", "/music/%2e%2e/%2e%2e/etc/passwd"] {
+        let out = lan.host(h).command("curl").args(["-s", "--path-as-is", "--max-time", "20", "-o", "-"]).arg(format!("ftp://{node_ip}{path}")).output().unwrap();
+        assert!(!out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("root:"), "FTP {path}: {:?}", out);
+    }
+    let srcs = sources.clone();
+    let held = lan
+        .host(h)
+        .enter(move || {
+            let threads: Vec<_> = srcs
+                .into_iter()
+                .map(|s| {
+                    std::thread::spawn(move || {
+                        let mut held = Vec::new();
+                        for (port, n) in [(80u16, 117), (21, 8)] {
+                            for _ in 0..n {
+                                held.extend(connect_from(s, SocketAddr::from((node_ip, port))));
+                            }
+                        }
+                        held
+                    })
+                })
+                .collect();
+            threads.into_iter().flat_map(|t| t.join().unwrap()).collect::<Vec<_>>()
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let page = lan.server.command("curl").args(["-sS", "--fail", "--max-time", "30"]).arg(&node_url).output().unwrap();
+    assert!(page.status.success() && String::from_utf8_lossy(&page.stdout).contains("elchos@1"), "the page under the flood: {page:?}");
+    for base in [format!("{node_url}/music/"), format!("ftp://{node_ip}/music/")] {
+        let out = lan.server.command("curl").args(["-sS", "--fail", "--max-time", "60"]).arg(format!("{base}sub/data.bin")).output().unwrap();
+        assert!(out.status.success() && out.stdout == std::fs::read(music.join("sub/data.bin")).unwrap(), "{base} under the flood: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    eprintln!("{} idle connections opened to vm0 (it closes those over its per-address caps); the page and the files still served", held.len());
+    drop(held);
 
     // The operator's view on vm0.
     vm0.login("root", "elchos-test", Duration::from_secs(120)).unwrap();

@@ -4,9 +4,10 @@
 //! of it — a TFTP fetch, `/healthz`, and `swarmboot fetch` of an image — each finish within
 //! 5 s, and the server's open files stay within its caps.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use swarmboot_lab::hostile::connect_from;
 use swarmboot_lab::{bin, noise, require_root, Lan, ScratchDir, Server};
 
 /// An RRQ for `name` asking for every option, `timeout 255` among them.
@@ -20,13 +21,6 @@ fn rrq(name: &str) -> Vec<u8> {
 }
 
 /// A TCP connection from `source` to `to`, or `None` if it was refused or timed out.
-fn connect_from(source: Ipv4Addr, to: SocketAddr) -> Option<TcpStream> {
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
-    s.bind(&SocketAddr::V4(SocketAddrV4::new(source, 0)).into()).ok()?;
-    s.connect_timeout(&to.into(), Duration::from_secs(2)).ok()?;
-    Some(s.into())
-}
-
 #[test]
 fn a_flood_of_idle_connections_and_spoofed_transfers_does_not_starve_real_clients() {
     if !require_root("a_flood_of_idle_connections_and_spoofed_transfers_does_not_starve_real_clients") {

@@ -295,6 +295,11 @@ impl Fetched {
         self.engines.iter().map(|e| e.progress().totals.uploaded).sum()
     }
 
+    /// Torrents seeded, and peers connected over all of them.
+    pub fn torrents_and_peers(&self) -> (usize, usize) {
+        (self.engines.len(), self.engines.iter().map(|e| e.progress().peers).sum())
+    }
+
     /// Stops seeding (tells the tracker).
     pub async fn shutdown(&self) {
         for e in &self.engines {

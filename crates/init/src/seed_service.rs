@@ -48,6 +48,21 @@ pub const BOOTED_SAYS: &str = "is up: multi-user.target reached";
 pub const CARRIED_IMAGE: &str = "/run/swarmboot/image";
 /// The port the stub's worker listens on, and the service after it.
 pub const PORT: u16 = 6881;
+/// What the service does, rewritten every few seconds ([`SeedStats`], TOML): the node agent
+/// shows it on the machine's page and reports it with its check-ins.
+pub const STATS: &str = "/run/swarmboot/seed-stats.toml";
+
+/// The seeder's counters now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedStats {
+    /// Torrents seeded (one per file of the image).
+    pub torrents: u32,
+    /// Peers connected, over all torrents.
+    pub peers: u32,
+    /// Payload bytes sent to peers since the service started.
+    pub uploaded: u64,
+}
+
 /// How long the service waits for the worker to go before it kills it.
 pub const WORKER_GRACE_SECS: u64 = 3;
 

@@ -140,6 +140,11 @@ async fn seed(note: SeedNote) -> anyhow::Result<()> {
         ));
         loop {
             tokio::time::sleep(Duration::from_secs(2)).await;
+            let (torrents, peers) = seeding.torrents_and_peers();
+            let stats = seed_service::SeedStats { torrents: torrents as u32, peers: peers as u32, uploaded: seeding.uploaded() };
+            if let Err(e) = write_stats(Path::new(seed_service::STATS), &stats) {
+                tracing::debug!("writing {}: {e}", seed_service::STATS);
+            }
             let now = machine_address();
             if now != Some(address) {
                 say(format!("this machine's address changed from {address} to {}: announcing again from it", now.map_or("none".to_string(), |a| a.to_string())));
@@ -148,6 +153,13 @@ async fn seed(note: SeedNote) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// The stats file, replaced whole (a reader never sees half of it).
+fn write_stats(path: &Path, stats: &seed_service::SeedStats) -> std::io::Result<()> {
+    let tmp = path.with_extension("toml.new");
+    std::fs::write(&tmp, toml::to_string(stats).map_err(std::io::Error::other)?)?;
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

@@ -320,3 +320,12 @@ fn relay(mut client: TcpStream, upstream: SocketAddr, rules: &Rewrites, count: &
     client.write_all(out.as_bytes())?;
     client.write_all(&body)
 }
+
+/// A TCP connection to `to` from the local address `source` (one of the namespace's), or
+/// `None` if it was not made within 2 s: a client that connects and then says nothing.
+pub fn connect_from(source: std::net::Ipv4Addr, to: SocketAddr) -> Option<TcpStream> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+    s.bind(&SocketAddr::V4(std::net::SocketAddrV4::new(source, 0)).into()).ok()?;
+    s.connect_timeout(&to.into(), Duration::from_secs(2)).ok()?;
+    Some(s.into())
+}

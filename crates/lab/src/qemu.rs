@@ -159,6 +159,14 @@ impl Vm {
         self.monitor(if up { "set_link nic0 on" } else { "set_link nic0 off" })
     }
 
+    /// Plugs `image` (raw) into the running VM as a new virtio disk, as a USB disk plugged in
+    /// would appear; `id` names it (unique per VM).
+    pub fn plug_disk(&self, image: &Path, id: &str) -> anyhow::Result<()> {
+        let file = image.display().to_string().replace(',', ",,");
+        self.monitor(&format!("drive_add 0 file={file},format=raw,if=none,id=drive-{id}"))?;
+        self.monitor(&format!("device_add virtio-blk-pci,drive=drive-{id},id={id}"))
+    }
+
     /// One command on QEMU's human monitor (waits for the socket to appear).
     fn monitor(&self, command: &str) -> anyhow::Result<()> {
         use std::io::{Read, Write};

@@ -1,7 +1,8 @@
 //! Who the node is and whom it reports to, as the boot left it: the stub's note on `/run`
-//! (the server it booted from, the image and version it verified) and the MAC of the interface
+//! (the server it booted from, the image and version it verified), the MAC of the interface
 //! the machine's default route leaves by (the NIC it booted with, on a machine with one
-//! network). Plain functions over the files' text; the agent reads the files.
+//! network), and what the seeder the stub left does. Plain functions over the files' text;
+//! the agent reads the files.
 
 use swarmboot_init::seed_service::SeedNote;
 
@@ -27,6 +28,15 @@ pub fn from_note(text: &str) -> Result<Identity, String> {
         return Err(format!("the boot's note names server {:?}, not an http URL", note.server));
     }
     Ok(Identity { server: note.server.trim_end_matches('/').to_string(), image: format!("{}@{}", note.image, note.version) })
+}
+
+/// What the machine's seeder reports (`/run/swarmboot/seed-stats.toml`), if it can be read.
+pub fn seeding(text: &str) -> Option<swarmboot_checkin::report::Seeding> {
+    if text.len() > MAX_NOTE {
+        return None;
+    }
+    let s: swarmboot_init::seed_service::SeedStats = toml::from_str(text).ok()?;
+    Some(swarmboot_checkin::report::Seeding { torrents: s.torrents, peers: s.peers, uploaded: s.uploaded })
 }
 
 /// The interface of the IPv4 default route in `/proc/net/route` (the first, if several).
@@ -57,6 +67,14 @@ mod tests {
         let file = note.replace("http://10.77.0.1:8080/", "file:///etc/passwd");
         assert!(from_note(&file).unwrap_err().contains("not an http URL"));
         assert!(from_note(&"#".repeat(MAX_NOTE + 1)).unwrap_err().contains("more than"));
+    }
+
+    #[test]
+    fn the_seeders_counters_are_read() {
+        let s = seeding("torrents = 3\npeers = 2\nuploaded = 123456\n").unwrap();
+        assert_eq!((s.torrents, s.peers, s.uploaded), (3, 2, 123_456));
+        assert_eq!(seeding("torrents = -1\n"), None);
+        assert_eq!(seeding(""), None);
     }
 
     #[test]

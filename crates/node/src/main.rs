@@ -199,10 +199,14 @@ async fn main() -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => break,
             _ = tick.tick() => {
                 let served = node.counters.lock().expect("counters lock").clone();
+                let seeding = std::fs::read_to_string(swarmboot_init::seed_service::STATS).ok().and_then(|t| swarmboot_node::identity::seeding(&t));
                 {
                     let mut s = node.status.write().expect("status lock");
                     s.uptime_secs = uptime_secs();
                     s.served = served.served();
+                    if let Some(seeding) = seeding {
+                        s.seeding = seeding;
+                    }
                 }
                 if let Err(e) = served.save(&counters_path) {
                     warn!(path = %counters_path.display(), error = %e, "cannot save the counters");
