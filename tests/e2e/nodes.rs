@@ -1,8 +1,10 @@
-//! elchOS nodes checking in with `swarmboot serve` over real HTTP (curl). No VM: the test is
-//! the node, and signs its check-ins with a key of its own as the node agent does. The
+//! elchOS nodes checking in with `swarmboot serve` over real HTTP (curl), no VM. First the
+//! test is the node, signing its check-ins with a key of its own as the node agent does: the
 //! registry lists the node with its disks and shares, keeps its MAC for its key while it is
 //! live, refuses replays and forgeries, takes an operator's command to the node and its
-//! acknowledgement back, survives a restart, and marks a silent node lost.
+//! acknowledgement back, survives a restart, and marks a silent node lost. Then the agent
+//! binary itself: its shares over HTTP, its check-ins and commands with a real server, and
+//! its refusals of bad commands from a scripted one. (elchOS on VMs: `elchos.rs`.)
 
 use std::path::Path;
 use std::time::Duration;
@@ -263,6 +265,22 @@ fn a_nodes_shares_serve_over_http_and_never_leave_the_share() {
     assert_eq!(status["served"][0]["bytes"], 6 + 2 * 1_000_000 + 1000, "{status}");
 }
 
+/// The agent binary in `ns` on 127.0.0.1:8090, sharing `share` as `music`, checking in with
+/// `server` as `mac`, trusting the key in `key_file`; its log in `dir/node.log`.
+fn agent(ns: &Netns, dir: &Path, server: &str, key_file: &Path, share: &Path, mac: &str, extra: &[&str]) -> swarmboot_lab::Proc {
+    let mut cmd = ns.command(swarmboot_lab::bin("swarmboot-node"));
+    cmd.args(["--listen", "127.0.0.1:8090", "--image", "elchos@1", "--server", server, "--mac", mac, "--share"])
+        .arg(format!("music={}", share.display()))
+        .arg("--key-file")
+        .arg(key_file)
+        .arg("--state")
+        .arg(dir.join("node-state"))
+        .arg("--run-dir")
+        .arg(dir.join("run"))
+        .args(extra);
+    swarmboot_lab::Proc::spawn("swarmboot-node", &mut cmd, &dir.join("node.log")).unwrap()
+}
+
 /// The node agent against a real server: it checks in (listed live with its share), carries
 /// out `stop-sharing` (the share is gone, the ack is kept), and for `reboot` acknowledges in a
 /// leaving check-in, then runs its reboot command; the server shows the node as left.
@@ -271,7 +289,7 @@ fn a_node_agent_checks_in_and_carries_out_the_servers_commands() {
     if !require_root("a_node_agent_checks_in_and_carries_out_the_servers_commands") {
         return;
     }
-    use swarmboot_lab::{bin, Proc};
+    use swarmboot_lab::bin;
     let dir = ScratchDir::new("node-agent").unwrap();
     let ns = Netns::new("na").unwrap();
     let server = server_checking_in_every_second(&ns, dir.path());
@@ -282,17 +300,7 @@ fn a_node_agent_checks_in_and_carries_out_the_servers_commands() {
     std::fs::write(share.join("song.ogg"), b"la la la").unwrap();
     let mac = "52:54:00:c0:ff:02";
     let rebooted = dir.path().join("rebooted");
-    let mut cmd = ns.command(bin("swarmboot-node"));
-    cmd.args(["--listen", "127.0.0.1:8090", "--image", "elchos@1", "--server", "http://127.0.0.1:8080", "--mac", mac, "--share"])
-        .arg(format!("music={}", share.display()))
-        .arg("--key-file")
-        .arg(&key_file)
-        .arg("--state")
-        .arg(dir.path().join("node-state"))
-        .arg("--run-dir")
-        .arg(dir.path().join("run"))
-        .args(["--reboot-command", &format!("touch {}", rebooted.display())]);
-    let _agent = Proc::spawn("swarmboot-node", &mut cmd, &dir.path().join("node.log")).unwrap();
+    let _agent = agent(&ns, dir.path(), "http://127.0.0.1:8080", &key_file, &share, mac, &["--reboot-command", &format!("touch {}", rebooted.display())]);
     let wait = |what: &str, ok: &dyn Fn() -> bool| {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while !ok() {
@@ -318,4 +326,110 @@ fn a_node_agent_checks_in_and_carries_out_the_servers_commands() {
     wait("the reboot command run", &|| rebooted.exists());
     assert_eq!(row().split_whitespace().nth(1), Some("left"), "{}", row());
     assert!(server.cli(&["node", "show", mac]).unwrap().contains("reboot: done"));
+}
+
+/// Reads one HTTP request (head and `Content-Length` body) from `s`: (head, body).
+fn read_request(s: &mut std::net::TcpStream) -> std::io::Result<(String, Vec<u8>)> {
+    use std::io::Read;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let split = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        let n = s.read(&mut chunk)?;
+        if n == 0 || buf.len() > 64 * 1024 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let len: usize = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))).unwrap_or(0);
+    let mut body = buf[split + 4..].to_vec();
+    while body.len() < len {
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Ok((head, body))
+}
+
+/// The real agent against a scripted server that holds the key the agent trusts: its first
+/// reply carries a command signed by another key, one past its expiry, one for another boot's
+/// key, a good one, and the good one again. The agent carries out the good one once and
+/// acknowledges each of the others as refused with its reason in its next check-in; the share
+/// the forged command names is still served.
+#[test]
+fn the_agent_refuses_forged_expired_misdirected_and_replayed_commands_and_says_why() {
+    if !require_root("the_agent_refuses_forged_expired_misdirected_and_replayed_commands_and_says_why") {
+        return;
+    }
+    use std::io::Write;
+    use swarmboot_checkin::command::{Command, SignedCommand};
+    let dir = ScratchDir::new("node-refuses").unwrap();
+    let ns = Netns::new("nr").unwrap();
+    let server_key = SigningKey::from_seed([5; 32]);
+    let key_file = dir.path().join("server.pub");
+    std::fs::write(&key_file, format!("public key {}\n", server_key.public().to_hex())).unwrap();
+    let share = dir.path().join("disk");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::write(share.join("song.ogg"), b"la la la").unwrap();
+    let mac = "52:54:00:c0:ff:03";
+    let listener = ns.enter(|| std::net::TcpListener::bind("127.0.0.1:8081").unwrap()).unwrap();
+    let acks: std::sync::Arc<std::sync::Mutex<Vec<Ack>>> = Default::default();
+    let seen = acks.clone();
+    std::thread::spawn(move || {
+        let mut first = true;
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { continue };
+            let Ok((head, body)) = read_request(&mut s) else { continue };
+            let signature = head.lines().find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case(SIGNATURE_HEADER)).map(|(_, v)| v.trim().to_string()));
+            let Ok((c, node_key)) = swarmboot_checkin::report::open(&body, signature.as_deref()) else { continue };
+            seen.lock().unwrap().extend(c.acks.iter().cloned());
+            let mut commands = vec![];
+            if first {
+                first = false;
+                let now = unix_now();
+                let cmd = |seq: u64, node: String, expires: u64, action: Action| Command { seq, mac: c.mac.clone(), node_key: node, issued: now, expires, action };
+                let this = node_key.fingerprint();
+                let other_boot = SigningKey::from_seed([6; 32]).public().fingerprint();
+                let stop = Action::StopSharing { share: "music".into() };
+                let good = SignedCommand::sign(&server_key, &cmd(4, this.clone(), now + 600, Action::BootNext { image: "elchos@2".into() }));
+                commands = vec![
+                    SignedCommand::sign(&SigningKey::from_seed([7; 32]), &cmd(1, this.clone(), now + 600, stop.clone())),
+                    SignedCommand::sign(&server_key, &cmd(2, this.clone(), now - 60, stop.clone())),
+                    SignedCommand::sign(&server_key, &cmd(3, other_boot, now + 600, stop)),
+                    good.clone(),
+                    good,
+                ];
+            }
+            let reply = serde_json::to_vec(&CheckInReply { interval_secs: 1, acks_taken: c.acks.len(), commands }).unwrap();
+            let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", reply.len());
+            let _ = s.write_all(&reply);
+        }
+    });
+    let _agent = agent(&ns, dir.path(), "http://127.0.0.1:8081", &key_file, &share, mac, &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while acks.lock().unwrap().len() < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "5 acknowledgements within 20 s: {:?}\n{}",
+            acks.lock().unwrap(),
+            std::fs::read_to_string(dir.path().join("node.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let acks = acks.lock().unwrap().clone();
+    let outcome = |seq: Option<u64>, starts: &str| acks.iter().filter(|a| a.seq == seq && a.outcome.starts_with(starts)).count();
+    assert_eq!(outcome(None, "refused: not signed by the server's key"), 1, "forged: {acks:#?}");
+    assert_eq!(outcome(Some(2), "refused: expired at"), 1, "expired: {acks:#?}");
+    assert_eq!(outcome(None, "refused: for 52:54:00:c0:ff:03"), 1, "another boot's (nothing it says is about this node): {acks:#?}");
+    assert_eq!(outcome(Some(4), "done"), 1, "the good one, once: {acks:#?}");
+    assert_eq!(outcome(Some(4), "refused: command 4 was let through or refused already"), 1, "replayed: {acks:#?}");
+    assert_eq!(acks.len(), 5, "{acks:#?}");
+    let code = ns.command("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:8090/music/song.ogg"]).output().unwrap().stdout;
+    assert_eq!(code, b"200", "the forged stop-sharing did not stop the share");
 }
