@@ -433,3 +433,61 @@ fn the_agent_refuses_forged_expired_misdirected_and_replayed_commands_and_says_w
     let code = ns.command("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:8090/music/song.ogg"]).output().unwrap().stdout;
     assert_eq!(code, b"200", "the forged stop-sharing did not stop the share");
 }
+
+/// `[adc] enable = true`: the server writes uhub's configuration (which uhub itself accepts:
+/// `uhub -C`), runs Debian's uhub, and the hub answers an ADC client's handshake (`HSUP` →
+/// `ISUP`, a session id); the server's SIGTERM stops the hub too.
+#[test]
+fn the_server_runs_an_adc_hub_that_answers_adc_clients() {
+    if !require_root("the_server_runs_an_adc_hub_that_answers_adc_clients") {
+        return;
+    }
+    use std::io::{BufRead, Write};
+    let dir = ScratchDir::new("adc-hub").unwrap();
+    let ns = Netns::new("adc").unwrap();
+    let cfg = format!(
+        "[server]\ninterface = \"lo\"\naddress = \"127.0.0.1\"\nstate_dir = \"{}\"\n[dhcp]\nmode = \"off\"\n[tftp]\nenabled = false\n\
+         [http]\nlisten = \"127.0.0.1:8080\"\n[swarm]\nlisten = \"127.0.0.1:6881\"\n[adc]\nenable = true\nlisten = \"127.0.0.1:1511\"\nmax_users = 50\nhub_name = \"lab hub\"\n",
+        dir.path().join("state").display()
+    );
+    let mut server = Server::start(&ns, dir.path(), &cfg, 8080).unwrap();
+    let conf = dir.path().join("state/uhub.conf");
+    let check = std::process::Command::new("uhub").arg("-C").arg("-c").arg(&conf).output().unwrap();
+    assert!(check.status.success(), "uhub -C: {}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
+    let handshake = || {
+        ns.enter(|| -> Result<Vec<String>, String> {
+            let s = std::net::TcpStream::connect("127.0.0.1:1511").map_err(|e| e.to_string())?;
+            s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+            (&s).write_all(b"HSUP ADBASE ADTIGR\n").map_err(|e| e.to_string())?;
+            let mut lines = Vec::new();
+            for line in std::io::BufReader::new(&s).lines() {
+                let line = line.map_err(|e| e.to_string())?;
+                let sid = line.starts_with("ISID ");
+                lines.push(line);
+                if sid {
+                    break;
+                }
+            }
+            Ok(lines)
+        })
+        .unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let lines = loop {
+        match handshake() {
+            Ok(l) => break l,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "the hub did not answer within 15 s ({e}):\n{}", server.log()),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!("the hub said: {lines:?}");
+    assert!(lines.iter().any(|l| l.starts_with("ISUP ") && l.contains("ADBASE")), "{lines:?}");
+    assert!(lines.last().is_some_and(|l| l.len() == "ISID AAAA".len()), "{lines:?}");
+    server.signal(nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while handshake().is_ok() {
+        assert!(std::time::Instant::now() < deadline, "the hub still answers after the server stopped");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    server.kill9();
+}

@@ -50,6 +50,8 @@ pub const PACKAGES: &[&str] = &[
     "ntfs-3g",
     // md RAID1 members the lab writes are checked with mdadm --examine.
     "mdadm",
+    // The ADC hub `swarmboot serve` runs with `[adc] enable = true`.
+    "uhub",
     // Pages the project serves, looked at in a real browser (headless).
     "chromium",
 ];

@@ -28,6 +28,8 @@ pub struct Config {
     pub build: BuildSection,
     #[serde(default)]
     pub nodes: NodesSection,
+    #[serde(default)]
+    pub adc: AdcSection,
     /// Where the file was read from (for messages).
     #[serde(skip)]
     pub path: PathBuf,
@@ -339,6 +341,39 @@ fn default_missed_before_lost() -> u32 {
 }
 fn default_command_ttl() -> Seconds {
     Seconds(600)
+}
+
+/// The ADC hub elchOS nodes share their disks through (Debian's uhub, run by `swarmboot serve`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdcSection {
+    /// Run the hub (uhub must be installed: `apt install uhub`).
+    #[serde(default)]
+    pub enable: bool,
+    /// Where the hub listens (`adc://ADDRESS:PORT`).
+    #[serde(default = "default_adc_listen")]
+    pub listen: std::net::SocketAddr,
+    /// Most users on the hub (nodes and people's clients).
+    #[serde(default = "default_adc_max_users")]
+    pub max_users: u32,
+    /// The hub's name in clients.
+    #[serde(default = "default_adc_hub_name")]
+    pub hub_name: String,
+}
+
+impl Default for AdcSection {
+    fn default() -> Self {
+        AdcSection { enable: false, listen: default_adc_listen(), max_users: default_adc_max_users(), hub_name: default_adc_hub_name() }
+    }
+}
+fn default_adc_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([0, 0, 0, 0], 1511))
+}
+fn default_adc_max_users() -> u32 {
+    1000
+}
+fn default_adc_hub_name() -> String {
+    "swarmboot".into()
 }
 
 /// `swarmboot image build`: where Debian comes from.

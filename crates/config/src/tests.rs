@@ -251,3 +251,18 @@ fn node_check_in_settings_have_defaults_and_are_checked_by_key() {
     let installed = Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../etc/swarmboot.toml")).unwrap().nodes;
     assert_eq!((installed.checkin_interval.0, installed.missed_before_lost, installed.command_ttl.0), (30, 3, 600), "the installed file says the defaults");
 }
+
+#[test]
+fn the_adc_hub_is_off_by_default_and_checked_by_key() {
+    let base = "[server]\ninterface = \"br0\"\naddress = \"10.77.0.1\"\n";
+    let a = parse(base).unwrap().adc;
+    assert_eq!((a.enable, a.listen.to_string(), a.max_users, a.hub_name.as_str()), (false, "0.0.0.0:1511".into(), 1000, "swarmboot"));
+    let on = parse(&format!("{base}[adc]\nenable = true\nlisten = \"10.77.0.1:1511\"\n")).unwrap().adc;
+    assert!(on.enable && on.listen.to_string() == "10.77.0.1:1511");
+    let e = err(&format!("{base}[adc]\nmax_users = 0\nhub_name = \"a\\\"b\"\nlisten = \"0.0.0.0:0\"\n"));
+    for key in ["adc.max_users: 0 is out of range", "adc.hub_name: ", "adc.listen: port 0"] {
+        assert!(e.contains(key), "{key}: {e}");
+    }
+    let installed = Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../etc/swarmboot.toml")).unwrap().adc;
+    assert!(!installed.enable && installed.listen.port() == 1511 && installed.max_users == 1000, "the installed file says the defaults");
+}

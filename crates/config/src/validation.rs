@@ -103,6 +103,16 @@ impl Config {
         if !(1..=604_800).contains(&self.nodes.command_ttl.0) {
             bad("nodes.command_ttl".into(), format!("{} s is out of range (1s to 7d)", self.nodes.command_ttl.0));
         }
+        if !(1..=100_000).contains(&self.adc.max_users) {
+            bad("adc.max_users".into(), format!("{} is out of range (1 to 100000)", self.adc.max_users));
+        }
+        let name = &self.adc.hub_name;
+        if name.is_empty() || name.chars().count() > 64 || name.chars().any(|c| c.is_control() || c == '"' || c == '\\') {
+            bad("adc.hub_name".into(), format!("{name:?}: 1 to 64 characters, no quotes, backslashes or control characters"));
+        }
+        if self.adc.listen.port() == 0 {
+            bad("adc.listen".into(), "port 0: give the port the hub listens on (ADC's usual is 1511)".into());
+        }
         if !(1..=64).contains(&self.swarm.upload_slots) {
             bad("swarm.upload_slots".into(), format!("{} is out of range (1 to 64)", self.swarm.upload_slots));
         }

@@ -3,12 +3,14 @@
 //! [`run`] reads the served network from the interface, starts the DHCP service (sockets on
 //! 67 and 4011, the lease database), the TFTP service, the HTTP listener (boot scripts, signed
 //! manifests, image files, torrents, the tracker) and the seed of every image file
-//! ([`seeder`]), reloads on SIGHUP, and stops them on SIGTERM/SIGINT.
+//! ([`seeder`]), with `[adc] enable` the ADC hub ([`adc_hub`]), reloads on SIGHUP, and stops
+//! them on SIGTERM/SIGINT.
 //!
 //! What it does not do: decide anything about DHCP (that is `swarmboot-dhcp`) or parse config
 //! (that is `swarmboot-config`). Sockets are opened by the shells: this crate, the swarm
 //! engine and the fetch client's HTTP, the stub's init, and the CLI's `setup` (one DHCP probe).
 
+pub mod adc_hub;
 pub mod dhcp_service;
 pub mod http;
 pub mod lease_store;
@@ -161,6 +163,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     for listener in listeners {
         let (rx, stats, app, limits) = (stop_rx.clone(), http_stats.clone(), app.clone(), limits.clone());
         tasks.spawn(async move { http::serve(listener, app, limits, stats, rx).await.context("HTTP listener") });
+    }
+    if cfg.adc.enable {
+        let uhub = adc_hub::find_uhub().context("adc.enable: the ADC hub is uhub, which is not installed (apt install uhub), or set [adc] enable = false")?;
+        let hub = adc_hub::HubSettings { listen: cfg.adc.listen, max_users: cfg.adc.max_users, hub_name: cfg.adc.hub_name.clone() };
+        let (rx, dir) = (stop_rx.clone(), cfg.server.state_dir.clone());
+        tasks.spawn(async move { adc_hub::run(hub, uhub, dir, rx).await.context("ADC hub") });
     }
     // Where `swarmboot assign` and the picker find the server to reload it.
     let pid_file = cfg.server.state_dir.join(PID_FILE);
