@@ -1,9 +1,10 @@
 //! `swarmboot-node`: the elchOS node agent (being built: it mounts the machine's disks
-//! read-only and shares them over HTTP, serves the status page and checks in with the boot
-//! server, taking its commands; FTP and ADC come next).
+//! read-only and shares them over HTTP and FTP, serves the status page and checks in with the
+//! boot server, taking its commands; ADC comes next).
 //!
-//! In elchOS: `swarmboot-node --disks --boot-note /run/swarmboot/seed.toml --key-file
-//! /etc/swarmboot/server.pub` (the server and image from the stub's note, the MAC from the
+//! In elchOS: `swarmboot-node --disks --ftp-root /srv/elchos --boot-note
+//! /run/swarmboot/seed.toml --key-file /etc/swarmboot/server.pub` (the server and image from
+//! the stub's note, the MAC from the
 //! boot interface, the server's key from the image). By hand or in tests: `--share NAME=DIR …
 //! [--listen 0.0.0.0:80] [--state /var/lib/elchos] [--image NAME@V] [--server URL --key-file F
 //! --mac MAC [--run-dir /run/swarmboot-node] [--reboot-command CMD]]`.
