@@ -2,6 +2,7 @@
 //! namespaces with unique names, removed on drop) and runs real clients against
 //! `swarmboot serve`. They need root; see `swarmboot_lab::require_root`.
 
+mod adc;
 mod boot;
 mod debian;
 mod dhcp;

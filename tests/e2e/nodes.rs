@@ -406,7 +406,7 @@ fn the_agent_refuses_forged_expired_misdirected_and_replayed_commands_and_says_w
                     good,
                 ];
             }
-            let reply = serde_json::to_vec(&CheckInReply { interval_secs: 1, acks_taken: c.acks.len(), commands }).unwrap();
+            let reply = serde_json::to_vec(&CheckInReply { interval_secs: 1, acks_taken: c.acks.len(), commands, adc_port: None }).unwrap();
             let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", reply.len());
             let _ = s.write_all(&reply);
         }

@@ -52,6 +52,8 @@ pub const PACKAGES: &[&str] = &[
     "mdadm",
     // The ADC hub `swarmboot serve` runs with `[adc] enable = true`.
     "uhub",
+    // The ADC client elchOS nodes run, and the tests' ADC client that searches and downloads.
+    "eiskaltdcpp-daemon",
     // Pages the project serves, looked at in a real browser (headless).
     "chromium",
 ];

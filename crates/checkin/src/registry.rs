@@ -29,11 +29,13 @@ pub struct RegistryConfig {
     pub max_nodes: usize,
     /// Most commands waiting for one node.
     pub max_pending: usize,
+    /// The server's ADC hub port (told to the node in each reply), when it runs one.
+    pub adc_port: Option<u16>,
 }
 
 impl Default for RegistryConfig {
     fn default() -> Self {
-        RegistryConfig { interval: 30, missed_before_lost: 3, command_ttl: 600, max_nodes: 100_000, max_pending: 16 }
+        RegistryConfig { interval: 30, missed_before_lost: 3, command_ttl: 600, max_nodes: 100_000, max_pending: 16, adc_port: None }
     }
 }
 
@@ -185,7 +187,7 @@ impl Registry {
         node.left = c.leaving;
         node.report = c;
         let commands = if node.left { vec![] } else { node.pending.iter().map(|p| p.signed.clone()).collect() };
-        Ok(CheckInReply { interval_secs: cfg.interval, acks_taken, commands })
+        Ok(CheckInReply { interval_secs: cfg.interval, acks_taken, commands, adc_port: cfg.adc_port })
     }
 
     /// A new MAC: room for it, forgetting the longest-lost node when full.
@@ -274,6 +276,20 @@ mod tests {
 
     fn boot(seed: u8) -> SigningKey {
         SigningKey::from_seed([seed; 32])
+    }
+
+    #[test]
+    fn every_reply_names_the_interval_and_the_adc_hub_when_the_server_runs_one() {
+        let mut r = Registry::new(RegistryConfig { interval: 10, adc_port: Some(1511), ..Default::default() });
+        let reply = r.check_in(checkin(&boot(5), 1), 1000).unwrap();
+        assert_eq!((reply.interval_secs, reply.adc_port), (10, Some(1511)));
+        let json = serde_json::to_string(&reply).unwrap();
+        assert!(json.contains(r#""adc_port":1511"#), "{json}");
+        // No hub: the field is left out, and a reply without it reads as no hub.
+        let reply = Registry::new(RegistryConfig::default()).check_in(checkin(&boot(5), 1), 1000).unwrap();
+        let json = serde_json::to_string(&reply).unwrap();
+        assert!(!json.contains("adc"), "{json}");
+        assert_eq!(serde_json::from_str::<CheckInReply>(&json).unwrap().adc_port, None);
     }
 
     #[test]

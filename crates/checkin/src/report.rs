@@ -106,6 +106,10 @@ pub struct CheckInReply {
     /// How many of the check-in's acknowledgements the server recorded (the node drops them).
     pub acks_taken: usize,
     pub commands: Vec<SignedCommand>,
+    /// The port of the server's ADC hub, when it runs one (`[adc] enable`): the node's ADC
+    /// client joins it at the address it reaches the server by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adc_port: Option<u16>,
 }
 
 /// Why a check-in could not be read.

@@ -150,7 +150,7 @@ mod tests {
     }
 
     fn reply(interval: u64, acks_taken: usize, commands: Vec<SignedCommand>) -> CheckInReply {
-        CheckInReply { interval_secs: interval, acks_taken, commands }
+        CheckInReply { interval_secs: interval, acks_taken, commands, adc_port: None }
     }
 
     fn command(server: &SigningKey, node: &str, seq: u64, action: Action) -> SignedCommand {

@@ -21,6 +21,8 @@ pub struct Agent {
     pub reboot_command: String,
     /// Wakes the disk loop for `rescan-disks` (none: the agent does not manage disks).
     pub rescan: Option<std::sync::Arc<tokio::sync::Notify>>,
+    /// Where the hub port each reply names goes (to the ADC client).
+    pub adc_hub: tokio::sync::watch::Sender<Option<u16>>,
 }
 
 fn unix_now() -> u64 {
@@ -51,6 +53,7 @@ impl Agent {
                     let problem = match sent {
                         Ok((200, bytes)) => match serde_json::from_slice::<CheckInReply>(&bytes) {
                             Ok(reply) => {
+                                self.adc_hub.send_if_modified(|p| std::mem::replace(p, reply.adc_port) != reply.adc_port);
                                 for cmd in l.on_reply(now, unix, &reply) {
                                     let outcome = self.carry_out(&cmd);
                                     info!(seq = cmd.seq, action = %cmd.action, ?outcome, "command");

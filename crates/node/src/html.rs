@@ -1,7 +1,7 @@
 //! Text made safe inside HTML (the node's listings and status page show names from strangers'
-//! disks).
+//! disks) and XML (the ADC client's settings).
 
-/// Text made safe inside HTML.
+/// Text made safe inside HTML or XML.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {

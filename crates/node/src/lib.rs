@@ -5,6 +5,9 @@
 //!   nothing executable), and why the others are left alone.
 //! - [`probe`]: what the node reads to find them (`/sys/class/block`, `blkid -p -o export`).
 //! - [`ftp`]: vsftpd's configuration (anonymous, read-only) and its log read for bytes served.
+//! - [`adc`]: the ADC client's settings, its JSON-RPC calls (shares in line with the node's,
+//!   the server's hub joined) and its upload log read for bytes served.
+//! - [`log_tail`]: the lines those programs' logs gained since the last look.
 //! - [`identity`]: the server and image from the stub's note, the MAC of the boot interface.
 //! - [`share_http`]: HTTP sharing's decisions: request paths, opening beneath a share (the
 //!   kernel refuses links that lead out), ranges, content types, escaped listings.
@@ -15,11 +18,13 @@
 //! - [`status`]: the node's status page and its JSON (`/`, `/api/v1/status`); [`html`] escapes
 //!   the strangers' names it shows.
 
+pub mod adc;
 pub mod checkin_loop;
 pub mod disks;
 pub mod ftp;
 pub mod html;
 pub mod identity;
+pub mod log_tail;
 pub mod probe;
 pub mod serve;
 pub mod share_http;

@@ -1,8 +1,8 @@
 //! `swarmboot-node`: the elchOS node agent (being built: it mounts the machine's disks
 //! read-only and shares them over HTTP and FTP, serves the status page and checks in with the
-//! boot server, taking its commands; ADC comes next).
+//! boot server, taking its commands; with --adc it shares them on the server's ADC hub too).
 //!
-//! In elchOS: `swarmboot-node --disks --ftp-root /srv/elchos --boot-note
+//! In elchOS: `swarmboot-node --disks --ftp-root /srv/elchos --adc --boot-note
 //! /run/swarmboot/seed.toml --key-file /etc/swarmboot/server.pub` (the server and image from
 //! the stub's note, the MAC from the
 //! boot interface, the server's key from the image). By hand or in tests: `--share NAME=DIR …
@@ -24,6 +24,7 @@ use swarmboot_node::stats::Counters;
 use swarmboot_node::status::Status;
 use tracing::{info, warn};
 
+mod adc_client;
 mod checkins;
 mod disk_mounts;
 mod ftp_server;
@@ -68,6 +69,13 @@ struct Args {
     ftp_root: Option<String>,
     #[arg(long, default_value_t = 21)]
     ftp_port: u16,
+    /// Share over ADC too: run eiskaltdcpp-daemon, which joins the hub the server names in its
+    /// check-in replies (`[adc] enable` on the server) with the node's shares.
+    #[arg(long)]
+    adc: bool,
+    /// The ADC client's port for transfers (TCP) and search results (UDP); TLS on the next.
+    #[arg(long, default_value_t = 1412)]
+    adc_port: u16,
     /// Where the key this boot checks in with is made (a tmpfs: a new key each boot).
     #[arg(long, default_value = "/run/swarmboot-node")]
     run_dir: PathBuf,
@@ -102,6 +110,13 @@ fn address_towards(server: &str) -> Option<String> {
     Some(s.local_addr().ok()?.ip().to_string())
 }
 
+fn random_id() -> std::io::Result<[u8; 24]> {
+    use std::io::Read;
+    let mut id = [0; 24];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut id)?;
+    Ok(id)
+}
+
 fn uptime_secs() -> u64 {
     std::fs::read_to_string("/proc/uptime").ok().and_then(|t| t.split('.').next()?.parse().ok()).unwrap_or(0)
 }
@@ -120,6 +135,9 @@ async fn main() -> anyhow::Result<()> {
         if image == "unknown" {
             image = id.image;
         }
+    }
+    if a.adc && server.is_empty() {
+        anyhow::bail!("--adc joins the hub the boot server names: give --server or --boot-note too");
     }
     if !server.is_empty() && mac.is_empty() {
         mac = boot_mac().await?;
@@ -189,7 +207,19 @@ async fn main() -> anyhow::Result<()> {
         std::fs::create_dir_all(&a.run_dir).with_context(|| format!("--run-dir {}", a.run_dir.display()))?;
         let node_key = swarmboot_manifest::SigningKey::load_or_create(&a.run_dir).with_context(|| format!("making this boot's key in {}", a.run_dir.display()))?;
         info!(%server, %mac, node_key = %node_key.public().fingerprint(), "checking in");
-        let agent = checkins::Agent { node: node.clone(), server: server.clone(), server_key, node_key, mac, image, reboot_command: a.reboot_command.clone(), rescan };
+        let (adc_hub, hub_port) = tokio::sync::watch::channel(None);
+        if a.adc {
+            let settings = swarmboot_node::adc::ClientSettings {
+                nick: swarmboot_node::adc::nick(&mac),
+                description: format!("elchOS node {mac} ({image})"),
+                port: a.adc_port,
+                tls_port: a.adc_port.checked_add(1).context("--adc-port: the TLS port is the next one, so at most 65534")?,
+                private_id: random_id().context("reading /dev/urandom for the ADC client's private id")?,
+                slots: 16,
+            };
+            tokio::spawn(adc_client::AdcClient { node: node.clone(), run_dir: a.run_dir.clone(), settings, server: server.clone(), hub_port }.run());
+        }
+        let agent = checkins::Agent { node: node.clone(), server: server.clone(), server_key, node_key, mac, image, reboot_command: a.reboot_command.clone(), rescan, adc_hub };
         tokio::spawn(agent.run());
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

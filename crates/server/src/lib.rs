@@ -140,6 +140,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         interval: cfg.nodes.checkin_interval.0.into(),
         missed_before_lost: cfg.nodes.missed_before_lost,
         command_ttl: cfg.nodes.command_ttl.0.into(),
+        adc_port: cfg.adc.enable.then_some(cfg.adc.listen.port()),
         ..Default::default()
     };
     let node_store = node_store::NodeStore::open(&cfg.server.state_dir)?;
