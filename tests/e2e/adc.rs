@@ -15,7 +15,7 @@ use swarmboot_lab::{require_root, Netns, ScratchDir, Server};
 const MAC: &str = "52:54:00:c0:ff:0a";
 const HUB: &str = "adc://127.0.0.1:1511";
 
-fn wait_until<T>(what: &str, secs: u64, log: &dyn Fn() -> String, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_until<T>(what: &str, secs: u64, log: &dyn Fn() -> String, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(v) = f() {

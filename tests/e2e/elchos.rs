@@ -110,7 +110,9 @@ fn unix_now() -> u64 {
 ///   read-only and its array mounted, the donated disk listed and left alone;
 /// - a disk plugged into a running node is found, mounted and shared;
 /// - every file of every share is byte-identical over HTTP and anonymous FTP from the server's
-///   namespace, odd names included; the bytes served per protocol reach the server; the
+///   namespace, odd names included; over ADC, an ordinary client (eiskaltdcpp-daemon) on the
+///   server's hub finds a file of the RAID1 array by name and downloads it by TTH from the
+///   node; the bytes served per protocol reach the server; the
 ///   node's page lists its disks, and its JSON what its seeder uploaded;
 /// - a hostile machine's path traversal over HTTP and FTP is refused, and while it holds 1000
 ///   idle connections the page and the files are still served to another;
@@ -146,7 +148,7 @@ fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() 
     let cfg = format!(
         "[server]\ninterface = \"br0\"\naddress = \"10.77.0.1\"\nstate_dir = \"{}\"\n\
          [dhcp]\nmode = \"authoritative\"\npool = [\"10.77.0.100-10.77.0.199\"]\nrouter = \"10.77.0.1\"\n\
-         [http]\nlisten = \"0.0.0.0:8080\"\n[nodes]\ncheckin_interval = \"{INTERVAL}s\"\n",
+         [http]\nlisten = \"0.0.0.0:8080\"\n[nodes]\ncheckin_interval = \"{INTERVAL}s\"\n[adc]\nenable = true\n",
         d.join("state").display()
     );
     let server = Server::start(&lan.server, d, &cfg, 8080).unwrap();
@@ -245,6 +247,27 @@ fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() 
         |n: &serde_json::Value, protocol: &str| n["served"].as_array().unwrap().iter().filter(|s| s["protocol"] == protocol).map(|s| s["bytes"].as_u64().unwrap()).sum::<u64>();
     let counted = wait_node(&server, macs[0], unix_now(), Duration::from_secs(3 * INTERVAL), |n| served(n, "ftp") >= vm0_bytes && served(n, "http") >= vm0_bytes);
     eprintln!("vm0 served {} bytes over HTTP and {} over FTP (the files: {vm0_bytes})", served(&counted, "http"), served(&counted, "ftp"));
+    // ADC: both nodes on the server's hub; an ordinary ADC client on the server's namespace
+    // finds a file of vm1's RAID1 array by name and downloads it by its TTH from vm1; vm1
+    // counts the bytes and they reach the server.
+    let hub = "adc://10.77.0.1:1511";
+    let client = crate::adc::AdcSearcher::start(&lan.server, d, 1422, 3131);
+    client.join(hub);
+    let no_log = String::new;
+    let nicks = ["elch-5254005d0300", "elch-5254005d0301"];
+    crate::adc::wait_until("both nodes on the hub", 3 * INTERVAL, &no_log, || {
+        let users = client.users(hub);
+        nicks.iter().all(|n| users.iter().any(|u| u == n)).then_some(())
+    });
+    let hit = crate::adc::wait_until("vm1's data.bin on its RAID1 array found by name", 60, &no_log, || {
+        client.search(hub, "data.bin").into_iter().find(|r| r["Nick"] == nicks[1] && r["Path"] == "mirror/sub/")
+    });
+    let before_adc = served(&n1, "adc");
+    let got = client.download(hub, &hit, 120, &no_log);
+    assert!(got == std::fs::read(mirror.join("sub/data.bin")).unwrap(), "the ADC download differs from the file on vm1's array");
+    let counted_adc = wait_node(&server, macs[1], unix_now(), Duration::from_secs(3 * INTERVAL), |n| served(n, "adc") >= before_adc + got.len() as u64);
+    eprintln!("ADC: {} bytes of vm1's mirror/sub/data.bin downloaded byte-identical by TTH {}; vm1 counted {} ADC bytes", got.len(), hit["TTH"], served(&counted_adc, "adc"));
+
     // The node's page and its JSON: the disks, and what its seeder does (vm1 took part of the
     // image from vm0).
     let node_url = n0["shares"][0]["urls"][0].as_str().unwrap().rsplitn(3, '/').nth(2).unwrap().to_string();

@@ -10,6 +10,8 @@
 //! - `bench-tftp`: a 20 MB file from swarmboot, tftpd-hpa and dnsmasq; throughput, ratios.
 //! - `bench-boot`: VM power-on → marker, swarmboot (HTTP) vs dnsmasq (TFTP only).
 //! - `bench-sha1`: SHA-1 piece verification MB/s vs coreutils sha1sum.
+//! - `bench-node`: the node agent's HTTP share vs nginx and python3 http.server (4
+//!   downloaders), its RSS and CPU at rest with FTP and ADC on.
 //! - `bench-stub`: N VMs boot one image at once, swarm mode vs direct: time to marker,
 //!   server bytes per VM.
 //! - `bench-storm`: N clients fetch one file at once over tc-shaped links: swarmboot serve +
@@ -17,6 +19,7 @@
 
 mod bench_boot;
 mod bench_dhcp;
+mod bench_node;
 mod bench_sha1;
 mod bench_storm;
 mod bench_stub;
@@ -119,6 +122,16 @@ enum Task {
         #[arg(long, default_value_t = 1)]
         runs: usize,
     },
+    /// The node agent: its HTTP share to 4 downloaders vs nginx and python3 http.server, its
+    /// memory and CPU at rest with FTP and ADC on (release build).
+    BenchNode {
+        /// MiB of the shared file.
+        #[arg(long, default_value_t = 256)]
+        size_mib: usize,
+        /// Rounds per server (the median counts).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// A 20 MB file over TFTP from swarmboot, tftpd-hpa and dnsmasq; throughput and ratios.
     BenchTftp {
         /// Fetches per server and client (the median counts).
@@ -135,6 +148,7 @@ fn main() -> std::process::ExitCode {
         Task::Demo { vms } => demo::run(vms),
         Task::BenchDhcp { rates, period } => bench_dhcp::run(&rates, period),
         Task::BenchTftp { runs } => bench_tftp::run(runs),
+        Task::BenchNode { size_mib, runs } => bench_node::run(size_mib, runs),
         Task::BenchBoot { runs } => bench_boot::run(runs),
         Task::BenchSha1 => bench_sha1::run(),
         Task::BenchStub { vms, size_mib, rate, image } => bench_stub::run(bench_stub::StubBenchArgs { vms, size_mib, rate, image }),

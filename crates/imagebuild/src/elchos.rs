@@ -14,6 +14,8 @@
 //!   comes with the image, never from the network). It finds the machine's disks, mounts them
 //!   read-only and shares them, and checks in with the server the stub booted from.
 //! - FTP: Debian's vsftpd, its own unit masked: the agent runs it with its configuration.
+//! - ADC: Debian's eiskaltdcpp-daemon (a headless DC++ client, no unit of its own): the agent
+//!   runs it, shares the disks through it and joins the hub the server names.
 //! - md RAID: `mdadm` is there for the agent, which assembles arrays read-only; Debian's own
 //!   automatic assembly (udev's incremental rule, `AUTO` in mdadm.conf) and mdadm's periodic
 //!   checks are off, so nothing assembles an array writable behind the agent's back.
@@ -56,7 +58,8 @@ pub const SUITE: &str = "bookworm";
 /// The kernel command line elchOS boots with: a login on the serial port and on the screen.
 pub const CMDLINE: &str = "console=tty0 console=ttyS0,115200";
 
-const PACKAGES: &[&str] = &["systemd", "systemd-sysv", "udev", "iproute2", "procps", "kmod", "iputils-ping", "openssh-server", "linux-image-amd64", "mdadm", "ntfs-3g", "vsftpd"];
+const PACKAGES: &[&str] =
+    &["systemd", "systemd-sysv", "udev", "iproute2", "procps", "kmod", "iputils-ping", "openssh-server", "linux-image-amd64", "mdadm", "ntfs-3g", "vsftpd", "eiskaltdcpp-daemon"];
 
 const AGENT_UNIT: &str = "[Unit]
 Description=elchOS node agent: shares this machine's disks read-only, checks in with the boot server
@@ -65,7 +68,7 @@ After=network-online.target swarmboot-seed.service
 Wants=network-online.target
 
 [Service]
-ExecStart=/usr/lib/swarmboot/swarmboot-node --disks --ftp-root /srv/elchos --boot-note /run/swarmboot/seed.toml --key-file /etc/swarmboot/server.pub
+ExecStart=/usr/lib/swarmboot/swarmboot-node --disks --ftp-root /srv/elchos --adc --boot-note /run/swarmboot/seed.toml --key-file /etc/swarmboot/server.pub
 Restart=on-failure
 RestartSec=5
 StateDirectory=elchos
@@ -207,8 +210,9 @@ mod tests {
         assert!(key.content.ends_with("\npublic key abcd\n"), "{}", key.content);
         let unit = r.files.iter().find(|f| f.path.ends_with("elchos-agent.service")).unwrap();
         assert!(unit.content.contains(&format!("--key-file {AGENT_KEY}")) && unit.content.contains(AGENT_BINARY));
+        assert!(unit.content.contains(" --adc ") && unit.content.contains("--ftp-root /srv/elchos"), "{}", unit.content);
         assert!(!recipe(&ElchosOptions::default()).enable.contains(&"elchos-agent.service".to_string()), "no agent, no unit");
-        assert!(r.mmdebstrap_args("/t").iter().any(|a| a.starts_with("--include=") && a.ends_with(",linux-image-amd64,mdadm,ntfs-3g,vsftpd,htop")));
+        assert!(r.mmdebstrap_args("/t").iter().any(|a| a.starts_with("--include=") && a.ends_with("linux-image-amd64,mdadm,ntfs-3g,vsftpd,eiskaltdcpp-daemon,htop")));
         assert_eq!(r.check(), Ok(()));
     }
 
