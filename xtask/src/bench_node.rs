@@ -2,7 +2,8 @@
 //!
 //! 1. **HTTP sharing**: one share holding a SIZE MiB file, served in turn by the node agent
 //!    (`swarmboot-node --share`), nginx (Debian's binary, its package unpacked into the cache,
-//!    not installed: no service starts; `sendfile on`, worker_processes auto) and Python's
+//!    not installed: no service starts; `sendfile on`, worker_processes auto — vsftpd for
+//!    step 2 comes the same way) and Python's
 //!    http.server (Debian's python3); 4 downloaders (curl, another namespace) fetch the file
 //!    at once, twice each; every copy's size checked, one's bytes. Aggregate MB/s, median of
 //!    RUNS, and the agent ÷ each.
@@ -24,10 +25,11 @@ const DOWNLOADERS: usize = 4;
 const FETCHES_EACH: usize = 2;
 
 pub fn run(size_mib: usize, runs: usize) -> anyhow::Result<()> {
-    if !host::prepare_bench("bench-node", "warn")? {
+    if !host::prepare_bench("bench-node", "warn,swarmboot_server=info")? {
         return Ok(());
     }
-    let nginx = ensure_nginx()?;
+    let nginx = unpacked("nginx", "usr/sbin/nginx")?;
+    let vsftpd = unpacked("vsftpd", "usr/sbin/vsftpd")?;
     let dir = ScratchDir::new("bench-node")?;
     let d = dir.path();
     let share = d.join("srv/bench");
@@ -71,7 +73,7 @@ pub fn run(size_mib: usize, runs: usize) -> anyhow::Result<()> {
     }
 
     // 2. The whole node at rest, checking in.
-    let (rest, others) = node_at_rest(&lan.server, d, &share)?;
+    let (rest, others) = node_at_rest(&lan.server, d, &share, &vsftpd)?;
 
     let ours = table[0].1;
     println!("\n{DOWNLOADERS} downloaders × {FETCHES_EACH} fetches of a {size_mib} MiB file over the lab bridge, median of {runs} runs:");
@@ -84,25 +86,30 @@ pub fn run(size_mib: usize, runs: usize) -> anyhow::Result<()> {
     println!("| | value | goal |");
     println!("|---|---|---|");
     println!("| agent RSS | {:.1} MB | ≤ 30 MB |", rest.rss_kib as f64 / 1024.0);
-    println!("| agent peak RSS (whole run) | {:.1} MB | |", rest.peak_kib.max(agent_peak) as f64 / 1024.0);
+    println!("| agent peak RSS since its start | {:.1} MB | |", rest.peak_kib as f64 / 1024.0);
     println!("| agent peak RSS under the HTTP load | {:.1} MB | |", agent_peak as f64 / 1024.0);
-    println!("| agent CPU at rest | {:.2} % of one core | |", rest.cpu_percent);
+    println!("| agent CPU at rest | {:.3} % of one core | |", rest.cpu_percent);
     for (name, kib) in others {
         println!("| {name} RSS | {:.1} MB | |", kib as f64 / 1024.0);
     }
     Ok(())
 }
 
-/// nginx from Debian's package, unpacked (not installed) into the cache; its binary.
-fn ensure_nginx() -> anyhow::Result<PathBuf> {
-    let root = host::cache_dir().join("nginx-deb");
-    let exe = root.join("x/usr/sbin/nginx");
+/// A program from Debian's package, unpacked (not installed: no service starts, nothing
+/// listens on the host) into the cache; the path of `binary` in it.
+fn unpacked(package: &str, binary: &str) -> anyhow::Result<PathBuf> {
+    let root = host::cache_dir().join(format!("{package}-deb"));
+    let exe = root.join("x").join(binary);
     if exe.exists() {
         return Ok(exe);
     }
     std::fs::create_dir_all(&root)?;
-    host::run(std::process::Command::new("apt-get").arg("download").arg("nginx").current_dir(&root)).context("apt-get download nginx (the benchmark's baseline)")?;
-    let deb = std::fs::read_dir(&root)?.filter_map(|e| e.ok()).map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "deb")).context("no nginx .deb downloaded")?;
+    host::run(std::process::Command::new("apt-get").arg("download").arg(package).current_dir(&root)).with_context(|| format!("apt-get download {package}"))?;
+    let deb = std::fs::read_dir(&root)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .with_context(|| format!("no {package} .deb downloaded"))?;
     host::run(std::process::Command::new("dpkg-deb").arg("-x").arg(&deb).arg(root.join("x")))?;
     Ok(exe)
 }
@@ -213,12 +220,10 @@ fn proc_status_kib(pid: i32, field: &str) -> Option<u64> {
     s.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: i32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = s.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+/// The CPU time a process's threads have run, in nanoseconds (`/proc/PID/task/*/schedstat`).
+fn cpu_ns(pid: i32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    Some(tasks.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok()?.split_whitespace().next()?.parse::<u64>().ok()).sum())
 }
 
 /// The children of `pid` by program name (from /proc).
@@ -240,7 +245,7 @@ struct Rest {
     cpu_percent: f64,
 }
 
-fn node_at_rest(ns: &Netns, d: &Path, share: &Path) -> anyhow::Result<(Rest, Vec<(String, u64)>)> {
+fn node_at_rest(ns: &Netns, d: &Path, share: &Path, vsftpd: &Path) -> anyhow::Result<(Rest, Vec<(String, u64)>)> {
     let sdir = d.join("rest");
     std::fs::create_dir_all(&sdir)?;
     let cfg = format!(
@@ -252,6 +257,9 @@ fn node_at_rest(ns: &Netns, d: &Path, share: &Path) -> anyhow::Result<(Rest, Vec
     let key = sdir.join("server.pub");
     std::fs::write(&key, server.public_key()?)?;
     let mut c = ns.command(swarmboot_lab::bin("swarmboot-node"));
+    // The agent runs vsftpd from its PATH: the unpacked one first.
+    let path = format!("{}:{}", vsftpd.parent().context("vsftpd's directory")?.display(), std::env::var("PATH").unwrap_or_default());
+    c.env("PATH", path);
     c.args(["--listen", "10.77.0.1:80", "--server", "http://10.77.0.1:8080", "--mac", "52:54:00:be:ec:01", "--adc", "--share"])
         .arg(format!("bench={}", share.display()))
         .arg("--ftp-root")
@@ -266,13 +274,11 @@ fn node_at_rest(ns: &Netns, d: &Path, share: &Path) -> anyhow::Result<(Rest, Vec
     // Settled: checked in, the ADC client on the hub and done hashing the share.
     std::thread::sleep(Duration::from_secs(20));
     let pid = agent.pid().as_raw();
-    let t0 = cpu_ticks(pid).context("the agent's CPU time")?;
+    let t0 = cpu_ns(pid).context("the agent's CPU time")?;
     let at = Instant::now();
     std::thread::sleep(Duration::from_secs(30));
-    let t1 = cpu_ticks(pid).context("the agent's CPU time")?;
-    // /proc counts in USER_HZ, 100 on Linux whatever the kernel's own tick.
-    let hz = 100.0;
-    let cpu_percent = (t1 - t0) as f64 / hz / at.elapsed().as_secs_f64() * 100.0;
+    let t1 = cpu_ns(pid).context("the agent's CPU time")?;
+    let cpu_percent = (t1 - t0) as f64 / 1e9 / at.elapsed().as_secs_f64() * 100.0;
     let rest = Rest { rss_kib: proc_status_kib(pid, "VmRSS:").context("the agent's RSS")?, peak_kib: proc_status_kib(pid, "VmHWM:").unwrap_or(0), cpu_percent };
     let mut others = Vec::new();
     for name in ["vsftpd", "eiskaltdcpp-daemon"] {

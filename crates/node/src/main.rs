@@ -175,7 +175,13 @@ async fn main() -> anyhow::Result<()> {
         served: counters.served(),
         seeding: Seeding::default(),
     };
-    let node = Node { shares: Arc::new(RwLock::new(shares)), stopped: Arc::default(), counters: Arc::new(Mutex::new(counters)), status: Arc::new(RwLock::new(status)) };
+    let node = Node {
+        shares: Arc::new(RwLock::new(shares)),
+        stopped: Arc::default(),
+        counters: Arc::new(Mutex::new(counters)),
+        status: Arc::new(RwLock::new(status)),
+        downloads: Arc::default(),
+    };
     if let Some(root) = &a.ftp_root {
         std::fs::create_dir_all(root).with_context(|| format!("--ftp-root {root}"))?;
         std::fs::create_dir_all(&a.run_dir).with_context(|| format!("--run-dir {}", a.run_dir.display()))?;

@@ -3,8 +3,8 @@
 //! counted per share as they leave ([`crate::stats::Counters`]).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::SeekFrom;
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::body::Body;
@@ -12,9 +12,8 @@ use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use rustix::fs::{fstat, statat, AtFlags, Dir, FileType};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use crate::share_http::{bytes_for, content_type, listing_html, open_beneath, route, Bytes, Entry, Route};
+use crate::share_http::{bytes_for, content_type, listing_html, open_beneath, read_chunk, route, Bytes, Entry, Route};
 use crate::stats::Counters;
 use crate::status::{render_html, Status};
 
@@ -32,6 +31,8 @@ pub struct Node {
     pub counters: Arc<Mutex<Counters>>,
     /// The page's content, refreshed by the agent.
     pub status: Arc<RwLock<Status>>,
+    /// Downloads under way (each reads in chunks of [`read_chunk`] for their number).
+    pub downloads: Arc<AtomicUsize>,
 }
 
 pub fn router(node: Node) -> Router {
@@ -66,7 +67,6 @@ async fn handle(node: Node, method: Method, uri: Uri, headers: HeaderMap) -> Res
             };
             // openat2 and reading a directory block: off the async threads.
             let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_string);
-            let counters = node.counters.clone();
             let head = method == Method::HEAD;
             match tokio::task::spawn_blocking(move || open(&root, &path)).await {
                 Ok(Ok(Opened::Dir(entries, cut))) if uri.path().ends_with('/') => {
@@ -79,7 +79,7 @@ async fn handle(node: Node, method: Method, uri: Uri, headers: HeaderMap) -> Res
                     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
                 }
                 Ok(Ok(Opened::Dir(..))) => (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, format!("{}/", uri.path()))]).into_response(),
-                Ok(Ok(Opened::File(fd, len))) => send_file(fd, len, range.as_deref(), head, &share, counters, uri.path()).await,
+                Ok(Ok(Opened::File(fd, len))) => send_file(fd, len, range.as_deref(), head, &share, &node, uri.path()).await,
                 Ok(Err(e)) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => plain(StatusCode::NOT_FOUND, "not in this share"),
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => plain(StatusCode::NOT_FOUND, "no such file"),
                 Ok(Err(e)) => plain(StatusCode::FORBIDDEN, &format!("cannot read it: {e}")),
@@ -125,7 +125,7 @@ fn open(root: &OwnedFd, path: &[String]) -> std::io::Result<Opened> {
     }
 }
 
-async fn send_file(fd: OwnedFd, len: u64, range: Option<&str>, head: bool, share: &str, counters: Arc<Mutex<Counters>>, path: &str) -> Response {
+async fn send_file(fd: OwnedFd, len: u64, range: Option<&str>, head: bool, share: &str, node: &Node, path: &str) -> Response {
     let (status, start, count) = match bytes_for(range, len) {
         Bytes::Whole => (StatusCode::OK, 0, len),
         Bytes::Part(r) => (StatusCode::PARTIAL_CONTENT, *r.start(), r.end() - r.start() + 1),
@@ -144,20 +144,65 @@ async fn send_file(fd: OwnedFd, len: u64, range: Option<&str>, head: bool, share
     if head {
         return resp.body(Body::empty()).expect("a valid response");
     }
-    counters.lock().expect("counters lock").add_request("http", share);
-    let mut file = tokio::fs::File::from_std(std::fs::File::from(fd));
-    if file.seek(SeekFrom::Start(start)).await.is_err() {
-        return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot seek");
-    }
-    let share = share.to_string();
-    let stream = tokio_util::io::ReaderStream::new(file.take(count));
-    // Counted as the bytes leave, so an aborted download counts what it got.
-    let counted = futures_util::StreamExt::map(stream, move |chunk| {
-        if let Ok(c) = &chunk {
-            let mut g = counters.lock().expect("counters lock");
-            g.add_bytes("http", &share, c.len() as u64);
+    node.counters.lock().expect("counters lock").add_request("http", share);
+    let download = Download { file: Arc::new(std::fs::File::from(fd)), at: start, left: count, under_way: UnderWay::new(node.downloads.clone()) };
+    let (share, counters) = (share.to_string(), node.counters.clone());
+    // Each chunk read on the blocking pool straight into the buffer that is sent; counted as
+    // the bytes leave, so an aborted download counts what it got.
+    let stream = futures_util::stream::unfold(download, move |mut d| {
+        let (share, counters) = (share.clone(), counters.clone());
+        async move {
+            if d.left == 0 {
+                return None;
+            }
+            let want = (read_chunk(d.under_way.count()) as u64).min(d.left) as usize;
+            let (file, at) = (d.file.clone(), d.at);
+            let read = tokio::task::spawn_blocking(move || {
+                // Into the buffer's spare capacity: no pass to zero it first.
+                let mut buf = Vec::with_capacity(want);
+                rustix::io::pread(&*file, rustix::buffer::spare_capacity(&mut buf), at)?;
+                Ok::<_, std::io::Error>(buf)
+            })
+            .await;
+            let chunk = match read {
+                Ok(Ok(buf)) if !buf.is_empty() => buf,
+                // Shorter than it said (truncated since), failed, or the pool is gone: the
+                // client sees a body shorter than its length.
+                _ => return None,
+            };
+            d.at += chunk.len() as u64;
+            d.left -= chunk.len() as u64;
+            counters.lock().expect("counters lock").add_bytes("http", &share, chunk.len() as u64);
+            Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(chunk)), d))
         }
-        chunk
     });
-    resp.body(Body::from_stream(counted)).expect("a valid response")
+    resp.body(Body::from_stream(stream)).expect("a valid response")
+}
+
+/// A file being sent.
+struct Download {
+    file: Arc<std::fs::File>,
+    at: u64,
+    left: u64,
+    under_way: UnderWay,
+}
+
+/// One download counted in [`Node::downloads`] for as long as it lives.
+struct UnderWay(Arc<AtomicUsize>);
+
+impl UnderWay {
+    fn new(n: Arc<AtomicUsize>) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        UnderWay(n)
+    }
+
+    fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for UnderWay {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }

@@ -143,6 +143,17 @@ pub fn listing_html(share: &str, path: &[String], entries: &[Entry]) -> String {
     h
 }
 
+/// What all downloads together may hold in read buffers at once (a chunk read and one
+/// being sent each).
+pub const READ_BUDGET: usize = 32 << 20;
+
+/// How much a download reads at a time while `under_way` downloads run: large when few (each
+/// read is a trip to the blocking pool), small when many, so buffers stay within
+/// [`READ_BUDGET`] twice over even when every client stops reading.
+pub fn read_chunk(under_way: usize) -> usize {
+    (READ_BUDGET / under_way.max(1)).clamp(16 << 10, 512 << 10)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,5 +244,17 @@ mod tests {
         assert!(h.contains("href=\"a%3Fb%23c/\""), "{h}");
         assert!(h.find("a?b#c/").unwrap() < h.find("z.ogg").unwrap(), "directories first");
         assert!(h.contains("<title>/music/a&lt;b&gt;/</title>"), "{h}");
+    }
+
+    #[test]
+    fn downloads_read_large_chunks_when_few_and_small_when_many() {
+        assert_eq!(read_chunk(0), 512 << 10);
+        assert_eq!(read_chunk(4), 512 << 10);
+        assert_eq!(read_chunk(256), 128 << 10);
+        assert_eq!(read_chunk(2048), 16 << 10);
+        assert_eq!(read_chunk(1 << 20), 16 << 10, "never below 16 KiB");
+        for n in [1, 10, 64, 65, 300, 2048] {
+            assert!(n * read_chunk(n) <= READ_BUDGET.max(n * (16 << 10)), "{n}");
+        }
     }
 }
