@@ -86,6 +86,76 @@ impl<'a> AdcSearcher<'a> {
         self.call("search.getresults", json!({"huburl": hub})).as_array().cloned().unwrap_or_default()
     }
 
+    /// Every wanted file — (nick, its directory in the nick's shares like `music/sub/`, its
+    /// name) — found by searching the hub for its name, then downloaded by the TTH the search
+    /// gave, each into a directory of its own (the users' file lists name the sources); the
+    /// bytes of each, in order.
+    pub(crate) fn fetch_files(&self, hub: &str, wanted: &[(String, String, String)], within: u64, log: &dyn Fn() -> String) -> Vec<Vec<u8>> {
+        let mut hits: Vec<Option<Value>> = vec![None; wanted.len()];
+        let mut seen = std::collections::BTreeSet::new();
+        let deadline = Instant::now() + Duration::from_secs(within);
+        while hits.iter().any(Option::is_none) {
+            assert!(
+                Instant::now() < deadline,
+                "search hits for {:?} within {within} s; the hits seen: {seen:?}\n{}",
+                wanted.iter().zip(&hits).filter(|(_, h)| h.is_none()).map(|(w, _)| w).collect::<Vec<_>>(),
+                log()
+            );
+            // Every missing name searched, then the results gathered for a while: the client
+            // sends queued searches at its own pace, so results come when they come.
+            let names: std::collections::BTreeSet<&str> = wanted.iter().zip(&hits).filter(|(_, h)| h.is_none()).map(|(w, _)| w.2.as_str()).collect();
+            for name in names {
+                let word = name.split(|c: char| !c.is_alphanumeric()).find(|w| !w.is_empty()).unwrap_or(name);
+                self.call("search.send", json!({"searchstring": word, "searchtype": 0, "sizemode": 0, "sizetype": 0, "size": 0, "huburls": hub}));
+            }
+            for _ in 0..10 {
+                std::thread::sleep(Duration::from_secs(1));
+                for r in self.call("search.getresults", json!({"huburl": hub})).as_array().cloned().unwrap_or_default() {
+                    seen.insert(format!("{} {}{}", r["Nick"], r["Path"], r["Filename"]));
+                    for (w, h) in wanted.iter().zip(hits.iter_mut()) {
+                        if h.is_none() && r["Nick"] == w.0.as_str() && r["Path"] == w.1.as_str() && r["Filename"] == w.2.as_str() {
+                            *h = Some(r.clone());
+                        }
+                    }
+                }
+                if hits.iter().all(Option::is_some) {
+                    break;
+                }
+            }
+        }
+        let targets: Vec<PathBuf> = hits
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let h = h.as_ref().unwrap();
+                let (name, tth, size) = (h["Filename"].as_str().unwrap(), h["TTH"].as_str().unwrap(), h["Real Size"].as_str().unwrap());
+                let to = self.dir.join(format!("files/{i}"));
+                std::fs::create_dir_all(&to).unwrap();
+                let magnet = format!("magnet:?xt=urn:tree:tiger:{tth}&xl={size}&dn={}", name.replace('%', "%25").replace('&', "%26").replace(' ', "%20"));
+                assert_eq!(self.call("magnet.add", json!({"magnet": magnet, "directory": format!("{}/", to.display())})), json!(0), "{h}");
+                to.join(name)
+            })
+            .collect();
+        let nicks: std::collections::BTreeSet<&str> = wanted.iter().map(|w| w.0.as_str()).collect();
+        for nick in nicks {
+            assert_eq!(self.call("list.download", json!({"huburl": hub, "nick": nick})), json!(0));
+        }
+        wait_until(&format!("{} files downloaded", targets.len()), within, log, || {
+            self.call("queue.matchlists", json!({}));
+            std::thread::sleep(Duration::from_secs(1));
+            let queued = self.call("queue.list", json!({}));
+            targets
+                .iter()
+                .zip(&hits)
+                .all(|(t, h)| {
+                    let size: u64 = h.as_ref().unwrap()["Real Size"].as_str().unwrap().parse().unwrap();
+                    std::fs::metadata(t).is_ok_and(|m| m.len() == size) && queued.get(t.display().to_string()).is_none()
+                })
+                .then_some(())
+        });
+        targets.iter().map(|t| std::fs::read(t).unwrap()).collect()
+    }
+
     /// Downloads a search hit by its TTH from the user who has it (the user's file list names
     /// the source); the bytes, once the whole file is there.
     pub(crate) fn download(&self, hub: &str, hit: &Value, within: u64, log: &dyn Fn() -> String) -> Vec<u8> {
@@ -184,6 +254,8 @@ fn a_node_shares_on_the_servers_adc_hub_to_a_real_adc_client_and_a_search_flood_
     }
     std::fs::write(share.join("elch-sample.bin"), &content).unwrap();
     std::fs::write(share.join("other.txt"), b"not this one").unwrap();
+    std::fs::create_dir_all(share.join("sub")).unwrap();
+    std::fs::write(share.join("sub/deep.txt"), b"one level down").unwrap();
     let mut node_cmd = ns.command(swarmboot_lab::bin("swarmboot-node"));
     node_cmd
         .args(["--listen", "127.0.0.1:8090", "--image", "elchos@1", "--server", "http://127.0.0.1:8080", "--mac", MAC, "--adc", "--adc-port", "1412", "--share"])
@@ -227,6 +299,10 @@ fn a_node_shares_on_the_servers_adc_hub_to_a_real_adc_client_and_a_search_flood_
     assert_eq!(counted, 3_000_000, "every chunk of the file once");
     wait_until("the server's registry showing them", 30, &logs, || server.cli(&["node", "show", MAC]).ok().filter(|s| s.contains("adc") && s.contains("3000000")).map(|_| ()));
 
+    // Files at the share's root and below, found by name and fetched in one go.
+    let wanted = [(nick.to_string(), "music/".to_string(), "other.txt".to_string()), (nick.to_string(), "music/sub/".to_string(), "deep.txt".to_string())];
+    assert_eq!(client.fetch_files(HUB, &wanted, 60, &logs), [b"not this one".to_vec(), b"one level down".to_vec()]);
+
     // A flood of searches from a hostile user: a listener sees at most the hub's rate.
     let mut listener = AdcUser::login(&ns, "listener", 7);
     let mut flooder = AdcUser::login(&ns, "flooder", 8);
@@ -242,6 +318,9 @@ fn a_node_shares_on_the_servers_adc_hub_to_a_real_adc_client_and_a_search_flood_
     let _ = flooder.lines_for(Duration::from_millis(200));
     // And the hub still serves the rest: the client's next search is answered.
     wait_until("a search answered after the flood", 30, &logs, || client.search(HUB, "other").iter().any(|r| r["Filename"] == "other.txt").then_some(()));
+    // The node's page is up all along.
+    let page = ns.command("curl").args(["-sS", "--fail", "-m", "10", "http://127.0.0.1:8090/"]).output().unwrap();
+    assert!(page.status.success() && String::from_utf8_lossy(&page.stdout).contains("elchos@1"), "the node's page after the flood: {page:?}");
 
     // The agent takes its ADC client with it when it stops.
     node.stop(Duration::from_secs(10));

@@ -39,10 +39,13 @@ fn content(dir: &Path, tag: &str, odd_names: bool) -> PathBuf {
     let root = dir.join(format!("content-{tag}"));
     std::fs::create_dir_all(root.join("sub")).unwrap();
     std::fs::write(root.join("readme.txt"), format!("the {tag} share\n")).unwrap();
-    let data: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ tag.len() as u8).collect();
+    // Content of its own in every share: of two equal files on one node, the node's ADC client
+    // answered a search with one only (seen here with the odd-named file in two shares).
+    let salt = tag.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(salt) >> 13) as u8).collect();
     std::fs::write(root.join("sub/data.bin"), data).unwrap();
     if odd_names {
-        std::fs::write(root.join("sub/Grüße & $(echo x) 1.txt"), "odd name\n").unwrap();
+        std::fs::write(root.join("sub/Grüße & $(echo x) 1.txt"), format!("odd name in {tag}\n")).unwrap();
     }
     root
 }
@@ -110,9 +113,9 @@ fn unix_now() -> u64 {
 ///   read-only and its array mounted, the donated disk listed and left alone;
 /// - a disk plugged into a running node is found, mounted and shared;
 /// - every file of every share is byte-identical over HTTP and anonymous FTP from the server's
-///   namespace, odd names included; over ADC, an ordinary client (eiskaltdcpp-daemon) on the
-///   server's hub finds a file of the RAID1 array by name and downloads it by TTH from the
-///   node; the bytes served per protocol reach the server; the
+///   namespace, odd names included, and over ADC: an ordinary client (eiskaltdcpp-daemon) on
+///   the server's hub finds each by name and downloads it by its TTH; the bytes served per
+///   protocol reach the server; the
 ///   node's page lists its disks, and its JSON what its seeder uploaded;
 /// - a hostile machine's path traversal over HTTP and FTP is refused, and while it holds 1000
 ///   idle connections the page and the files are still served to another;
@@ -248,8 +251,8 @@ fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() 
     let counted = wait_node(&server, macs[0], unix_now(), Duration::from_secs(3 * INTERVAL), |n| served(n, "ftp") >= vm0_bytes && served(n, "http") >= vm0_bytes);
     eprintln!("vm0 served {} bytes over HTTP and {} over FTP (the files: {vm0_bytes})", served(&counted, "http"), served(&counted, "ftp"));
     // ADC: both nodes on the server's hub; an ordinary ADC client on the server's namespace
-    // finds a file of vm1's RAID1 array by name and downloads it by its TTH from vm1; vm1
-    // counts the bytes and they reach the server.
+    // finds every file of every share by name and downloads each by its TTH, byte for byte;
+    // the ADC bytes the nodes count reach the server.
     let hub = "adc://10.77.0.1:1511";
     let client = crate::adc::AdcSearcher::start(&lan.server, d, 1422, 3131);
     client.join(hub);
@@ -259,14 +262,28 @@ fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() 
         let users = client.users(hub);
         nicks.iter().all(|n| users.iter().any(|u| u == n)).then_some(())
     });
-    let hit = crate::adc::wait_until("vm1's data.bin on its RAID1 array found by name", 60, &no_log, || {
-        client.search(hub, "data.bin").into_iter().find(|r| r["Nick"] == nicks[1] && r["Path"] == "mirror/sub/")
-    });
-    let before_adc = served(&n1, "adc");
-    let got = client.download(hub, &hit, 120, &no_log);
-    assert!(got == std::fs::read(mirror.join("sub/data.bin")).unwrap(), "the ADC download differs from the file on vm1's array");
-    let counted_adc = wait_node(&server, macs[1], unix_now(), Duration::from_secs(3 * INTERVAL), |n| served(n, "adc") >= before_adc + got.len() as u64);
-    eprintln!("ADC: {} bytes of vm1's mirror/sub/data.bin downloaded byte-identical by TTH {}; vm1 counted {} ADC bytes", got.len(), hit["TTH"], served(&counted_adc, "adc"));
+    let before_adc = served(&n0, "adc") + served(&n1, "adc");
+    let mut wanted = Vec::new();
+    let mut sources = Vec::new();
+    for (nick, shares) in [(nicks[0], vec![("music", &music), ("PHOTOS", &photos), ("docs", &docs)]), (nicks[1], vec![("mirror", &mirror), ("music", &music1), ("USBSTICK", &usb)])]
+    {
+        for (share, source) in shares {
+            for rel in files(source) {
+                let (dir, name) = rel.rsplit_once('/').map_or((String::new(), rel.clone()), |(d, n)| (format!("{d}/"), n.to_string()));
+                wanted.push((nick.to_string(), format!("{share}/{dir}"), name));
+                sources.push(source.join(&rel));
+            }
+        }
+    }
+    let got = client.fetch_files(hub, &wanted, 180, &no_log);
+    let mut adc_bytes = 0;
+    for ((w, source), bytes) in wanted.iter().zip(&sources).zip(&got) {
+        assert!(*bytes == std::fs::read(source).unwrap(), "over ADC, {w:?}: not the file's bytes ({} bytes)", bytes.len());
+        adc_bytes += bytes.len() as u64;
+    }
+    let adc_total = || macs.iter().filter_map(|m| node(&server, m)).map(|n| served(&n, "adc")).sum::<u64>();
+    crate::adc::wait_until("the ADC bytes at the server", 3 * INTERVAL, &no_log, || (adc_total() >= before_adc + adc_bytes).then_some(()));
+    eprintln!("{} files of 6 shares found by name and downloaded byte-identical over ADC ({adc_bytes} bytes); the nodes counted {} ADC bytes", got.len(), adc_total());
 
     // The node's page and its JSON: the disks, and what its seeder does (vm1 took part of the
     // image from vm0).
@@ -355,6 +372,17 @@ fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() 
     let lines: Vec<&str> = status.lines().collect();
     assert!(lines.first().is_some_and(|l| l.starts_with("elchOS, built by swarmboot image build")), "{status}");
     assert_eq!(lines[1..], ["active", "active", "active", "ro", "1", "/etc/ssh/ssh_host_ed25519_key"], "{status}");
+
+    // `boot IMAGE`: the server assigns the image to the MAC (its config gains the rule, the
+    // running server reloads it), and the node is told and acknowledges.
+    let sent = lan.server.command(swarmboot_lab::bin("swarmboot")).args(["node", "command", macs[0], "boot", "elchos", "--config"]).arg(&server.config).output().unwrap();
+    let sent = String::from_utf8_lossy(&sent.stdout).into_owned() + &String::from_utf8_lossy(&sent.stderr);
+    assert!(sent.contains("reloads its config") && sent.contains("goes out with its next check-in"), "{sent}");
+    let config = std::fs::read_to_string(&server.config).unwrap();
+    assert!(config.contains(&format!("mac = \"{}\"", macs[0])) && config.contains("image = \"elchos\""), "{config}");
+    crate::adc::wait_until("the boot command acknowledged", 3 * INTERVAL, &no_log, || {
+        server.cli(&["node", "show", macs[0]]).ok().filter(|s| s.contains("boot elchos next time: done")).map(|_| ())
+    });
 
     // A signed reboot: acknowledged, then the machine goes through PXE again.
     vm0.mark();

@@ -24,8 +24,9 @@ pub enum NodeAction {
     /// One node (by MAC address): its disks, shares, counters and commands.
     Show { mac: String },
     /// Have the running server send a command, signed with its key, to one node or to every
-    /// live node with their next check-in: `reboot`, `rescan-disks`, `boot IMAGE` (shown on the
-    /// node; assign the image with `swarmboot assign`), `stop-sharing SHARE`.
+    /// live node with their next check-in: `reboot`, `rescan-disks`, `boot IMAGE` (the machine
+    /// boots IMAGE from its next start on: assigned as `swarmboot assign MAC IMAGE` does, or as
+    /// the default image for `all`; the node is told), `stop-sharing SHARE`.
     Command {
         /// A MAC address, or `all`.
         target: String,
@@ -111,7 +112,19 @@ fn fingerprint(hex: &str) -> String {
 pub fn run(path: &Path, what: NodeAction) -> anyhow::Result<()> {
     let cfg = Config::load(path)?;
     let what = match what {
-        NodeAction::Command { target, action: name, argument } => return order(&cfg, &target, action(&name, argument)?),
+        NodeAction::Command { target, action: name, argument } => {
+            let action = action(&name, argument)?;
+            if let Action::BootNext { image } = &action {
+                // The server boots it: the assignment first (as `swarmboot assign` makes it),
+                // then the node is told.
+                let whom = if target == "all" { crate::assign::Target::Default } else { crate::assign::Target::parse(&target) };
+                if matches!(whom, crate::assign::Target::Group(_)) {
+                    anyhow::bail!("{target:?} is neither a MAC address (52:54:00:12:34:56) nor `all`");
+                }
+                println!("{}", crate::assign::apply(path, &whom, image)?);
+            }
+            return order(&cfg, &target, action);
+        }
         NodeAction::List { json } => View::List { json },
         NodeAction::Show { mac } => View::Show { mac },
     };

@@ -61,14 +61,17 @@ pub const CMDLINE: &str = "console=tty0 console=ttyS0,115200";
 const PACKAGES: &[&str] =
     &["systemd", "systemd-sysv", "udev", "iproute2", "procps", "kmod", "iputils-ping", "openssh-server", "linux-image-amd64", "mdadm", "ntfs-3g", "vsftpd", "eiskaltdcpp-daemon"];
 
-const AGENT_UNIT: &str = "[Unit]
+/// `elchos-agent.service`: the agent from [`AGENT_BINARY`], trusting [`AGENT_KEY`].
+fn agent_unit() -> String {
+    format!(
+        "[Unit]
 Description=elchOS node agent: shares this machine's disks read-only, checks in with the boot server
 Documentation=man:swarmboot(8)
 After=network-online.target swarmboot-seed.service
 Wants=network-online.target
 
 [Service]
-ExecStart=/usr/lib/swarmboot/swarmboot-node --disks --ftp-root /srv/elchos --adc --boot-note /run/swarmboot/seed.toml --key-file /etc/swarmboot/server.pub
+ExecStart={AGENT_BINARY} --disks --ftp-root /srv/elchos --adc --boot-note /run/swarmboot/seed.toml --key-file {AGENT_KEY}
 Restart=on-failure
 RestartSec=5
 StateDirectory=elchos
@@ -76,7 +79,9 @@ RuntimeDirectory=swarmboot-node
 
 [Install]
 WantedBy=multi-user.target
-";
+"
+    )
+}
 
 /// No array is assembled but by the agent (read-only, members named).
 const MDADM_CONF: &str = "# elchOS: the node agent assembles md arrays read-only; nothing else assembles them.\nAUTO -all\n";
@@ -141,7 +146,7 @@ pub fn recipe(o: &ElchosOptions) -> Recipe {
     let mut copies = Vec::new();
     let mut enable = vec!["systemd-networkd.service", "systemd-networkd-wait-online.service", "elchos-ssh-host-keys.service"];
     if let Some(agent) = &o.agent {
-        files.push(RootFile::new("/etc/systemd/system/elchos-agent.service", 0o644, AGENT_UNIT));
+        files.push(RootFile::new("/etc/systemd/system/elchos-agent.service", 0o644, agent_unit()));
         files.push(RootFile::new(AGENT_KEY, 0o644, format!("# the boot server's key: elchos-agent checks the server's commands with it\n{}\n", agent.server_key.trim())));
         copies.push(RootCopy { from: agent.binary.clone(), path: AGENT_BINARY.into(), mode: 0o755 });
         enable.push("elchos-agent.service");
