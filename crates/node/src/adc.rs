@@ -162,6 +162,12 @@ pub fn joined(list: &str, hub: &str) -> bool {
     list.split('\t').any(|h| h == hub)
 }
 
+/// Files the client still has to hash (`hash.status`): a file hashed after the share was
+/// last refreshed is not in it (nor found by searches) until the next refresh.
+pub fn hashing_left(status: &Value) -> u64 {
+    status.get("filesleft").and_then(Value::as_u64).unwrap_or(0) + u64::from(status.get("bytesleft").and_then(Value::as_u64).unwrap_or(0) > 0)
+}
+
 /// The chunks sent (share, bytes), one a line, from upload log lines ([`UPLOAD_FORMAT`]:
 /// `BYTES PATH`); a path outside every share counts for none.
 pub fn uploads(log: &str, shares: &BTreeMap<String, String>) -> Vec<(String, u64)> {
@@ -255,9 +261,13 @@ mod tests {
     }
 
     #[test]
-    fn the_hub_list_is_read() {
+    fn the_hub_list_and_the_hashers_progress_are_read() {
         assert!(joined("adc://10.0.0.1:1511\t", "adc://10.0.0.1:1511"));
         assert!(!joined("adc://10.0.0.1:15111\t", "adc://10.0.0.1:1511"));
+        assert_eq!(hashing_left(&json!({"bytesleft": 0, "currentfile": "", "filesleft": 0, "status": "idle"})), 0);
+        assert!(hashing_left(&json!({"bytesleft": 3000000, "filesleft": 2, "status": "hashing"})) > 0);
+        assert!(hashing_left(&json!({"bytesleft": 10, "filesleft": 0, "status": "hashing"})) > 0, "the last file under way");
+        assert_eq!(hashing_left(&json!("garbage")), 0);
     }
 
     #[test]

@@ -61,6 +61,7 @@ impl AdcClient {
             };
             info!(nick = %self.settings.nick, port = self.settings.port, "ADC client started");
             let mut rpc = Rpc { url: format!("http://{}/", adc::RPC_ADDR), id: 0 };
+            let mut refresh_when_hashed = false;
             loop {
                 tokio::select! {
                     status = child.wait() => {
@@ -69,7 +70,7 @@ impl AdcClient {
                         break;
                     }
                     _ = tokio::time::sleep(Duration::from_secs(3)) => {
-                        if let Err(e) = self.tend(&mut rpc).await {
+                        if let Err(e) = self.tend(&mut rpc, &mut refresh_when_hashed).await {
                             warn!(error = %e, "the ADC client did not answer");
                         }
                         read_log(&log, &mut tail, &self.node);
@@ -79,8 +80,9 @@ impl AdcClient {
         }
     }
 
-    /// One round: shares, then the hub.
-    async fn tend(&self, rpc: &mut Rpc) -> anyhow::Result<()> {
+    /// One round: shares (refreshed again once the files found by a refresh are hashed: those
+    /// hashed after it are not in the share until the next one), then the hub.
+    async fn tend(&self, rpc: &mut Rpc, refresh_when_hashed: &mut bool) -> anyhow::Result<()> {
         let want: BTreeMap<String, String> = self.node.status.read().expect("status lock").shares.iter().map(|s| (s.name.clone(), s.path.clone())).collect();
         let listed = rpc.call("share.list", json!({"separator": "\t"})).await?;
         let calls = adc::share_calls(&adc::listed_shares(listed.as_str().unwrap_or_default()), &want);
@@ -89,8 +91,14 @@ impl AdcClient {
             let r = rpc.call(method, params).await?;
             info!(call = ?c, result = %r, "ADC share");
         }
-        if !calls.is_empty() {
+        let left = adc::hashing_left(&rpc.call("hash.status", json!({})).await?);
+        if !calls.is_empty() || (*refresh_when_hashed && left == 0) {
             rpc.call("share.refresh", json!({})).await?;
+            // A refresh finds the files to hash: look again once they are.
+            *refresh_when_hashed = !calls.is_empty();
+        }
+        if left > 0 {
+            *refresh_when_hashed = true;
         }
         let hub = (*self.hub_port.borrow()).and_then(|p| adc::hub_url(&self.server, p));
         if let Some(hub) = hub {
