@@ -115,7 +115,7 @@ fn unix_now() -> u64 {
 /// - every file of every share is byte-identical over HTTP and anonymous FTP from the server's
 ///   namespace, odd names included, and over ADC: an ordinary client (eiskaltdcpp-daemon) on
 ///   the server's hub finds each by name and downloads it by its TTH; the bytes served per
-///   protocol reach the server; the
+///   protocol reach the server; `stop-sharing` takes a share off HTTP and FTP; the
 ///   node's page lists its disks, and its JSON what its seeder uploaded;
 /// - a hostile machine's path traversal over HTTP and FTP is refused, and while it holds 1000
 ///   idle connections the page and the files are still served to another;
@@ -284,6 +284,30 @@ fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() 
     let adc_total = || macs.iter().filter_map(|m| node(&server, m)).map(|n| served(&n, "adc")).sum::<u64>();
     crate::adc::wait_until("the ADC bytes at the server", 3 * INTERVAL, &no_log, || (adc_total() >= before_adc + adc_bytes).then_some(()));
     eprintln!("{} files of 6 shares found by name and downloaded byte-identical over ADC ({adc_bytes} bytes); the nodes counted {} ADC bytes", got.len(), adc_total());
+
+    // `stop-sharing`: the share leaves HTTP and FTP within a check-in interval or so. (Over
+    // ADC the node's client is told `share.del`, yet went on answering searches with the
+    // share's files in a run here: not asserted until that is understood.)
+    let usb_urls: Vec<String> =
+        n1["shares"].as_array().unwrap().iter().find(|s| s["name"] == "USBSTICK").unwrap()["urls"].as_array().unwrap().iter().map(|u| u.as_str().unwrap().to_string()).collect();
+    let sent = lan.server.command(swarmboot_lab::bin("swarmboot")).args(["node", "command", macs[1], "stop-sharing", "USBSTICK", "--config"]).arg(&server.config).output().unwrap();
+    assert!(String::from_utf8_lossy(&sent.stdout).contains("goes out with its next check-in"), "{sent:?}");
+    let stopped_at = Instant::now();
+    let last = std::cell::RefCell::new(String::new());
+    let seen = || last.borrow().clone();
+    crate::adc::wait_until("USBSTICK gone from HTTP and FTP", 4 * INTERVAL, &seen, || {
+        let served: Vec<bool> = usb_urls
+            .iter()
+            .map(|base| lan.server.command("curl").args(["-sS", "--fail", "--max-time", "10"]).arg(format!("{base}readme.txt")).output().unwrap().status.success())
+            .collect();
+        *last.borrow_mut() = format!("still served over {usb_urls:?}: {served:?}");
+        served.iter().all(|s| !s).then_some(())
+    });
+    eprintln!("stop-sharing USBSTICK: gone from HTTP and FTP {:.0} s after the command", stopped_at.elapsed().as_secs_f64());
+    // The rest of vm1's shares are still served over FTP.
+    let mirror_ftp = n1["shares"].as_array().unwrap().iter().find(|s| s["name"] == "mirror").unwrap()["urls"][1].as_str().unwrap().to_string();
+    let out = lan.server.command("curl").args(["-sS", "--fail", "--max-time", "30"]).arg(format!("{mirror_ftp}readme.txt")).output().unwrap();
+    assert!(out.status.success() && out.stdout == std::fs::read(mirror.join("readme.txt")).unwrap(), "{mirror_ftp}readme.txt after stop-sharing USBSTICK: {out:?}");
 
     // The node's page and its JSON: the disks, and what its seeder does (vm1 took part of the
     // image from vm0).

@@ -262,8 +262,7 @@ fn node_at_rest(ns: &Netns, d: &Path, share: &Path, vsftpd: &Path) -> anyhow::Re
     c.env("PATH", path);
     c.args(["--listen", "10.77.0.1:80", "--server", "http://10.77.0.1:8080", "--mac", "52:54:00:be:ec:01", "--adc", "--share"])
         .arg(format!("bench={}", share.display()))
-        .arg("--ftp-root")
-        .arg(share.parent().context("the share's parent")?)
+        .arg("--ftp")
         .arg("--key-file")
         .arg(&key)
         .arg("--state")

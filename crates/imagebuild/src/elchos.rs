@@ -71,7 +71,7 @@ After=network-online.target swarmboot-seed.service
 Wants=network-online.target
 
 [Service]
-ExecStart={AGENT_BINARY} --disks --ftp-root /srv/elchos --adc --boot-note /run/swarmboot/seed.toml --key-file {AGENT_KEY}
+ExecStart={AGENT_BINARY} --disks --ftp --adc --boot-note /run/swarmboot/seed.toml --key-file {AGENT_KEY}
 Restart=on-failure
 RestartSec=5
 StateDirectory=elchos
@@ -215,7 +215,7 @@ mod tests {
         assert!(key.content.ends_with("\npublic key abcd\n"), "{}", key.content);
         let unit = r.files.iter().find(|f| f.path.ends_with("elchos-agent.service")).unwrap();
         assert!(unit.content.contains(&format!("--key-file {AGENT_KEY}")) && unit.content.contains(AGENT_BINARY));
-        assert!(unit.content.contains(" --adc ") && unit.content.contains("--ftp-root /srv/elchos"), "{}", unit.content);
+        assert!(unit.content.contains(" --adc ") && unit.content.contains(" --ftp "), "{}", unit.content);
         assert!(!recipe(&ElchosOptions::default()).enable.contains(&"elchos-agent.service".to_string()), "no agent, no unit");
         assert!(r.mmdebstrap_args("/t").iter().any(|a| a.starts_with("--include=") && a.ends_with("linux-image-amd64,mdadm,ntfs-3g,vsftpd,eiskaltdcpp-daemon,htop")));
         assert_eq!(r.check(), Ok(()));

@@ -3,13 +3,14 @@
 //! its configuration ([`vsftpd_conf`]), runs it, and reads its transfer log
 //! ([`downloads`]) for the bytes served per share.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// Where vsftpd serves from and listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FtpConfig {
-    /// The directory the shares are mounted in (`/srv/elchos`): anonymous users are chrooted
-    /// there and see each share as a directory.
+    /// The directory each share is bind-mounted in, read-only, by its name (in the run
+    /// directory): anonymous users are chrooted there and see each share as a directory.
     pub root: String,
     pub port: u16,
     /// Passive data ports (first, last).
@@ -26,7 +27,7 @@ pub struct FtpConfig {
 /// The configuration file: anonymous, read-only, no local users, bounded sessions and idle
 /// times, downloads logged in vsftpd's own format.
 pub fn vsftpd_conf(c: &FtpConfig) -> String {
-    let mut s = String::from("# Written by swarmboot-node at start: anonymous, read-only FTP of /srv/elchos.\n");
+    let mut s = String::from("# Written by swarmboot-node at start: anonymous, read-only FTP of the shares.\n");
     let lines: [(&str, String); 31] = [
         ("listen", "YES".into()),
         ("listen_ipv6", "NO".into()),
@@ -88,6 +89,15 @@ pub fn downloads(log: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// What brings the FTP root's bind mounts (`bound`: name → directory) to the shares
+/// (`wanted`): the names to unbind (gone, stopped, or now another directory), then the binds
+/// to make.
+pub fn bind_changes(bound: &BTreeMap<String, String>, wanted: &BTreeMap<String, String>) -> (Vec<String>, Vec<(String, String)>) {
+    let unbind = bound.iter().filter(|(name, dir)| wanted.get(*name) != Some(dir)).map(|(name, _)| name.clone()).collect();
+    let bind = wanted.iter().filter(|(name, dir)| bound.get(*name) != Some(dir)).map(|(n, d)| (n.clone(), d.clone())).collect();
+    (unbind, bind)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +149,17 @@ mod tests {
                    garbage DOWNLOAD: Client \"x\", \"/music/y\", lots bytes\n";
         assert_eq!(downloads(log), [("music".to_string(), 200_000), ("docs".into(), 5), ("music".into(), 1024)]);
         assert!(downloads(&format!("OK DOWNLOAD: Client \"a\", \"/music/{}\", 5 bytes", "x".repeat(MAX_LINE))).is_empty());
+    }
+
+    #[test]
+    fn the_ftp_roots_binds_follow_the_shares() {
+        let m = |pairs: &[(&str, &str)]| pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<BTreeMap<_, _>>();
+        let bound = m(&[("music", "/srv/elchos/music"), ("usb", "/srv/elchos/usb"), ("docs", "/srv/elchos/docs")]);
+        // usb pulled, docs now another disk's, photos new.
+        let wanted = m(&[("music", "/srv/elchos/music"), ("docs", "/srv/elchos/docs-2"), ("photos", "/srv/elchos/photos")]);
+        let (unbind, bind) = bind_changes(&bound, &wanted);
+        assert_eq!(unbind, ["docs", "usb"]);
+        assert_eq!(bind, [("docs".to_string(), "/srv/elchos/docs-2".to_string()), ("photos".to_string(), "/srv/elchos/photos".to_string())]);
+        assert_eq!(bind_changes(&wanted, &wanted), (vec![], vec![]));
     }
 }

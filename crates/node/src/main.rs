@@ -2,7 +2,7 @@
 //! read-only and shares them over HTTP and FTP, serves the status page and checks in with the
 //! boot server, taking its commands; with --adc it shares them on the server's ADC hub too).
 //!
-//! In elchOS: `swarmboot-node --disks --ftp-root /srv/elchos --adc --boot-note
+//! In elchOS: `swarmboot-node --disks --ftp --adc --boot-note
 //! /run/swarmboot/seed.toml --key-file /etc/swarmboot/server.pub` (the server and image from
 //! the stub's note, the MAC from the
 //! boot interface, the server's key from the image). By hand or in tests: `--share NAME=DIR …
@@ -63,10 +63,11 @@ struct Args {
     /// pick up disks plugged in later).
     #[arg(long)]
     disks: bool,
-    /// Serve this directory (the shares' parent, /srv/elchos in elchOS) over anonymous,
-    /// read-only FTP by vsftpd.
+    /// Serve every share over anonymous, read-only FTP too (vsftpd, chrooted in a directory of
+    /// the run directory where the agent bind-mounts each share read-only: a share that goes
+    /// or is stopped leaves FTP as well).
     #[arg(long)]
-    ftp_root: Option<String>,
+    ftp: bool,
     #[arg(long, default_value_t = 21)]
     ftp_port: u16,
     /// Share over ADC too: run eiskaltdcpp-daemon, which joins the hub the server names in its
@@ -147,7 +148,7 @@ async fn main() -> anyhow::Result<()> {
         (true, false) => a.listen.ip().to_string(),
         (true, true) => address_towards(&server).unwrap_or_else(|| a.listen.ip().to_string()),
     };
-    let urls = ShareUrls { host: public_host, port: a.listen.port(), ftp: a.ftp_root.clone().map(|root| (root, a.ftp_port)) };
+    let urls = ShareUrls { host: public_host, port: a.listen.port(), ftp: a.ftp.then_some(a.ftp_port) };
     let mut shares = BTreeMap::new();
     let mut listed = Vec::new();
     for s in &a.shares {
@@ -182,10 +183,9 @@ async fn main() -> anyhow::Result<()> {
         status: Arc::new(RwLock::new(status)),
         downloads: Arc::default(),
     };
-    if let Some(root) = &a.ftp_root {
-        std::fs::create_dir_all(root).with_context(|| format!("--ftp-root {root}"))?;
+    if a.ftp {
         std::fs::create_dir_all(&a.run_dir).with_context(|| format!("--run-dir {}", a.run_dir.display()))?;
-        tokio::spawn(ftp_server::run(node.clone(), a.run_dir.clone(), root.clone(), a.ftp_port));
+        tokio::spawn(ftp_server::run(node.clone(), a.run_dir.clone(), a.ftp_port));
     }
     let rescan = match a.disks {
         true => {
@@ -253,6 +253,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let _ = stop_tx.send(true);
     let _ = http.await;
+    if a.ftp {
+        ftp_server::unbind_all(&ftp_server::root(&a.run_dir));
+    }
     node.counters.lock().expect("counters lock").save(&counters_path).with_context(|| format!("saving {}", counters_path.display()))?;
     Ok(())
 }
@@ -262,20 +265,18 @@ async fn main() -> anyhow::Result<()> {
 struct ShareUrls {
     host: String,
     port: u16,
-    /// The FTP root and port, if FTP is on.
-    ftp: Option<(String, u16)>,
+    /// The FTP port, if FTP is on.
+    ftp: Option<u16>,
 }
 
 impl ShareUrls {
-    /// The share's URLs: HTTP, and FTP when the share is in the FTP root.
+    /// The share's URLs: HTTP, and FTP when it is on.
     fn share(&self, name: &str, path: &str) -> Share {
         let port = if self.port == 80 { String::new() } else { format!(":{}", self.port) };
         let mut urls = vec![format!("http://{}{port}/{name}/", self.host)];
-        if let Some((root, ftp_port)) = &self.ftp {
-            if std::path::Path::new(path).parent() == Some(std::path::Path::new(root)) {
-                let port = if *ftp_port == 21 { String::new() } else { format!(":{ftp_port}") };
-                urls.push(format!("ftp://{}{port}/{name}/", self.host));
-            }
+        if let Some(ftp_port) = self.ftp {
+            let port = if ftp_port == 21 { String::new() } else { format!(":{ftp_port}") };
+            urls.push(format!("ftp://{}{port}/{name}/", self.host));
         }
         Share { name: name.to_string(), path: path.to_string(), urls }
     }
