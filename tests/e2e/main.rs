@@ -4,6 +4,7 @@
 
 mod adc;
 mod boot;
+mod dashboard;
 mod debian;
 mod dhcp;
 mod elchos;

@@ -56,6 +56,8 @@ pub const PACKAGES: &[&str] = &[
     "eiskaltdcpp-daemon",
     // Pages the project serves, looked at in a real browser (headless).
     "chromium",
+    // …and driven over WebDriver where a page is watched while it changes (the dashboard).
+    "chromium-driver",
 ];
 
 /// The stub's init is a static binary for this target.

@@ -86,7 +86,7 @@ mod tests {
     use crate::values::HwAddr;
 
     fn machine(arch: Option<ClientArch>, pxe: bool, http: bool, ipxe: bool) -> Machine {
-        Machine { hwaddr: HwAddr::new(&[2, 0, 0, 0, 0, 1]), arch, pxe, http_client: http, ipxe, guid: None }
+        Machine { hwaddr: HwAddr::new(&[2, 0, 0, 0, 0, 1]), arch, pxe, http_client: http, ipxe, stub: false, guid: None }
     }
     const S: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 

@@ -27,7 +27,7 @@ mod values;
 
 pub use boot::{BootFile, BootSettings};
 pub use leases::{Lease, LeaseState, LeaseTable};
-pub use request::{parse_request, ClientArch, ClientRequest, Machine, MAX_REQUEST_LEN};
-pub use server::{DhcpServer, Outcome, Reply, Source};
+pub use request::{parse_request, ClientArch, ClientRequest, Machine, MAX_REQUEST_LEN, STUB_CLASS};
+pub use server::{Asked, DhcpServer, Outcome, Reply, Source};
 pub use settings::{netmask, AddressRange, Mode, Reservation, Settings, SettingsError, Subnet, DEFAULT_MAX_LEASES_PER_MACHINE};
 pub use values::{BadHwAddr, ClientId, DropReason, HwAddr, UnixTime, CLIENT_PORT, PXE_PORT, SERVER_PORT};

@@ -63,6 +63,8 @@ pub struct Machine {
     pub http_client: bool,
     /// iPXE is asking (user class `iPXE` or iPXE's option 175), so do not chainload iPXE again.
     pub ipxe: bool,
+    /// Option 60 starts with `swarmboot-stub`: the stub's init.
+    pub stub: bool,
     /// Option 97, the client machine identifier (type byte and UUID), if sent.
     pub guid: Option<Vec<u8>>,
 }
@@ -93,6 +95,9 @@ pub struct ClientRequest {
     /// The message as decoded, kept to copy fields and option 82 into the reply.
     pub message: v4::Message,
 }
+
+/// The vendor class (option 60) the stub's DHCP client sends.
+pub const STUB_CLASS: &[u8] = b"swarmboot-stub";
 
 /// Decodes and checks one datagram. Every way it can fail is a [`DropReason`].
 pub fn parse_request(bytes: &[u8]) -> Result<ClientRequest, DropReason> {
@@ -129,7 +134,15 @@ pub fn parse_request(bytes: &[u8]) -> Result<ClientRequest, DropReason> {
         Some(DhcpOption::ClientMachineIdentifier(g)) => Some(g.clone()),
         _ => None,
     };
-    let machine = Machine { hwaddr, arch, pxe: class.starts_with(b"PXEClient"), http_client: class.starts_with(b"HTTPClient"), ipxe: user_class_ipxe || ipxe_encap, guid };
+    let machine = Machine {
+        hwaddr,
+        arch,
+        pxe: class.starts_with(b"PXEClient"),
+        http_client: class.starts_with(b"HTTPClient"),
+        ipxe: user_class_ipxe || ipxe_encap,
+        stub: class.starts_with(STUB_CLASS),
+        guid,
+    };
     let requested_ip = match opts.get(OptionCode::RequestedIpAddress) {
         Some(DhcpOption::RequestedIpAddress(ip)) => Some(*ip),
         _ => None,

@@ -7,7 +7,7 @@ use dhcproto::v4::{self, MessageType};
 use crate::boot::select_boot_file;
 use crate::leases::{Lease, LeaseState, LeaseTable};
 use crate::reply;
-use crate::request::{parse_request, ClientRequest};
+use crate::request::{parse_request, ClientRequest, Machine};
 use crate::settings::{Mode, Settings, Subnet};
 use crate::values::{DropReason, UnixTime, CLIENT_PORT, PXE_PORT, SERVER_PORT};
 
@@ -41,6 +41,16 @@ pub struct Outcome {
     /// ([`Settings::max_leases_per_machine`]).
     pub released: Vec<Lease>,
     pub drop: Option<DropReason>,
+    /// Who asked, and what (`None`: the datagram could not be read).
+    pub asked: Option<Asked>,
+}
+
+/// The request an [`Outcome`] answers: which machine, which program in it (firmware, iPXE,
+/// the stub, an OS), and which message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asked {
+    pub kind: MessageType,
+    pub machine: Machine,
 }
 
 impl Outcome {
@@ -90,12 +100,13 @@ impl DhcpServer {
             Ok(r) => r,
             Err(reason) => return Outcome::dropped(reason),
         };
-        match (self.settings.mode, source.local_port) {
+        let outcome = match (self.settings.mode, source.local_port) {
             (Mode::Off, _) => Outcome::dropped(DropReason::ModeOff),
             (_, PXE_PORT) => self.boot_server(&req, source),
             (Mode::Proxy, _) => self.proxy(&req),
             (Mode::Authoritative, _) => self.authoritative(now, &req),
-        }
+        };
+        Outcome { asked: Some(Asked { kind: req.kind, machine: req.machine }), ..outcome }
     }
 
     // ---- proxyDHCP and the PXE boot server (port 4011) ----

@@ -658,3 +658,23 @@ fn unconfirmed_offers_cannot_keep_a_client_out() {
     let honest = dora(&mut s, T0 + 1, &Client::new(7));
     assert!(s.settings().subnets[0].in_pool(honest));
 }
+
+#[test]
+fn every_outcome_says_who_asked_so_the_fleet_can_tell_firmware_ipxe_and_the_stub_apart() {
+    let mut s = DhcpServer::new(settings(Mode::Authoritative), vec![]);
+    let asked = |o: Outcome| {
+        let a = o.asked.expect("a readable request is named");
+        (a.kind, a.machine.pxe, a.machine.ipxe, a.machine.stub)
+    };
+    let firmware = Client::new(40).with(DhcpOption::ClassIdentifier(b"PXEClient:Arch:00000:UNDI:002001".to_vec()));
+    assert_eq!(asked(send(&mut s, 0, &firmware, MessageType::Discover, &[])), (MessageType::Discover, true, false, false));
+    let stub = Client::new(41).with(DhcpOption::ClassIdentifier(swarmboot_dhcp::STUB_CLASS.to_vec()));
+    assert_eq!(asked(send(&mut s, 0, &stub, MessageType::Discover, &[])), (MessageType::Discover, false, false, true));
+    let ipxe = Client::new(42).with(DhcpOption::ClassIdentifier(b"PXEClient:Arch:00000:UNDI:002001".to_vec())).with(DhcpOption::UserClass(b"\x04iPXE".to_vec()));
+    let ack = send(&mut s, 0, &ipxe, MessageType::Request, &[]);
+    assert_eq!(asked(ack), (MessageType::Request, true, true, false));
+    // Even a request that gets no answer is named; garbage is not.
+    let mut off = DhcpServer::new(settings(Mode::Off), vec![]);
+    assert!(send(&mut off, 0, &stub, MessageType::Discover, &[]).asked.is_some());
+    assert!(s.handle(0, port67(), &[0u8; 300]).asked.is_none());
+}

@@ -4,7 +4,9 @@
 //! hold every file descriptor with idle connections. Here each connection takes a place from
 //! an [`Admission`] (capped per address and in all; over the cap it is closed at once and
 //! counted), and hyper's header read timeout bounds both a request's headers and the idle
-//! time between keep-alive requests.
+//! time between keep-alive requests. [`html::escape`] is how both make text safe in a page.
+
+pub mod html;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

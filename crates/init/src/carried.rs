@@ -26,6 +26,8 @@ use swarmboot_manifest::PublicKey;
 use swarmboot_swarm::engine::PeerListener;
 
 use crate::console::say;
+use crate::stage_reports::{Counters, StageReports};
+use swarmboot_fleet::{Reported, Reporter};
 
 /// Whether this process is the init of a kexec'd image that carries the stub's seeder.
 pub fn is_carried() -> bool {
@@ -173,11 +175,18 @@ async fn seed(note: Carry, cfg: FetchConfig, image: VerifiedImage) {
         },
     };
     let port = listener.local_addr().port();
+    let bytes = image.files_size();
     match image.seed(listener, &cfg).await {
         Ok(seeding) => {
             say(format!("seeding {}@{} again after the kexec, from {address}:{port}", note.image, note.version));
-            let _seeding = seeding;
-            std::future::pending::<()>().await
+            // Where this machine is, for the server's dashboard: handed over, seeding.
+            let Some(mac) = crate::stage_reports::mac_with(address) else { return std::future::pending::<()>().await };
+            let reports = StageReports::new(&note.server, mac, &note.image, note.version, Reporter::Stub);
+            loop {
+                let (_, peers) = seeding.torrents_and_peers();
+                reports.send(Reported::Seeding, Counters { have: bytes, total: bytes, uploaded: seeding.uploaded(), peers: peers as u32, ..Default::default() }).await;
+                tokio::time::sleep(reports.interval()).await;
+            }
         }
         Err(e) => say(format!("cannot seed {}@{} in the booted image: {e}; seeding stops", note.image, note.version)),
     }

@@ -8,9 +8,9 @@
 //! network and fetch path is tested in a namespace without booting a machine.
 //!
 //! `swarmboot-init seed NOTE` is `swarmboot-seed.service` in the booted system (see
-//! `seeder`): it takes over seeding from the stub's worker. `swarmboot-init booted NAME@V` is
-//! `swarmboot-booted.service`: it says in the kernel log that the image reached
-//! multi-user.target.
+//! `seeder`): it takes over seeding from the stub's worker. `swarmboot-init booted NAME@V
+//! [SERVER]` is `swarmboot-booted.service`: it says in the kernel log, and to the server
+//! (`stage_reports`), that the image reached multi-user.target.
 
 mod carried;
 mod console;
@@ -21,12 +21,13 @@ mod net;
 mod pid1;
 mod rootfs;
 mod seeder;
+mod stage_reports;
 mod worker;
 
 use std::path::PathBuf;
 
 fn usage() -> ! {
-    eprintln!("usage: swarmboot-init (as PID 1 of the stub)\n       swarmboot-init fetch --cmdline LINE --out DIR [--interface IF] [--key-file F]\n       swarmboot-init seed NOTE   (swarmboot-seed.service)\n       swarmboot-init booted NAME@VERSION   (swarmboot-booted.service)");
+    eprintln!("usage: swarmboot-init (as PID 1 of the stub)\n       swarmboot-init fetch --cmdline LINE --out DIR [--interface IF] [--key-file F]\n       swarmboot-init seed NOTE   (swarmboot-seed.service)\n       swarmboot-init booted NAME@VERSION [SERVER]   (swarmboot-booted.service)");
     std::process::exit(2)
 }
 
@@ -40,8 +41,8 @@ fn main() {
         pid1::run();
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let (Some("booted"), Some(image), 2) = (args.first().map(String::as_str), args.get(1), args.len()) {
-        if let Err(e) = seeder::booted(image) {
+    if let (Some("booted"), Some(image), 2 | 3) = (args.first().map(String::as_str), args.get(1), args.len()) {
+        if let Err(e) = seeder::booted(image, args.get(2).map(String::as_str)) {
             console::say(format!("{e:#}"));
             std::process::exit(1);
         }

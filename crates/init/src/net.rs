@@ -188,7 +188,7 @@ fn dhcp_socket(name: &str) -> io::Result<tokio::net::UdpSocket> {
 /// Asks DHCP on `name` until a server grants an address; says what is going on.
 pub async fn dhcp(name: &str, mac: [u8; 6], xid: u32) -> io::Result<ClientLease> {
     let sock = dhcp_socket(name)?;
-    let mut client = DhcpClient::new(ClientConfig { mac, xid, vendor_class: b"swarmboot-stub".to_vec() }, Instant::now());
+    let mut client = DhcpClient::new(ClientConfig { mac, xid, vendor_class: swarmboot_dhcp::STUB_CLASS.to_vec() }, Instant::now());
     let to = SocketAddrV4::new(Ipv4Addr::BROADCAST, swarmboot_dhcp::SERVER_PORT);
     let mut buf = vec![0u8; 1500];
     let mut told = 0;

@@ -112,8 +112,9 @@ impl SeedNote {
     }
 }
 
-/// The unit that says when `image@version` reached multi-user.target (see [`BOOTED_UNIT`]).
-pub fn booted_unit(image: &str, version: u32) -> String {
+/// The unit that says when `image@version` reached multi-user.target (see [`BOOTED_UNIT`]),
+/// in the kernel log and to the boot server at `server`.
+pub fn booted_unit(image: &str, version: u32, server: &str) -> String {
     format!(
         "# Written by the swarmboot stub at boot; it lives on /run and goes with the machine.\n\
          [Unit]\n\
@@ -122,7 +123,7 @@ pub fn booted_unit(image: &str, version: u32) -> String {
          \n\
          [Service]\n\
          Type=oneshot\n\
-         ExecStart={BINARY} booted {image}@{version}\n"
+         ExecStart={BINARY} booted {image}@{version} {server}\n"
     )
 }
 
@@ -171,8 +172,8 @@ mod tests {
 
     #[test]
     fn the_booted_unit_runs_after_multi_user_and_says_so_in_the_kernel_log() {
-        let unit = booted_unit("deb12", 3);
-        assert!(unit.contains("After=multi-user.target\n") && unit.contains("ExecStart=/run/swarmboot/bin/swarmboot-init booted deb12@3\n"), "{unit}");
+        let unit = booted_unit("deb12", 3, "http://10.0.0.1:8080");
+        assert!(unit.contains("After=multi-user.target\n") && unit.contains("ExecStart=/run/swarmboot/bin/swarmboot-init booted deb12@3 http://10.0.0.1:8080\n"), "{unit}");
         assert_eq!(booted_line("deb12@3"), "<5>swarmboot: deb12@3 is up: multi-user.target reached\n");
         assert!(BOOTED_WANTS.starts_with("/run/systemd/system/multi-user.target.wants/"));
     }

@@ -15,6 +15,8 @@ use swarmboot_manifest::PublicKey;
 use swarmboot_swarm::engine::PeerListener;
 
 use crate::console::say;
+use crate::stage_reports::{Counters, StageReports};
+use swarmboot_fleet::{Reported, Reporter};
 
 /// Leaves the units for the booted system on the stub's `/run` (before it moves into the new
 /// root): this binary, the booted unit, and — with `worker`, the pid of the process seeding
@@ -28,7 +30,7 @@ pub fn leave_for_the_booted_system(root: &Path, note: &SeedNote, worker: Option<
     }
     std::fs::copy("/proc/self/exe", at(seed_service::BINARY))?;
     std::fs::set_permissions(at(seed_service::BINARY), std::fs::Permissions::from_mode(0o755))?;
-    std::fs::write(at(seed_service::BOOTED_UNIT), seed_service::booted_unit(&note.image, note.version))?;
+    std::fs::write(at(seed_service::BOOTED_UNIT), seed_service::booted_unit(&note.image, note.version, &note.server))?;
     let _ = std::fs::remove_file(at(seed_service::BOOTED_WANTS));
     std::os::unix::fs::symlink("../swarmboot-booted.service", at(seed_service::BOOTED_WANTS))?;
     let Some(worker) = worker else { return Ok(()) };
@@ -42,11 +44,24 @@ pub fn leave_for_the_booted_system(root: &Path, note: &SeedNote, worker: Option<
 
 /// `swarmboot-init booted NAME@VERSION`: says in the kernel log (and so on the console and in
 /// the journal) that the image reached multi-user.target.
-pub fn booted(image_at_version: &str) -> anyhow::Result<()> {
+pub fn booted(image_at_version: &str, server: Option<&str>) -> anyhow::Result<()> {
     use std::io::Write;
     let line = seed_service::booted_line(image_at_version);
     std::fs::OpenOptions::new().write(true).open("/dev/kmsg").and_then(|mut k| k.write_all(line.as_bytes())).context("writing to /dev/kmsg")?;
     println!("{}", line.trim_start_matches("<5>").trim_end());
+    // …and to the server, for its dashboard: this machine is running.
+    let (Some(server), Some((image, version))) = (server, image_at_version.rsplit_once('@').and_then(|(n, v)| Some((n, v.parse::<u32>().ok()?)))) else {
+        return Ok(());
+    };
+    let Some(mac) = machine_address().and_then(crate::stage_reports::mac_with) else {
+        println!("no IPv4 address on this machine: the server is not told it is running");
+        return Ok(());
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let reports = StageReports::new(server, mac, image, version, Reporter::System);
+    if !rt.block_on(reports.send(Reported::Running, Counters::default())) {
+        println!("the server at {server} did not take the report that this machine is running");
+    }
     Ok(())
 }
 
@@ -138,10 +153,17 @@ async fn seed(note: SeedNote) -> anyhow::Result<()> {
             (bytes + (1 << 19)) >> 20,
             swarmboot_urls::Urls::new(&note.server).announce()
         ));
+        // What this machine seeds, for the server's dashboard: now, then every interval.
+        let reports = crate::stage_reports::mac_with(address).map(|mac| StageReports::new(&note.server, mac, &note.image, note.version, Reporter::System));
+        let mut next_report = std::time::Instant::now();
         loop {
             tokio::time::sleep(Duration::from_secs(2)).await;
             let (torrents, peers) = seeding.torrents_and_peers();
             let stats = seed_service::SeedStats { torrents: torrents as u32, peers: peers as u32, uploaded: seeding.uploaded() };
+            if let Some(r) = reports.as_ref().filter(|_| std::time::Instant::now() >= next_report) {
+                r.spawn(Reported::Seeding, Counters { have: bytes, total: bytes, uploaded: stats.uploaded, peers: stats.peers, ..Default::default() });
+                next_report = std::time::Instant::now() + r.interval();
+            }
             if let Err(e) = write_stats(Path::new(seed_service::STATS), &stats) {
                 tracing::debug!("writing {}: {e}", seed_service::STATS);
             }

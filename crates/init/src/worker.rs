@@ -15,6 +15,8 @@ use swarmboot_manifest::PublicKey;
 
 use crate::console::{progress, say};
 use crate::net::{self, backoff};
+use crate::stage_reports::{Counters, StageReports};
+use swarmboot_fleet::{Reported, Reporter};
 
 pub struct WorkerArgs {
     pub stub: StubArgs,
@@ -49,8 +51,9 @@ pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<
     // The kernel this stub was built for (the stub builder's note; none in stubs built before).
     let stub_kernel = StubKernel::installed();
     let proc_version = std::fs::read_to_string("/proc/version").unwrap_or_default();
+    let mac = crate::stage_reports::mac_of(&name);
     let mut tries = 0;
-    let fetched = loop {
+    let (fetched, reports) = loop {
         // The manifest first: it says which files to fetch and how much RAM they need.
         let signed = match swarmboot_fetch::fetch_manifest(&cfg).await {
             Ok(s) => s,
@@ -98,16 +101,25 @@ pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<
         this.version = Some(m.version);
         this.roles = Some(plan.roles(m));
         let mut last = (Instant::now(), 0u64);
+        // Where this boot is, for the server's dashboard (every 2 s while fetching).
+        let reports = mac.map(|mac| StageReports::new(&a.stub.server, mac, &m.name, m.version, Reporter::Stub));
+        let mut last_report: Option<Instant> = None;
         let result = swarmboot_fetch::fetch_signed(&this, signed.clone(), |p| {
             if last.0.elapsed() >= Duration::from_millis(900) || p.bytes_have == p.total {
                 let rate = p.bytes_have.saturating_sub(last.1) as f64 / last.0.elapsed().as_secs_f64().max(0.001);
                 progress(&p.line(rate));
                 last = (Instant::now(), p.bytes_have);
             }
+            if let Some(r) = &reports {
+                if last_report.is_none_or(|t| t.elapsed() >= Duration::from_secs(swarmboot_fleet::report::FETCH_REPORT_SECS)) {
+                    r.spawn(Reported::Fetching, p.into());
+                    last_report = Some(Instant::now());
+                }
+            }
         })
         .await;
         match result {
-            Ok(f) => break f,
+            Ok(f) => break (f, reports),
             Err(e) => {
                 explain(&e, tries);
                 tokio::time::sleep(backoff(tries)).await;
@@ -125,10 +137,20 @@ pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<
         nearest_mib(p.from_http),
         fetched.listen_addr().map_or("-".into(), |a| a.to_string())
     ));
+    if let Some(r) = &reports {
+        r.send(Reported::Handover, (&p).into()).await;
+    }
     ready(&fetched);
-    // Seed for as long as the machine runs.
-    std::future::pending::<()>().await;
-    Ok(())
+    // Seed for as long as the machine runs, and say so.
+    let Some(r) = reports else {
+        std::future::pending::<()>().await;
+        return Ok(());
+    };
+    loop {
+        tokio::time::sleep(r.interval()).await;
+        let (_, peers) = fetched.torrents_and_peers();
+        r.send(Reported::Seeding, Counters { uploaded: fetched.uploaded(), peers: peers as u32, ..(&p).into() }).await;
+    }
 }
 
 /// Bytes in whole MiB, rounded to the nearest: the image's size and where its bytes came from

@@ -22,6 +22,7 @@ mod proc;
 pub mod qemu;
 mod server;
 pub mod tmux;
+pub mod webdriver;
 
 pub use netns::{Lan, Netns};
 pub use proc::{wait_for_line, wait_for_line_after, without_escapes, Proc};

@@ -57,7 +57,7 @@ pub fn settings_xml(s: &ClientSettings) -> String {
     // The private id's key is `CID` (the daemon's name for it).
     let strings = [("ConfigVersion", "2.4.2"), ("Nick", s.nick.as_str()), ("Description", s.description.as_str()), ("CID", pid.as_str()), ("LogFormatPostUpload", UPLOAD_FORMAT)];
     for (k, v) in strings {
-        x.push_str(&format!("\t\t<{k} type=\"string\">{}</{k}>\n", crate::html::escape(v)));
+        x.push_str(&format!("\t\t<{k} type=\"string\">{}</{k}>\n", swarmboot_httpd::html::escape(v)));
     }
     let ints = [
         ("InPort", s.port.into()),

@@ -15,14 +15,13 @@
 //!   the gate once; a reboot acknowledged in a leaving check-in first).
 //! - [`serve`]: the HTTP listener's handlers (status page, JSON, shares) around those decisions.
 //! - [`stats`]: bytes and requests served per protocol and share, kept across agent restarts.
-//! - [`status`]: the node's status page and its JSON (`/`, `/api/v1/status`); [`html`] escapes
-//!   the strangers' names it shows.
+//! - [`status`]: the node's status page and its JSON (`/`, `/api/v1/status`); `swarmboot_httpd::html`
+//!   escapes the strangers' names it shows.
 
 pub mod adc;
 pub mod checkin_loop;
 pub mod disks;
 pub mod ftp;
-pub mod html;
 pub mod identity;
 pub mod log_tail;
 pub mod probe;

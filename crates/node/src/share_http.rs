@@ -14,7 +14,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
 
-use crate::html::escape;
+use swarmboot_httpd::html::escape;
 
 /// Longest request path considered (longer ones are refused).
 pub const MAX_PATH: usize = 4096;

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use swarmboot_checkin::report::{Disk, Seeding, Served, Share};
 
-use crate::html::escape;
+use swarmboot_httpd::html::escape;
 
 /// Everything the page shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -14,6 +14,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::fleet::FleetState;
 use crate::lease_store::LeaseStore;
 
 /// At most this many datagrams are decided and persisted together.
@@ -72,11 +73,12 @@ pub struct DhcpService {
     s67: UdpSocket,
     s4011: UdpSocket,
     stats: Arc<DhcpStats>,
+    fleet: Arc<FleetState>,
 }
 
 impl DhcpService {
-    pub fn bind(core: DhcpServer, store: LeaseStore, iface: &str, stats: Arc<DhcpStats>) -> anyhow::Result<Self> {
-        Ok(DhcpService { core, store, s67: bind(iface, SERVER_PORT)?, s4011: bind(iface, PXE_PORT)?, stats })
+    pub fn bind(core: DhcpServer, store: LeaseStore, iface: &str, stats: Arc<DhcpStats>, fleet: Arc<FleetState>) -> anyhow::Result<Self> {
+        Ok(DhcpService { core, store, s67: bind(iface, SERVER_PORT)?, s4011: bind(iface, PXE_PORT)?, stats, fleet })
     }
 
     /// Serves until `shutdown`; a new value on `reload` replaces the core's settings.
@@ -149,6 +151,7 @@ impl DhcpService {
             if let Some(l) = &o.lease {
                 info!(ip = %l.ip, mac = %l.hwaddr, state = l.state.as_str(), hostname = l.hostname.as_deref().unwrap_or(""), "lease");
             }
+            self.fleet.dhcp(&o, persisted);
             let Some(reply) = o.reply else { continue };
             if o.lease.is_some() && !persisted {
                 continue;

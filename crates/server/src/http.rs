@@ -71,6 +71,7 @@ pub struct AppState {
     pub tracker: Option<Arc<Mutex<PeerTable>>>,
     pub seeder: Option<Arc<Seeder>>,
     pub nodes: Arc<Nodes>,
+    pub fleet: Arc<crate::fleet::FleetState>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -88,7 +89,20 @@ pub fn router(state: AppState) -> Router {
         .route(routes::TFTP, get(tftp_file))
         .route(routes::CHECKIN, post(checkin).layer(axum::extract::DefaultBodyLimit::max(swarmboot_checkin::report::MAX_CHECKIN_LEN)))
         .route(routes::ORDERS, post(order).layer(axum::extract::DefaultBodyLimit::max(swarmboot_checkin::order::MAX_ORDER_LEN)))
+        .merge(crate::api::routes())
+        .merge(crate::dashboard::routes())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), heard_from))
         .with_state(state)
+}
+
+/// Every request is a sign of life of the machine at its source address.
+async fn heard_from(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request, next: axum::middleware::Next) -> Response {
+    if let Some(ip) = crate::fleet::v4(peer.ip()) {
+        if !ip.is_loopback() {
+            s.fleet.observe(swarmboot_fleet::Seen::Request { ip });
+        }
+    }
+    next.run(req).await
 }
 
 /// How the listener bounds its connections (`[http]`): the accept loop is `swarmboot_httpd`'s.
@@ -120,7 +134,7 @@ struct ScriptQuery {
 }
 
 /// The machine's iPXE script: its image's latest version, or a message and a retry.
-async fn boot_script(State(s): State<AppState>, Query(q): Query<ScriptQuery>) -> Response {
+async fn boot_script(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Query(q): Query<ScriptQuery>) -> Response {
     let asker = Asker { mac: q.mac, arch: q.arch, uuid: q.uuid };
     let boot = s.boot.read().expect("boot config lock").clone();
     let key = s.key.public().to_hex();
@@ -131,6 +145,10 @@ async fn boot_script(State(s): State<AppState>, Query(q): Query<ScriptQuery>) ->
     }
     let plan = decision.plan;
     s.http.scripts.fetch_add(1, Ordering::Relaxed);
+    if let (Ok(mac), Some(ip)) = (asker.mac.parse::<swarmboot_fleet::Mac>(), crate::fleet::v4(peer.ip())) {
+        let image = plan.as_ref().ok().map(|p| (p.image.as_str(), p.version));
+        s.fleet.observe(swarmboot_fleet::Seen::Script { mac, ip, arch: &asker.arch, image });
+    }
     match &plan {
         Ok(p) => {
             info!(mac = %asker.mac, arch = %asker.arch, image = %p.image, version = p.version, "boot script")
@@ -342,13 +360,24 @@ fn unix_now() -> u64 {
 /// A node's check-in: its reply (interval, commands) as JSON; 400 for a check-in that cannot
 /// be read or is not signed by the key it names, 409 when the registry refuses it (another
 /// live node's MAC, a replay), 503 when the registry is full.
-async fn checkin(State(s): State<AppState>, headers: axum::http::HeaderMap, body: axum::body::Bytes) -> Response {
+async fn checkin(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: axum::http::HeaderMap, body: axum::body::Bytes) -> Response {
     let signature = headers.get(swarmboot_checkin::report::SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let nodes = s.nodes.clone();
+    let (nodes, fleet) = (s.nodes.clone(), s.fleet.clone());
     let now = unix_now();
-    let done = tokio::task::spawn_blocking(move || nodes.check_in(&body, signature.as_deref(), now)).await;
+    let done = tokio::task::spawn_blocking(move || {
+        // The registry checks the MAC reads as one; a MAC the fleet cannot read binds nothing.
+        let admit = |mac: &str| mac.parse().map_or(Ok(()), |mac| fleet.check_source(peer.ip(), mac));
+        let taken = nodes.check_in(&body, signature.as_deref(), now, admit);
+        if let Ok((_, c)) = &taken {
+            if let Ok(mac) = c.mac.parse() {
+                fleet.checked_in(peer.ip(), mac, &c.image, c.uploaded, c.leaving);
+            }
+        }
+        taken
+    })
+    .await;
     let failure = match done {
-        Ok(Ok(reply)) => return axum::Json(reply).into_response(),
+        Ok(Ok((reply, _))) => return axum::Json(reply).into_response(),
         Ok(Err(f)) => f,
         Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "check-in task failed\n").into_response(),
     };
@@ -356,6 +385,7 @@ async fn checkin(State(s): State<AppState>, headers: axum::http::HeaderMap, body
         CheckInFailure::Bad(_) => StatusCode::BAD_REQUEST,
         CheckInFailure::Refused(swarmboot_checkin::registry::Refused::Full(_)) => StatusCode::SERVICE_UNAVAILABLE,
         CheckInFailure::Refused(_) => StatusCode::CONFLICT,
+        CheckInFailure::NotItsAddress(_) => StatusCode::FORBIDDEN,
         CheckInFailure::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     warn!(%status, error = %failure, "check-in refused");

@@ -11,7 +11,10 @@
 //! engine and the fetch client's HTTP, the stub's init, and the CLI's `setup` (one DHCP probe).
 
 pub mod adc_hub;
+pub mod api;
+pub mod dashboard;
 pub mod dhcp_service;
+pub mod fleet;
 pub mod http;
 pub mod lease_store;
 pub mod netif;
@@ -76,15 +79,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let tftp_stats = Arc::new(TftpStats::default());
     let http_stats = Arc::new(http::HttpStats::default());
 
+    let fleet = Arc::new(fleet::FleetState::new(swarmboot_fleet::FleetConfig::default()));
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(fleet.clone().run(stop_rx.clone()));
     let dhcp_on = settings.mode != Mode::Off;
     if dhcp_on {
         let store = LeaseStore::open(&cfg.server.state_dir)?;
         let records = store.load()?;
         let mode = settings.mode;
+        fleet.restore_leases(&records);
         let core = DhcpServer::new(settings, records);
         info!(leases = core.leases().len(), ?mode, interface = %cfg.server.interface, "DHCP lease table loaded");
-        let service = DhcpService::bind(core, store, &cfg.server.interface, dhcp_stats.clone())?;
+        let service = DhcpService::bind(core, store, &cfg.server.interface, dhcp_stats.clone(), fleet.clone())?;
         let (rx, reload) = (stop_rx.clone(), reload_rx.clone());
         tasks.spawn(async move { service.run(rx, reload).await.context("DHCP service") });
     } else {
@@ -101,7 +107,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             ..Default::default()
         };
         let running = Admission::new(cfg.tftp.max_transfers, cfg.tftp.max_transfers_per_client);
-        let service = TftpService::bind(cfg.tftp.listen, Some(&cfg.server.interface), files.clone(), limits, running, tftp_stats.clone()).await?;
+        let service = TftpService::bind(cfg.tftp.listen, Some(&cfg.server.interface), files.clone(), limits, running, tftp_stats.clone()).await?.with_fleet(fleet.clone());
         info!(listen = %cfg.tftp.listen, root = %tftp_root.display(), "TFTP serving");
         let rx = stop_rx.clone();
         tasks.spawn(async move { service.run(rx).await.context("TFTP service") });
@@ -156,6 +162,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         tracker: cfg.swarm.tracker.then_some(tracker),
         seeder: seeder.clone(),
         nodes: nodes.clone(),
+        fleet: fleet.clone(),
     });
     let limits = http::ConnectionLimits {
         admission: Admission::new(cfg.http.max_connections, cfg.http.max_connections_per_client),

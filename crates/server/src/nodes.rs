@@ -28,8 +28,20 @@ pub enum CheckInFailure {
     Bad(#[from] ReportError),
     #[error(transparent)]
     Refused(#[from] Refused),
+    /// Not from the address the server knows for that MAC (see `swarmboot_fleet`).
+    #[error(transparent)]
+    NotItsAddress(#[from] swarmboot_fleet::Refused),
     #[error(transparent)]
     Store(#[from] NodeStoreError),
+}
+
+/// What the fleet table takes from a check-in the registry took.
+#[derive(Debug, Clone)]
+pub struct CheckedIn {
+    pub mac: String,
+    pub image: String,
+    pub uploaded: u64,
+    pub leaving: bool,
 }
 
 /// Why an order queued nothing.
@@ -62,10 +74,21 @@ impl Nodes {
     }
 
     /// A check-in's body and signature header at unix time `now`; saved before the reply.
-    pub fn check_in(&self, body: &[u8], signature: Option<&str>, now: u64) -> Result<CheckInReply, CheckInFailure> {
+    /// `admit` says whether the check-in's MAC may come from where it came from.
+    pub fn check_in(
+        &self,
+        body: &[u8],
+        signature: Option<&str>,
+        now: u64,
+        admit: impl FnOnce(&str) -> Result<(), swarmboot_fleet::Refused>,
+    ) -> Result<(CheckInReply, CheckedIn), CheckInFailure> {
         let (c, _key) = report::open(body, signature).inspect_err(|_| {
             self.stats.bad_checkins.fetch_add(1, Ordering::Relaxed);
         })?;
+        admit(&c.mac).inspect_err(|_| {
+            self.stats.refused_checkins.fetch_add(1, Ordering::Relaxed);
+        })?;
+        let checked = CheckedIn { mac: c.mac.clone(), image: c.image.clone(), uploaded: c.seeding.uploaded, leaving: c.leaving };
         let mut guard = lock(&self.inner);
         let Inner { registry, store, .. } = &mut *guard;
         let mac = c.mac.clone();
@@ -75,7 +98,7 @@ impl Nodes {
         let forgotten = registry.take_forgotten();
         store.save(registry.nodes().get_key_value(&mac), &forgotten, registry.next_seq())?;
         self.stats.checkins.fetch_add(1, Ordering::Relaxed);
-        Ok(reply)
+        Ok((reply, checked))
     }
 
     /// An operator's order (signed with `key`, the server's own) at unix time `now`: each
@@ -110,6 +133,41 @@ impl Nodes {
         }
         s.served.sort();
         s
+    }
+
+    /// The node at `mac` as the registry keeps it, and whether it is `live`, `lost` or `left`.
+    pub fn get(&self, mac: &str, now: u64) -> Option<(swarmboot_checkin::registry::Node, &'static str)> {
+        let guard = lock(&self.inner);
+        let registry = &guard.registry;
+        let n = registry.nodes().get(mac)?;
+        let state = if n.left {
+            "left"
+        } else if registry.is_lost(n, now) {
+            "lost"
+        } else {
+            "live"
+        };
+        Some((n.clone(), state))
+    }
+
+    /// What the node at `mac` last said, for the API: its check-in (disks, shares,
+    /// bytes served, seeding), the commands waiting and what became of the last ones.
+    pub fn view(&self, mac: &str, now: u64) -> Option<serde_json::Value> {
+        let (n, state) = self.get(mac, now)?;
+        let pending: Vec<_> = n.pending.iter().map(|p| serde_json::json!({ "seq": p.seq, "action": p.action, "expires": p.expires })).collect();
+        Some(serde_json::json!({
+            "state": state,
+            "first_seen": n.first_seen,
+            "last_checkin": n.last_checkin,
+            "image": n.report.image,
+            "uptime_secs": n.report.uptime_secs,
+            "disks": n.report.disks,
+            "shares": n.report.shares,
+            "served": n.report.served,
+            "seeding": n.report.seeding,
+            "pending": pending,
+            "history": n.history,
+        }))
     }
 }
 

@@ -138,6 +138,8 @@ pub struct TftpService {
     running: Admission,
     /// The boot interface: every socket is bound to it (SO_BINDTODEVICE).
     device: Option<String>,
+    /// Told of every read request (firmware loading iPXE moves its machine's stage).
+    fleet: Option<Arc<crate::fleet::FleetState>>,
 }
 
 impl TftpService {
@@ -145,7 +147,13 @@ impl TftpService {
     /// another network the host is on).
     pub async fn bind(listen: SocketAddr, device: Option<&str>, files: Arc<FileSource>, limits: Limits, running: Admission, stats: Arc<TftpStats>) -> anyhow::Result<Self> {
         let sock = udp_on(listen, device).with_context(|| format!("tftp.listen: cannot bind {listen}{}", device.map(|d| format!(" on {d}")).unwrap_or_default()))?;
-        Ok(TftpService { sock, files, limits, stats, running, device: device.map(str::to_owned) })
+        Ok(TftpService { sock, files, limits, stats, running, device: device.map(str::to_owned), fleet: None })
+    }
+
+    /// Tells `fleet` of every read request.
+    pub fn with_fleet(mut self, fleet: Arc<crate::fleet::FleetState>) -> Self {
+        self.fleet = Some(fleet);
+        self
     }
 
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
@@ -162,6 +170,9 @@ impl TftpService {
             match packet::parse_initial(&buf[..n]) {
                 Ok(Initial::Read(req)) => {
                     self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                    if let (Some(fleet), Some(ip)) = (&self.fleet, crate::fleet::v4(peer.ip())) {
+                        fleet.observe(swarmboot_fleet::Seen::Tftp { ip });
+                    }
                     let Some(permit) = self.running.admit(peer.ip()) else {
                         self.stats.busy.fetch_add(1, Ordering::Relaxed);
                         debug!(%peer, "too many transfers running; refused");

@@ -22,6 +22,14 @@ pub mod routes {
     pub const TFTP: &str = "/tftp/{*name}";
     pub const CHECKIN: &str = "/api/v1/checkin";
     pub const ORDERS: &str = "/api/v1/orders";
+    pub const REPORT: &str = "/api/v1/report";
+    pub const FLEET: &str = "/api/v1/fleet";
+    pub const MACHINE: &str = "/api/v1/machines/{mac}";
+    pub const EVENTS: &str = "/api/v1/events";
+    /// The dashboard's pages and their assets.
+    pub const DASHBOARD: &str = "/";
+    pub const MACHINE_PAGE: &str = "/machines/{mac}";
+    pub const ASSET: &str = "/assets/{name}";
 }
 
 /// The settings iPXE expands itself in the boot script's URL: who is asking.
@@ -105,6 +113,30 @@ impl Urls {
     pub fn orders(&self) -> String {
         format!("{}{}", self.base, routes::ORDERS)
     }
+
+    /// Where the stub and a booted system's seeder POST their stage reports.
+    pub fn report(&self) -> String {
+        format!("{}{}", self.base, routes::REPORT)
+    }
+
+    /// The fleet table as JSON (`query`: already escaped, may be empty).
+    pub fn fleet(&self, query: &str) -> String {
+        if query.is_empty() {
+            format!("{}{}", self.base, routes::FLEET)
+        } else {
+            format!("{}{}?{query}", self.base, routes::FLEET)
+        }
+    }
+
+    /// One machine as JSON: its boots, and what its agent says.
+    pub fn machine(&self, mac: &str) -> String {
+        format!("{}/api/v1/machines/{mac}", self.base)
+    }
+
+    /// Stage changes after event `after`.
+    pub fn events(&self, after: u64) -> String {
+        format!("{}{}?after={after}", self.base, routes::EVENTS)
+    }
 }
 
 /// Which route a path is, with what it names.
@@ -120,6 +152,10 @@ pub enum Route {
     Tftp { name: String },
     CheckIn,
     Orders,
+    Report,
+    Fleet,
+    Machine { mac: String },
+    Events,
 }
 
 impl Route {
@@ -140,6 +176,10 @@ impl Route {
             ["tftp", rest @ ..] if !rest.is_empty() && rest.iter().all(|p| !p.is_empty()) => Route::Tftp { name: rest.join("/") },
             ["api", "v1", "checkin"] => Route::CheckIn,
             ["api", "v1", "orders"] => Route::Orders,
+            ["api", "v1", "report"] => Route::Report,
+            ["api", "v1", "fleet"] => Route::Fleet,
+            ["api", "v1", "machines", mac] => Route::Machine { mac: one(mac)? },
+            ["api", "v1", "events"] => Route::Events,
             _ => return None,
         })
     }
@@ -168,6 +208,11 @@ mod tests {
             (u.tftp("arm64/snponly.efi"), Route::Tftp { name: "arm64/snponly.efi".into() }),
             (u.checkin(), Route::CheckIn),
             (u.orders(), Route::Orders),
+            (u.report(), Route::Report),
+            (u.fleet(""), Route::Fleet),
+            (u.fleet("stage=running"), Route::Fleet),
+            (u.machine("52:54:00:00:00:01"), Route::Machine { mac: "52:54:00:00:00:01".into() }),
+            (u.events(7), Route::Events),
         ];
         for (url, route) in cases {
             assert_eq!(Route::of(&path(url.clone())), Some(route), "{url}");
@@ -193,6 +238,10 @@ mod tests {
         assert_eq!(u.tftp("a/b"), filled(routes::TFTP, &[("*name", "a/b")]));
         assert_eq!(u.checkin(), routes::CHECKIN);
         assert_eq!(u.orders(), routes::ORDERS);
+        assert_eq!(u.report(), routes::REPORT);
+        assert_eq!(u.fleet(""), routes::FLEET);
+        assert_eq!(u.machine("m"), filled(routes::MACHINE, &[("mac", "m")]));
+        assert_eq!(u.events(0).split('?').next().unwrap(), routes::EVENTS);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Text made safe inside HTML (the node's listings and status page show names from strangers'
-//! disks) and XML (the ADC client's settings).
+//! disks; the server's dashboard shows what machines report) and XML (the node's ADC client's
+//! settings).
 
 /// Text made safe inside HTML or XML.
 pub fn escape(s: &str) -> String {
@@ -16,4 +17,12 @@ pub fn escape(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn markup_and_control_characters_become_text() {
+        assert_eq!(super::escape("\"><img src=x onerror='a&b'>\u{7}"), "&quot;&gt;&lt;img src=x onerror=&#39;a&amp;b&#39;&gt;\u{fffd}");
+    }
 }

@@ -1,0 +1,120 @@
+//! The fleet's JSON API under `/api/v1/`: `POST report` (the stub's and seeders' stage
+//! reports), `fleet` (the table, filtered and sorted), `machines/MAC` (one machine's boots and
+//! what its agent says), `events` (stage changes after an id). Reading is open on the boot
+//! network, as the dashboard is; the shapes are `swarmboot_fleet::view`'s.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use swarmboot_fleet::{FleetView, Mac, MachineView, Refused, Selection, SortKey, Stage};
+use swarmboot_urls::routes;
+use tracing::debug;
+
+use crate::fleet::ReportFailure;
+use crate::http::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(routes::REPORT, post(report).layer(axum::extract::DefaultBodyLimit::max(swarmboot_fleet::report::MAX_REPORT_LEN)))
+        .route(routes::FLEET, get(fleet))
+        .route(routes::MACHINE, get(machine))
+        .route(routes::EVENTS, get(events))
+}
+
+/// A stage report: the next interval as JSON; 400 unreadable, 403 not from the machine's
+/// address, 503 the fleet table is full.
+async fn report(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, body: axum::body::Bytes) -> Response {
+    match s.fleet.report(peer.ip(), &body) {
+        Ok(reply) => Json(reply).into_response(),
+        Err(e) => {
+            let status = match &e {
+                ReportFailure::Bad(_) | ReportFailure::NotIpv4(_) => StatusCode::BAD_REQUEST,
+                ReportFailure::Refused(Refused::Full(_)) => StatusCode::SERVICE_UNAVAILABLE,
+                ReportFailure::Refused(_) => StatusCode::FORBIDDEN,
+            };
+            debug!(%peer, %status, error = %e, "stage report refused");
+            (status, format!("{e}\n")).into_response()
+        }
+    }
+}
+
+/// `/api/v1/fleet`'s query: every field optional.
+#[derive(Debug, Default, Deserialize)]
+pub struct FleetQuery {
+    pub stage: Option<String>,
+    pub image: Option<String>,
+    pub q: Option<String>,
+    pub stuck: Option<String>,
+    pub sort: Option<String>,
+    pub desc: Option<String>,
+    pub limit: Option<String>,
+}
+
+fn flag(v: &Option<String>) -> bool {
+    matches!(v.as_deref(), Some("1" | "true" | "yes" | "on"))
+}
+
+impl FleetQuery {
+    /// The selection it asks for, or what is wrong with it (the parameter named).
+    pub fn selection(&self) -> Result<Selection, String> {
+        let stage = match self.stage.as_deref().filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => Some(Stage::parse(s).ok_or_else(|| format!("stage={s:?}: one of {}", Stage::ALL.map(Stage::as_str).join(", ")))?),
+        };
+        let sort = match self.sort.as_deref().filter(|s| !s.is_empty()) {
+            None => SortKey::default(),
+            Some(s) => SortKey::parse(s).ok_or_else(|| format!("sort={s:?}: one of {}", SortKey::NAMES.join(", ")))?,
+        };
+        let limit = match self.limit.as_deref().filter(|s| !s.is_empty()) {
+            None => None,
+            Some(l) => Some(l.parse::<usize>().map_err(|_| format!("limit={l:?}: a number of machines"))?),
+        };
+        let text = self.q.as_deref().filter(|q| !q.trim().is_empty()).map(|q| q.chars().take(200).collect());
+        Ok(Selection { stage, image: self.image.clone().filter(|i| !i.is_empty()), text, stuck_only: flag(&self.stuck), sort, descending: flag(&self.desc), limit })
+    }
+}
+
+async fn fleet(State(s): State<AppState>, Query(q): Query<FleetQuery>) -> Response {
+    match q.selection() {
+        Ok(sel) => Json(s.fleet.read(|f, now| FleetView::of(f, now, &sel))).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    }
+}
+
+/// One machine, with what its agent last said; 404 for a machine the server has not seen.
+pub fn machine_view(s: &AppState, mac: &str) -> Result<MachineView, (StatusCode, String)> {
+    let mac: Mac = mac.parse().map_err(|e| (StatusCode::BAD_REQUEST, format!("{e}\n")))?;
+    let view = s.fleet.read(|f, now| f.get(&mac).map(|m| MachineView::of(m, now, f)));
+    let mut view = view.ok_or_else(|| (StatusCode::NOT_FOUND, format!("no machine {mac} has been seen since the server started\n")))?;
+    view.node = s.nodes.view(&mac.to_string(), crate::fleet::now_ms() / 1000);
+    Ok(view)
+}
+
+async fn machine(State(s): State<AppState>, Path(mac): Path<String>) -> Response {
+    match machine_view(&s, &mac) {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct EventsQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// Stage changes after `after` (oldest first, at most `limit`, 1000 by default), and the
+/// newest id to ask after next.
+async fn events(State(s): State<AppState>, Query(q): Query<EventsQuery>) -> Response {
+    let limit = q.limit.unwrap_or(1000).min(5000);
+    let body = s.fleet.read(|f, _| {
+        let events: Vec<_> = f.events_after(q.after.unwrap_or(0), limit).cloned().collect();
+        serde_json::json!({ "last_event": f.last_event(), "events": events })
+    });
+    Json(body).into_response()
+}

@@ -1,0 +1,392 @@
+//! The dashboard (`http://SERVER:PORT/`): server-rendered pages over the same views as
+//! `/api/v1/` — the fleet table (`/`, filtered and sorted by its query, as the API's) and a
+//! machine's page (`/machines/MAC`). `/assets/` holds the two vendored files (a stylesheet and
+//! a script; no CDN, no build step). The script keeps a page live without a reload: every 2 s
+//! it asks for the page's `fragment=1` (the same HTML the page was rendered with) and swaps it
+//! in, keeping the focused element. Everything a machine reports is escaped here, and a
+//! Content-Security-Policy allows no inline script, so a hostname or file name stays text.
+
+use std::fmt::Write;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+use swarmboot_checkin::registry::Node;
+use swarmboot_fleet::{BootView, FleetView, MachineView, Row, SortKey, Stage};
+use swarmboot_httpd::html::escape;
+use swarmboot_urls::routes;
+
+use crate::api::FleetQuery;
+use crate::http::AppState;
+
+/// The pages in the navigation: (path, name).
+const NAV: &[(&str, &str)] = &[("/", "Fleet")];
+
+const CSS: &str = include_str!("../assets/dashboard.css");
+const JS: &str = include_str!("../assets/dashboard.js");
+
+/// No script but our file, no inline script or style, no frames, no plugins.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route(routes::DASHBOARD, get(fleet_page)).route(routes::MACHINE_PAGE, get(machine_page)).route(routes::ASSET, get(asset))
+}
+
+async fn asset(Path(name): Path<String>) -> Response {
+    let (body, kind) = match name.as_str() {
+        "dashboard.css" => (CSS, "text/css; charset=utf-8"),
+        "dashboard.js" => (JS, "text/javascript; charset=utf-8"),
+        _ => return (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    };
+    ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+/// An HTML response with the dashboard's security headers.
+fn html(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// A whole page: the navigation, `main` (its live part in `#live`), the script.
+fn page(title: &str, current: &str, intro: &str, live: &str) -> String {
+    let mut nav = String::new();
+    for (href, name) in NAV {
+        let aria = if *name == current { " aria-current=\"page\"" } else { "" };
+        let _ = write!(nav, "<a href=\"{href}\"{aria}>{name}</a>");
+    }
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title} · swarmboot</title><link rel=\"stylesheet\" href=\"/assets/dashboard.css\"></head>\n\
+         <body><header><span class=\"brand\">swarmboot</span><nav aria-label=\"Pages\">{nav}</nav>\
+         <span id=\"status\" role=\"status\" aria-live=\"polite\">server-rendered</span></header>\n\
+         <main><h1>{title}</h1>{intro}<div id=\"live\">{live}</div></main>\n\
+         <script src=\"/assets/dashboard.js\" defer></script></body></html>\n",
+        title = escape(title)
+    )
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PageQuery {
+    #[serde(flatten)]
+    fleet: FleetQuery,
+    fragment: Option<String>,
+}
+
+async fn fleet_page(State(s): State<AppState>, Query(q): Query<PageQuery>) -> Response {
+    let sel = match q.fleet.selection() {
+        Ok(sel) => sel,
+        Err(e) => return html(StatusCode::BAD_REQUEST, page("Fleet", "Fleet", &format!("<p class=\"error\">{}</p>", escape(&e)), "")),
+    };
+    let view = s.fleet.read(|f, now| FleetView::of(f, now, &sel));
+    let live = fleet_live(&view, &q.fleet);
+    if q.fragment.is_some() {
+        return html(StatusCode::OK, live);
+    }
+    html(StatusCode::OK, page("Fleet", "Fleet", &filter_form(&q.fleet), &live))
+}
+
+/// The filter form: works without the script (a GET of this page).
+fn filter_form(q: &FleetQuery) -> String {
+    let mut stages = String::from("<option value=\"\">any</option>");
+    let chosen = q.stage.as_deref().unwrap_or("");
+    for s in Stage::ALL {
+        let sel = if s.as_str() == chosen { " selected" } else { "" };
+        let _ = write!(stages, "<option{sel}>{}</option>", s.as_str());
+    }
+    let stuck = if matches!(q.stuck.as_deref(), Some("1")) { " checked" } else { "" };
+    let hidden: String =
+        [("sort", &q.sort), ("desc", &q.desc)].iter().filter_map(|(k, v)| v.as_deref().map(|v| format!("<input type=\"hidden\" name=\"{k}\" value=\"{}\">", escape(v)))).collect();
+    format!(
+        "<form id=\"filter\" method=\"get\" action=\"/\" role=\"search\">\
+         <label>Find <input type=\"search\" name=\"q\" value=\"{q}\" placeholder=\"MAC, name, address, image\" autocomplete=\"off\"></label>\
+         <label>Stage <select name=\"stage\">{stages}</select></label>\
+         <label>Image <input name=\"image\" value=\"{image}\" size=\"10\"></label>\
+         <label><input type=\"checkbox\" name=\"stuck\" value=\"1\"{stuck}> stuck only</label>{hidden}\
+         <button type=\"submit\">Filter</button></form>",
+        q = escape(q.q.as_deref().unwrap_or("")),
+        image = escape(q.image.as_deref().unwrap_or("")),
+    )
+}
+
+/// The fleet's live part: the stage counts and the table.
+fn fleet_live(v: &FleetView, q: &FleetQuery) -> String {
+    let mut out = String::from("<ul class=\"stages\" aria-label=\"Machines by stage\">");
+    for c in &v.by_stage {
+        let _ = write!(out, "<li class=\"st-{s}\"><a href=\"/?stage={s}\"><b>{n}</b> {s}</a></li>", s = c.stage, n = c.machines);
+    }
+    if v.stuck > 0 {
+        let _ = write!(out, "<li class=\"stuck\"><a href=\"/?stuck=1\"><b>{}</b> stuck</a></li>", v.stuck);
+    }
+    out.push_str("</ul>");
+    let _ = write!(out, "<p class=\"count\">{} of {} machines</p>", v.machines.len(), v.by_stage.iter().map(|c| c.machines).sum::<usize>());
+    let current = q.sort.as_deref().unwrap_or("mac");
+    let desc = matches!(q.desc.as_deref(), Some("1"));
+    let head = |key: &str, label: &str| -> String {
+        let (next_desc, aria) = match (key == current, desc) {
+            (true, false) => ("1", " aria-sort=\"ascending\""),
+            (true, true) => ("0", " aria-sort=\"descending\""),
+            _ => ("0", ""),
+        };
+        let mut query = format!("sort={key}&desc={next_desc}");
+        for (k, v) in [("q", &q.q), ("stage", &q.stage), ("image", &q.image), ("stuck", &q.stuck)] {
+            if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                let _ = write!(query, "&{k}={}", form_escape(v));
+            }
+        }
+        format!("<th scope=\"col\"{aria}><a href=\"/?{}\">{label}</a></th>", escape(&query))
+    };
+    debug_assert!(SortKey::NAMES.contains(&"last_seen"));
+    let _ = write!(
+        out,
+        "<div class=\"scroll\"><table id=\"fleet\"><thead><tr>{}{}{}{}{}{}{}<th scope=\"col\" title=\"Bytes of the image this boot got from other machines, and from the server (its seed and HTTP)\">Peers / server</th>{}</tr></thead><tbody>",
+        head("mac", "MAC"),
+        head("hostname", "Name"),
+        head("ip", "Address"),
+        head("image", "Image"),
+        head("stage", "Stage"),
+        head("since", "For"),
+        head("last_seen", "Seen"),
+        head("uploaded", "Uploaded"),
+    );
+    if v.machines.is_empty() {
+        out.push_str("<tr><td colspan=\"9\" class=\"empty\">No machine matches. Machines appear here as they PXE-boot.</td></tr>");
+    }
+    for r in &v.machines {
+        out.push_str(&fleet_row(r, v.now_ms));
+    }
+    out.push_str("</tbody></table></div>");
+    out
+}
+
+fn fleet_row(r: &Row, now_ms: u64) -> String {
+    let stuck = if r.stuck { " stuck" } else { "" };
+    let stage = match r.stage.as_str() {
+        "fetching" => format!("fetching <progress max=\"100\" value=\"{p}\">{p}%</progress> {p}%", p = r.percent),
+        s => s.to_string(),
+    };
+    let stuck_note = if r.stuck { " <span class=\"badge\">stuck</span>" } else { "" };
+    let agent = if r.agent { " <span class=\"badge agent\" title=\"the elchOS agent checks in\">agent</span>" } else { "" };
+    let mac = escape(&r.mac);
+    format!(
+        "<tr class=\"st-{st}{stuck}\" data-mac=\"{mac}\"><th scope=\"row\"><a id=\"m-{mac}\" href=\"/machines/{mac}\">{mac}</a></th><td>{host}</td><td>{ip}</td><td>{image}</td>\
+         <td class=\"stage\">{stage}{stuck_note}{agent}</td><td>{since}</td><td>{seen}</td><td>{peers} / {server}</td><td>{up}</td></tr>",
+        st = escape(&r.stage),
+        host = escape(r.hostname.as_deref().unwrap_or("")),
+        ip = escape(r.ip.as_deref().unwrap_or("")),
+        image = escape(r.image.as_deref().unwrap_or("")),
+        since = duration(now_ms.saturating_sub(r.since_ms)),
+        seen = if r.last_seen_ms == 0 { "not since start".to_string() } else { format!("{} ago", duration(now_ms.saturating_sub(r.last_seen_ms))) },
+        peers = bytes(r.from_peers),
+        server = bytes(r.from_server),
+        up = bytes(r.uploaded),
+    )
+}
+
+async fn machine_page(State(s): State<AppState>, Path(mac): Path<String>, Query(q): Query<PageQuery>) -> Response {
+    let view = match crate::api::machine_view(&s, &mac) {
+        Ok(v) => v,
+        Err((status, e)) => return html(status, page("Machine", "", &format!("<p class=\"error\">{}</p><p><a href=\"/\">The fleet</a></p>", escape(e.trim())), "")),
+    };
+    let now = crate::fleet::now_ms();
+    let node = s.nodes.get(&view.machine.mac, now / 1000);
+    let live = machine_live(&view, node.as_ref(), now);
+    if q.fragment.is_some() {
+        return html(StatusCode::OK, live);
+    }
+    html(StatusCode::OK, page(&format!("Machine {}", view.machine.mac), "", "<p><a href=\"/\">← the fleet</a></p>", &live))
+}
+
+fn machine_live(v: &MachineView, node: Option<&(Node, &str)>, now_ms: u64) -> String {
+    let r = &v.machine;
+    let mut out = String::from("<dl class=\"facts\">");
+    let mut fact = |k: &str, val: String| {
+        let _ = write!(out, "<dt>{k}</dt><dd>{val}</dd>");
+    };
+    fact("Stage", format!("<span class=\"st-{s}\">{s}</span>{}", if r.stuck { " <span class=\"badge\">stuck</span>" } else { "" }, s = escape(&r.stage)));
+    fact("For", duration(now_ms.saturating_sub(r.since_ms)));
+    fact("Name", escape(r.hostname.as_deref().unwrap_or("-")));
+    fact("Address", format!("{} {}", escape(r.ip.as_deref().unwrap_or("-")), r.address_from.as_deref().map(|f| format!("({})", escape(f))).unwrap_or_default()));
+    fact("Architecture", escape(r.arch.as_deref().unwrap_or("-")));
+    fact("Image", escape(r.image.as_deref().unwrap_or("-")));
+    fact("Last seen", if r.last_seen_ms == 0 { "not since the server started".into() } else { format!("{} ago", duration(now_ms.saturating_sub(r.last_seen_ms))) });
+    fact("Fetched", format!("{}% of {}: {} from peers, {} from the server, {} peers", r.percent, bytes(r.total), bytes(r.from_peers), bytes(r.from_server), r.peers));
+    fact("Uploaded", bytes(r.uploaded));
+    out.push_str("</dl><h2>Boots</h2>");
+    if v.boots.is_empty() {
+        out.push_str("<p>No boot seen since the server started.</p>");
+    }
+    for (i, b) in v.boots.iter().enumerate() {
+        out.push_str(&boot_table(b, i == 0));
+    }
+    out.push_str(&node_section(node));
+    out
+}
+
+fn boot_table(b: &BootView, current: bool) -> String {
+    let mut out = format!(
+        "<table class=\"boot\"><caption>{} boot, {} · {}</caption><thead><tr><th scope=\"col\">Stage</th><th scope=\"col\">Began</th><th scope=\"col\">Took</th></tr></thead><tbody>",
+        if current { "Current" } else { "Earlier" },
+        clock(b.started_ms),
+        escape(b.image.as_deref().unwrap_or("no image yet"))
+    );
+    for s in &b.stages {
+        let _ = write!(out, "<tr class=\"st-{st}\"><th scope=\"row\">{st}</th><td>{}</td><td>{}</td></tr>", clock(s.at_ms), duration(s.for_ms), st = escape(&s.stage));
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+/// What the elchOS agent said: disks, shares (with their URLs), commands.
+fn node_section(node: Option<&(Node, &str)>) -> String {
+    let Some((n, state)) = node else {
+        return "<h2>Agent</h2><p>No elchOS agent has checked in for this machine.</p>".into();
+    };
+    let c = &n.report;
+    let mut out = format!("<h2>Agent</h2><p>{state} · {} · up {} · last check-in {}</p>", escape(&c.image), duration(c.uptime_secs * 1000), clock(n.last_checkin * 1000));
+    out.push_str("<h3>Disks</h3><div class=\"scroll\"><table class=\"disks\"><thead><tr><th scope=\"col\">Device</th><th scope=\"col\">Filesystem</th><th scope=\"col\">Label</th><th scope=\"col\">Size</th><th scope=\"col\">Used</th><th scope=\"col\">Mounted</th></tr></thead><tbody>");
+    for d in &c.disks {
+        let mounted = match (&d.mounted_at, &d.why_not) {
+            (Some(at), _) => escape(at),
+            (None, Some(why)) => format!("no: {}", escape(why)),
+            (None, None) => "no".into(),
+        };
+        let _ = write!(
+            out,
+            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{mounted}{}</td></tr>",
+            escape(&d.device),
+            escape(d.fstype.as_deref().unwrap_or("")),
+            escape(d.label.as_deref().unwrap_or("")),
+            bytes(d.size),
+            d.used.map(bytes).unwrap_or_default(),
+            if d.donated { " (donated)" } else { "" }
+        );
+    }
+    out.push_str("</tbody></table></div><h3>Shares</h3><ul class=\"shares\">");
+    for sh in &c.shares {
+        let links: String =
+            sh.urls.iter().filter(|u| u.starts_with("http://") || u.starts_with("ftp://")).map(|u| format!(" <a href=\"{u}\" rel=\"noreferrer\">{u}</a>", u = escape(u))).collect();
+        let served: u64 = c.served.iter().filter(|s| s.share == sh.name).map(|s| s.bytes).sum();
+        let _ = write!(out, "<li><b>{}</b>{links} · {} served</li>", escape(&sh.name), bytes(served));
+    }
+    if c.shares.is_empty() {
+        out.push_str("<li>none</li>");
+    }
+    out.push_str("</ul><h3>Commands</h3><ul class=\"commands\">");
+    for p in &n.pending {
+        let _ = write!(out, "<li>#{} {} waiting</li>", p.seq, escape(&action(&p.action)));
+    }
+    for h in n.history.iter().rev() {
+        let what = h.action.as_ref().map(action).unwrap_or_default();
+        let seq = h.seq.map(|s| format!("#{s} ")).unwrap_or_default();
+        let _ = write!(out, "<li>{seq}{}: {} ({})</li>", escape(&what), escape(&h.outcome), clock(h.at * 1000));
+    }
+    if n.pending.is_empty() && n.history.is_empty() {
+        out.push_str("<li>none sent</li>");
+    }
+    out.push_str("</ul>");
+    out
+}
+
+fn action(a: &swarmboot_checkin::command::Action) -> String {
+    serde_json::to_value(a).ok().and_then(|v| v.as_object().map(|o| o.values().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(" "))).unwrap_or_default()
+}
+
+/// A query value escaped for a URL (then HTML-escaped where it is written).
+fn form_escape(v: &str) -> String {
+    v.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+/// `3 s`, `4 min 10 s`, `2 h 5 min`, `3 d 4 h`.
+pub fn duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        3600..86400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        _ => format!("{} d {} h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// Bytes in B, KiB, MiB, GiB.
+pub fn bytes(b: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if b < 1024 {
+        return format!("{b} B");
+    }
+    let mut v = b as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// Unix ms as `HH:MM:SS` UTC (the day too when it is not today's).
+fn clock(ms: u64) -> String {
+    if ms == 0 {
+        return "-".into();
+    }
+    let s = ms / 1000;
+    let today = crate::fleet::now_ms() / 1000 / 86400;
+    let (d, rem) = (s / 86400, s % 86400);
+    let hms = format!("{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60);
+    if d == today {
+        hms
+    } else {
+        format!("{} days ago, {hms}", today.saturating_sub(d))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_read_as_people_write_them() {
+        assert_eq!(duration(999), "0 s");
+        assert_eq!(duration(250_000), "4 min 10 s");
+        assert_eq!(duration(7_500_000), "2 h 5 min");
+        assert_eq!(duration(3 * 86_400_000 + 4 * 3_600_000), "3 d 4 h");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(33 << 20), "33.0 MiB");
+        assert_eq!(form_escape("a b&c"), "a%20b%26c");
+    }
+
+    #[test]
+    fn a_hostile_machine_s_words_are_text() {
+        let row = Row {
+            mac: "52:54:00:00:00:01".into(),
+            hostname: Some("<script>alert(1)</script>".into()),
+            ip: Some("10.0.0.5".into()),
+            address_from: Some("lease".into()),
+            arch: None,
+            image: Some("\"><img src=x onerror=alert(1)>".into()),
+            stage: "fetching".into(),
+            since_ms: 0,
+            last_seen_ms: 0,
+            stuck: true,
+            percent: 43,
+            have: 43,
+            total: 100,
+            from_peers: 0,
+            from_server: 0,
+            peers: 0,
+            uploaded: 0,
+            agent: false,
+        };
+        let html = fleet_row(&row, 1000);
+        assert!(!html.contains("<script>") && !html.contains("<img"), "{html}");
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && html.contains("&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"));
+        assert!(html.contains("<progress max=\"100\" value=\"43\">") && html.contains("stuck"));
+    }
+}

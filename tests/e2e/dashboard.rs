@@ -1,0 +1,179 @@
+//! The fleet dashboard and its JSON API, with real DHCP clients (busybox udhcpc as the stub's
+//! DHCP would ask: class `swarmboot-stub`), stage reports posted from the machines' own
+//! namespaces, and a real browser (chromium over WebDriver) that keeps one page open while the
+//! fleet changes.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use swarmboot_lab::clients::Udhcpc;
+use swarmboot_lab::webdriver::Browser;
+use swarmboot_lab::{require_root, Lan, Netns, ScratchDir, Server};
+
+/// `curl` from inside `ns`: (HTTP status, body).
+pub(crate) fn curl(ns: &Netns, dir: &Path, method: &str, url: &str, body: Option<&[u8]>) -> (u16, String) {
+    let mut cmd = ns.command("curl");
+    cmd.args(["-s", "-S", "-o", "-", "-w", "\n%{http_code}", "-X", method]);
+    if let Some(b) = body {
+        let file = dir.join(format!("curl-{}.json", std::process::id()));
+        std::fs::write(&file, b).unwrap();
+        cmd.args(["-H", "content-type: application/json", "--data-binary"]).arg(format!("@{}", file.display()));
+    }
+    let out = cmd.arg(url).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or_else(|| panic!("curl {url}: {text}{}", String::from_utf8_lossy(&out.stderr)));
+    (code.trim().parse().unwrap_or_else(|_| panic!("curl {url}: {text}")), body.to_string())
+}
+
+fn get_json(ns: &Netns, dir: &Path, url: &str) -> Value {
+    let (code, body) = curl(ns, dir, "GET", url, None);
+    assert_eq!(code, 200, "GET {url}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e}: {body}"))
+}
+
+fn mac_of(ns: &Netns) -> String {
+    let out = ns.command("cat").arg("/sys/class/net/eth0/address").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn report(mac: &str, stage: &str, by: &str, have: u64) -> Vec<u8> {
+    json!({ "mac": mac, "stage": stage, "by": by, "image": "lab", "version": 3, "have": have, "total": 100 << 20,
+            "from_peers": have / 2, "from_seed": have / 8, "from_http": 0, "uploaded": 0, "peers": 2 })
+    .to_string()
+    .into_bytes()
+}
+
+/// The row of `mac` in the page as the browser shows it now: its cells' text.
+fn row_script(mac: &str) -> String {
+    format!("const r = document.querySelector('tr[data-mac=\"{mac}\"]'); return r ? Array.from(r.children).map(c => c.textContent.trim()) : null;")
+}
+
+const HOSTILE_0: &str = "<script>window.pwned=1</script>";
+/// No spaces: busybox cuts option values at whitespace (HTML takes `/` between attributes).
+const HOSTILE_1: &str = "\"><img/src=x/onerror=window.pwned=2>";
+
+/// Two machines get leases as the stub would (their hostnames are markup); the dashboard,
+/// open in chromium, follows one of them through fetching, handover and running as it reports,
+/// without a reload; a report for the other machine's MAC and one from an address that is not
+/// the MAC's lease are refused; the hostnames stay text (no script runs); every API endpoint
+/// answers its documented shape; screenshots at 1280×800 and phone size.
+#[test]
+fn the_dashboard_follows_machines_through_their_stages_live_and_shows_hostile_names_as_text() {
+    if !require_root("the_dashboard_follows_machines_through_their_stages_live_and_shows_hostile_names_as_text") {
+        return;
+    }
+    let dir = ScratchDir::new("dash").unwrap();
+    let mut lan = Lan::new("10.77.0.1/24").unwrap();
+    let cfg = format!(
+        "[server]\ninterface = \"br0\"\naddress = \"10.77.0.1\"\nstate_dir = \"{}\"\n\
+         [dhcp]\nmode = \"authoritative\"\npool = [\"10.77.0.100-10.77.0.199\"]\n\
+         [http]\nlisten = \"0.0.0.0:8080\"\n",
+        dir.path().join("state").display()
+    );
+    let server = Server::start(&lan.server, dir.path(), &cfg, 8080).unwrap();
+    let (h0, h1) = (lan.add_host(None).unwrap(), lan.add_host(None).unwrap());
+    let (host0, host1) = (lan.host(h0), lan.host(h1));
+    let (mac0, mac1) = (mac_of(host0), mac_of(host1));
+    let c0 = Udhcpc::start(host0, dir.path(), "h0", &["-V", "swarmboot-stub", "-x", &format!("hostname:{HOSTILE_0}")]).unwrap();
+    let c1 = Udhcpc::start(host1, dir.path(), "h1", &["-V", "swarmboot-stub", "-x", &format!("hostname:{HOSTILE_1}")]).unwrap();
+    let ip0 = c0.wait("bound", 0, Duration::from_secs(20)).unwrap().ip().to_string();
+    let ip1 = c1.wait("bound", 0, Duration::from_secs(20)).unwrap().ip().to_string();
+
+    let browser = Browser::start(Some(&lan.server), &dir.path().join("chromedriver.log"), 1280, 800).unwrap();
+    browser.goto("http://127.0.0.1:8080/").unwrap();
+    browser.eval("window.keptSinceLoad = 1; return 1").unwrap();
+    let stub_rows = format!("const a = document.querySelector('tr[data-mac=\"{mac0}\"] td.stage'), b = document.querySelector('tr[data-mac=\"{mac1}\"] td.stage'); return a && b && a.textContent.startsWith('stub') && b.textContent.startsWith('stub');");
+    browser.wait_for(&stub_rows, Duration::from_secs(20)).unwrap();
+
+    // Host 0 reports as its stub would; host 1 tries to report for host 0.
+    let api = "http://10.77.0.1:8080/api/v1/report";
+    let (code, body) = curl(host0, dir.path(), "POST", api, Some(&report(&mac0, "fetching", "stub", 45 << 20)));
+    assert_eq!(code, 200, "{body}");
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply["interval_secs"], 30);
+    let (code, body) = curl(host1, dir.path(), "POST", api, Some(&report(&mac0, "handover", "stub", 100 << 20)));
+    assert_eq!(code, 403, "a report for another machine's MAC: {body}");
+    assert!(body.contains(&format!("is leased to {mac1}, not to {mac0}")), "{body}");
+    let (code, body) = curl(&lan.server, dir.path(), "POST", "http://10.77.0.1:8080/api/v1/report", Some(&report(&mac1, "fetching", "stub", 1)));
+    assert_eq!(code, 403, "a report from an address that is not the MAC's lease: {body}");
+    assert!(body.contains(&format!("holds the lease of {ip1}")), "{body}");
+    let (code, body) = curl(host0, dir.path(), "POST", api, Some(b"{\"mac\":\"nope\"}"));
+    assert_eq!(code, 400, "{body}");
+    let (code, _) = curl(host0, dir.path(), "POST", api, Some(&vec![b' '; 4096]));
+    assert_eq!(code, 413, "a body over the report bound");
+
+    // The open page follows, without a reload.
+    let fetching = format!("const c = document.querySelector('tr[data-mac=\"{mac0}\"] td.stage'); return c && c.textContent.includes('45%');");
+    browser.wait_for(&fetching, Duration::from_secs(20)).unwrap();
+    let cells = browser.eval(&row_script(&mac0)).unwrap();
+    assert_eq!(cells[0], mac0.as_str());
+    assert_eq!(cells[1], HOSTILE_0, "the hostname is shown as the text it is");
+    assert_eq!(cells[2], ip0.as_str());
+    assert_eq!(cells[3], "lab@3");
+    let shot = swarmboot_lab::browser::screenshot_dir();
+    browser.screenshot(&shot.join("dashboard-fleet-fetching.png")).unwrap();
+    for (stage, by) in [("handover", "stub"), ("running", "system")] {
+        let (code, body) = curl(host0, dir.path(), "POST", api, Some(&report(&mac0, stage, by, 100 << 20)));
+        assert_eq!(code, 200, "{stage}: {body}");
+        let seen = format!("const c = document.querySelector('tr[data-mac=\"{mac0}\"] td.stage'); return c && c.textContent.startsWith('{stage}');");
+        browser.wait_for(&seen, Duration::from_secs(20)).unwrap();
+    }
+    assert_eq!(browser.eval("return window.keptSinceLoad").unwrap(), 1, "the page was never reloaded");
+    assert_eq!(browser.eval("return window.pwned === undefined").unwrap(), true, "no reported name ran as script");
+    let cells1 = browser.eval(&row_script(&mac1)).unwrap();
+    assert_eq!(cells1[1], HOSTILE_1);
+    let counts = browser.eval("return Array.from(document.querySelectorAll('ul.stages li')).map(l => l.textContent)").unwrap();
+    assert!(counts.as_array().unwrap().iter().any(|c| c == "1 running") && counts.as_array().unwrap().iter().any(|c| c == "1 stub"), "{counts}");
+
+    // The filter works in the open page (typing updates the address and the table).
+    browser.eval("const q = document.querySelector('input[name=q]'); q.value = 'lab@3'; q.dispatchEvent(new Event('input', {bubbles: true})); return 1").unwrap();
+    browser.wait_for("return document.querySelectorAll('table#fleet tbody tr').length === 1", Duration::from_secs(10)).unwrap();
+    assert!(browser.url().unwrap().contains("q=lab%403"), "{}", browser.url().unwrap());
+    browser.screenshot(&shot.join("dashboard-fleet-1280x800.png")).unwrap();
+
+    // The machine's page: its boot, stage by stage.
+    browser.goto(&format!("http://127.0.0.1:8080/machines/{mac0}")).unwrap();
+    let stages = browser.eval("return Array.from(document.querySelectorAll('table.boot tbody th')).map(t => t.textContent)").unwrap();
+    assert_eq!(stages, json!(["stub", "fetching", "handover", "running"]));
+    assert_eq!(browser.eval("return window.pwned === undefined").unwrap(), true);
+    browser.screenshot(&shot.join("dashboard-machine.png")).unwrap();
+    drop(browser);
+    let phone = Browser::start(Some(&lan.server), &dir.path().join("chromedriver-phone.log"), 390, 844).unwrap();
+    phone.goto("http://127.0.0.1:8080/").unwrap();
+    phone.wait_for("return document.querySelectorAll('table#fleet tbody tr').length === 2", Duration::from_secs(10)).unwrap();
+    assert_eq!(phone.eval("return document.documentElement.scrollWidth <= window.innerWidth + 1").unwrap(), true, "no sideways scrolling of the page on a phone");
+    phone.screenshot(&shot.join("dashboard-fleet-phone.png")).unwrap();
+    drop(phone);
+
+    // The API's shapes.
+    let base = "http://127.0.0.1:8080";
+    let fleet = get_json(&lan.server, dir.path(), &format!("{base}/api/v1/fleet"));
+    let stages: Vec<&str> = fleet["by_stage"].as_array().unwrap().iter().map(|c| c["stage"].as_str().unwrap()).collect();
+    assert_eq!(stages, ["dhcp", "ipxe", "stub", "fetching", "handover", "running", "lost"]);
+    assert_eq!((fleet["matched"].as_u64(), fleet["machines"].as_array().unwrap().len()), (Some(2), 2));
+    let m = fleet["machines"].as_array().unwrap().iter().find(|m| m["mac"] == mac0.as_str()).unwrap();
+    for key in ["hostname", "ip", "address_from", "image", "stage", "since_ms", "last_seen_ms", "stuck", "percent", "from_peers", "from_server", "uploaded", "agent"] {
+        assert!(m.get(key).is_some(), "{key} in {m}");
+    }
+    assert_eq!((m["address_from"].as_str(), m["percent"].as_u64(), m["from_peers"].as_u64()), (Some("lease"), Some(100), Some((100u64 << 20) / 2 - (100u64 << 20) / 8)));
+    let running = get_json(&lan.server, dir.path(), &format!("{base}/api/v1/fleet?stage=running&sort=last_seen&desc=1&limit=5"));
+    assert_eq!(running["machines"].as_array().unwrap().len(), 1);
+    let (code, body) = curl(&lan.server, dir.path(), "GET", &format!("{base}/api/v1/fleet?sort=bogus"), None);
+    assert!(code == 400 && body.contains("sort=\"bogus\": one of mac,"), "{code} {body}");
+    let machine = get_json(&lan.server, dir.path(), &format!("{base}/api/v1/machines/{mac0}"));
+    let boot_stages: Vec<&str> = machine["boots"][0]["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap()).collect();
+    assert_eq!(boot_stages, ["stub", "fetching", "handover", "running"]);
+    assert_eq!(machine["node"], Value::Null, "no agent checked in");
+    assert_eq!(curl(&lan.server, dir.path(), "GET", &format!("{base}/api/v1/machines/not-a-mac"), None).0, 400);
+    assert_eq!(curl(&lan.server, dir.path(), "GET", &format!("{base}/api/v1/machines/02:00:00:00:00:99"), None).0, 404);
+    let events = get_json(&lan.server, dir.path(), &format!("{base}/api/v1/events?after=0"));
+    let mine: Vec<&str> = events["events"].as_array().unwrap().iter().filter(|e| e["mac"] == mac0.as_str()).map(|e| e["stage"].as_str().unwrap()).collect();
+    assert_eq!(mine, ["stub", "fetching", "handover", "running"]);
+    let last = events["last_event"].as_u64().unwrap();
+    assert_eq!(get_json(&lan.server, dir.path(), &format!("{base}/api/v1/events?after={last}"))["events"], json!([]));
+    let page = curl(&lan.server, dir.path(), "GET", &format!("{base}/"), None).1;
+    assert!(!page.contains(HOSTILE_0) && page.contains("&lt;script&gt;window.pwned=1&lt;/script&gt;"), "escaped in the HTML itself");
+    drop((c0, c1));
+    drop(server);
+}
