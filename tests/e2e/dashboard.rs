@@ -7,18 +7,31 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use swarmboot_checkin::report::{seal, CheckIn, Disk, Seeding, Share, SIGNATURE_HEADER};
 use swarmboot_lab::clients::Udhcpc;
 use swarmboot_lab::webdriver::Browser;
 use swarmboot_lab::{require_root, Lan, Netns, ScratchDir, Server};
+use swarmboot_manifest::SigningKey;
 
 /// `curl` from inside `ns`: (HTTP status, body).
 pub(crate) fn curl(ns: &Netns, dir: &Path, method: &str, url: &str, body: Option<&[u8]>) -> (u16, String) {
+    curl_with(ns, dir, method, url, body, &[])
+}
+
+/// [`curl`] with request headers (a body that is not JSON names its own content type).
+pub(crate) fn curl_with(ns: &Netns, dir: &Path, method: &str, url: &str, body: Option<&[u8]>, headers: &[(&str, &str)]) -> (u16, String) {
     let mut cmd = ns.command("curl");
     cmd.args(["-s", "-S", "-o", "-", "-w", "\n%{http_code}", "-X", method]);
     if let Some(b) = body {
-        let file = dir.join(format!("curl-{}.json", std::process::id()));
+        let file = dir.join(format!("curl-{}.body", std::process::id()));
         std::fs::write(&file, b).unwrap();
-        cmd.args(["-H", "content-type: application/json", "--data-binary"]).arg(format!("@{}", file.display()));
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+            cmd.args(["-H", "content-type: application/json"]);
+        }
+        cmd.arg("--data-binary").arg(format!("@{}", file.display()));
+    }
+    for (k, v) in headers {
+        cmd.args(["-H", &format!("{k}: {v}")]);
     }
     let out = cmd.arg(url).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -49,6 +62,34 @@ fn row_script(mac: &str) -> String {
     format!("const r = document.querySelector('tr[data-mac=\"{mac}\"]'); return r ? Array.from(r.children).map(c => c.textContent.trim()) : null;")
 }
 
+/// A node's check-in for `mac` whose disk label and share name are markup.
+fn hostile_checkin(key: &SigningKey, mac: &str, counter: u64) -> CheckIn {
+    CheckIn {
+        mac: mac.into(),
+        node_key: key.public().to_hex(),
+        counter,
+        image: "lab@3".into(),
+        uptime_secs: 60,
+        leaving: false,
+        disks: vec![Disk {
+            device: "/dev/vdb1".into(),
+            fstype: Some("ext4".into()),
+            label: Some(HOSTILE_LABEL.into()),
+            size: 64 << 20,
+            used: Some(1 << 20),
+            mounted_at: Some("/srv/elchos/x".into()),
+            why_not: None,
+            donated: false,
+        }],
+        shares: vec![Share { name: HOSTILE_SHARE.into(), path: "/srv/elchos/x".into(), urls: vec!["http://10.77.0.100/x/".into(), "javascript:window.pwned=5".into()] }],
+        served: vec![],
+        seeding: Seeding { torrents: 1, peers: 0, uploaded: 0 },
+        acks: vec![],
+    }
+}
+
+const HOSTILE_LABEL: &str = "<script>window.pwned=4</script>";
+const HOSTILE_SHARE: &str = "\"><img src=x onerror=window.pwned=3>";
 const HOSTILE_0: &str = "<script>window.pwned=1</script>";
 /// No spaces: busybox cuts option values at whitespace (HTML takes `/` between attributes).
 const HOSTILE_1: &str = "\"><img/src=x/onerror=window.pwned=2>";
@@ -72,6 +113,13 @@ fn the_dashboard_follows_machines_through_their_stages_live_and_shows_hostile_na
         dir.path().join("state").display()
     );
     let server = Server::start(&lan.server, dir.path(), &cfg, 8080).unwrap();
+    // Three versions of the image the machines say they boot.
+    for v in 1..=3u64 {
+        let (kernel, initrd) = (dir.path().join(format!("k{v}")), dir.path().join(format!("i{v}")));
+        std::fs::write(&kernel, swarmboot_lab::noise(100_000, v)).unwrap();
+        std::fs::write(&initrd, swarmboot_lab::noise(200_000, v + 10)).unwrap();
+        server.cli(&["image", "add", "lab", "--kernel", kernel.to_str().unwrap(), "--initrd", initrd.to_str().unwrap()]).unwrap();
+    }
     let (h0, h1) = (lan.add_host(None).unwrap(), lan.add_host(None).unwrap());
     let (host0, host1) = (lan.host(h0), lan.host(h1));
     let (mac0, mac1) = (mac_of(host0), mac_of(host1));
@@ -137,7 +185,56 @@ fn the_dashboard_follows_machines_through_their_stages_live_and_shows_hostile_na
     let stages = browser.eval("return Array.from(document.querySelectorAll('table.boot tbody th')).map(t => t.textContent)").unwrap();
     assert_eq!(stages, json!(["stub", "fetching", "handover", "running"]));
     assert_eq!(browser.eval("return window.pwned === undefined").unwrap(), true);
+    assert_eq!(browser.eval("return document.querySelector('form.command') === null").unwrap(), true, "no agent: no command form");
+
+    // An agent checks in for host 0 (from its lease): its hostile disk label and share name
+    // show as text; acting needs the token.
+    let key = SigningKey::from_seed([31; 32]);
+    let (body, sig) = seal(&key, &hostile_checkin(&key, &mac0, 1));
+    let checkin_url = "http://10.77.0.1:8080/api/v1/checkin";
+    let (code, reply) = curl_with(host1, dir.path(), "POST", checkin_url, Some(&body), &[(SIGNATURE_HEADER, &sig)]);
+    assert_eq!(code, 403, "a check-in for host 0 from host 1's lease: {reply}");
+    let (code, reply) = curl_with(host0, dir.path(), "POST", checkin_url, Some(&body), &[(SIGNATURE_HEADER, &sig)]);
+    assert_eq!(code, 200, "{reply}");
+    let page = format!("http://127.0.0.1:8080/machines/{mac0}");
+    browser.goto(&page).unwrap();
+    assert_eq!(browser.eval("return document.querySelector('table.disks td:nth-child(3)').textContent").unwrap(), HOSTILE_LABEL);
+    assert_eq!(browser.eval("return document.querySelector('ul.shares b').textContent").unwrap(), HOSTILE_SHARE);
+    assert_eq!(
+        browser.eval("return Array.from(document.querySelectorAll('ul.shares a')).map(a => a.getAttribute('href'))").unwrap(),
+        json!(["http://10.77.0.100/x/"]),
+        "only http/ftp links"
+    );
+    assert_eq!(browser.eval("return window.pwned === undefined").unwrap(), true, "no reported name ran as script");
+    assert_eq!(browser.eval("return document.querySelector('form.command') === null").unwrap(), true, "no form before signing in");
+    let token = server.cli(&["token", "show"]).unwrap().trim().to_string();
+    assert_eq!(token.len(), 64);
+    // Without the token, from the boot network: refused; the queue stays empty.
+    let form = b"action=reboot&csrf=";
+    let formtype = ("content-type", "application/x-www-form-urlencoded");
+    let command_url = format!("http://10.77.0.1:8080/machines/{mac0}/command");
+    let (code, _) = curl_with(host1, dir.path(), "POST", &command_url, Some(form), &[formtype]);
+    assert_eq!(code, 403, "a command without the token");
+    // The cookie without the form's CSRF field (what a page elsewhere could make a browser send).
+    let cookie = format!("swarmboot_admin={token}");
+    let (code, body) = curl_with(host1, dir.path(), "POST", &command_url, Some(form), &[formtype, ("cookie", &cookie), ("origin", "http://evil.example")]);
+    assert!(code == 403 && body.contains("CSRF"), "{code} {body}");
+    // Signed in, in the browser: the form, a command, and it waits for the node.
+    browser.goto("http://127.0.0.1:8080/login").unwrap();
+    browser.eval(&format!("document.querySelector('input[name=token]').value = '{token}'; document.querySelector('form.login').submit(); return 1")).unwrap();
+    browser.wait_for("return location.pathname === '/'", Duration::from_secs(10)).unwrap();
+    browser.goto(&page).unwrap();
+    browser.eval("document.querySelector('form.command select').value = 'rescan-disks'; document.querySelector('form.command').submit(); return 1").unwrap();
+    browser.wait_for("const l = document.querySelector('ul.commands'); return l && l.textContent.includes('rescan-disks waiting')", Duration::from_secs(10)).unwrap();
     browser.screenshot(&shot.join("dashboard-machine.png")).unwrap();
+    // With the bearer header (a script, the CLI elsewhere): taken too.
+    let bearer = format!("Bearer {token}");
+    let (code, body) = curl_with(host1, dir.path(), "POST", &command_url, Some(b"action=stop-sharing&argument=x"), &[formtype, ("authorization", &bearer)]);
+    assert_eq!(code, 303, "{body}");
+    let node = get_json(&lan.server, dir.path(), &format!("http://127.0.0.1:8080/api/v1/machines/{mac0}"))["node"].clone();
+    let waiting: Vec<&str> = node["pending"].as_array().unwrap().iter().map(|p| p["action"]["do"].as_str().unwrap()).collect();
+    assert_eq!(waiting, ["rescan-disks", "stop-sharing"], "{node}");
+    assert_eq!(node["disks"][0]["label"], HOSTILE_LABEL);
     drop(browser);
     let phone = Browser::start(Some(&lan.server), &dir.path().join("chromedriver-phone.log"), 390, 844).unwrap();
     phone.goto("http://127.0.0.1:8080/").unwrap();
@@ -145,6 +242,24 @@ fn the_dashboard_follows_machines_through_their_stages_live_and_shows_hostile_na
     assert_eq!(phone.eval("return document.documentElement.scrollWidth <= window.innerWidth + 1").unwrap(), true, "no sideways scrolling of the page on a phone");
     phone.screenshot(&shot.join("dashboard-fleet-phone.png")).unwrap();
     drop(phone);
+
+    // The images page and its API: versions newest first, who runs which.
+    let images = get_json(&lan.server, dir.path(), "http://127.0.0.1:8080/api/v1/images");
+    let lab = &images[0];
+    assert_eq!((lab["name"].as_str(), lab["latest"].as_u64()), (Some("lab"), Some(3)));
+    let versions: Vec<u64> = lab["versions"].as_array().unwrap().iter().map(|v| v["version"].as_u64().unwrap()).collect();
+    assert_eq!(versions, [3, 2, 1]);
+    assert_eq!((lab["versions"][0]["running"].as_u64(), lab["versions"][0]["booting"].as_u64(), lab["versions"][0]["size"].as_u64()), (Some(1), Some(0), Some(300_000)));
+    let roles: Vec<&str> = lab["versions"][0]["files"].as_array().unwrap().iter().map(|f| f["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["kernel", "initrd"]);
+    let phone_free = Browser::start(Some(&lan.server), &dir.path().join("chromedriver-images.log"), 1280, 800).unwrap();
+    phone_free.goto("http://127.0.0.1:8080/images").unwrap();
+    let rows = phone_free
+        .eval("return Array.from(document.querySelectorAll('table.versions tbody tr')).map(r => Array.from(r.children).map(c => c.textContent.trim()).slice(0, 5).join(' | '))")
+        .unwrap();
+    assert!(rows[0].as_str().unwrap().starts_with("@3 |") && rows[0].as_str().unwrap().ends_with("| 1 | 0"), "{rows}");
+    phone_free.screenshot(&shot.join("dashboard-images.png")).unwrap();
+    drop(phone_free);
 
     // The API's shapes.
     let base = "http://127.0.0.1:8080";
@@ -164,7 +279,7 @@ fn the_dashboard_follows_machines_through_their_stages_live_and_shows_hostile_na
     let machine = get_json(&lan.server, dir.path(), &format!("{base}/api/v1/machines/{mac0}"));
     let boot_stages: Vec<&str> = machine["boots"][0]["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap()).collect();
     assert_eq!(boot_stages, ["stub", "fetching", "handover", "running"]);
-    assert_eq!(machine["node"], Value::Null, "no agent checked in");
+    assert_eq!((machine["node"]["state"].as_str(), machine["machine"]["agent"].as_bool()), (Some("live"), Some(true)), "the agent checked in");
     assert_eq!(curl(&lan.server, dir.path(), "GET", &format!("{base}/api/v1/machines/not-a-mac"), None).0, 400);
     assert_eq!(curl(&lan.server, dir.path(), "GET", &format!("{base}/api/v1/machines/02:00:00:00:00:99"), None).0, 404);
     let events = get_json(&lan.server, dir.path(), &format!("{base}/api/v1/events?after=0"));
@@ -174,6 +289,36 @@ fn the_dashboard_follows_machines_through_their_stages_live_and_shows_hostile_na
     assert_eq!(get_json(&lan.server, dir.path(), &format!("{base}/api/v1/events?after={last}"))["events"], json!([]));
     let page = curl(&lan.server, dir.path(), "GET", &format!("{base}/"), None).1;
     assert!(!page.contains(HOSTILE_0) && page.contains("&lt;script&gt;window.pwned=1&lt;/script&gt;"), "escaped in the HTML itself");
+
+    // The counters: the two forged reports, the machines by stage.
+    assert_eq!(server.metric("swarmboot_fleet_reports_refused_total").unwrap(), 2);
+    assert_eq!(server.metric("swarmboot_fleet_reports_total").unwrap(), 5);
+    assert_eq!(server.metric("swarmboot_fleet_machines{stage=\"running\"}").unwrap(), 1);
+    assert_eq!(server.metric("swarmboot_fleet_machines{stage=\"stub\"}").unwrap(), 1);
+
+    // The terminal's view of the same fleet.
+    let status = server.cli_in_ns(&["status"]).unwrap();
+    assert!(status.starts_with("2 machine(s): 1 stub, 1 running"), "{status}");
+    assert!(status.lines().any(|l| l.starts_with(&mac0) && l.contains("lab@3") && l.contains("running")), "{status}");
+    let json: Value = serde_json::from_str(&server.cli_in_ns(&["status", "--json", "--stage", "stub"]).unwrap()).unwrap();
+    assert_eq!(json["machines"][0]["mac"], mac1.as_str());
+
+    // `[http] dashboard = "token"`: the boot network reads nothing without the token; the
+    // server itself still does; machines still report.
+    let mut server = server;
+    let cfg = std::fs::read_to_string(&server.config).unwrap().replace("[http]\n", "[http]\ndashboard = \"token\"\n");
+    std::fs::write(&server.config, cfg).unwrap();
+    server.restart(&lan.server).unwrap();
+    let (code, _) = curl(host1, dir.path(), "GET", "http://10.77.0.1:8080/", None);
+    assert_eq!(code, 303, "to the sign-in page");
+    let (code, body) = curl(host1, dir.path(), "GET", "http://10.77.0.1:8080/api/v1/fleet", None);
+    assert!(code == 401 && body.contains("swarmboot token show"), "{code} {body}");
+    let (code, _) = curl_with(host1, dir.path(), "GET", "http://10.77.0.1:8080/api/v1/fleet", None, &[("authorization", &bearer)]);
+    assert_eq!(code, 200);
+    assert_eq!(curl(&lan.server, dir.path(), "GET", "http://127.0.0.1:8080/api/v1/fleet", None).0, 200);
+    let (code, _) = curl(host0, dir.path(), "POST", api, Some(&report(&mac0, "running", "system", 100 << 20)));
+    assert_eq!(code, 200, "reports are the machines' own, whatever the dashboard setting");
+    assert_eq!(server.cli(&["token", "show"]).unwrap().trim(), token, "the token survives a restart");
     drop((c0, c1));
     drop(server);
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use swarmboot_lab::debian::{debian_root, DebianRoot, IFUPDOWN, ROOT_PASSWORD};
 use swarmboot_lab::qemu::{Firmware, Vm, VmSpec};
+use swarmboot_lab::webdriver::Browser;
 use swarmboot_lab::{require_root, Lan, ScratchDir, Server};
 
 /// PXE to multi-user.target under TCG, with a Debian root of about 100 MiB through the swarm.
@@ -57,8 +58,53 @@ fn debian_switch_root_reaches_multi_user_seeds_under_systemd_and_reboots_through
     }
     let deb = debian_root().unwrap();
     let mut lab = debian_lab("deb-switch", &deb, &deb.generic, &format!("{IFUPDOWN} swarmboot.stall=600"));
+    // The dashboard, open in chromium from before the first machine starts to after the
+    // second is up, never reloaded: what its table showed each machine doing.
+    let browser = Browser::start(Some(&lab.lan.server), &lab.dir.path().join("chromedriver.log"), 1280, 800).unwrap();
+    browser.goto("http://127.0.0.1:8080/").unwrap();
+    browser.eval("window.keptSinceLoad = 1; return 1").unwrap();
+    let watching = std::sync::atomic::AtomicBool::new(true);
+    let shown: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let rows = "return Array.from(document.querySelectorAll('table#fleet tbody tr[data-mac]')).map(r => [r.dataset.mac, r.querySelector('td.stage').textContent.trim().split(' ')[0]])";
+            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(serde_json::Value::Array(now)) = browser.eval(rows) {
+                    let mut shown = shown.lock().unwrap();
+                    for r in now {
+                        let (mac, stage) = (r[0].as_str().unwrap_or("").to_string(), r[1].as_str().unwrap_or("").to_string());
+                        if shown.iter().rev().find(|(m, _)| *m == mac).is_none_or(|(_, s)| *s != stage) {
+                            shown.push((mac, stage));
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        });
+        boot_two_then_reboot(&lab.lan, lab.dir.path(), &mut lab.server);
+        watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    });
+    let shown = shown.into_inner().unwrap();
+    for mac in ["52:54:00:5d:01:01", "52:54:00:5d:01:02"] {
+        let stages: Vec<&str> = shown.iter().filter(|(m, _)| m == mac).map(|(_, s)| s.as_str()).collect();
+        eprintln!("{mac}: the open dashboard showed {}", stages.join(" → "));
+        let mut want = ["fetching", "handover", "running"].into_iter().peekable();
+        for s in &stages {
+            if want.peek() == Some(s) {
+                want.next();
+            }
+        }
+        assert_eq!(want.next(), None, "{mac} went through fetching, handover and running on the open page: {stages:?}");
+    }
+    assert_eq!(browser.eval("return window.keptSinceLoad").unwrap(), 1, "the page was never reloaded");
+    browser.screenshot(&swarmboot_lab::browser::screenshot_dir().join("dashboard-two-vms.png")).unwrap();
+}
+
+/// VM1 up, VM2 from VM1 alone, VM1 rebooted (the body of the test above, while the
+/// dashboard is watched).
+fn boot_two_then_reboot(lan: &Lan, dir: &std::path::Path, server: &mut Server) {
     let started = Instant::now();
-    let mut vm1 = Vm::start_with(&lab.lan, lab.dir.path(), "vm1", "52:54:00:5d:01:01", Firmware::Bios, VM).unwrap();
+    let mut vm1 = Vm::start_with(lan, dir, "vm1", "52:54:00:5d:01:01", Firmware::Bios, VM).unwrap();
     vm1.wait_for(MULTI_USER, BOOT).unwrap();
     let multi_user = started.elapsed();
     eprintln!("vm1: power-on → multi-user.target in {:.0} s", multi_user.as_secs_f64());
@@ -87,16 +133,36 @@ fn debian_switch_root_reaches_multi_user_seeds_under_systemd_and_reboots_through
     eprintln!("vm1: {seeding}");
 
     // VM2 from VM1 alone.
-    let mut cfg = std::fs::read_to_string(&lab.server.config).unwrap();
+    let mut cfg = std::fs::read_to_string(&server.config).unwrap();
     cfg.push_str("[swarm]\nseed = false\n");
-    std::fs::write(&lab.server.config, cfg).unwrap();
-    lab.server.restart(&lab.lan.server).unwrap();
-    let mut vm2 = Vm::start_with(&lab.lan, lab.dir.path(), "vm2", "52:54:00:5d:01:02", Firmware::Bios, VM).unwrap();
+    std::fs::write(&server.config, cfg).unwrap();
+    server.restart(&lan.server).unwrap();
+    let mut vm2 = Vm::start_with(lan, dir, "vm2", "52:54:00:5d:01:02", Firmware::Bios, VM).unwrap();
     vm2.wait_for(MULTI_USER, BOOT).unwrap();
+    // What the server's fleet says of this boot, stage by stage (the booted unit said
+    // `running` at multi-user.target).
+    // (The unit writes the console line, then tells the server: a moment apart.)
+    let asked = Instant::now();
+    let machine = loop {
+        let m: serde_json::Value = serde_json::from_str(&server.get("/api/v1/machines/52:54:00:5d:01:02").unwrap()).unwrap();
+        if m["machine"]["stage"] == "running" || asked.elapsed() > Duration::from_secs(30) {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let boot = &machine["boots"][0];
+    let spans: Vec<String> =
+        boot["stages"].as_array().unwrap().iter().map(|s| format!("{} {:.1} s", s["stage"].as_str().unwrap(), s["for_ms"].as_u64().unwrap() as f64 / 1000.0)).collect();
+    eprintln!("vm2's boot as the server saw it: {}", spans.join(", "));
+    let stages: Vec<&str> = boot["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap()).collect();
+    let from = stages.iter().position(|s| *s == "stub").unwrap_or_else(|| panic!("{stages:?}"));
+    assert_eq!(stages[from..], ["stub", "fetching", "handover", "running"], "{stages:?}");
+    assert!(stages[..from].iter().all(|s| ["dhcp", "ipxe"].contains(s)) && !stages[..from].is_empty(), "{stages:?}");
+    assert_eq!((boot["image"].as_str(), machine["machine"]["stage"].as_str()), (Some("deb12@1"), Some("running")));
     let verified = vm2.console_line("swarmboot: image verified");
     eprintln!("vm2: {verified}");
     assert!(verified.contains("(0 MiB of it from the server's seed), 0 MiB over HTTP"), "{verified}");
-    assert_eq!(lab.server.metric("swarmboot_seed_uploaded_bytes_total").unwrap(), 0, "the server did not seed");
+    assert_eq!(server.metric("swarmboot_seed_uploaded_bytes_total").unwrap(), 0, "the server did not seed");
     drop(vm2);
 
     // A reboot: the seeder stops at once, the machine goes back through PXE.

@@ -13,13 +13,17 @@ mod image_build;
 mod image_cmd;
 mod key_cmd;
 mod leases_cmd;
+mod local_server;
 mod node_cmd;
 mod pick;
 mod rootfs_kernel;
 mod serve_cmd;
 mod setup;
 mod state_owner;
+mod status_cmd;
 mod stub_cmd;
+mod terminal_text;
+mod token_cmd;
 mod torrent_cmd;
 
 #[derive(Parser)]
@@ -80,6 +84,14 @@ enum Command {
         #[command(subcommand)]
         action: node_cmd::NodeAction,
     },
+    /// The fleet at a glance, from the running server: each machine's stage (dhcp, ipxe, stub,
+    /// fetching, handover, running, lost), for how long, its image and address.
+    Status(status_cmd::StatusArgs),
+    /// The admin token the dashboard's actions need.
+    Token {
+        #[command(subcommand)]
+        action: token_cmd::TokenAction,
+    },
     /// List DHCP leases from the lease database.
     Leases {
         /// Print JSON (one array) instead of a table.
@@ -96,7 +108,8 @@ fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // Commands that write into the state directory, for handing root's files back afterwards.
-    let touches_state = matches!(cli.command, Command::Leases { .. } | Command::Node { .. } | Command::Image { .. } | Command::Stub { .. } | Command::Key { .. });
+    let touches_state =
+        matches!(cli.command, Command::Leases { .. } | Command::Node { .. } | Command::Image { .. } | Command::Stub { .. } | Command::Key { .. } | Command::Token { .. });
     let config = cli.config;
     // Root's changes in a state directory the service owns take the owner's identity, so a
     // link the service planted there leads nowhere it could not write itself.
@@ -121,6 +134,8 @@ fn main() -> std::process::ExitCode {
         Command::Fetch(args) => fetch_cmd::run(args),
         Command::Stub { action } => stub_cmd::run(&config, action),
         Command::Key { action } => key_cmd::run(&config, action),
+        Command::Status(args) => status_cmd::run(&config, args),
+        Command::Token { action } => token_cmd::run(&config, action),
     };
     if let Some(cfg) = touches_state.then(|| Config::load(&config).ok()).flatten() {
         if let Err(e) = state_owner::hand_back(&cfg.server.state_dir) {

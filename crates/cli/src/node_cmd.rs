@@ -56,13 +56,6 @@ fn action(name: &str, argument: Option<String>) -> anyhow::Result<Action> {
     })
 }
 
-/// Where the CLI reaches the running server on this host.
-fn local_url(cfg: &Config) -> String {
-    let addr = cfg.http.listen_addrs(cfg.server.address.ip)[0];
-    let ip = if addr.ip().is_unspecified() { std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST) } else { addr.ip() };
-    format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
-}
-
 fn order(cfg: &Config, target: &str, action: Action) -> anyhow::Result<()> {
     let target = if target == "all" { "all".to_string() } else { target.to_ascii_lowercase() };
     if target != "all" && !swarmboot_checkin::report::is_mac(&target) {
@@ -72,7 +65,7 @@ fn order(cfg: &Config, target: &str, action: Action) -> anyhow::Result<()> {
     let id = swarmboot_manifest::freshness::Nonce::random()?.to_hex();
     let o = Order { target, action: action.clone(), issued: unix_now(), id };
     let (body, signature) = seal(&key, &o);
-    let url = swarmboot_urls::Urls::new(&local_url(cfg)).orders();
+    let url = swarmboot_urls::Urls::new(&crate::local_server::url(cfg)).orders();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (status, reply) = rt
         .block_on(swarmboot_fetch::http::post(&url, &[(SIGNATURE_HEADER, &signature)], body, 64 << 10, std::time::Duration::from_secs(10)))

@@ -240,6 +240,21 @@ pub struct HttpSection {
     /// requests for as long).
     #[serde(default = "default_header_timeout")]
     pub header_timeout: Seconds,
+    /// Who reads the dashboard and its JSON API: `open` (anyone on the boot network),
+    /// `token` (holders of the admin token), `off` (only the server itself). Acting through
+    /// it always needs the token.
+    #[serde(default)]
+    pub dashboard: DashboardAccess,
+}
+
+/// `[http] dashboard`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DashboardAccess {
+    #[default]
+    Open,
+    Token,
+    Off,
 }
 
 impl Default for HttpSection {
@@ -247,6 +262,7 @@ impl Default for HttpSection {
         HttpSection {
             listen: None,
             public_url: None,
+            dashboard: DashboardAccess::Open,
             max_connections: default_http_connections(),
             max_connections_per_client: default_http_connections_per_client(),
             header_timeout: default_header_timeout(),

@@ -187,12 +187,16 @@ impl Boot {
     }
 }
 
-/// What the server knows of a machine's address.
+/// Addresses kept per machine that our DHCP leased it (the DHCP server holds a machine to
+/// 4 by default, one per client id: firmware, the stub and the booted system may each get one).
+pub const MAX_LEASES: usize = 8;
+
+/// What the server knows of a machine's address (the latest).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase", tag = "from")]
 pub enum Binding {
-    /// Our DHCP leased it, until `until_ms`: reports for this MAC come from there only, and
-    /// no other MAC reports from there.
+    /// Our DHCP leased it, until `until_ms`: reports for this MAC come from its leases only,
+    /// and no other MAC reports from them.
     Lease { ip: Ipv4Addr, until_ms: u64 },
     /// Seen it come from there (a boot script request, a report): the latest wins.
     Seen { ip: Ipv4Addr },
@@ -204,12 +208,6 @@ impl Binding {
             Binding::Lease { ip, .. } | Binding::Seen { ip } => ip,
         }
     }
-    fn leased_at(&self, now_ms: u64) -> Option<Ipv4Addr> {
-        match *self {
-            Binding::Lease { ip, until_ms } if now_ms < until_ms => Some(ip),
-            _ => None,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -217,6 +215,9 @@ pub struct Machine {
     pub mac: Mac,
     pub hostname: Option<String>,
     pub address: Option<Binding>,
+    /// Every address our DHCP leases it, with when each lease ends (unix ms), at most
+    /// [`MAX_LEASES`] (the oldest ending goes first).
+    pub leases: Vec<(Ipv4Addr, u64)>,
     /// iPXE's `${buildarch}` from the boot script request.
     pub arch: Option<String>,
     pub stage: Stage,
@@ -238,6 +239,7 @@ impl Machine {
             mac,
             hostname: None,
             address: None,
+            leases: Vec::new(),
             arch: None,
             stage: Stage::Lost,
             since_ms: now_ms,
@@ -251,6 +253,11 @@ impl Machine {
 
     pub fn ip(&self) -> Option<Ipv4Addr> {
         self.address.map(|b| b.ip())
+    }
+
+    /// The addresses our DHCP leases it at `now_ms`.
+    pub fn live_leases(&self, now_ms: u64) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.leases.iter().filter(move |(_, until)| now_ms < *until).map(|(ip, _)| *ip)
     }
 
     /// The current boot.
@@ -377,7 +384,7 @@ impl Fleet {
         if let Some(h) = hostname {
             m.hostname = Some(clean_hostname(h));
         }
-        self.bind(mac, Binding::Lease { ip, until_ms });
+        self.bind_lease(mac, ip, until_ms);
     }
 
     /// Something the server saw, at unix time `now_ms`.
@@ -390,7 +397,7 @@ impl Fleet {
                     m.hostname = Some(clean_hostname(h));
                 }
                 if let Some((ip, until_ms)) = leased {
-                    self.bind(mac, Binding::Lease { ip, until_ms });
+                    self.bind_lease(mac, ip, until_ms);
                 }
                 let to = match client {
                     DhcpClient::Firmware => Some(Stage::Dhcp),
@@ -402,16 +409,7 @@ impl Fleet {
                     self.enter(mac, to, now_ms);
                 }
             }
-            Seen::Released { mac, ip } => {
-                if self.leased.get(&ip) == Some(&mac) {
-                    self.leased.remove(&ip);
-                }
-                if let Some(m) = self.machines.get_mut(&mac) {
-                    if matches!(m.address, Some(Binding::Lease { ip: held, .. }) if held == ip) {
-                        m.address = Some(Binding::Seen { ip });
-                    }
-                }
-            }
+            Seen::Released { mac, ip } => self.unlease(mac, ip),
             Seen::Tftp { ip } => {
                 if let Some(mac) = self.at.get(&ip).copied() {
                     self.touch(mac, now_ms);
@@ -424,9 +422,8 @@ impl Fleet {
                 if !arch.is_empty() {
                     m.arch = Some(arch.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(16).collect());
                 }
-                let keep_lease = m.address.and_then(|b| b.leased_at(now_ms)).is_some();
-                if !keep_lease {
-                    self.bind(mac, Binding::Seen { ip });
+                if m.live_leases(now_ms).next().is_none() {
+                    self.bind_seen(mac, ip);
                 }
                 self.enter(mac, Stage::Ipxe, now_ms);
                 if let Some((name, version)) = image {
@@ -442,17 +439,19 @@ impl Fleet {
     }
 
     /// Whether a report or check-in for `mac` may come from `from`: not from an address our
-    /// DHCP leased to another MAC, and from the MAC's own lease when it has one.
+    /// DHCP leases to another MAC, and from one of the MAC's own leases when it has any.
     pub fn check_source(&self, now_ms: u64, from: Ipv4Addr, mac: Mac) -> Result<(), Refused> {
         if let Some(holder) = self.leased.get(&from) {
-            let live = self.machines.get(holder).and_then(|m| m.address).and_then(|b| b.leased_at(now_ms)) == Some(from);
-            if *holder != mac && live {
+            if *holder != mac && self.machines.get(holder).is_some_and(|m| m.live_leases(now_ms).any(|ip| ip == from)) {
                 return Err(Refused::AddressOfAnother { from, mac, holder: *holder });
             }
         }
-        if let Some(leased) = self.machines.get(&mac).and_then(|m| m.address).and_then(|b| b.leased_at(now_ms)) {
-            if leased != from {
-                return Err(Refused::NotItsAddress { from, mac, leased });
+        if let Some(m) = self.machines.get(&mac) {
+            let newest = m.leases.iter().filter(|(_, until)| now_ms < *until).max_by_key(|(_, until)| *until).map(|(ip, _)| *ip);
+            if let Some(leased) = newest {
+                if !m.live_leases(now_ms).any(|ip| ip == from) {
+                    return Err(Refused::NotItsAddress { from, mac, leased });
+                }
             }
         }
         Ok(())
@@ -619,7 +618,7 @@ impl Fleet {
 
     fn forget(&mut self, mac: Mac) {
         if let Some(m) = self.machines.remove(&mac) {
-            if let Some(ip) = m.ip() {
+            for ip in m.ip().into_iter().chain(m.leases.iter().map(|(ip, _)| *ip)) {
                 if self.at.get(&ip) == Some(&mac) {
                     self.at.remove(&ip);
                 }
@@ -636,28 +635,59 @@ impl Fleet {
         let max = self.cfg.max_machines;
         let m = self.record(mac, now_ms).ok_or(Refused::Full(max))?;
         m.last_seen_ms = now_ms;
-        if m.address.and_then(|b| b.leased_at(now_ms)).is_none() {
-            self.bind(mac, Binding::Seen { ip: from });
+        if m.live_leases(now_ms).next().is_none() {
+            self.bind_seen(mac, from);
         }
         Ok(())
     }
 
-    fn bind(&mut self, mac: Mac, binding: Binding) {
+    /// Our DHCP leased `ip` to `mac` until `until_ms`: it is the machine's latest address, one
+    /// of its leases, and no longer another machine's.
+    fn bind_lease(&mut self, mac: Mac, ip: Ipv4Addr, until_ms: u64) {
+        if let Some(other) = self.leased.get(&ip).copied().filter(|o| *o != mac) {
+            self.unlease(other, ip);
+        }
         let Some(m) = self.machines.get_mut(&mac) else { return };
-        if let Some(old) = m.ip() {
-            if old != binding.ip() {
-                if self.at.get(&old) == Some(&mac) {
-                    self.at.remove(&old);
-                }
-                if self.leased.get(&old) == Some(&mac) {
-                    self.leased.remove(&old);
-                }
+        match m.leases.iter_mut().find(|(held, _)| *held == ip) {
+            Some(l) => l.1 = until_ms,
+            None => m.leases.push((ip, until_ms)),
+        }
+        if m.leases.len() > MAX_LEASES {
+            let (i, _) = m.leases.iter().enumerate().min_by_key(|(_, (_, until))| *until).expect("not empty");
+            let (gone, _) = m.leases.remove(i);
+            if self.leased.get(&gone) == Some(&mac) {
+                self.leased.remove(&gone);
             }
         }
-        m.address = Some(binding);
-        self.at.insert(binding.ip(), mac);
-        if let Binding::Lease { ip, .. } = binding {
-            self.leased.insert(ip, mac);
+        m.address = Some(Binding::Lease { ip, until_ms });
+        self.leased.insert(ip, mac);
+        self.at.insert(ip, mac);
+    }
+
+    /// `mac` came from `ip`, which our DHCP did not lease it: its latest address.
+    fn bind_seen(&mut self, mac: Mac, ip: Ipv4Addr) {
+        let Some(m) = self.machines.get_mut(&mac) else { return };
+        if let Some(old) = m.ip().filter(|old| *old != ip && !m.leases.iter().any(|(l, _)| l == old)) {
+            if self.at.get(&old) == Some(&mac) {
+                self.at.remove(&old);
+            }
+        }
+        m.address = Some(Binding::Seen { ip });
+        self.at.insert(ip, mac);
+    }
+
+    /// `mac` no longer holds the lease of `ip`.
+    fn unlease(&mut self, mac: Mac, ip: Ipv4Addr) {
+        if self.leased.get(&ip) == Some(&mac) {
+            self.leased.remove(&ip);
+        }
+        let Some(m) = self.machines.get_mut(&mac) else { return };
+        m.leases.retain(|(held, _)| *held != ip);
+        if matches!(m.address, Some(Binding::Lease { ip: held, .. }) if held == ip) {
+            m.address = match m.leases.iter().max_by_key(|(_, until)| *until) {
+                Some(&(other, until_ms)) => Some(Binding::Lease { ip: other, until_ms }),
+                None => Some(Binding::Seen { ip }),
+            };
         }
     }
 

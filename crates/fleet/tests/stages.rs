@@ -257,3 +257,33 @@ fn the_views_say_how_long_each_stage_took_and_count_every_machine() {
     let json = serde_json::to_string(&v).unwrap();
     assert_eq!(serde_json::from_str::<FleetView>(&json).unwrap(), v);
 }
+
+#[test]
+fn a_machine_reports_from_any_address_our_dhcp_leases_it() {
+    // The stub got one address, the booted system's DHCP client (another client id) a
+    // second: the kernel may send from either.
+    let mut f = Fleet::new(FleetConfig::default());
+    let system_ip = Ipv4Addr::new(10, 0, 0, 12);
+    f.observe(0, dhcp(A, DhcpClient::Stub, IP_A, 0));
+    f.observe(1, dhcp(A, DhcpClient::Os, system_ip, 1));
+    f.report(2, IP_A, &report(A, Reported::Seeding, Reporter::System, 100)).unwrap();
+    f.report(3, system_ip, &report(A, Reported::Running, Reporter::System, 100)).unwrap();
+    assert_eq!(f.get(&A).unwrap().address, Some(Binding::Lease { ip: system_ip, until_ms: 1 + HOUR }), "the latest lease is the one shown");
+    let elsewhere = Ipv4Addr::new(10, 0, 0, 99);
+    assert_eq!(f.report(4, elsewhere, &report(A, Reported::Seeding, Reporter::System, 1)), Err(Refused::NotItsAddress { from: elsewhere, mac: A, leased: system_ip }));
+    // The stub's address goes to B: no longer A's.
+    f.observe(5, dhcp(B, DhcpClient::Firmware, IP_A, 5));
+    assert_eq!(f.report(6, IP_A, &report(A, Reported::Seeding, Reporter::System, 1)), Err(Refused::AddressOfAnother { from: IP_A, mac: A, holder: B }));
+    assert_eq!(f.get(&A).unwrap().leases, [(system_ip, 1 + HOUR)]);
+    // Bounded: a machine that takes many addresses keeps the newest.
+    for i in 0..20u8 {
+        f.observe(10 + u64::from(i), dhcp(A, DhcpClient::Os, Ipv4Addr::new(10, 0, 1, i), 10 + u64::from(i)));
+    }
+    let leases = &f.get(&A).unwrap().leases;
+    assert_eq!(leases.len(), swarmboot_fleet::fleet::MAX_LEASES);
+    assert!(leases.iter().all(|(ip, _)| ip.octets()[3] >= 12), "{leases:?}");
+    assert!(
+        matches!(f.report(40, Ipv4Addr::new(10, 0, 1, 3), &report(A, Reported::Seeding, Reporter::System, 1)), Err(Refused::NotItsAddress { .. })),
+        "an address dropped from its list is no longer its own"
+    );
+}

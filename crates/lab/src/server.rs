@@ -71,6 +71,13 @@ impl Server {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// [`Server::cli`] run in the server's namespace, for commands that talk to the running
+    /// server over its loopback (`status`, `node command`).
+    pub fn cli_in_ns(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = run(std::process::Command::new("ip").args(["netns", "exec", &self.ns]).arg(crate::bin("swarmboot")).args(args).arg("--config").arg(&self.config))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// The server's public key in hex (`swarmboot key show`), what clients are given as `--key`.
     pub fn public_key(&self) -> anyhow::Result<String> {
         self.cli(&["key", "show"])?.lines().find_map(|l| l.strip_prefix("public key")).map(|k| k.trim().to_string()).context("no public key in `key show`")
@@ -110,6 +117,11 @@ impl Server {
         metrics(&self.ns, self.http_port)
     }
 
+    /// GET `path` from inside the server's namespace (over its loopback): the body of a 200.
+    pub fn get(&self, path: &str) -> anyhow::Result<String> {
+        get(&self.ns, self.http_port, path)
+    }
+
     /// One counter from `/metrics` (`name` may include labels, as in the exposition line).
     pub fn metric(&self, name: &str) -> anyhow::Result<u64> {
         metric(&self.ns, self.http_port, name)
@@ -118,13 +130,21 @@ impl Server {
 
 /// GET `/metrics` of the server listening on `port` inside namespace `ns`.
 pub(crate) fn metrics(ns: &str, port: u16) -> anyhow::Result<String> {
+    get(ns, port, "/metrics")
+}
+
+/// GET `path` of the server listening on `port` inside namespace `ns`: the body of a 200.
+pub(crate) fn get(ns: &str, port: u16, path: &str) -> anyhow::Result<String> {
+    let path = path.to_string();
     crate::netns::enter_named(ns, move || -> anyhow::Result<String> {
         let mut s = TcpStream::connect(("127.0.0.1", port))?;
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        write!(s, "GET /metrics HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")?;
-        let mut body = String::new();
-        s.read_to_string(&mut body)?;
-        Ok(body)
+        write!(s, "GET {path} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")?;
+        let mut reply = String::new();
+        s.read_to_string(&mut reply)?;
+        let (head, body) = reply.split_once("\r\n\r\n").with_context(|| format!("GET {path}: {reply}"))?;
+        anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}\n{body}");
+        Ok(body.to_string())
     })?
 }
 

@@ -1,7 +1,8 @@
 //! The fleet's JSON API under `/api/v1/`: `POST report` (the stub's and seeders' stage
 //! reports), `fleet` (the table, filtered and sorted), `machines/MAC` (one machine's boots and
 //! what its agent says), `events` (stage changes after an id). Reading is open on the boot
-//! network, as the dashboard is; the shapes are `swarmboot_fleet::view`'s.
+//! network unless `[http] dashboard` says otherwise (see `crate::admin`); the shapes are
+//! `swarmboot_fleet::view`'s.
 
 use std::net::SocketAddr;
 
@@ -13,17 +14,19 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use swarmboot_fleet::{FleetView, Mac, MachineView, Refused, Selection, SortKey, Stage};
 use swarmboot_urls::routes;
-use tracing::debug;
+use tracing::info;
 
 use crate::fleet::ReportFailure;
 use crate::http::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(routes::REPORT, post(report).layer(axum::extract::DefaultBodyLimit::max(swarmboot_fleet::report::MAX_REPORT_LEN)))
-        .route(routes::FLEET, get(fleet))
-        .route(routes::MACHINE, get(machine))
-        .route(routes::EVENTS, get(events))
+/// What machines send: open to the boot network whatever `[http] dashboard` says.
+pub fn machine_routes() -> Router<AppState> {
+    Router::new().route(routes::REPORT, post(report).layer(axum::extract::DefaultBodyLimit::max(swarmboot_fleet::report::MAX_REPORT_LEN)))
+}
+
+/// What the dashboard's readers read (behind `crate::dashboard::read_gate`).
+pub fn read_routes() -> Router<AppState> {
+    Router::new().route(routes::FLEET, get(fleet)).route(routes::MACHINE, get(machine)).route(routes::EVENTS, get(events)).route(routes::IMAGES, get(images))
 }
 
 /// A stage report: the next interval as JSON; 400 unreadable, 403 not from the machine's
@@ -37,7 +40,7 @@ async fn report(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<Socket
                 ReportFailure::Refused(Refused::Full(_)) => StatusCode::SERVICE_UNAVAILABLE,
                 ReportFailure::Refused(_) => StatusCode::FORBIDDEN,
             };
-            debug!(%peer, %status, error = %e, "stage report refused");
+            info!(%peer, %status, error = %e, "stage report refused");
             (status, format!("{e}\n")).into_response()
         }
     }
@@ -117,4 +120,100 @@ async fn events(State(s): State<AppState>, Query(q): Query<EventsQuery>) -> Resp
         serde_json::json!({ "last_event": f.last_event(), "events": events })
     });
     Json(body).into_response()
+}
+
+/// One file of an image version and its swarm, as the tracker counts it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FileView {
+    pub role: String,
+    pub size: u64,
+    pub sha256: String,
+    /// Machines with the whole file (the server's seed included), and fetching it now.
+    pub seeds: u32,
+    pub fetching: u32,
+    /// Downloads the tracker saw complete since the server started.
+    pub completed: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VersionView {
+    pub version: u32,
+    pub created: u64,
+    pub size: u64,
+    pub cmdline: String,
+    pub files: Vec<FileView>,
+    /// Machines running this version, and booting it (any stage before running).
+    pub running: usize,
+    pub booting: usize,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImageView {
+    pub name: String,
+    pub latest: u32,
+    /// Newest first.
+    pub versions: Vec<VersionView>,
+}
+
+/// Every image in the catalog, its versions and who runs or seeds each.
+pub fn images_view(s: &AppState) -> Result<Vec<ImageView>, String> {
+    let manifests = s.catalog.all().map_err(|e| e.to_string())?;
+    // (image@version) → (running, booting), from the fleet.
+    let counts: std::collections::HashMap<String, (usize, usize)> = s.fleet.read(|f, _| {
+        let mut c = std::collections::HashMap::new();
+        for m in f.machines() {
+            if let Some(image) = m.image() {
+                let e: &mut (usize, usize) = c.entry(image.to_string()).or_default();
+                match m.stage {
+                    Stage::Running => e.0 += 1,
+                    Stage::Lost => {}
+                    _ => e.1 += 1,
+                }
+            }
+        }
+        c
+    });
+    let tracker = s.tracker.as_ref().map(|t| swarmboot_swarm::locks::lock(t));
+    let mut out: Vec<ImageView> = Vec::new();
+    for m in manifests {
+        let (running, booting) = counts.get(&format!("{}@{}", m.name, m.version)).copied().unwrap_or_default();
+        let files = m
+            .files
+            .iter()
+            .map(|f| {
+                let scrape =
+                    f.info_hash.as_deref().and_then(|h| hex::decode(h).ok()).and_then(|h| <[u8; 20]>::try_from(h).ok()).and_then(|h| tracker.as_ref().and_then(|t| t.scrape(&h)));
+                FileView {
+                    role: f.role.as_str().to_string(),
+                    size: f.size,
+                    sha256: f.sha256.clone(),
+                    seeds: scrape.map_or(0, |e| e.complete),
+                    fetching: scrape.map_or(0, |e| e.incomplete),
+                    completed: scrape.map_or(0, |e| e.downloaded),
+                }
+            })
+            .collect::<Vec<_>>();
+        let v = VersionView { version: m.version, created: m.created, size: m.files.iter().map(|f| f.size).sum(), cmdline: m.cmdline.clone(), files, running, booting };
+        match out.iter_mut().find(|i| i.name == m.name) {
+            Some(i) => {
+                i.latest = i.latest.max(m.version);
+                i.versions.push(v);
+            }
+            None => out.push(ImageView { name: m.name.clone(), latest: m.version, versions: vec![v] }),
+        }
+    }
+    for i in &mut out {
+        i.versions.sort_by_key(|v| std::cmp::Reverse(v.version));
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+async fn images(State(s): State<AppState>) -> Response {
+    let done = tokio::task::spawn_blocking(move || images_view(&s)).await;
+    match done {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("the catalog: {e}\n")).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "images task failed\n").into_response(),
+    }
 }

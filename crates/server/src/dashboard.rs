@@ -8,8 +8,11 @@
 
 use std::fmt::Write;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -19,11 +22,12 @@ use swarmboot_fleet::{BootView, FleetView, MachineView, Row, SortKey, Stage};
 use swarmboot_httpd::html::escape;
 use swarmboot_urls::routes;
 
+use crate::admin::{self, Asker, DashboardAccess};
 use crate::api::FleetQuery;
 use crate::http::AppState;
 
 /// The pages in the navigation: (path, name).
-const NAV: &[(&str, &str)] = &[("/", "Fleet")];
+const NAV: &[(&str, &str)] = &[("/", "Fleet"), ("/images", "Images"), ("/login", "Sign in")];
 
 const CSS: &str = include_str!("../assets/dashboard.css");
 const JS: &str = include_str!("../assets/dashboard.js");
@@ -31,8 +35,141 @@ const JS: &str = include_str!("../assets/dashboard.js");
 /// No script but our file, no inline script or style, no frames, no plugins.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route(routes::DASHBOARD, get(fleet_page)).route(routes::MACHINE_PAGE, get(machine_page)).route(routes::ASSET, get(asset))
+/// The pages and the read API behind [`read_gate`]; sign-in and the assets open.
+pub fn routes(state: AppState) -> Router<AppState> {
+    let gated = Router::new()
+        .route(routes::DASHBOARD, get(fleet_page))
+        .route(routes::MACHINE_PAGE, get(machine_page))
+        .route(routes::IMAGES_PAGE, get(images_page))
+        .route(routes::MACHINE_COMMAND, axum::routing::post(machine_command))
+        .merge(crate::api::read_routes())
+        .layer(axum::middleware::from_fn_with_state(state, read_gate));
+    Router::new().merge(gated).route(routes::LOGIN, get(login_page).post(login)).route(routes::LOGOUT, axum::routing::post(logout)).route(routes::ASSET, get(asset))
+}
+
+/// What a request shows about its sender (the CSRF field is the action's to check).
+fn asker(s: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Asker {
+    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).is_some_and(|t| s.admin.matches(t));
+    let cookie = cookie_token(headers).is_some_and(|t| s.admin.matches(&t));
+    let browser = headers.contains_key(header::ORIGIN) || headers.contains_key(header::COOKIE) || headers.keys().any(|k| k.as_str().starts_with("sec-fetch-"));
+    Asker { loopback: peer.ip().is_loopback() || crate::fleet::v4(peer.ip()).is_some_and(|i| i.is_loopback()), browser, bearer, cookie, csrf: false }
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(&format!("{}=", admin::COOKIE)).map(str::to_string))
+}
+
+/// Reading needs what `[http] dashboard` says: pages send a reader without it to `/login`
+/// (`token`) or answer 404 (`off`); the API answers 401.
+async fn read_gate(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request, next: Next) -> Response {
+    let a = asker(&s, req.headers(), peer);
+    if admin::may_read(s.dashboard, &a) {
+        return next.run(req).await;
+    }
+    let api = req.uri().path().starts_with("/api/");
+    match (s.dashboard, api) {
+        (DashboardAccess::Off, false) => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+        (_, true) => (
+            StatusCode::UNAUTHORIZED,
+            "reading the fleet needs the admin token here ([http] dashboard): send `Authorization: Bearer TOKEN` (`swarmboot token show` on the server)\n",
+        )
+            .into_response(),
+        (_, false) => axum::response::Redirect::to(routes::LOGIN).into_response(),
+    }
+}
+
+async fn login_page(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let signed_in = cookie_token(&headers).is_some_and(|t| s.admin.matches(&t));
+    let body = if signed_in {
+        format!("<p>Signed in with the admin token.</p><form method=\"post\" action=\"{}\"><button type=\"submit\">Sign out</button></form>", routes::LOGOUT)
+    } else {
+        login_form("")
+    };
+    html(StatusCode::OK, page("Sign in", "", &body, ""))
+}
+
+fn login_form(error: &str) -> String {
+    format!(
+        "{error}<p>Acting through the dashboard (assigning images, commanding nodes) needs the admin token. On the server, as root: <code>swarmboot token show</code>.</p>\
+         <form method=\"post\" action=\"{}\" class=\"login\"><label>Admin token <input type=\"password\" name=\"token\" autocomplete=\"current-password\" required size=\"40\"></label> <button type=\"submit\">Sign in</button></form>",
+        routes::LOGIN
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+/// A right token sets the cookie (HttpOnly, SameSite=Strict) and goes to the fleet.
+async fn login(State(s): State<AppState>, axum::Form(f): axum::Form<LoginForm>) -> Response {
+    if !s.admin.matches(&f.token) {
+        tracing::warn!("dashboard sign-in with a wrong token");
+        return html(StatusCode::FORBIDDEN, page("Sign in", "", &login_form("<p class=\"error\">That is not the admin token.</p>"), ""));
+    }
+    let cookie = format!("{}={}; Path=/; HttpOnly; SameSite=Strict", admin::COOKIE, s.admin.as_str());
+    let mut r = axum::response::Redirect::to("/").into_response();
+    r.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("hex"));
+    r
+}
+
+async fn logout() -> Response {
+    let mut r = axum::response::Redirect::to(routes::LOGIN).into_response();
+    r.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&format!("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0", admin::COOKIE)).expect("ascii"));
+    r
+}
+
+#[derive(Debug, Deserialize)]
+struct CommandForm {
+    action: String,
+    #[serde(default)]
+    argument: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// A node command from the machine's page: the admin token (and a browser's CSRF field), then
+/// queued as `swarmboot node command` would queue it; back to the machine's page.
+async fn machine_command(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(mac): Path<String>,
+    headers: HeaderMap,
+    axum::Form(f): axum::Form<CommandForm>,
+) -> Response {
+    use swarmboot_checkin::command::Action;
+    let mut a = asker(&s, &headers, peer);
+    a.csrf = !f.csrf.is_empty() && f.csrf == s.admin.csrf();
+    let fail = |status: StatusCode, why: String| {
+        html(status, page("Not done", "", &format!("<p class=\"error\">{}</p><p><a href=\"/machines/{}\">Back to the machine</a></p>", escape(&why), escape(&mac)), ""))
+    };
+    if let Err(refused) = admin::may_act(&a) {
+        tracing::warn!(%peer, %mac, "dashboard command refused: {refused}");
+        return fail(StatusCode::FORBIDDEN, refused.to_string());
+    }
+    let Ok(m) = mac.parse::<swarmboot_fleet::Mac>() else {
+        return fail(StatusCode::BAD_REQUEST, format!("{mac:?} is not a MAC address"));
+    };
+    let action = match (f.action.as_str(), f.argument.trim()) {
+        ("reboot", _) => Action::Reboot,
+        ("rescan-disks", _) => Action::RescanDisks,
+        ("stop-sharing", share) if !share.is_empty() => Action::StopSharing { share: share.to_string() },
+        ("stop-sharing", _) => return fail(StatusCode::BAD_REQUEST, "stop-sharing needs the share's name".into()),
+        (other, _) => return fail(StatusCode::BAD_REQUEST, format!("no command {other:?}: reboot, rescan-disks or stop-sharing")),
+    };
+    let target = swarmboot_checkin::registry::Target::Node(m.to_string());
+    match s.nodes.command(&s.key, &target, &action, crate::fleet::now_ms() / 1000) {
+        Ok(q) => {
+            tracing::info!(%peer, mac = %m, %action, commands = ?q.commands, "dashboard command queued");
+            axum::response::Redirect::to(&format!("/machines/{m}")).into_response()
+        }
+        Err(e) => fail(StatusCode::CONFLICT, e.to_string()),
+    }
 }
 
 async fn asset(Path(name): Path<String>) -> Response {
@@ -191,7 +328,7 @@ fn fleet_row(r: &Row, now_ms: u64) -> String {
     )
 }
 
-async fn machine_page(State(s): State<AppState>, Path(mac): Path<String>, Query(q): Query<PageQuery>) -> Response {
+async fn machine_page(State(s): State<AppState>, Path(mac): Path<String>, Query(q): Query<PageQuery>, headers: HeaderMap) -> Response {
     let view = match crate::api::machine_view(&s, &mac) {
         Ok(v) => v,
         Err((status, e)) => return html(status, page("Machine", "", &format!("<p class=\"error\">{}</p><p><a href=\"/\">The fleet</a></p>", escape(e.trim())), "")),
@@ -202,7 +339,22 @@ async fn machine_page(State(s): State<AppState>, Path(mac): Path<String>, Query(
     if q.fragment.is_some() {
         return html(StatusCode::OK, live);
     }
-    html(StatusCode::OK, page(&format!("Machine {}", view.machine.mac), "", "<p><a href=\"/\">← the fleet</a></p>", &live))
+    // The command form stays out of the live part (a refresh would wipe what is typed).
+    let signed_in = cookie_token(&headers).is_some_and(|t| s.admin.matches(&t));
+    let actions = if node.is_none() {
+        String::new()
+    } else if signed_in {
+        format!(
+            "<form method=\"post\" action=\"/machines/{mac}/command\" class=\"command\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <label>Command <select name=\"action\"><option>reboot</option><option>rescan-disks</option><option>stop-sharing</option></select></label> \
+             <label>Share <input name=\"argument\" size=\"12\" placeholder=\"for stop-sharing\"></label> <button type=\"submit\">Send</button></form>",
+            mac = escape(&view.machine.mac),
+            csrf = s.admin.csrf()
+        )
+    } else {
+        format!("<p><a href=\"{}\">Sign in</a> with the admin token to command this node.</p>", routes::LOGIN)
+    };
+    html(StatusCode::OK, page(&format!("Machine {}", view.machine.mac), "", &format!("<p><a href=\"/\">← the fleet</a></p>{actions}"), &live))
 }
 
 fn machine_live(v: &MachineView, node: Option<&(Node, &str)>, now_ms: u64) -> String {
@@ -297,7 +449,58 @@ fn node_section(node: Option<&(Node, &str)>) -> String {
 }
 
 fn action(a: &swarmboot_checkin::command::Action) -> String {
-    serde_json::to_value(a).ok().and_then(|v| v.as_object().map(|o| o.values().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(" "))).unwrap_or_default()
+    a.to_string()
+}
+
+async fn images_page(State(s): State<AppState>, Query(q): Query<PageQuery>) -> Response {
+    let state = s.clone();
+    let view = match tokio::task::spawn_blocking(move || crate::api::images_view(&state)).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return html(StatusCode::INTERNAL_SERVER_ERROR, page("Images", "Images", &format!("<p class=\"error\">The catalog: {}</p>", escape(&e)), "")),
+        Err(_) => return html(StatusCode::INTERNAL_SERVER_ERROR, "images task failed\n".into()),
+    };
+    let stub = s.catalog.stub().ok().flatten();
+    let live = images_live(&view, stub.as_ref().map(|st| st.release.as_str()));
+    if q.fragment.is_some() {
+        return html(StatusCode::OK, live);
+    }
+    html(StatusCode::OK, page("Images", "Images", "", &live))
+}
+
+fn images_live(images: &[crate::api::ImageView], stub_release: Option<&str>) -> String {
+    let mut out = match stub_release {
+        Some(r) => format!("<p>Swarm-mode machines boot the stub built for kernel {}.</p>", escape(r)),
+        None => "<p class=\"error\">No stub is built (<code>swarmboot stub build</code>): machines boot images directly over HTTP.</p>".into(),
+    };
+    if images.is_empty() {
+        out.push_str("<p>No image yet: <code>swarmboot image build elchos</code> or <code>swarmboot image add</code>.</p>");
+    }
+    for i in images {
+        let _ = write!(
+            out,
+            "<section class=\"image\"><h2 id=\"image-{n}\">{n} <small>latest @{l}</small></h2><div class=\"scroll\"><table class=\"versions\"><thead><tr>\
+             <th scope=\"col\">Version</th><th scope=\"col\">Added</th><th scope=\"col\">Size</th><th scope=\"col\">Running</th><th scope=\"col\">Booting</th>\
+             <th scope=\"col\">Files: seeds / fetching</th></tr></thead><tbody>",
+            n = escape(&i.name),
+            l = i.latest
+        );
+        for v in &i.versions {
+            let files: Vec<String> = v.files.iter().map(|f| format!("{} {}: {} / {}", escape(&f.role), bytes(f.size), f.seeds, f.fetching)).collect();
+            let machines = |n: usize, stage: &str| if n == 0 { "0".to_string() } else { format!("<a href=\"/?image={}&amp;stage={stage}\">{n}</a>", escape(&i.name)) };
+            let _ = write!(
+                out,
+                "<tr><th scope=\"row\">@{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                v.version,
+                clock(v.created * 1000),
+                bytes(v.size),
+                machines(v.running, "running"),
+                if v.booting == 0 { "0".to_string() } else { format!("<a href=\"/?image={}\">{}</a>", escape(&i.name), v.booting) },
+                files.join("<br>")
+            );
+        }
+        out.push_str("</tbody></table></div></section>");
+    }
+    out
 }
 
 /// A query value escaped for a URL (then HTML-escaped where it is written).

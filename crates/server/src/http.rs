@@ -72,6 +72,9 @@ pub struct AppState {
     pub seeder: Option<Arc<Seeder>>,
     pub nodes: Arc<Nodes>,
     pub fleet: Arc<crate::fleet::FleetState>,
+    /// Who may act through the dashboard, and who may read it (`[http] dashboard`).
+    pub admin: Arc<crate::admin::AdminToken>,
+    pub dashboard: crate::admin::DashboardAccess,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -89,8 +92,8 @@ pub fn router(state: AppState) -> Router {
         .route(routes::TFTP, get(tftp_file))
         .route(routes::CHECKIN, post(checkin).layer(axum::extract::DefaultBodyLimit::max(swarmboot_checkin::report::MAX_CHECKIN_LEN)))
         .route(routes::ORDERS, post(order).layer(axum::extract::DefaultBodyLimit::max(swarmboot_checkin::order::MAX_ORDER_LEN)))
-        .merge(crate::api::routes())
-        .merge(crate::dashboard::routes())
+        .merge(crate::api::machine_routes())
+        .merge(crate::dashboard::routes(state.clone()))
         .layer(axum::middleware::from_fn_with_state(state.clone(), heard_from))
         .with_state(state)
 }
@@ -350,7 +353,7 @@ fn not_found(s: &AppState) -> Response {
 /// Prometheus text format.
 async fn metrics(State(s): State<AppState>) -> String {
     let swarm = SwarmCounters::read(s.seeder.as_deref(), s.tracker.as_deref());
-    render_metrics(&s.dhcp, &s.tftp, &s.http, &swarm, &s.nodes, &s.nodes.summary(unix_now()))
+    render_metrics(&s.dhcp, &s.tftp, &s.http, &swarm, &s.nodes, &s.nodes.summary(unix_now()), &s.fleet)
 }
 
 fn unix_now() -> u64 {
@@ -443,7 +446,8 @@ impl SwarmCounters {
     }
 }
 
-pub fn render_metrics(d: &DhcpStats, t: &TftpStats, h: &HttpStats, w: &SwarmCounters, n: &Nodes, fleet: &NodeSummary) -> String {
+pub fn render_metrics(d: &DhcpStats, t: &TftpStats, h: &HttpStats, w: &SwarmCounters, n: &Nodes, fleet: &NodeSummary, machines: &crate::fleet::FleetState) -> String {
+    let (by_stage, fc) = machines.read(|f, _| (f.by_stage(), f.counters()));
     let mut out = String::new();
     let mut counter = |name: &str, help: &str, v: u64| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
@@ -476,6 +480,9 @@ pub fn render_metrics(d: &DhcpStats, t: &TftpStats, h: &HttpStats, w: &SwarmCoun
     counter("swarmboot_seed_hashed_files_total", "Files hashed before seeding since start (a verified store hashes none).", w.files_hashed);
     counter("swarmboot_peers_uploaded_bytes_total", "Payload bytes machines reported uploading (to each other and to the server), from their announces.", w.peers_uploaded);
     counter("swarmboot_peers_downloaded_bytes_total", "Payload bytes machines reported downloading through the swarm, from their announces.", w.peers_downloaded);
+    counter("swarmboot_fleet_reports_total", "Stage reports machines sent (the stub, seeders, booted systems).", fc.reports);
+    counter("swarmboot_fleet_reports_refused_total", "Stage reports refused: not from the address leased to that MAC, or from one leased to another.", fc.reports_refused);
+    counter("swarmboot_fleet_full_total", "Machines not recorded because the fleet table was full of machines not lost.", fc.full);
     counter("swarmboot_node_checkins_total", "elchOS node check-ins taken.", l(&n.stats.checkins));
     counter("swarmboot_node_checkins_bad_total", "Check-ins that could not be read or were not signed by the key they name.", l(&n.stats.bad_checkins));
     counter("swarmboot_node_checkins_refused_total", "Check-ins the registry refused (another live node's MAC, replayed, full).", l(&n.stats.refused_checkins));
@@ -488,6 +495,10 @@ pub fn render_metrics(d: &DhcpStats, t: &TftpStats, h: &HttpStats, w: &SwarmCoun
     for (protocol, bytes) in &fleet.served {
         let protocol: String = protocol.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
         let _ = writeln!(out, "swarmboot_nodes_served_bytes{{protocol=\"{protocol}\"}} {bytes}");
+    }
+    let _ = writeln!(out, "# HELP swarmboot_fleet_machines Machines the server knows, by the stage of their boot.\n# TYPE swarmboot_fleet_machines gauge");
+    for (stage, count) in by_stage {
+        let _ = writeln!(out, "swarmboot_fleet_machines{{stage=\"{}\"}} {count}", stage.as_str());
     }
     let _ = writeln!(out, "# HELP swarmboot_seed_files Files served through the swarm.\n# TYPE swarmboot_seed_files gauge\nswarmboot_seed_files {}", w.seeded_files);
     let _ = writeln!(out, "# HELP swarmboot_dhcp_dropped_total Datagrams not answered, by reason.\n# TYPE swarmboot_dhcp_dropped_total counter");

@@ -11,6 +11,7 @@
 //! engine and the fetch client's HTTP, the stub's init, and the CLI's `setup` (one DHCP probe).
 
 pub mod adc_hub;
+pub mod admin;
 pub mod api;
 pub mod dashboard;
 pub mod dhcp_service;
@@ -163,6 +164,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         seeder: seeder.clone(),
         nodes: nodes.clone(),
         fleet: fleet.clone(),
+        admin: Arc::new(admin::AdminToken::load_or_create(&cfg.server.state_dir).with_context(|| format!("the admin token in {}", cfg.server.state_dir.display()))?),
+        dashboard: cfg.http.dashboard,
     });
     let limits = http::ConnectionLimits {
         admission: Admission::new(cfg.http.max_connections, cfg.http.max_connections_per_client),
@@ -213,7 +216,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     while tasks.join_next().await.is_some() {}
     let swarm = http::SwarmCounters::read(seeder.as_deref(), None);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let summary = http::render_metrics(&dhcp_stats, &tftp_stats, &http_stats, &swarm, &nodes, &nodes.summary(now));
+    let summary = http::render_metrics(&dhcp_stats, &tftp_stats, &http_stats, &swarm, &nodes, &nodes.summary(now), &fleet);
     info!(metrics = %summary.lines().filter(|l| !l.starts_with('#') && !l.ends_with(" 0")).collect::<Vec<_>>().join(", "), "final counters");
     result
 }

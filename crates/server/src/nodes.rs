@@ -108,7 +108,26 @@ impl Nodes {
         let Inner { registry, store, taken } = &mut *guard;
         let o: Order = taken.open(body, signature, &key.public(), now)?;
         let target = if o.target == "all" { Target::All } else { Target::Node(o.target) };
-        let commands = registry.command(key, &target, &o.action, now)?;
+        Self::queue(registry, store, key, &target, &o.action, now)
+    }
+
+    /// A command an operator gave through the dashboard (the handler checked the admin
+    /// token): queued as an order's would be.
+    pub fn command(&self, key: &SigningKey, target: &Target, action: &swarmboot_checkin::command::Action, now: u64) -> Result<Queued, OrderFailure> {
+        let mut guard = lock(&self.inner);
+        let Inner { registry, store, .. } = &mut *guard;
+        Self::queue(registry, store, key, target, action, now)
+    }
+
+    fn queue(
+        registry: &mut Registry,
+        store: &mut NodeStore,
+        key: &SigningKey,
+        target: &Target,
+        action: &swarmboot_checkin::command::Action,
+        now: u64,
+    ) -> Result<Queued, OrderFailure> {
+        let commands = registry.command(key, target, action, now)?;
         store.save(commands.iter().filter_map(|(mac, _)| registry.nodes().get_key_value(mac)), &[], registry.next_seq())?;
         Ok(Queued { commands })
     }

@@ -26,9 +26,14 @@ pub mod routes {
     pub const FLEET: &str = "/api/v1/fleet";
     pub const MACHINE: &str = "/api/v1/machines/{mac}";
     pub const EVENTS: &str = "/api/v1/events";
+    pub const IMAGES: &str = "/api/v1/images";
+    pub const IMAGES_PAGE: &str = "/images";
     /// The dashboard's pages and their assets.
     pub const DASHBOARD: &str = "/";
     pub const MACHINE_PAGE: &str = "/machines/{mac}";
+    pub const MACHINE_COMMAND: &str = "/machines/{mac}/command";
+    pub const LOGIN: &str = "/login";
+    pub const LOGOUT: &str = "/logout";
     pub const ASSET: &str = "/assets/{name}";
 }
 
