@@ -259,7 +259,24 @@ fn the_dashboard_follows_machines_through_their_stages_live_and_shows_hostile_na
         .unwrap();
     assert!(rows[0].as_str().unwrap().starts_with("@3 |") && rows[0].as_str().unwrap().ends_with("| 1 | 0"), "{rows}");
     phone_free.screenshot(&shot.join("dashboard-images.png")).unwrap();
+    // The server page: facts, what needs attention, the last hour as charts, the leases.
+    phone_free.goto("http://127.0.0.1:8080/server").unwrap();
+    let problems = phone_free.eval("return Array.from(document.querySelectorAll('ul.problems li')).map(l => l.textContent)").unwrap();
+    assert!(problems.as_array().unwrap().iter().any(|p| p.as_str().unwrap().starts_with("No stub is built")), "{problems}");
+    assert!(problems.as_array().unwrap().iter().any(|p| p.as_str().unwrap().starts_with("2 stage report(s) were refused")), "{problems}");
+    assert_eq!(phone_free.eval("return document.querySelectorAll('figure.chart svg.spark').length").unwrap(), 12);
+    let leased = phone_free.eval("return Array.from(document.querySelectorAll('table.leases tbody td:nth-child(2)')).map(c => c.textContent).sort()").unwrap();
+    let mut macs = vec![mac0.clone(), mac1.clone()];
+    macs.sort();
+    assert_eq!(leased, json!(macs));
+    phone_free.screenshot(&shot.join("dashboard-server.png")).unwrap();
     drop(phone_free);
+    let server_json = get_json(&lan.server, dir.path(), "http://127.0.0.1:8080/api/v1/server");
+    assert_eq!((server_json["dhcp"].as_str(), server_json["sample_every_secs"].as_u64()), (Some("authoritative"), Some(10)));
+    assert!(!server_json["samples"].as_array().unwrap().is_empty());
+    let leases = get_json(&lan.server, dir.path(), "http://127.0.0.1:8080/api/v1/leases");
+    assert_eq!(leases.as_array().unwrap().len(), 2, "{leases}");
+    assert!(leases[0]["expires_in_ms"].as_u64().unwrap() > 0);
 
     // The API's shapes.
     let base = "http://127.0.0.1:8080";
@@ -287,6 +304,13 @@ fn the_dashboard_follows_machines_through_their_stages_live_and_shows_hostile_na
     assert_eq!(mine, ["stub", "fetching", "handover", "running"]);
     let last = events["last_event"].as_u64().unwrap();
     assert_eq!(get_json(&lan.server, dir.path(), &format!("{base}/api/v1/events?after={last}"))["events"], json!([]));
+    // Every GET the API's description names answers JSON.
+    let doc = get_json(&lan.server, dir.path(), &format!("{base}/api/v1/openapi.json"));
+    let gets: Vec<&str> = doc["paths"].as_object().unwrap().iter().filter(|(_, p)| p.get("get").is_some()).map(|(k, _)| k.as_str()).collect();
+    assert_eq!(gets.len(), 6, "{gets:?}");
+    for path in gets {
+        let _ = get_json(&lan.server, dir.path(), &format!("{base}{}", path.replace("{mac}", &mac0)));
+    }
     let page = curl(&lan.server, dir.path(), "GET", &format!("{base}/"), None).1;
     assert!(!page.contains(HOSTILE_0) && page.contains("&lt;script&gt;window.pwned=1&lt;/script&gt;"), "escaped in the HTML itself");
 

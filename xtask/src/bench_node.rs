@@ -62,7 +62,7 @@ pub fn run(size_mib: usize, runs: usize) -> anyhow::Result<()> {
             rates.push((DOWNLOADERS * FETCHES_EACH * size) as f64 / t.as_secs_f64() / 1e6);
         }
         if server == "swarmboot-node" {
-            agent_peak = proc_status_kib(running.pid().as_raw(), "VmHWM:").unwrap_or(0);
+            agent_peak = host::proc_status_kib(running.pid().as_raw(), "VmHWM:").unwrap_or(0);
         }
         running.stop(Duration::from_secs(5));
         let mut sorted = rates.clone();
@@ -214,18 +214,6 @@ fn fetch_all(ns: &Netns, dir: &Path, run: usize, data: &[u8]) -> anyhow::Result<
     Ok(took)
 }
 
-/// A `/proc/PID/status` field in KiB.
-fn proc_status_kib(pid: i32, field: &str) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// The CPU time a process's threads have run, in nanoseconds (`/proc/PID/task/*/schedstat`).
-fn cpu_ns(pid: i32) -> Option<u64> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    Some(tasks.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok()?.split_whitespace().next()?.parse::<u64>().ok()).sum())
-}
-
 /// The children of `pid` by program name (from /proc).
 fn children_named(pid: i32, name: &str) -> Vec<i32> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return vec![] };
@@ -273,15 +261,15 @@ fn node_at_rest(ns: &Netns, d: &Path, share: &Path, vsftpd: &Path) -> anyhow::Re
     // Settled: checked in, the ADC client on the hub and done hashing the share.
     std::thread::sleep(Duration::from_secs(20));
     let pid = agent.pid().as_raw();
-    let t0 = cpu_ns(pid).context("the agent's CPU time")?;
+    let t0 = host::cpu_ns(pid).context("the agent's CPU time")?;
     let at = Instant::now();
     std::thread::sleep(Duration::from_secs(30));
-    let t1 = cpu_ns(pid).context("the agent's CPU time")?;
+    let t1 = host::cpu_ns(pid).context("the agent's CPU time")?;
     let cpu_percent = (t1 - t0) as f64 / 1e9 / at.elapsed().as_secs_f64() * 100.0;
-    let rest = Rest { rss_kib: proc_status_kib(pid, "VmRSS:").context("the agent's RSS")?, peak_kib: proc_status_kib(pid, "VmHWM:").unwrap_or(0), cpu_percent };
+    let rest = Rest { rss_kib: host::proc_status_kib(pid, "VmRSS:").context("the agent's RSS")?, peak_kib: host::proc_status_kib(pid, "VmHWM:").unwrap_or(0), cpu_percent };
     let mut others = Vec::new();
     for name in ["vsftpd", "eiskaltdcpp-daemon"] {
-        let kib: u64 = children_named(pid, name).into_iter().filter_map(|p| proc_status_kib(p, "VmRSS:")).sum();
+        let kib: u64 = children_named(pid, name).into_iter().filter_map(|p| host::proc_status_kib(p, "VmRSS:")).sum();
         others.push((name.to_string(), kib));
     }
     let checkins = server.cli(&["node", "list"]).unwrap_or_default();

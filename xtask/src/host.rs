@@ -209,3 +209,15 @@ pub enum Running {
     Swarmboot(#[allow(dead_code)] swarmboot_lab::Server),
     Other(#[allow(dead_code)] swarmboot_lab::Proc),
 }
+
+/// A `/proc/PID/status` field in KiB (`VmRSS:`, `VmHWM:`).
+pub fn proc_status_kib(pid: i32, field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The CPU time a process's threads have run, in nanoseconds (`/proc/PID/task/*/schedstat`).
+pub fn cpu_ns(pid: i32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    Some(tasks.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok()?.split_whitespace().next()?.parse::<u64>().ok()).sum())
+}

@@ -12,6 +12,8 @@
 //! - `bench-sha1`: SHA-1 piece verification MB/s vs coreutils sha1sum.
 //! - `bench-node`: the node agent's HTTP share vs nginx and python3 http.server (4
 //!   downloaders), its RSS and CPU at rest with FTP and ADC on.
+//! - `bench-fleet`: the dashboard under N simulated machines (DHCP leases, announces, stage
+//!   reports): page and API p50/p99 vs the same with no machine, server RSS and CPU.
 //! - `bench-stub`: N VMs boot one image at once, swarm mode vs direct: time to marker,
 //!   server bytes per VM.
 //! - `bench-storm`: N clients fetch one file at once over tc-shaped links: swarmboot serve +
@@ -19,6 +21,7 @@
 
 mod bench_boot;
 mod bench_dhcp;
+mod bench_fleet;
 mod bench_node;
 mod bench_sha1;
 mod bench_storm;
@@ -43,7 +46,7 @@ enum Task {
     /// Install what is needed, build, fuzz briefly, run every test (as CI does).
     Test {
         /// Seconds of fuzzing per target in the smoke run.
-        #[arg(long, default_value_t = 45)]
+        #[arg(long, default_value_t = 40)]
         fuzz_secs: u32,
     },
     /// Fuzz every parser that reads network or disk bytes, each for `--secs`.
@@ -132,6 +135,16 @@ enum Task {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// The fleet dashboard under N simulated machines (real DHCP leases, announces and stage
+    /// reports every 10 s): page and API p50/p99 against the same requests with no machine,
+    /// server RSS and CPU (release build).
+    BenchFleet {
+        #[arg(long, default_value_t = 1000)]
+        machines: usize,
+        /// Seconds the dashboard is measured under the load.
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
+    },
     /// A 20 MB file over TFTP from swarmboot, tftpd-hpa and dnsmasq; throughput and ratios.
     BenchTftp {
         /// Fetches per server and client (the median counts).
@@ -149,6 +162,7 @@ fn main() -> std::process::ExitCode {
         Task::BenchDhcp { rates, period } => bench_dhcp::run(&rates, period),
         Task::BenchTftp { runs } => bench_tftp::run(runs),
         Task::BenchNode { size_mib, runs } => bench_node::run(size_mib, runs),
+        Task::BenchFleet { machines, secs } => bench_fleet::run(machines, secs),
         Task::BenchBoot { runs } => bench_boot::run(runs),
         Task::BenchSha1 => bench_sha1::run(),
         Task::BenchStub { vms, size_mib, rate, image } => bench_stub::run(bench_stub::StubBenchArgs { vms, size_mib, rate, image }),

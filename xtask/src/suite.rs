@@ -54,6 +54,7 @@ pub const FUZZ_TARGETS: &[FuzzTarget] = &[
     FuzzTarget { name: "manifest_envelope", seeds: None, max_len: 4096, share: 5 },
     FuzzTarget { name: "tftp_packets", seeds: None, max_len: 1024, share: 5 },
     FuzzTarget { name: "init_cmdline", seeds: None, max_len: 1024, share: 5 },
+    FuzzTarget { name: "fleet_reports", seeds: None, max_len: 2048, share: 5 },
 ];
 
 /// `cargo xtask fuzz --secs N`: every target for N seconds, one after the other; prints each

@@ -83,6 +83,11 @@ impl Server {
         self.cli(&["key", "show"])?.lines().find_map(|l| l.strip_prefix("public key")).map(|k| k.trim().to_string()).context("no public key in `key show`")
     }
 
+    /// The server process's id (for /proc).
+    pub fn pid(&self) -> i32 {
+        self.proc.pid().as_raw()
+    }
+
     /// The server process's open file descriptors and resident memory (kB), from /proc.
     pub fn footprint(&self) -> anyhow::Result<(usize, u64)> {
         let pid = self.proc.pid().as_raw();

@@ -26,7 +26,14 @@ pub fn machine_routes() -> Router<AppState> {
 
 /// What the dashboard's readers read (behind `crate::dashboard::read_gate`).
 pub fn read_routes() -> Router<AppState> {
-    Router::new().route(routes::FLEET, get(fleet)).route(routes::MACHINE, get(machine)).route(routes::EVENTS, get(events)).route(routes::IMAGES, get(images))
+    Router::new()
+        .route(routes::FLEET, get(fleet))
+        .route(routes::MACHINE, get(machine))
+        .route(routes::EVENTS, get(events))
+        .route(routes::IMAGES, get(images))
+        .route(routes::LEASES, get(leases))
+        .route(routes::SERVER, get(server))
+        .route(routes::OPENAPI, get(openapi))
 }
 
 /// A stage report: the next interval as JSON; 400 unreadable, 403 not from the machine's
@@ -215,5 +222,104 @@ async fn images(State(s): State<AppState>) -> Response {
         Ok(Ok(v)) => Json(v).into_response(),
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("the catalog: {e}\n")).into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "images task failed\n").into_response(),
+    }
+}
+
+/// An active lease, as `/api/v1/leases` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LeaseView {
+    pub ip: String,
+    pub mac: String,
+    pub hostname: Option<String>,
+    pub expires_in_ms: u64,
+}
+
+/// The leases our DHCP holds bound now (from the lease database), by address.
+pub fn leases_view(s: &AppState, now_ms: u64) -> Result<Vec<LeaseView>, String> {
+    if s.facts.dhcp == "off" {
+        return Ok(Vec::new());
+    }
+    let store = crate::lease_store::LeaseStore::open_read_only(&s.facts.state_dir).map_err(|e| format!("the lease database: {e}"))?;
+    let mut leases: Vec<_> = store
+        .load()
+        .map_err(|e| format!("the lease database: {e}"))?
+        .into_iter()
+        .filter(|l| l.state == swarmboot_dhcp::LeaseState::Bound && l.expires.saturating_mul(1000) > now_ms)
+        .collect();
+    leases.sort_by_key(|l| l.ip);
+    Ok(leases
+        .into_iter()
+        .map(|l| LeaseView { ip: l.ip.to_string(), mac: l.hwaddr.to_string(), hostname: l.hostname.clone(), expires_in_ms: l.expires.saturating_mul(1000).saturating_sub(now_ms) })
+        .collect())
+}
+
+async fn leases(State(s): State<AppState>) -> Response {
+    match tokio::task::spawn_blocking(move || leases_view(&s, crate::fleet::now_ms())).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "leases task failed\n").into_response(),
+    }
+}
+
+/// `/api/v1/server`: what the server page shows: facts, problems, the last hour's samples.
+async fn server(State(s): State<AppState>) -> Response {
+    let done = tokio::task::spawn_blocking(move || {
+        let f = &s.facts;
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "started_ms": f.started_ms,
+            "interface": f.interface,
+            "address": f.address,
+            "dhcp": f.dhcp,
+            "base_url": s.boot.read().expect("boot config lock").base_url,
+            "stub": s.catalog.stub().ok().flatten().map(|st| serde_json::json!({ "release": st.release, "initrd_size": st.initrd_size, "built": st.built })),
+            "problems": crate::dashboard::problems(&s),
+            "sample_every_secs": crate::history::EVERY.as_secs(),
+            "samples": s.history.samples(),
+        })
+    })
+    .await;
+    match done {
+        Ok(v) => Json(v).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server task failed\n").into_response(),
+    }
+}
+
+/// The API's description (OpenAPI 3).
+async fn openapi() -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], crate::dashboard::OPENAPI).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The OpenAPI file and the router agree: every route under the API (and the dashboard's
+    /// one action) is described, and nothing else is.
+    #[test]
+    fn the_openapi_file_describes_every_api_route_and_no_other() {
+        let doc: serde_json::Value = serde_json::from_str(crate::dashboard::OPENAPI).expect("valid JSON");
+        let described: std::collections::BTreeSet<&str> = doc["paths"].as_object().expect("paths").keys().map(String::as_str).collect();
+        let served: std::collections::BTreeSet<&str> = [
+            routes::FLEET,
+            routes::MACHINE,
+            routes::EVENTS,
+            routes::IMAGES,
+            routes::LEASES,
+            routes::SERVER,
+            routes::REPORT,
+            routes::CHECKIN,
+            routes::ORDERS,
+            routes::MACHINE_COMMAND,
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(described, served);
+        let q = FleetQuery { stage: Some("running".into()), sort: Some("last_seen".into()), desc: Some("1".into()), limit: Some("5".into()), ..Default::default() };
+        let sel = q.selection().unwrap();
+        assert_eq!((sel.stage, sel.sort, sel.descending, sel.limit), (Some(Stage::Running), SortKey::LastSeen, true, Some(5)));
+        for (bad, named) in [(FleetQuery { stage: Some("up".into()), ..Default::default() }, "stage="), (FleetQuery { limit: Some("-1".into()), ..Default::default() }, "limit=")] {
+            assert!(bad.selection().unwrap_err().starts_with(named));
+        }
     }
 }

@@ -27,10 +27,12 @@ use crate::api::FleetQuery;
 use crate::http::AppState;
 
 /// The pages in the navigation: (path, name).
-const NAV: &[(&str, &str)] = &[("/", "Fleet"), ("/images", "Images"), ("/login", "Sign in")];
+const NAV: &[(&str, &str)] = &[("/", "Fleet"), ("/images", "Images"), ("/server", "Server"), ("/login", "Sign in")];
 
 const CSS: &str = include_str!("../assets/dashboard.css");
 const JS: &str = include_str!("../assets/dashboard.js");
+/// The API's description (`/api/v1/openapi.json`).
+pub const OPENAPI: &str = include_str!("../assets/openapi.json");
 
 /// No script but our file, no inline script or style, no frames, no plugins.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
@@ -41,6 +43,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route(routes::DASHBOARD, get(fleet_page))
         .route(routes::MACHINE_PAGE, get(machine_page))
         .route(routes::IMAGES_PAGE, get(images_page))
+        .route(routes::SERVER_PAGE, get(server_page))
         .route(routes::MACHINE_COMMAND, axum::routing::post(machine_command))
         .merge(crate::api::read_routes())
         .layer(axum::middleware::from_fn_with_state(state, read_gate));
@@ -499,6 +502,155 @@ fn images_live(images: &[crate::api::ImageView], stub_release: Option<&str>) -> 
             );
         }
         out.push_str("</tbody></table></div></section>");
+    }
+    out
+}
+
+async fn server_page(State(s): State<AppState>, Query(q): Query<PageQuery>) -> Response {
+    let state = s.clone();
+    let live = match tokio::task::spawn_blocking(move || server_live(&state)).await {
+        Ok(l) => l,
+        Err(_) => return html(StatusCode::INTERNAL_SERVER_ERROR, "server page task failed\n".into()),
+    };
+    if q.fragment.is_some() {
+        return html(StatusCode::OK, live);
+    }
+    html(StatusCode::OK, page("Server", "Server", "", &live))
+}
+
+/// What needs the operator's attention, in words that say what to do.
+pub fn problems(s: &AppState) -> Vec<String> {
+    let mut out = Vec::new();
+    match s.catalog.stub() {
+        Ok(None) => out.push("No stub is built: machines boot their images directly over HTTP, not from the swarm. Run `swarmboot stub build`.".to_string()),
+        Err(e) => out.push(format!("The stub record cannot be read: {e}")),
+        Ok(Some(_)) => {}
+    }
+    let rules = s.boot.read().expect("boot config lock").rules.clone();
+    let mut wanted: Vec<&str> = rules.clients.iter().map(|r| r.image.as_str()).chain(rules.default_image.as_deref()).collect();
+    wanted.sort();
+    wanted.dedup();
+    for name in wanted {
+        if let Ok(None) = s.catalog.latest(name) {
+            out.push(format!("The config boots image {name:?}, which the catalog does not have: machines get a script that waits. Add it (`swarmboot image add {name} …` or `swarmboot image build elchos`) or change [boot]."));
+        }
+    }
+    if rules.default_image.is_none() {
+        out.push("No [boot] default_image: machines no rule names get no image.".into());
+    }
+    if let Ok(broken) = s.catalog.broken_manifests() {
+        for b in broken {
+            out.push(format!("A manifest cannot be read and is not served: {} ({})", b.path.display(), b.why));
+        }
+    }
+    let fc = s.fleet.read(|f, _| f.counters());
+    if fc.full > 0 {
+        out.push(format!("The fleet table was full {} time(s): machines were not recorded (20000 at most, lost ones make room).", fc.full));
+    }
+    if fc.reports_refused > 0 {
+        out.push(format!("{} stage report(s) were refused: not from an address our DHCP leased to that MAC (the log names them).", fc.reports_refused));
+    }
+    out
+}
+
+fn server_live(s: &AppState) -> String {
+    let now = crate::fleet::now_ms();
+    let f = &s.facts;
+    let mut out = String::from("<dl class=\"facts\">");
+    let mut fact = |k: &str, v: String| {
+        let _ = write!(out, "<dt>{k}</dt><dd>{v}</dd>");
+    };
+    fact("Version", escape(env!("CARGO_PKG_VERSION")));
+    fact("Up", duration(now.saturating_sub(f.started_ms)));
+    fact("Boot network", format!("{} on {}", escape(&f.address), escape(&f.interface)));
+    fact("DHCP", escape(&f.dhcp));
+    fact("URL given to machines", escape(&s.boot.read().expect("boot config lock").base_url));
+    fact(
+        "Stub",
+        match s.catalog.stub().ok().flatten() {
+            Some(st) => format!("kernel {} · initramfs {} · built {}", escape(&st.release), bytes(st.initrd_size), clock(st.built * 1000)),
+            None => "none built".into(),
+        },
+    );
+    out.push_str("</dl><h2>Problems</h2>");
+    let problems = problems(s);
+    if problems.is_empty() {
+        out.push_str("<p>None.</p>");
+    } else {
+        out.push_str("<ul class=\"problems\">");
+        for p in problems {
+            let _ = write!(out, "<li>{}</li>", escape(&p));
+        }
+        out.push_str("</ul>");
+    }
+    out.push_str("<h2>The last hour</h2><div class=\"charts\">");
+    let samples = s.history.samples();
+    for series in &crate::history::SERIES {
+        let points = crate::history::points(series, &samples);
+        let latest = points.last().copied().unwrap_or(0.0);
+        let peak = points.iter().copied().fold(0.0, f64::max);
+        let shown = |v: f64| match (series.counter, series.bytes) {
+            (true, true) => format!("{}/s", bytes(v as u64)),
+            (true, false) => format!("{v:.1}/s"),
+            (false, _) => format!("{v:.0}"),
+        };
+        let total = samples.last().map(|l| (series.get)(l));
+        let total = match (series.counter, total) {
+            (true, Some(t)) if series.bytes => format!(" · {} since start", bytes(t)),
+            (true, Some(t)) => format!(" · {t} since start"),
+            _ => String::new(),
+        };
+        let _ = write!(
+            out,
+            "<figure class=\"chart\"><figcaption><b>{}</b> now {} · peak {}{total}</figcaption>{}</figure>",
+            escape(series.what),
+            shown(latest),
+            shown(peak),
+            sparkline(&points, &format!("{} over the last hour, now {}, peak {}", series.what, shown(latest), shown(peak)))
+        );
+    }
+    out.push_str("</div><h2>Leases</h2>");
+    out.push_str(&leases_table(s, now));
+    out
+}
+
+/// A small line chart (inline SVG, no script): `points` scaled to the highest.
+fn sparkline(points: &[f64], label: &str) -> String {
+    let (w, h) = (crate::history::KEPT as f64, 40.0);
+    let peak = points.iter().copied().fold(0.0, f64::max).max(f64::MIN_POSITIVE);
+    let start = w - points.len() as f64;
+    let coords: Vec<String> = points.iter().enumerate().map(|(i, v)| format!("{:.1},{:.1}", start + i as f64, h - 1.0 - (v / peak) * (h - 2.0))).collect();
+    format!(
+        "<svg class=\"spark\" viewBox=\"0 0 {w} {h}\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"{}\"><polyline points=\"{}\"/></svg>",
+        escape(label),
+        coords.join(" ")
+    )
+}
+
+fn leases_table(s: &AppState, now_ms: u64) -> String {
+    let leases = match crate::api::leases_view(s, now_ms) {
+        Ok(l) => l,
+        Err(e) => return format!("<p>{}</p>", escape(&e)),
+    };
+    if leases.is_empty() {
+        return "<p>No lease is active.</p>".into();
+    }
+    let mut out = String::from(
+        "<div class=\"scroll\"><table class=\"leases\"><thead><tr><th scope=\"col\">Address</th><th scope=\"col\">MAC</th><th scope=\"col\">Name</th><th scope=\"col\">Ends in</th></tr></thead><tbody>",
+    );
+    for l in leases.iter().take(1000) {
+        let _ = write!(
+            out,
+            "<tr><th scope=\"row\">{}</th><td><a href=\"/machines/{mac}\">{mac}</a></td><td>{}</td><td>{}</td></tr>",
+            escape(&l.ip),
+            escape(l.hostname.as_deref().unwrap_or("")),
+            duration(l.expires_in_ms),
+            mac = escape(&l.mac)
+        );
+    }
+    out.push_str("</tbody></table></div>");
+    if leases.len() > 1000 {
+        let _ = write!(out, "<p>… and {} more (<a href=\"/api/v1/leases\">all as JSON</a>).</p>", leases.len() - 1000);
     }
     out
 }

@@ -75,6 +75,21 @@ pub struct AppState {
     /// Who may act through the dashboard, and who may read it (`[http] dashboard`).
     pub admin: Arc<crate::admin::AdminToken>,
     pub dashboard: crate::admin::DashboardAccess,
+    /// The server's counters over the last hour.
+    pub history: Arc<crate::history::History>,
+    /// What the server page says about this server.
+    pub facts: Arc<ServerFacts>,
+}
+
+/// What the server page shows that does not change while it runs.
+#[derive(Debug, Clone)]
+pub struct ServerFacts {
+    pub started_ms: u64,
+    pub interface: String,
+    pub address: String,
+    /// `authoritative`, `proxy` or `off`.
+    pub dhcp: String,
+    pub state_dir: std::path::PathBuf,
 }
 
 pub fn router(state: AppState) -> Router {

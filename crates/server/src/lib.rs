@@ -16,6 +16,7 @@ pub mod api;
 pub mod dashboard;
 pub mod dhcp_service;
 pub mod fleet;
+pub mod history;
 pub mod http;
 pub mod lease_store;
 pub mod netif;
@@ -81,6 +82,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let http_stats = Arc::new(http::HttpStats::default());
 
     let fleet = Arc::new(fleet::FleetState::new(swarmboot_fleet::FleetConfig::default()));
+    let history = Arc::new(history::History::default());
+    let mode_now = settings.mode;
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(fleet.clone().run(stop_rx.clone()));
     let dhcp_on = settings.mode != Mode::Off;
@@ -160,13 +163,51 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         catalog,
         files,
         key,
-        tracker: cfg.swarm.tracker.then_some(tracker),
+        tracker: cfg.swarm.tracker.then_some(tracker.clone()),
         seeder: seeder.clone(),
         nodes: nodes.clone(),
         fleet: fleet.clone(),
         admin: Arc::new(admin::AdminToken::load_or_create(&cfg.server.state_dir).with_context(|| format!("the admin token in {}", cfg.server.state_dir.display()))?),
         dashboard: cfg.http.dashboard,
+        history: history.clone(),
+        facts: Arc::new(http::ServerFacts {
+            started_ms: fleet::now_ms(),
+            interface: cfg.server.interface.clone(),
+            address: format!("{}/{prefix}", cfg.server.address.ip),
+            dhcp: match mode_now {
+                Mode::Authoritative => "authoritative".into(),
+                Mode::Proxy => "proxy".into(),
+                Mode::Off => "off".into(),
+            },
+            state_dir: cfg.server.state_dir.clone(),
+        }),
     });
+    {
+        let (dhcp, tftp, web, seeder, tracker, fleet) =
+            (dhcp_stats.clone(), tftp_stats.clone(), http_stats.clone(), seeder.clone(), cfg.swarm.tracker.then(|| tracker.clone()), fleet.clone());
+        let sample = move || {
+            let l = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            let swarm = http::SwarmCounters::read(seeder.as_deref(), tracker.as_deref());
+            let (by_stage, fc) = fleet.read(|f, _| (f.by_stage(), f.counters()));
+            let count = |pick: fn(swarmboot_fleet::Stage) -> bool| by_stage.iter().filter(|(s, _)| pick(*s)).map(|(_, n)| *n as u64).sum();
+            history::Sample {
+                at_ms: fleet::now_ms(),
+                dhcp_received: l(&dhcp.received),
+                dhcp_acks: l(&dhcp.acks),
+                tftp_requests: l(&tftp.requests),
+                tftp_bytes: l(&tftp.bytes_sent),
+                http_blob_bytes: l(&web.blob_bytes),
+                http_scripts: l(&web.scripts),
+                announces: l(&web.announces),
+                seed_uploaded: swarm.seed_uploaded,
+                peers_uploaded: swarm.peers_uploaded,
+                reports: fc.reports,
+                machines_booting: count(swarmboot_fleet::Stage::is_transient),
+                machines_running: count(|s| s == swarmboot_fleet::Stage::Running),
+            }
+        };
+        tasks.spawn(history::run(history.clone(), sample, stop_rx.clone()));
+    }
     let limits = http::ConnectionLimits {
         admission: Admission::new(cfg.http.max_connections, cfg.http.max_connections_per_client),
         header_timeout: std::time::Duration::from_secs(cfg.http.header_timeout.0.into()),

@@ -28,6 +28,10 @@ pub mod routes {
     pub const EVENTS: &str = "/api/v1/events";
     pub const IMAGES: &str = "/api/v1/images";
     pub const IMAGES_PAGE: &str = "/images";
+    pub const LEASES: &str = "/api/v1/leases";
+    pub const SERVER: &str = "/api/v1/server";
+    pub const SERVER_PAGE: &str = "/server";
+    pub const OPENAPI: &str = "/api/v1/openapi.json";
     /// The dashboard's pages and their assets.
     pub const DASHBOARD: &str = "/";
     pub const MACHINE_PAGE: &str = "/machines/{mac}";
