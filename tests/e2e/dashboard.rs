@@ -343,6 +343,15 @@ fn the_dashboard_follows_machines_through_their_stages_live_and_shows_hostile_na
     let (code, _) = curl(host0, dir.path(), "POST", api, Some(&report(&mac0, "running", "system", 100 << 20)));
     assert_eq!(code, 200, "reports are the machines' own, whatever the dashboard setting");
     assert_eq!(server.cli(&["token", "show"]).unwrap().trim(), token, "the token survives a restart");
+
+    // `off`: nothing for the boot network, token or not; the server itself still reads.
+    let cfg = std::fs::read_to_string(&server.config).unwrap().replace("dashboard = \"token\"", "dashboard = \"off\"");
+    std::fs::write(&server.config, cfg).unwrap();
+    server.restart(&lan.server).unwrap();
+    assert_eq!(curl_with(host1, dir.path(), "GET", "http://10.77.0.1:8080/api/v1/fleet", None, &[("authorization", &bearer)]).0, 404);
+    assert_eq!(curl_with(host1, dir.path(), "GET", "http://10.77.0.1:8080/", None, &[("cookie", &cookie)]).0, 404);
+    assert_eq!(curl(&lan.server, dir.path(), "GET", "http://127.0.0.1:8080/api/v1/fleet", None).0, 200);
+    assert!(server.cli_in_ns(&["status"]).unwrap().contains("machine(s)"));
     drop((c0, c1));
     drop(server);
 }

@@ -4,7 +4,8 @@
 //!   the server's first start or by `swarmboot token show`. A request presents it as
 //!   `Authorization: Bearer TOKEN`, or as the cookie `/login` sets (HttpOnly, SameSite=Strict).
 //! - Reading (`[http] dashboard`): `open` to anyone on the boot network, `token` to token
-//!   holders, `off` to nobody — and always to the server itself (127.0.0.1: the CLI).
+//!   holders, `off` to nobody, token or not — and always to the server itself (127.0.0.1: the
+//!   CLI).
 //! - Acting (assign, node commands): the token, or a request from the server itself that is not
 //!   a browser's (no `Origin`, no `Sec-Fetch-*`, no cookie: the CLI). A browser acting with
 //!   its cookie must also send the form's CSRF field (derived from the token, so a page from
@@ -88,7 +89,11 @@ pub struct Asker {
 
 /// Whether `a` may read pages and the read API.
 pub fn may_read(access: DashboardAccess, a: &Asker) -> bool {
-    a.loopback || a.bearer || a.cookie || access == DashboardAccess::Open
+    match access {
+        DashboardAccess::Open => true,
+        DashboardAccess::Token => a.loopback || a.bearer || a.cookie,
+        DashboardAccess::Off => a.loopback,
+    }
 }
 
 /// Why an action was refused.
@@ -129,6 +134,8 @@ mod tests {
         }
         assert!(may_read(DashboardAccess::Token, &holder));
         assert!(may_read(DashboardAccess::Token, &Asker { bearer: true, ..Default::default() }));
+        assert!(!may_read(DashboardAccess::Off, &holder), "off is off, token or not");
+        assert!(!may_read(DashboardAccess::Off, &Asker { bearer: true, ..Default::default() }));
     }
 
     #[test]

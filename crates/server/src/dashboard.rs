@@ -67,8 +67,8 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
         .find_map(|c| c.trim().strip_prefix(&format!("{}=", admin::COOKIE)).map(str::to_string))
 }
 
-/// Reading needs what `[http] dashboard` says: pages send a reader without it to `/login`
-/// (`token`) or answer 404 (`off`); the API answers 401.
+/// Reading needs what `[http] dashboard` says: with `token`, pages send a reader without it
+/// to `/login` and the API answers 401; with `off`, both answer 404.
 async fn read_gate(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request, next: Next) -> Response {
     let a = asker(&s, req.headers(), peer);
     if admin::may_read(s.dashboard, &a) {
@@ -77,6 +77,9 @@ async fn read_gate(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<Soc
     let api = req.uri().path().starts_with("/api/");
     match (s.dashboard, api) {
         (DashboardAccess::Off, false) => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+        (DashboardAccess::Off, true) => {
+            (StatusCode::NOT_FOUND, "the dashboard and its API are off here ([http] dashboard = \"off\"): `swarmboot status` on the server reads it\n").into_response()
+        }
         (_, true) => (
             StatusCode::UNAUTHORIZED,
             "reading the fleet needs the admin token here ([http] dashboard): send `Authorization: Bearer TOKEN` (`swarmboot token show` on the server)\n",
