@@ -265,7 +265,7 @@ fn load(config_path: &Path) -> anyhow::Result<(Vec<ImageRow>, Vec<TargetRow>)> {
 fn nodes_in_swarm(cfg: &Config, m: &swarmboot_image::Manifest) -> Option<u32> {
     let file = m.file(swarmboot_image::Role::Rootfs).or_else(|| m.files.first())?;
     let hash = hex::decode(file.info_hash.as_ref()?).ok()?;
-    let escaped: String = hash.iter().map(|b| format!("%{b:02X}")).collect();
+    let escaped = swarmboot_urls::escape(&hash);
     let url = swarmboot_urls::Urls::new(&format!("http://{}:{}", cfg.server.address.ip, cfg.http.port())).scrape(&format!("info_hash={escaped}"));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
     let body = rt.block_on(swarmboot_fetch::http::get(&url, None, 1 << 16, Duration::from_millis(800))).ok()?;

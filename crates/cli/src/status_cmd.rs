@@ -40,7 +40,7 @@ pub struct StatusArgs {
 
 /// The query string for `args` (values escaped).
 fn query(a: &StatusArgs) -> String {
-    let esc = |v: &str| -> String { v.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect() };
+    let esc = |v: &str| swarmboot_urls::escape(v.as_bytes());
     let mut q = vec![format!("sort={}", esc(&a.sort))];
     for (k, v) in [("stage", &a.stage), ("image", &a.image), ("q", &a.find)] {
         if let Some(v) = v {

@@ -282,7 +282,7 @@ fn fleet_live(v: &FleetView, q: &FleetQuery) -> String {
         let mut query = format!("sort={key}&desc={next_desc}");
         for (k, v) in [("q", &q.q), ("stage", &q.stage), ("image", &q.image), ("stuck", &q.stuck)] {
             if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
-                let _ = write!(query, "&{k}={}", form_escape(v));
+                let _ = write!(query, "&{k}={}", swarmboot_urls::escape(v.as_bytes()));
             }
         }
         format!("<th scope=\"col\"{aria}><a href=\"/?{}\">{label}</a></th>", escape(&query))
@@ -658,11 +658,6 @@ fn leases_table(s: &AppState, now_ms: u64) -> String {
     out
 }
 
-/// A query value escaped for a URL (then HTML-escaped where it is written).
-fn form_escape(v: &str) -> String {
-    v.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
-}
-
 /// `3 s`, `4 min 10 s`, `2 h 5 min`, `3 d 4 h`.
 pub fn duration(ms: u64) -> String {
     let s = ms / 1000;
@@ -717,7 +712,6 @@ mod tests {
         assert_eq!(duration(3 * 86_400_000 + 4 * 3_600_000), "3 d 4 h");
         assert_eq!(bytes(1023), "1023 B");
         assert_eq!(bytes(33 << 20), "33.0 MiB");
-        assert_eq!(form_escape("a b&c"), "a%20b%26c");
     }
 
     #[test]

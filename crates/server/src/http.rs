@@ -299,7 +299,7 @@ async fn magnet(State(s): State<AppState>, Path(sha256): Path<String>) -> Respon
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     };
     let urls = Urls::new(&s.boot.read().expect("boot config lock").base_url);
-    let enc = |u: &str| -> String { u.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect() };
+    let enc = |u: &str| swarmboot_urls::escape(u.as_bytes());
     let link = format!(
         "magnet:?xt=urn:btih:{}&dn={}&xl={}&tr={}&xs={}\n",
         hex::encode(meta.info_hash),

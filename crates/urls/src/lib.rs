@@ -47,6 +47,12 @@ pub const BOOT_SCRIPT_QUERY: &str = "mac=${net0/mac}&arch=${buildarch}&uuid=${uu
 /// The query parameter of a manifest request that carries the client's nonce.
 pub const MANIFEST_NONCE: &str = "nonce";
 
+/// `bytes` as a URL query value (or path part): RFC 3986's unreserved characters as they are,
+/// every other byte as `%XX` (binary info hashes included).
+pub fn escape(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
 /// Every URL of a server reached at `base` (`http://10.77.0.1:8080`, or `[http] public_url`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Urls {
@@ -251,6 +257,13 @@ mod tests {
         assert_eq!(u.fleet(""), routes::FLEET);
         assert_eq!(u.machine("m"), filled(routes::MACHINE, &[("mac", "m")]));
         assert_eq!(u.events(0).split('?').next().unwrap(), routes::EVENTS);
+    }
+
+    #[test]
+    fn query_values_are_escaped_but_unreserved_characters() {
+        assert_eq!(escape(b"lab pc&x=1/~a.b-c_d"), "lab%20pc%26x%3D1%2F~a.b-c_d");
+        assert_eq!(escape(&[0x00, 0xff, b'A']), "%00%FFA");
+        assert_eq!(escape("é".as_bytes()), "%C3%A9");
     }
 
     #[test]
