@@ -235,6 +235,7 @@ fn the_dashboard_follows_machines_through_their_stages_live_and_shows_hostile_na
     let waiting: Vec<&str> = node["pending"].as_array().unwrap().iter().map(|p| p["action"]["do"].as_str().unwrap()).collect();
     assert_eq!(waiting, ["rescan-disks", "stop-sharing"], "{node}");
     assert_eq!(node["disks"][0]["label"], HOSTILE_LABEL);
+
     drop(browser);
     let phone = Browser::start(Some(&lan.server), &dir.path().join("chromedriver-phone.log"), 390, 844).unwrap();
     phone.goto("http://127.0.0.1:8080/").unwrap();
@@ -307,7 +308,7 @@ fn the_dashboard_follows_machines_through_their_stages_live_and_shows_hostile_na
     // Every GET the API's description names answers JSON.
     let doc = get_json(&lan.server, dir.path(), &format!("{base}/api/v1/openapi.json"));
     let gets: Vec<&str> = doc["paths"].as_object().unwrap().iter().filter(|(_, p)| p.get("get").is_some()).map(|(k, _)| k.as_str()).collect();
-    assert_eq!(gets.len(), 6, "{gets:?}");
+    assert_eq!(gets.len(), 7, "{gets:?}");
     for path in gets {
         let _ = get_json(&lan.server, dir.path(), &format!("{base}{}", path.replace("{mac}", &mac0)));
     }
@@ -326,6 +327,57 @@ fn the_dashboard_follows_machines_through_their_stages_live_and_shows_hostile_na
     assert!(status.lines().any(|l| l.starts_with(&mac0) && l.contains("lab@3") && l.contains("running")), "{status}");
     let json: Value = serde_json::from_str(&server.cli_in_ns(&["status", "--json", "--stage", "stub"]).unwrap()).unwrap();
     assert_eq!(json["machines"][0]["mac"], mac1.as_str());
+
+    // Assigning from the images page, signed in: the same change as `swarmboot assign`, in
+    // effect for the machine's next boot script at once; then handed back to the config.
+    let script = |mac: &str| curl(&lan.server, dir.path(), "GET", &format!("http://127.0.0.1:8080/boot.ipxe?mac={mac}&arch=x86_64"), None).1;
+    assert!(script(&mac1).contains("no image"), "nothing is called elchos here: {}", script(&mac1));
+    // (Last: a boot script request starts a new boot in the fleet.)
+    let browser = Browser::start(Some(&lan.server), &dir.path().join("chromedriver-assign.log"), 1280, 800).unwrap();
+    browser.goto("http://127.0.0.1:8080/login").unwrap();
+    browser.eval(&format!("document.querySelector('input[name=token]').value = '{token}'; document.querySelector('form.login').submit(); return 1")).unwrap();
+    browser.wait_for("return location.pathname === '/'", Duration::from_secs(10)).unwrap();
+    browser.goto("http://127.0.0.1:8080/images").unwrap();
+    browser
+        .eval(&format!(
+            "document.querySelector('#assign-form input[name=target]').value = '{mac1}'; document.querySelector('#assign-form select').value = 'lab'; \
+             document.querySelector('#assign-form').submit(); return 1"
+        ))
+        .unwrap();
+    browser.wait_for("const d = document.querySelector('p.done'); return d !== null", Duration::from_secs(10)).unwrap();
+    let done = browser.eval("return document.querySelector('p.done').textContent").unwrap();
+    assert!(done.as_str().unwrap().contains(&format!("{mac1}: elchos → lab")), "{done}");
+    let row = browser.eval(&format!("return Array.from(document.querySelectorAll('table.assignments tbody tr')).map(r => r.textContent).find(t => t.includes('{mac1}'))")).unwrap();
+    assert!(row.as_str().unwrap().contains("lab") && row.as_str().unwrap().contains("assigned"), "{row}");
+    assert!(script(&mac1).contains(&format!("{mac1} boots lab version 3")), "{}", script(&mac1));
+    assert!(script(&mac0).contains("no image"), "only that machine");
+    let assigned = std::fs::read_to_string(dir.path().join("state/assignments.toml")).unwrap();
+    assert!(assigned.contains(&format!("\"{mac1}\" = \"lab\"")), "{assigned}");
+    browser.wait_for("return document.getElementById('status').textContent.startsWith('live')", Duration::from_secs(10)).unwrap();
+    browser.screenshot(&shot.join("dashboard-images-assigned.png")).unwrap();
+    browser.eval(&format!("document.querySelector('button[aria-label=\"Back to the config for {mac1}\"]').click(); return 1")).unwrap();
+    browser.wait_for("const d = document.querySelector('p.done'); return d !== null && d.textContent.includes('as the config says')", Duration::from_secs(10)).unwrap();
+    assert!(script(&mac1).contains("no image"), "back to the config");
+    // Without the token, or with the cookie but not the page's CSRF field: refused, nothing
+    // written; the API with the bearer header: done.
+    let assign_url = "http://10.77.0.1:8080/images/assign";
+    let form = b"target=default&image=lab&csrf=";
+    let (code, body) = curl_with(host1, dir.path(), "POST", assign_url, Some(form), &[formtype]);
+    assert!(code == 403 && body.contains("admin token"), "{code}");
+    let (code, body) = curl_with(host1, dir.path(), "POST", assign_url, Some(form), &[formtype, ("cookie", &cookie), ("origin", "http://evil.example")]);
+    assert!(code == 403 && body.contains("CSRF"), "{code}");
+    let api_assign = "http://10.77.0.1:8080/api/v1/assign";
+    let jsontype = ("content-type", "application/json");
+    assert_eq!(curl_with(host1, dir.path(), "POST", api_assign, Some(br#"{"target":"default","image":"lab"}"#), &[jsontype]).0, 403);
+    assert!(script(&mac0).contains("no image"), "nothing changed");
+    let (code, body) = curl_with(host1, dir.path(), "POST", api_assign, Some(br#"{"target":"default","image":"nosuch"}"#), &[jsontype, ("authorization", &bearer)]);
+    assert!(code == 400 && body.contains("there is no image nosuch; images: lab"), "{code} {body}");
+    let (code, body) = curl_with(host1, dir.path(), "POST", api_assign, Some(br#"{"target":"default","image":"lab"}"#), &[jsontype, ("authorization", &bearer)]);
+    assert!(code == 200 && body.contains("default image: elchos → lab"), "{code} {body}");
+    assert!(script(&mac0).contains("boots lab version 3"), "the default for everyone");
+    let lines = get_json(&lan.server, dir.path(), "http://127.0.0.1:8080/api/v1/assignments");
+    assert_eq!(lines[0], json!({"target": "default", "kind": "default", "image": "lab", "assigned": true}), "{lines}");
+    drop(browser);
 
     // `[http] dashboard = "token"`: the boot network reads nothing without the token; the
     // server itself still does; machines still report.

@@ -397,13 +397,13 @@ fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() 
     assert!(lines.first().is_some_and(|l| l.starts_with("elchOS, built by swarmboot image build")), "{status}");
     assert_eq!(lines[1..], ["active", "active", "active", "ro", "1", "/etc/ssh/ssh_host_ed25519_key"], "{status}");
 
-    // `boot IMAGE`: the server assigns the image to the MAC (its config gains the rule, the
-    // running server reloads it), and the node is told and acknowledges.
+    // `boot IMAGE`: the server assigns the image to the MAC (the state directory's
+    // assignments gain it, the running server reloads), and the node is told and acknowledges.
     let sent = lan.server.command(swarmboot_lab::bin("swarmboot")).args(["node", "command", macs[0], "boot", "elchos", "--config"]).arg(&server.config).output().unwrap();
     let sent = String::from_utf8_lossy(&sent.stdout).into_owned() + &String::from_utf8_lossy(&sent.stderr);
     assert!(sent.contains("reloads its config") && sent.contains("goes out with its next check-in"), "{sent}");
-    let config = std::fs::read_to_string(&server.config).unwrap();
-    assert!(config.contains(&format!("mac = \"{}\"", macs[0])) && config.contains("image = \"elchos\""), "{config}");
+    let assigned = std::fs::read_to_string(d.join("state/assignments.toml")).unwrap();
+    assert!(assigned.contains(&format!("\"{}\" = \"elchos\"", macs[0])), "{assigned}");
     crate::adc::wait_until("the boot command acknowledged", 3 * INTERVAL, &no_log, || {
         server.cli(&["node", "show", macs[0]]).ok().filter(|s| s.contains("boot elchos next time: done")).map(|_| ())
     });

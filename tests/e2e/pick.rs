@@ -1,6 +1,7 @@
 //! The image picker and `swarmboot assign` against a running server: a machine got an address,
 //! the admin assigns it another image, and the boot script the server renders for that MAC
-//! names the new image (the server reloaded its config; no restart).
+//! names the new image (the server reloaded; no restart). Assignments go to the state
+//! directory's `assignments.toml`; the admin's config is left as it was.
 
 use std::path::Path;
 use std::time::Duration;
@@ -65,6 +66,7 @@ fn the_picker_assigns_an_image_to_a_machine() {
         return;
     }
     let (dir, lan, server, _client) = pick_lab("pick");
+    let config_before = std::fs::read_to_string(&server.config).unwrap();
     assert!(boot_script(&lan, MAC).contains("boots elchos version 1"));
     let bin = swarmboot_lab::bin("swarmboot");
     let socket = format!("sb-pick-{}", std::process::id());
@@ -85,7 +87,7 @@ fn the_picker_assigns_an_image_to_a_machine() {
     t.keys(&["y"]);
     let screen = t.wait_for("Done:");
     let words = screen.split_whitespace().collect::<Vec<_>>().join(" ");
-    assert!(words.contains("new rule (first) → kiosk") && words.contains("reloads its config"), "{screen}");
+    assert!(words.contains(&format!("{MAC}: elchos → kiosk")) && words.contains("reloads its config"), "{screen}");
     eprintln!("{screen}");
     t.keys(&["q"]);
     t.wait_for("PICK-EXIT 0");
@@ -94,8 +96,9 @@ fn the_picker_assigns_an_image_to_a_machine() {
     assert!(script.contains("boots kiosk version 1"), "{script}");
     assert!(boot_script(&lan, "52:54:00:0f:00:02").contains("boots elchos"), "others keep the default");
     assert!(server.log().contains("config reloaded"), "reloaded, not restarted");
-    let text = std::fs::read_to_string(&server.config).unwrap();
-    assert!(text.starts_with("# the admin's notes"), "comments kept:\n{text}");
+    assert_eq!(std::fs::read_to_string(&server.config).unwrap(), config_before, "the admin's config is not touched");
+    let assigned = std::fs::read_to_string(dir.path().join("state/assignments.toml")).unwrap();
+    assert!(assigned.contains(&format!("\"{MAC}\" = \"kiosk\"")), "{assigned}");
     drop(dir);
 }
 
@@ -114,6 +117,12 @@ fn assign_sets_groups_and_the_default_and_pick_needs_a_terminal() {
     let script = boot_script_once_it_says(&lan, MAC, "boots kiosk");
     assert!(script.contains("boots kiosk"), "the default changed: {script}");
     assert!(boot_script(&lan, "02:00:00:00:00:01").contains("boots kiosk"), "the group changed");
+    // Handed back to the config: the default is elchos again, the group still kiosk.
+    let said = server.cli(&["assign", "--unset", "default"]).unwrap();
+    assert!(said.contains("the default: kiosk → elchos (as the config says)"), "{said}");
+    let script = boot_script_once_it_says(&lan, MAC, "boots elchos");
+    assert!(script.contains("boots elchos"), "the default is the config's again: {script}");
+    assert!(boot_script(&lan, "02:00:00:00:00:01").contains("boots kiosk"), "the group keeps its assignment");
     let e = server.cli(&["assign", MAC, "nosuch"]).unwrap_err().to_string();
     assert!(e.contains("there is no image nosuch; images: elchos, kiosk"), "{e}");
     let out = std::process::Command::new(swarmboot_lab::bin("swarmboot")).args(["pick", "--config"]).arg(&server.config).stdin(std::process::Stdio::null()).output().unwrap();

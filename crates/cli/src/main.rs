@@ -56,12 +56,18 @@ enum Command {
     /// verified; with --seed, keep seeding it.
     Fetch(fetch_cmd::FetchArgs),
     /// Choose which image machines boot: one MAC, a group (a named `[[boot.client]]` rule or its
-    /// MAC glob), or the default; the config is edited in place and the running server reloaded.
+    /// MAC glob), or the default. Written to `assignments.toml` in the state directory (layered
+    /// over the config's `[boot]`, as the dashboard's images page does) and the running server
+    /// reloaded.
     Assign {
         /// `default`, a MAC address (52:54:00:12:34:56), or a group.
         target: String,
         /// An image in the catalog.
-        image: String,
+        #[arg(required_unless_present = "unset")]
+        image: Option<String>,
+        /// Remove the target's assignment: it boots what the config says again.
+        #[arg(long, conflicts_with = "image")]
+        unset: bool,
     },
     /// Pick which image machines boot, in the terminal (keyboard only, fits 80×24; see --help
     /// for the keys). Without a terminal use `swarmboot assign`.
@@ -108,8 +114,17 @@ fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // Commands that write into the state directory, for handing root's files back afterwards.
-    let touches_state =
-        matches!(cli.command, Command::Leases { .. } | Command::Node { .. } | Command::Image { .. } | Command::Stub { .. } | Command::Key { .. } | Command::Token { .. });
+    let touches_state = matches!(
+        cli.command,
+        Command::Assign { .. }
+            | Command::Pick(_)
+            | Command::Leases { .. }
+            | Command::Node { .. }
+            | Command::Image { .. }
+            | Command::Stub { .. }
+            | Command::Key { .. }
+            | Command::Token { .. }
+    );
     let config = cli.config;
     // Root's changes in a state directory the service owns take the owner's identity, so a
     // link the service planted there leads nowhere it could not write itself.
@@ -125,7 +140,11 @@ fn main() -> std::process::ExitCode {
         Command::Serve => serve_cmd::serve(&config),
         Command::Setup(args) => setup::run(&config, args),
         Command::Pick(args) => pick::run(&config, args),
-        Command::Assign { target, image } => assign::apply(&config, &assign::Target::parse(&target), &image).map(|said| println!("{said}")),
+        Command::Assign { target, image, unset } => match image {
+            Some(image) if !unset => assign::apply(&config, &assign::Target::parse(&target), &image),
+            _ => assign::unset(&config, &assign::Target::parse(&target)),
+        }
+        .map(|said| println!("{said}")),
         Command::CheckConfig => serve_cmd::check_config(&config),
         Command::Leases { json } => leases_cmd::run(&config, json),
         Command::Node { action } => node_cmd::run(&config, action),

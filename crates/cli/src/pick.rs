@@ -6,7 +6,6 @@
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
@@ -210,41 +209,43 @@ pub fn draw(f: &mut ratatui::Frame, p: &Picker) {
         f.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }).block(Block::new().borders(Borders::ALL).title(title.to_string())), r);
     };
     if let Some((target, image)) = &p.confirm {
-        popup(f, format!("Assign {image} to {target}?\n\nThe config is changed and the server reloaded.\n\ny: yes   n: no"), " Confirm ");
+        popup(f, format!("Assign {image} to {target}?\n\nThe assignment is written (as `swarmboot assign` does) and the server reloaded.\n\ny: yes   n: no"), " Confirm ");
     } else if p.help {
         popup(f, KEYS_HELP.to_string(), " Keys ");
     }
 }
 
-/// The lists, from the config, the catalog, the leases and the server's tracker.
+/// The lists, from the config and its assignments, the catalog, the leases, and the running
+/// server's `/api/v1/images` (how many machines are in each image's swarm).
 fn load(config_path: &Path) -> anyhow::Result<(Vec<ImageRow>, Vec<TargetRow>)> {
     let cfg = Config::load(config_path)?;
     let catalog = swarmboot_image::Catalog::new(&cfg.server.state_dir);
+    let in_swarm = swarm_sizes(&cfg);
     let mut images = Vec::new();
     for name in catalog.names()? {
         if let Some(m) = catalog.latest(&name)? {
             let bytes = m.files.iter().map(|f| f.size).sum();
-            let nodes = nodes_in_swarm(&cfg, &m);
+            let nodes = in_swarm.as_ref().map(|n| n.get(&name).copied().unwrap_or(0));
             images.push(ImageRow { name, version: m.version, bytes, nodes });
         }
     }
-    let rules = cfg.image_rules()?;
+    let assignments = swarmboot_config::Assignments::load(&cfg.server.state_dir)?;
+    let rules = cfg.image_rules(&assignments)?;
     let boots = |mac: &str| rules.image_for(mac).unwrap_or("(nothing)").to_string();
-    let mut targets = vec![TargetRow {
-        target: Target::Default,
-        label: "default".into(),
-        detail: "all others".into(),
-        boots: cfg.boot.default_image.clone().unwrap_or_else(|| "(nothing)".into()),
-    }];
+    let mut targets = Vec::new();
     let mut macs = BTreeSet::new();
-    for c in &cfg.boot.client {
-        let glob = c.mac.contains(['*', '?', '[']);
-        if glob || c.name.is_some() {
-            let label = c.name.clone().unwrap_or_else(|| c.mac.clone());
-            let detail = if c.name.is_some() { c.mac.clone() } else { "group".into() };
-            targets.push(TargetRow { target: Target::Group(label.clone()), label, detail, boots: c.image.clone() });
-        } else {
-            macs.insert((c.mac.to_ascii_lowercase(), String::new()));
+    for line in cfg.assigned(&assignments) {
+        let by = if line.by_tool { " (assigned)" } else { "" };
+        let image = line.image.clone().unwrap_or_else(|| "(nothing)".into());
+        match &line.target {
+            Target::Default => targets.push(TargetRow { target: Target::Default, label: "default".into(), detail: format!("all others{by}"), boots: image }),
+            Target::Group(label) => {
+                let detail = if line.glob.as_deref() == Some(label.as_str()) { "group".to_string() } else { line.glob.clone().unwrap_or_default() };
+                targets.push(TargetRow { target: line.target.clone(), label: label.clone(), detail: format!("{detail}{by}"), boots: image })
+            }
+            Target::Mac(mac) => {
+                macs.insert((mac.clone(), String::new()));
+            }
         }
     }
     // Machines the DHCP server knows (authoritative mode).
@@ -260,22 +261,42 @@ fn load(config_path: &Path) -> anyhow::Result<(Vec<ImageRow>, Vec<TargetRow>)> {
     Ok((images, targets))
 }
 
-/// Machines in the image's swarm: the tracker's peers for its root filesystem (or first file),
-/// without the server's own seed. `None` when the server does not answer.
-fn nodes_in_swarm(cfg: &Config, m: &swarmboot_image::Manifest) -> Option<u32> {
-    let file = m.file(swarmboot_image::Role::Rootfs).or_else(|| m.files.first())?;
-    let hash = hex::decode(file.info_hash.as_ref()?).ok()?;
-    let escaped = swarmboot_urls::escape(&hash);
-    let url = swarmboot_urls::Urls::new(&format!("http://{}:{}", cfg.server.address.ip, cfg.http.port())).scrape(&format!("info_hash={escaped}"));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-    let body = rt.block_on(swarmboot_fetch::http::get(&url, None, 1 << 16, Duration::from_millis(800))).ok()?;
-    let v = swarmboot_torrent::bencode::decode(&body).ok()?;
-    let files = v.get("files")?;
-    let swarmboot_torrent::bencode::Value::Dict(d) = files else { return None };
-    // The tracker answered but does not track it (yet): nobody is in its swarm.
-    let Some((_, e)) = d.iter().next() else { return Some(0) };
-    let n = e.get("complete")?.as_int()? + e.get("incomplete")?.as_int()?;
-    Some((n - i64::from(cfg.swarm.seed)).max(0) as u32)
+/// `/api/v1/images` as the picker reads it.
+#[derive(serde::Deserialize)]
+struct ImageAnswer {
+    name: String,
+    latest: u32,
+    versions: Vec<VersionAnswer>,
+}
+#[derive(serde::Deserialize)]
+struct VersionAnswer {
+    version: u32,
+    files: Vec<FileAnswer>,
+}
+#[derive(serde::Deserialize)]
+struct FileAnswer {
+    role: String,
+    seeds: u32,
+    fetching: u32,
+}
+
+/// Machines in each image's swarm (its latest root image, else its first file: seeds and
+/// fetchers, as the server's tracker counts them, without the server's own seed); `None`: the
+/// server did not answer.
+fn swarm_sizes(cfg: &Config) -> Option<std::collections::HashMap<String, u32>> {
+    let url = format!("{}{}", crate::local_server::url(cfg), swarmboot_urls::routes::IMAGES);
+    let images: Vec<ImageAnswer> = crate::local_server::get_json(&url).ok()?;
+    Some(
+        images
+            .into_iter()
+            .map(|i| {
+                let files = i.versions.into_iter().find(|v| v.version == i.latest).map(|v| v.files).unwrap_or_default();
+                let file = files.iter().find(|f| f.role == "rootfs").or(files.first());
+                let n = file.map_or(0, |f| (f.seeds + f.fetching).saturating_sub(u32::from(cfg.swarm.seed)));
+                (i.name, n)
+            })
+            .collect(),
+    )
 }
 
 pub fn run(config: &Path, _args: PickArgs) -> anyhow::Result<()> {

@@ -9,9 +9,13 @@
 //! addresses, networks, pools, `Seconds`, MACs), `validation` (every [`Problem`], by key);
 //! this file loads, parses and builds what other crates need from it.
 //!
+//! `assignments`: which image a target boots as the tools set it (`<state_dir>/assignments.toml`,
+//! layered over `[boot]`; [`Config::image_rules`] builds the layered rules).
+//!
 //! What it does not do: read network interfaces (the server passes the interface's prefix in)
-//! or open files other than the one it is asked to load.
+//! or open files other than the config and the assignments file.
 
+mod assignments;
 mod schema;
 mod validation;
 mod values;
@@ -22,6 +26,7 @@ use swarmboot_dhcp::{BootSettings, Mode, Reservation, Settings, Subnet};
 
 use crate::values::masked;
 
+pub use assignments::*;
 pub use schema::*;
 pub use validation::Problem;
 pub use values::*;
@@ -55,22 +60,6 @@ impl Config {
             return Err(ConfigError::Invalid { path: path.into(), problems });
         }
         Ok(cfg)
-    }
-
-    /// `[boot]`'s image rules for the boot planner.
-    pub fn image_rules(&self) -> Result<swarmboot_bootplan::ImageRules, ConfigError> {
-        let mut clients = Vec::new();
-        let mut problems = Vec::new();
-        for (i, c) in self.boot.client.iter().enumerate() {
-            match swarmboot_bootplan::ClientRule::new(&c.mac, &c.image) {
-                Ok(r) => clients.push(r.with_mode(c.mode.map(Into::into))),
-                Err(e) => problems.push(Problem { key: format!("boot.client[{i}].mac"), message: e.to_string() }),
-            }
-        }
-        if !problems.is_empty() {
-            return Err(ConfigError::Invalid { path: self.path.clone(), problems });
-        }
-        Ok(swarmboot_bootplan::ImageRules { default_image: self.boot.default_image.clone(), default_mode: self.boot.mode.into(), clients })
     }
 
     /// The base of every URL a machine is given after its boot script.

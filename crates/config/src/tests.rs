@@ -173,7 +173,7 @@ fn the_installed_configs_commented_settings_are_a_valid_config() {
     assert!(cfg.is_configured());
     assert_eq!(cfg.dhcp.mode, DhcpMode::Authoritative);
     cfg.dhcp_settings(24).unwrap();
-    assert_eq!(cfg.image_rules().unwrap().image_for("52:54:00:01:02:03"), Some("elchos"));
+    assert_eq!(cfg.image_rules(&Default::default()).unwrap().image_for("52:54:00:01:02:03"), Some("elchos"));
 }
 
 #[test]
@@ -188,7 +188,7 @@ fn without_an_interface_only_dhcp_off_is_accepted_and_an_address_goes_with_an_in
 #[test]
 fn boot_rules_are_read_and_bad_globs_named() {
     let text = format!("{EXAMPLE}[boot]\ndefault_image = \"elchos\"\n[[boot.client]]\nmac = \"52:54:00:*\"\nimage = \"vm\"\n");
-    let rules = parse(&text).unwrap().image_rules().unwrap();
+    let rules = parse(&text).unwrap().image_rules(&Default::default()).unwrap();
     assert_eq!(rules.image_for("52:54:00:01:02:03"), Some("vm"));
     assert_eq!(rules.image_for("02:00:00:01:02:03"), Some("elchos"));
     let e = err(&text.replace("52:54:00:*", "52:54:[00"));

@@ -8,8 +8,9 @@
   const status = document.getElementById("status");
   if (!live) return;
   const every = 2000;
+  // A form's answer (at the form's address) names the page it shows in data-src.
   function url() {
-    const u = new URL(window.location.href);
+    const u = new URL(live.dataset.src || window.location.href, window.location.href);
     u.searchParams.set("fragment", "1");
     return u.toString();
   }

@@ -33,6 +33,8 @@ pub fn read_routes() -> Router<AppState> {
         .route(routes::IMAGES, get(images))
         .route(routes::LEASES, get(leases))
         .route(routes::SERVER, get(server))
+        .route(routes::ASSIGNMENTS, get(assignments))
+        .route(routes::ASSIGN, post(assign).layer(axum::extract::DefaultBodyLimit::max(4096)))
         .route(routes::OPENAPI, get(openapi))
 }
 
@@ -285,6 +287,62 @@ async fn server(State(s): State<AppState>) -> Response {
     }
 }
 
+/// `/api/v1/assignments`: who boots what (the config's `[boot]` with the assignments over it).
+async fn assignments(State(s): State<AppState>) -> Response {
+    match tokio::task::spawn_blocking(move || crate::assign::assignments_view(&s)).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "assignments task failed\n").into_response(),
+    }
+}
+
+/// `POST /api/v1/assign`'s body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssignBody {
+    /// `default`, a group, or a MAC.
+    target: String,
+    /// The image; absent with `unset`.
+    #[serde(default)]
+    image: Option<String>,
+    #[serde(default)]
+    unset: bool,
+}
+
+/// Assigns an image as `swarmboot assign` does: the admin token (bearer), or the server itself.
+async fn assign(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: axum::http::HeaderMap, body: axum::body::Bytes) -> Response {
+    let a = crate::dashboard::asker(&s, &headers, peer);
+    if let Err(refused) = crate::admin::may_act(&a) {
+        tracing::warn!(%peer, "assignment refused: {refused}");
+        return (StatusCode::FORBIDDEN, format!("{refused}\n")).into_response();
+    }
+    let body: AssignBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("the body is {{\"target\": \"default|GROUP|MAC\", \"image\": \"NAME\"}} or {{\"target\": …, \"unset\": true}}: {e}\n"))
+                .into_response()
+        }
+    };
+    let image = match (body.image, body.unset) {
+        (Some(i), false) => Some(i),
+        (None, true) => None,
+        _ => return (StatusCode::BAD_REQUEST, "give either \"image\" or \"unset\": true\n").into_response(),
+    };
+    let target = swarmboot_config::Target::parse(&body.target);
+    let done = tokio::task::spawn_blocking(move || crate::assign::assign(&s, &target, image.as_deref())).await;
+    match done {
+        Ok(Ok(said)) => {
+            info!(%peer, %said, "assigned through the API");
+            Json(serde_json::json!({ "said": said })).into_response()
+        }
+        Ok(Err(e)) => {
+            let status = if e.is_request_error() { StatusCode::BAD_REQUEST } else { StatusCode::INTERNAL_SERVER_ERROR };
+            (status, format!("{e}\n")).into_response()
+        }
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "assign task failed\n").into_response(),
+    }
+}
+
 /// The API's description (OpenAPI 3).
 async fn openapi() -> Response {
     ([(axum::http::header::CONTENT_TYPE, "application/json")], crate::dashboard::OPENAPI).into_response()
@@ -311,6 +369,9 @@ mod tests {
             routes::CHECKIN,
             routes::ORDERS,
             routes::MACHINE_COMMAND,
+            routes::ASSIGNMENTS,
+            routes::ASSIGN,
+            routes::IMAGES_ASSIGN,
         ]
         .into_iter()
         .collect();

@@ -45,13 +45,14 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route(routes::IMAGES_PAGE, get(images_page))
         .route(routes::SERVER_PAGE, get(server_page))
         .route(routes::MACHINE_COMMAND, axum::routing::post(machine_command))
+        .route(routes::IMAGES_ASSIGN, axum::routing::post(images_assign))
         .merge(crate::api::read_routes())
         .layer(axum::middleware::from_fn_with_state(state, read_gate));
     Router::new().merge(gated).route(routes::LOGIN, get(login_page).post(login)).route(routes::LOGOUT, axum::routing::post(logout)).route(routes::ASSET, get(asset))
 }
 
 /// What a request shows about its sender (the CSRF field is the action's to check).
-fn asker(s: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Asker {
+pub(crate) fn asker(s: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Asker {
     let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).is_some_and(|t| s.admin.matches(t));
     let cookie = cookie_token(headers).is_some_and(|t| s.admin.matches(&t));
     let browser = headers.contains_key(header::ORIGIN) || headers.contains_key(header::COOKIE) || headers.keys().any(|k| k.as_str().starts_with("sec-fetch-"));
@@ -458,19 +459,147 @@ fn action(a: &swarmboot_checkin::command::Action) -> String {
     a.to_string()
 }
 
-async fn images_page(State(s): State<AppState>, Query(q): Query<PageQuery>) -> Response {
+async fn images_page(State(s): State<AppState>, Query(q): Query<PageQuery>, headers: HeaderMap) -> Response {
+    let signed_in = cookie_token(&headers).is_some_and(|t| s.admin.matches(&t));
+    images_response(s, q.fragment.is_some(), signed_in, String::new(), StatusCode::OK).await
+}
+
+/// The images page, with `notice` (what an assignment did) above it.
+async fn images_response(s: AppState, fragment: bool, signed_in: bool, notice: String, status: StatusCode) -> Response {
     let state = s.clone();
-    let view = match tokio::task::spawn_blocking(move || crate::api::images_view(&state)).await {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => return html(StatusCode::INTERNAL_SERVER_ERROR, page("Images", "Images", &format!("<p class=\"error\">The catalog: {}</p>", escape(&e)), "")),
+    let done = tokio::task::spawn_blocking(move || (crate::api::images_view(&state), crate::assign::assignments_view(&state))).await;
+    let (view, assigned) = match done {
+        Ok((Ok(v), a)) => (v, a),
+        Ok((Err(e), _)) => return html(StatusCode::INTERNAL_SERVER_ERROR, page("Images", "Images", &format!("<p class=\"error\">The catalog: {}</p>", escape(&e)), "")),
         Err(_) => return html(StatusCode::INTERNAL_SERVER_ERROR, "images task failed\n".into()),
     };
     let stub = s.catalog.stub().ok().flatten();
     let live = images_live(&view, stub.as_ref().map(|st| st.release.as_str()));
-    if q.fragment.is_some() {
+    if fragment {
         return html(StatusCode::OK, live);
     }
-    html(StatusCode::OK, page("Images", "Images", "", &live))
+    // Who boots what stays out of the live part (a refresh would wipe what is typed).
+    let machines: Vec<String> = s.fleet.read(|f, _| f.machines().map(|m| m.mac.to_string()).collect());
+    let names: Vec<&str> = view.iter().map(|i| i.name.as_str()).collect();
+    let intro = format!("{notice}{}", assign_section(&s, assigned, &names, &machines, signed_in));
+    let mut body = page("Images", "Images", &intro, &live);
+    if !notice.is_empty() {
+        // The answer to the form, at the form's address: the live part still comes from here.
+        body = body.replacen("<div id=\"live\">", &format!("<div id=\"live\" data-src=\"{}\">", routes::IMAGES_PAGE), 1);
+    }
+    html(status, body)
+}
+
+/// The default, the groups and the assigned MACs with what each boots; signed in, a form to
+/// assign (the same change as `swarmboot assign`) and a button to hand a target back to the
+/// config.
+fn assign_section(s: &AppState, assigned: Result<Vec<crate::assign::AssignmentView>, String>, images: &[&str], machines: &[String], signed_in: bool) -> String {
+    let lines = match assigned {
+        Ok(l) => l,
+        Err(e) => return format!("<section class=\"assign\"><h2 id=\"assign\">Who boots what</h2><p class=\"error\">{}</p></section>", escape(&e)),
+    };
+    let csrf = s.admin.csrf();
+    let mut out = String::from(
+        "<section class=\"assign\"><h2 id=\"assign\">Who boots what</h2><div class=\"scroll\"><table class=\"assignments\"><thead><tr>\
+         <th scope=\"col\">Machines</th><th scope=\"col\">Boot</th><th scope=\"col\">Set by</th></tr></thead><tbody>",
+    );
+    for l in &lines {
+        let who = match l.kind {
+            "default" => "default <small>(no rule matches)</small>".to_string(),
+            "group" => format!("group {} <small>{}</small>", escape(&l.target), escape(l.glob.as_deref().unwrap_or(""))),
+            _ => format!("<a href=\"/machines/{m}\">{m}</a>", m = escape(&l.target)),
+        };
+        let by = if !l.assigned {
+            "config".to_string()
+        } else if signed_in {
+            format!(
+                "assigned <form method=\"post\" action=\"{}\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                 <input type=\"hidden\" name=\"target\" value=\"{}\"><input type=\"hidden\" name=\"unset\" value=\"1\">\
+                 <button type=\"submit\" aria-label=\"Back to the config for {}\">back to the config</button></form>",
+                routes::IMAGES_ASSIGN,
+                escape(&l.target),
+                escape(&l.target)
+            )
+        } else {
+            "assigned".to_string()
+        };
+        let boots = match l.image.as_deref() {
+            None => "(nothing)".to_string(),
+            Some(i) if images.contains(&i) => escape(i),
+            Some(i) => format!("{} <small class=\"error\">not in the catalog: these machines get no image</small>", escape(i)),
+        };
+        let _ = write!(out, "<tr><th scope=\"row\">{who}</th><td>{boots}</td><td>{by}</td></tr>");
+    }
+    out.push_str("</tbody></table></div>");
+    if !signed_in {
+        let _ = write!(
+            out,
+            "<p><a href=\"{}\">Sign in</a> with the admin token to assign images here (or run <code>swarmboot assign</code> on the server).</p></section>",
+            routes::LOGIN
+        );
+        return out;
+    }
+    out.push_str("<datalist id=\"targets\">");
+    let mut known: Vec<&str> = lines.iter().map(|l| l.target.as_str()).collect();
+    known.extend(machines.iter().map(String::as_str));
+    known.sort_unstable();
+    known.dedup();
+    for t in known {
+        let _ = write!(out, "<option value=\"{}\">", escape(t));
+    }
+    out.push_str("</datalist>");
+    let options: String = images.iter().map(|i| format!("<option>{}</option>", escape(i))).collect();
+    let _ = write!(
+        out,
+        "<form method=\"post\" action=\"{}\" class=\"command\" id=\"assign-form\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <label>Machines: <code>default</code>, a group or a MAC <input name=\"target\" list=\"targets\" required size=\"20\" autocomplete=\"off\"></label> \
+         <label>Boot <select name=\"image\">{options}</select></label> <button type=\"submit\">Assign</button></form>\
+         <p><small>The same change as <code>swarmboot assign</code>: kept in the state directory's <code>assignments.toml</code>, over the config's <code>[boot]</code>; machines boot it from their next start.</small></p></section>",
+        routes::IMAGES_ASSIGN
+    );
+    out
+}
+
+#[derive(Debug, Deserialize)]
+struct AssignForm {
+    target: String,
+    #[serde(default)]
+    image: Option<String>,
+    #[serde(default)]
+    unset: Option<String>,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// An assignment from the images page: the admin token (and a browser's CSRF field), then the
+/// same change as `swarmboot assign`; the page again with what changed.
+async fn images_assign(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, axum::Form(f): axum::Form<AssignForm>) -> Response {
+    let mut a = asker(&s, &headers, peer);
+    a.csrf = !f.csrf.is_empty() && f.csrf == s.admin.csrf();
+    let signed_in = a.cookie;
+    let notice = |class: &str, text: &str| format!("<p class=\"{class}\" role=\"status\">{}</p>", escape(text));
+    if let Err(refused) = admin::may_act(&a) {
+        tracing::warn!(%peer, target = %f.target, "dashboard assignment refused: {refused}");
+        return images_response(s, false, signed_in, notice("error", &refused.to_string()), StatusCode::FORBIDDEN).await;
+    }
+    let target = swarmboot_config::Target::parse(f.target.trim());
+    let image = if f.unset.is_some() { None } else { f.image.clone().filter(|i| !i.is_empty()) };
+    if image.is_none() && f.unset.is_none() {
+        return images_response(s, false, signed_in, notice("error", "pick an image to assign"), StatusCode::BAD_REQUEST).await;
+    }
+    let state = s.clone();
+    let done = tokio::task::spawn_blocking(move || crate::assign::assign(&state, &target, image.as_deref())).await;
+    match done {
+        Ok(Ok(said)) => {
+            tracing::info!(%peer, %said, "assigned from the dashboard");
+            images_response(s, false, signed_in, notice("done", &format!("Done: {said}. Machines boot it from their next start.")), StatusCode::OK).await
+        }
+        Ok(Err(e)) => {
+            let status = if e.is_request_error() { StatusCode::BAD_REQUEST } else { StatusCode::INTERNAL_SERVER_ERROR };
+            images_response(s, false, signed_in, notice("error", &format!("Not assigned: {e}")), status).await
+        }
+        Err(_) => html(StatusCode::INTERNAL_SERVER_ERROR, "assign task failed\n".into()),
+    }
 }
 
 fn images_live(images: &[crate::api::ImageView], stub_release: Option<&str>) -> String {
@@ -535,7 +664,7 @@ pub fn problems(s: &AppState) -> Vec<String> {
     wanted.dedup();
     for name in wanted {
         if let Ok(None) = s.catalog.latest(name) {
-            out.push(format!("The config boots image {name:?}, which the catalog does not have: machines get a script that waits. Add it (`swarmboot image add {name} …` or `swarmboot image build elchos`) or change [boot]."));
+            out.push(format!("The config boots image {name:?}, which the catalog does not have: machines get a script that waits. Add it (`swarmboot image add {name} …` or `swarmboot image build elchos`) or assign another (`swarmboot assign`, the images page) or change [boot]."));
         }
     }
     if rules.default_image.is_none() {

@@ -90,6 +90,8 @@ pub struct ServerFacts {
     /// `authoritative`, `proxy` or `off`.
     pub dhcp: String,
     pub state_dir: std::path::PathBuf,
+    /// The config file (the dashboard's assignments read its `[boot]`).
+    pub config: std::path::PathBuf,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -13,6 +13,7 @@
 pub mod adc_hub;
 pub mod admin;
 pub mod api;
+pub mod assign;
 pub mod dashboard;
 pub mod dhcp_service;
 pub mod fleet;
@@ -180,6 +181,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 Mode::Off => "off".into(),
             },
             state_dir: cfg.server.state_dir.clone(),
+            config: cfg.path.clone(),
         }),
     });
     {
@@ -262,8 +264,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     result
 }
 
+/// The config's boot rules with the tools' assignments (`swarmboot assign`, the dashboard)
+/// layered over them.
 fn boot_config(cfg: &Config) -> anyhow::Result<http::BootConfig> {
-    Ok(http::BootConfig { rules: cfg.image_rules()?, base_url: cfg.base_url() })
+    let assignments = swarmboot_config::Assignments::load(&cfg.server.state_dir)?;
+    Ok(http::BootConfig { rules: cfg.image_rules(&assignments)?, base_url: cfg.base_url() })
 }
 
 /// Re-reads the config for SIGHUP. Interface, addresses, listeners and the TFTP root are not

@@ -28,6 +28,10 @@ pub mod routes {
     pub const EVENTS: &str = "/api/v1/events";
     pub const IMAGES: &str = "/api/v1/images";
     pub const IMAGES_PAGE: &str = "/images";
+    /// Who boots what (GET), and changing it (POST, the admin's).
+    pub const ASSIGNMENTS: &str = "/api/v1/assignments";
+    pub const ASSIGN: &str = "/api/v1/assign";
+    pub const IMAGES_ASSIGN: &str = "/images/assign";
     pub const LEASES: &str = "/api/v1/leases";
     pub const SERVER: &str = "/api/v1/server";
     pub const SERVER_PAGE: &str = "/server";
