@@ -10,33 +10,12 @@ use serde_json::{json, Value};
 use swarmboot_checkin::report::{seal, CheckIn, Disk, Seeding, Share, SIGNATURE_HEADER};
 use swarmboot_lab::clients::Udhcpc;
 use swarmboot_lab::webdriver::Browser;
-use swarmboot_lab::{require_root, Lan, Netns, ScratchDir, Server};
+use swarmboot_lab::{require_root, Lan, Netns, Proc, ScratchDir, Server};
 use swarmboot_manifest::SigningKey;
 
 /// `curl` from inside `ns`: (HTTP status, body).
 pub(crate) fn curl(ns: &Netns, dir: &Path, method: &str, url: &str, body: Option<&[u8]>) -> (u16, String) {
-    curl_with(ns, dir, method, url, body, &[])
-}
-
-/// [`curl`] with request headers (a body that is not JSON names its own content type).
-pub(crate) fn curl_with(ns: &Netns, dir: &Path, method: &str, url: &str, body: Option<&[u8]>, headers: &[(&str, &str)]) -> (u16, String) {
-    let mut cmd = ns.command("curl");
-    cmd.args(["-s", "-S", "-o", "-", "-w", "\n%{http_code}", "-X", method]);
-    if let Some(b) = body {
-        let file = dir.join(format!("curl-{}.body", std::process::id()));
-        std::fs::write(&file, b).unwrap();
-        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
-            cmd.args(["-H", "content-type: application/json"]);
-        }
-        cmd.arg("--data-binary").arg(format!("@{}", file.display()));
-    }
-    for (k, v) in headers {
-        cmd.args(["-H", &format!("{k}: {v}")]);
-    }
-    let out = cmd.arg(url).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or_else(|| panic!("curl {url}: {text}{}", String::from_utf8_lossy(&out.stderr)));
-    (code.trim().parse().unwrap_or_else(|_| panic!("curl {url}: {text}")), body.to_string())
+    ns.curl(dir, method, url, body, &[])
 }
 
 fn get_json(ns: &Netns, dir: &Path, url: &str) -> Value {
@@ -192,9 +171,9 @@ fn the_dashboard_follows_machines_through_their_stages_live_and_shows_hostile_na
     let key = SigningKey::from_seed([31; 32]);
     let (body, sig) = seal(&key, &hostile_checkin(&key, &mac0, 1));
     let checkin_url = "http://10.77.0.1:8080/api/v1/checkin";
-    let (code, reply) = curl_with(host1, dir.path(), "POST", checkin_url, Some(&body), &[(SIGNATURE_HEADER, &sig)]);
+    let (code, reply) = host1.curl(dir.path(), "POST", checkin_url, Some(&body), &[(SIGNATURE_HEADER, &sig)]);
     assert_eq!(code, 403, "a check-in for host 0 from host 1's lease: {reply}");
-    let (code, reply) = curl_with(host0, dir.path(), "POST", checkin_url, Some(&body), &[(SIGNATURE_HEADER, &sig)]);
+    let (code, reply) = host0.curl(dir.path(), "POST", checkin_url, Some(&body), &[(SIGNATURE_HEADER, &sig)]);
     assert_eq!(code, 200, "{reply}");
     let page = format!("http://127.0.0.1:8080/machines/{mac0}");
     browser.goto(&page).unwrap();
@@ -213,11 +192,11 @@ fn the_dashboard_follows_machines_through_their_stages_live_and_shows_hostile_na
     let form = b"action=reboot&csrf=";
     let formtype = ("content-type", "application/x-www-form-urlencoded");
     let command_url = format!("http://10.77.0.1:8080/machines/{mac0}/command");
-    let (code, _) = curl_with(host1, dir.path(), "POST", &command_url, Some(form), &[formtype]);
+    let (code, _) = host1.curl(dir.path(), "POST", &command_url, Some(form), &[formtype]);
     assert_eq!(code, 403, "a command without the token");
     // The cookie without the form's CSRF field (what a page elsewhere could make a browser send).
     let cookie = format!("swarmboot_admin={token}");
-    let (code, body) = curl_with(host1, dir.path(), "POST", &command_url, Some(form), &[formtype, ("cookie", &cookie), ("origin", "http://evil.example")]);
+    let (code, body) = host1.curl(dir.path(), "POST", &command_url, Some(form), &[formtype, ("cookie", &cookie), ("origin", "http://evil.example")]);
     assert!(code == 403 && body.contains("CSRF"), "{code} {body}");
     // Signed in, in the browser: the form, a command, and it waits for the node.
     browser.goto("http://127.0.0.1:8080/login").unwrap();
@@ -229,7 +208,7 @@ fn the_dashboard_follows_machines_through_their_stages_live_and_shows_hostile_na
     browser.screenshot(&shot.join("dashboard-machine.png")).unwrap();
     // With the bearer header (a script, the CLI elsewhere): taken too.
     let bearer = format!("Bearer {token}");
-    let (code, body) = curl_with(host1, dir.path(), "POST", &command_url, Some(b"action=stop-sharing&argument=x"), &[formtype, ("authorization", &bearer)]);
+    let (code, body) = host1.curl(dir.path(), "POST", &command_url, Some(b"action=stop-sharing&argument=x"), &[formtype, ("authorization", &bearer)]);
     assert_eq!(code, 303, "{body}");
     let node = get_json(&lan.server, dir.path(), &format!("http://127.0.0.1:8080/api/v1/machines/{mac0}"))["node"].clone();
     let waiting: Vec<&str> = node["pending"].as_array().unwrap().iter().map(|p| p["action"]["do"].as_str().unwrap()).collect();
@@ -308,7 +287,7 @@ fn the_dashboard_follows_machines_through_their_stages_live_and_shows_hostile_na
     // Every GET the API's description names answers JSON.
     let doc = get_json(&lan.server, dir.path(), &format!("{base}/api/v1/openapi.json"));
     let gets: Vec<&str> = doc["paths"].as_object().unwrap().iter().filter(|(_, p)| p.get("get").is_some()).map(|(k, _)| k.as_str()).collect();
-    assert_eq!(gets.len(), 7, "{gets:?}");
+    assert_eq!(gets.len(), 8, "{gets:?}");
     for path in gets {
         let _ = get_json(&lan.server, dir.path(), &format!("{base}{}", path.replace("{mac}", &mac0)));
     }
@@ -327,6 +306,73 @@ fn the_dashboard_follows_machines_through_their_stages_live_and_shows_hostile_na
     assert!(status.lines().any(|l| l.starts_with(&mac0) && l.contains("lab@3") && l.contains("running")), "{status}");
     let json: Value = serde_json::from_str(&server.cli_in_ns(&["status", "--json", "--stage", "stub"]).unwrap()).unwrap();
     assert_eq!(json["machines"][0]["mac"], mac1.as_str());
+
+    // Real swarms: both machines fetch the image through the swarm (`swarmboot fetch`, the
+    // stub's engine) and keep seeding. The images page sums each image's swarms and charts the
+    // bytes; a machine's page lists its swarms with the peers beside it.
+    let key = server.public_key().unwrap();
+    let mut fetchers = Vec::new();
+    for (i, host) in [host0, host1].into_iter().enumerate() {
+        let stats = dir.path().join(format!("fetched{i}.json"));
+        let mut cmd = host.command(swarmboot_lab::bin("swarmboot"));
+        cmd.args(["fetch", "--server", "http://10.77.0.1:8080", "--image", "lab", "--key", &key, "--seed", "--listen", "0.0.0.0:6881", "--out"])
+            .arg(dir.path().join(format!("fetched{i}")))
+            .arg("--stats")
+            .arg(&stats);
+        fetchers.push((Proc::spawn("swarmboot fetch", &mut cmd, &dir.path().join(format!("fetched{i}.log"))).unwrap(), stats));
+    }
+    for (p, stats) in &mut fetchers {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !stats.exists() {
+            assert!(!p.exited() && std::time::Instant::now() < deadline, "fetch not done:\n{}", p.output());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let st: Value = serde_json::from_str(&std::fs::read_to_string(&*stats).unwrap()).unwrap();
+        assert_eq!(st["from_http"].as_u64(), Some(0), "all through the swarm: {st}");
+    }
+    // Once both announced they have it all (the tracker hears them every few seconds).
+    let mut lab_swarm = Value::Null;
+    for _ in 0..100 {
+        let swarms = get_json(&lan.server, dir.path(), "http://127.0.0.1:8080/api/v1/swarms");
+        lab_swarm = swarms.as_array().unwrap().iter().find(|w| w["name"] == "lab").cloned().unwrap();
+        let v3: Vec<&Value> = lab_swarm["files"].as_array().unwrap().iter().filter(|f| f["version"] == 3).collect();
+        let sent = lab_swarm["seed_uploaded"].as_u64().unwrap() + lab_swarm["peers_uploaded"].as_u64().unwrap();
+        if lab_swarm["machines"] == 2 && v3.len() == 2 && v3.iter().all(|f| f["seeds"] == 2) && sent >= 2 * 300_000 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(lab_swarm["machines"], 2, "{lab_swarm}");
+    let sent = lab_swarm["seed_uploaded"].as_u64().unwrap() + lab_swarm["peers_uploaded"].as_u64().unwrap();
+    assert!(sent >= 2 * 300_000, "two copies went out through the swarm: {lab_swarm}");
+    let file_sum: u64 = lab_swarm["files"].as_array().unwrap().iter().map(|f| f["seed_uploaded"].as_u64().unwrap()).sum();
+    assert_eq!(file_sum, lab_swarm["seed_uploaded"].as_u64().unwrap(), "the image's seed bytes are its files'");
+    let machine = get_json(&lan.server, dir.path(), &format!("http://127.0.0.1:8080/api/v1/machines/{mac0}"));
+    let mine = machine["swarms"].as_array().unwrap();
+    assert_eq!(mine.len(), 2, "kernel and initrd of lab@3: {machine}");
+    assert!(mine.iter().all(|w| w["image"] == "lab@3" && w["left"] == 0), "{machine}");
+    let beside: Vec<String> =
+        mine[0]["peers"].as_array().unwrap().iter().map(|p| if p["server"] == true { "server".into() } else { p["mac"].as_str().unwrap_or("?").to_string() }).collect();
+    let mut want = vec![mac1.clone(), "server".to_string()];
+    want.sort();
+    let mut beside = beside;
+    beside.sort();
+    assert_eq!(beside, want, "the other machine and the server's seed");
+    let pages = Browser::start(Some(&lan.server), &dir.path().join("chromedriver-swarms.log"), 1280, 800).unwrap();
+    pages.goto(&format!("http://127.0.0.1:8080/machines/{mac0}")).unwrap();
+    let rows = pages.eval("return Array.from(document.querySelectorAll('table.swarms tbody tr')).map(r => r.textContent)").unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2, "{rows}");
+    assert!(rows.as_array().unwrap().iter().all(|r| r.as_str().unwrap().contains(&mac1) && r.as_str().unwrap().contains("the server (seed)")), "{rows}");
+    pages.screenshot(&shot.join("dashboard-machine-swarms.png")).unwrap();
+    pages.goto("http://127.0.0.1:8080/images").unwrap();
+    let said = pages.eval("return document.querySelector('section.image p.swarm').textContent").unwrap();
+    assert!(said.as_str().unwrap().starts_with("In its swarms now: 2 machine(s)."), "{said}");
+    assert_eq!(pages.eval("return document.querySelectorAll('section.image figure.swarm svg polyline').length").unwrap(), 2, "the seed's and the machines' lines");
+    pages.screenshot(&shot.join("dashboard-images-swarm.png")).unwrap();
+    drop(pages);
+    for (p, _) in &mut fetchers {
+        p.stop(Duration::from_secs(5));
+    }
 
     // Assigning from the images page, signed in: the same change as `swarmboot assign`, in
     // effect for the machine's next boot script at once; then handed back to the config.
@@ -362,17 +408,17 @@ fn the_dashboard_follows_machines_through_their_stages_live_and_shows_hostile_na
     // written; the API with the bearer header: done.
     let assign_url = "http://10.77.0.1:8080/images/assign";
     let form = b"target=default&image=lab&csrf=";
-    let (code, body) = curl_with(host1, dir.path(), "POST", assign_url, Some(form), &[formtype]);
+    let (code, body) = host1.curl(dir.path(), "POST", assign_url, Some(form), &[formtype]);
     assert!(code == 403 && body.contains("admin token"), "{code}");
-    let (code, body) = curl_with(host1, dir.path(), "POST", assign_url, Some(form), &[formtype, ("cookie", &cookie), ("origin", "http://evil.example")]);
+    let (code, body) = host1.curl(dir.path(), "POST", assign_url, Some(form), &[formtype, ("cookie", &cookie), ("origin", "http://evil.example")]);
     assert!(code == 403 && body.contains("CSRF"), "{code}");
     let api_assign = "http://10.77.0.1:8080/api/v1/assign";
     let jsontype = ("content-type", "application/json");
-    assert_eq!(curl_with(host1, dir.path(), "POST", api_assign, Some(br#"{"target":"default","image":"lab"}"#), &[jsontype]).0, 403);
+    assert_eq!(host1.curl(dir.path(), "POST", api_assign, Some(br#"{"target":"default","image":"lab"}"#), &[jsontype]).0, 403);
     assert!(script(&mac0).contains("no image"), "nothing changed");
-    let (code, body) = curl_with(host1, dir.path(), "POST", api_assign, Some(br#"{"target":"default","image":"nosuch"}"#), &[jsontype, ("authorization", &bearer)]);
+    let (code, body) = host1.curl(dir.path(), "POST", api_assign, Some(br#"{"target":"default","image":"nosuch"}"#), &[jsontype, ("authorization", &bearer)]);
     assert!(code == 400 && body.contains("there is no image nosuch; images: lab"), "{code} {body}");
-    let (code, body) = curl_with(host1, dir.path(), "POST", api_assign, Some(br#"{"target":"default","image":"lab"}"#), &[jsontype, ("authorization", &bearer)]);
+    let (code, body) = host1.curl(dir.path(), "POST", api_assign, Some(br#"{"target":"default","image":"lab"}"#), &[jsontype, ("authorization", &bearer)]);
     assert!(code == 200 && body.contains("default image: elchos → lab"), "{code} {body}");
     assert!(script(&mac0).contains("boots lab version 3"), "the default for everyone");
     let lines = get_json(&lan.server, dir.path(), "http://127.0.0.1:8080/api/v1/assignments");
@@ -389,7 +435,7 @@ fn the_dashboard_follows_machines_through_their_stages_live_and_shows_hostile_na
     assert_eq!(code, 303, "to the sign-in page");
     let (code, body) = curl(host1, dir.path(), "GET", "http://10.77.0.1:8080/api/v1/fleet", None);
     assert!(code == 401 && body.contains("swarmboot token show"), "{code} {body}");
-    let (code, _) = curl_with(host1, dir.path(), "GET", "http://10.77.0.1:8080/api/v1/fleet", None, &[("authorization", &bearer)]);
+    let (code, _) = host1.curl(dir.path(), "GET", "http://10.77.0.1:8080/api/v1/fleet", None, &[("authorization", &bearer)]);
     assert_eq!(code, 200);
     assert_eq!(curl(&lan.server, dir.path(), "GET", "http://127.0.0.1:8080/api/v1/fleet", None).0, 200);
     let (code, _) = curl(host0, dir.path(), "POST", api, Some(&report(&mac0, "running", "system", 100 << 20)));
@@ -400,8 +446,8 @@ fn the_dashboard_follows_machines_through_their_stages_live_and_shows_hostile_na
     let cfg = std::fs::read_to_string(&server.config).unwrap().replace("dashboard = \"token\"", "dashboard = \"off\"");
     std::fs::write(&server.config, cfg).unwrap();
     server.restart(&lan.server).unwrap();
-    assert_eq!(curl_with(host1, dir.path(), "GET", "http://10.77.0.1:8080/api/v1/fleet", None, &[("authorization", &bearer)]).0, 404);
-    assert_eq!(curl_with(host1, dir.path(), "GET", "http://10.77.0.1:8080/", None, &[("cookie", &cookie)]).0, 404);
+    assert_eq!(host1.curl(dir.path(), "GET", "http://10.77.0.1:8080/api/v1/fleet", None, &[("authorization", &bearer)]).0, 404);
+    assert_eq!(host1.curl(dir.path(), "GET", "http://10.77.0.1:8080/", None, &[("cookie", &cookie)]).0, 404);
     assert_eq!(curl(&lan.server, dir.path(), "GET", "http://127.0.0.1:8080/api/v1/fleet", None).0, 200);
     assert!(server.cli_in_ns(&["status"]).unwrap().contains("machine(s)"));
     drop((c0, c1));

@@ -98,6 +98,11 @@ fn debian_switch_root_reaches_multi_user_seeds_under_systemd_and_reboots_through
     }
     assert_eq!(browser.eval("return window.keptSinceLoad").unwrap(), 1, "the page was never reloaded");
     browser.screenshot(&swarmboot_lab::browser::screenshot_dir().join("dashboard-two-vms.png")).unwrap();
+    // The images page: deb12's swarm and its chart of the boots' bytes.
+    browser.goto("http://127.0.0.1:8080/images").unwrap();
+    let said = browser.eval("return document.querySelector('section.image p.swarm').textContent").unwrap();
+    assert!(said.as_str().unwrap().contains("machines sent each other"), "{said}");
+    browser.screenshot(&swarmboot_lab::browser::screenshot_dir().join("dashboard-images-two-vms.png")).unwrap();
 }
 
 /// VM1 up, VM2 from VM1 alone, VM1 rebooted (the body of the test above, while the
@@ -163,6 +168,32 @@ fn boot_two_then_reboot(lan: &Lan, dir: &std::path::Path, server: &mut Server) {
     eprintln!("vm2: {verified}");
     assert!(verified.contains("(0 MiB of it from the server's seed), 0 MiB over HTTP"), "{verified}");
     assert_eq!(server.metric("swarmboot_seed_uploaded_bytes_total").unwrap(), 0, "the server did not seed");
+    // The server's view of that swarm: the image's bytes went machine to machine (vm1's
+    // announces say what it sent; the samples chart it), and vm2's page names vm1 beside it.
+    let asked = Instant::now();
+    let deb12 = loop {
+        let swarms: serde_json::Value = serde_json::from_str(&server.get("/api/v1/swarms").unwrap()).unwrap();
+        let w = swarms.as_array().unwrap().iter().find(|w| w["name"] == "deb12").cloned().unwrap();
+        let charted = w["peers_per_sec"].as_array().unwrap().iter().any(|p| p.as_f64().unwrap() > 0.0);
+        if (w["peers_uploaded"].as_u64().unwrap() > 0 && charted) || asked.elapsed() > Duration::from_secs(40) {
+            break w;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    let rates = |k: &str| deb12[k].as_array().unwrap().iter().map(|p| p.as_f64().unwrap()).collect::<Vec<f64>>();
+    eprintln!(
+        "deb12's swarm as the server saw it: {} machine(s), the seed sent {} B, machines sent each other {} B; machines' bytes per second over {} samples: peak {:.0}",
+        deb12["machines"],
+        deb12["seed_uploaded"],
+        deb12["peers_uploaded"],
+        rates("peers_per_sec").len() + 1,
+        rates("peers_per_sec").iter().copied().fold(0.0, f64::max)
+    );
+    assert_eq!(deb12["seed_uploaded"].as_u64(), Some(0), "{deb12}");
+    assert!(deb12["peers_uploaded"].as_u64().unwrap() > 0 && rates("peers_per_sec").iter().any(|p| *p > 0.0), "machine to machine, charted: {deb12}");
+    let vm2_page: serde_json::Value = serde_json::from_str(&server.get("/api/v1/machines/52:54:00:5d:01:02").unwrap()).unwrap();
+    let beside: Vec<&str> = vm2_page["swarms"].as_array().unwrap().iter().flat_map(|w| w["peers"].as_array().unwrap().iter().filter_map(|p| p["mac"].as_str())).collect();
+    assert!(beside.contains(&"52:54:00:5d:01:01"), "vm1 beside vm2 in its swarms: {}", vm2_page["swarms"]);
     drop(vm2);
 
     // A reboot: the seeder stops at once, the machine goes back through PXE.

@@ -77,19 +77,9 @@ fn post(ns: &Netns, dir: &Path, body: &[u8], signature: Option<&str>) -> (u16, S
     post_to(ns, dir, "/api/v1/checkin", body, &headers)
 }
 
-/// POSTs `body` to the server's `path` with curl from inside `ns`; (HTTP status, body).
+/// POSTs `body` (JSON) to the server's `path` from inside `ns`; (HTTP status, body).
 fn post_to(ns: &Netns, dir: &Path, path: &str, body: &[u8], headers: &[(&str, &str)]) -> (u16, String) {
-    let file = dir.join("post.json");
-    std::fs::write(&file, body).unwrap();
-    let mut cmd = ns.command("curl");
-    cmd.args(["-s", "-S", "-o", "-", "-w", "\n%{http_code}", "-X", "POST", "-H", "content-type: application/json", "--data-binary"]).arg(format!("@{}", file.display()));
-    for (k, v) in headers {
-        cmd.args(["-H", &format!("{k}: {v}")]);
-    }
-    let out = cmd.arg(format!("http://127.0.0.1:8080{path}")).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or_else(|| panic!("curl: {text}{}", String::from_utf8_lossy(&out.stderr)));
-    (code.trim().parse().unwrap(), body.to_string())
+    ns.curl(dir, "POST", &format!("http://127.0.0.1:8080{path}"), Some(body), headers)
 }
 
 #[test]

@@ -150,6 +150,11 @@ pub struct MachineView {
     pub machine: Row,
     pub boots: Vec<BootView>,
     pub node: Option<serde_json::Value>,
+    /// The swarms it is in, as the server's tracker heard it (filled in by the server).
+    pub swarms: Option<serde_json::Value>,
+    /// Its addresses: where it was seen and every live lease.
+    #[serde(skip)]
+    pub addresses: Vec<std::net::Ipv4Addr>,
 }
 
 impl MachineView {
@@ -160,6 +165,9 @@ impl MachineView {
             boots.push(BootView::of(b, ends));
             ends = b.started_ms;
         }
-        MachineView { machine: Row::of(m, now_ms, fleet), boots, node: None }
+        let mut addresses: Vec<std::net::Ipv4Addr> = m.ip().into_iter().chain(m.live_leases(now_ms)).collect();
+        addresses.sort_unstable();
+        addresses.dedup();
+        MachineView { machine: Row::of(m, now_ms, fleet), boots, node: None, swarms: None, addresses }
     }
 }

@@ -60,6 +60,28 @@ impl Netns {
         c
     }
 
+    /// An HTTP request with `curl` from inside the namespace: (status, body). A body is sent
+    /// from a file in `scratch`, as JSON unless `headers` name a content type.
+    pub fn curl(&self, scratch: &std::path::Path, method: &str, url: &str, body: Option<&[u8]>, headers: &[(&str, &str)]) -> (u16, String) {
+        let mut cmd = self.command("curl");
+        cmd.args(["-s", "-S", "-o", "-", "-w", "\n%{http_code}", "-X", method]);
+        if let Some(b) = body {
+            let file = scratch.join(format!("curl-{}-{}.body", self.name, std::process::id()));
+            std::fs::write(&file, b).expect("writing a request body in the scratch directory");
+            if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+                cmd.args(["-H", "content-type: application/json"]);
+            }
+            cmd.arg("--data-binary").arg(format!("@{}", file.display()));
+        }
+        for (k, v) in headers {
+            cmd.args(["-H", &format!("{k}: {v}")]);
+        }
+        let out = cmd.arg(url).output().expect("running curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or_else(|| panic!("curl {url}: {text}{}", String::from_utf8_lossy(&out.stderr)));
+        (code.trim().parse().unwrap_or_else(|_| panic!("curl {url}: {text}")), body.to_string())
+    }
+
     /// `cmd` (program, arguments, environment), run inside the namespace.
     pub fn wrap(&self, cmd: &Command) -> Command {
         let mut c = self.command(cmd.get_program());

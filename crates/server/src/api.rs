@@ -33,6 +33,7 @@ pub fn read_routes() -> Router<AppState> {
         .route(routes::IMAGES, get(images))
         .route(routes::LEASES, get(leases))
         .route(routes::SERVER, get(server))
+        .route(routes::SWARMS, get(swarms))
         .route(routes::ASSIGNMENTS, get(assignments))
         .route(routes::ASSIGN, post(assign).layer(axum::extract::DefaultBodyLimit::max(4096)))
         .route(routes::OPENAPI, get(openapi))
@@ -109,7 +110,10 @@ pub fn machine_view(s: &AppState, mac: &str) -> Result<MachineView, (StatusCode,
 
 async fn machine(State(s): State<AppState>, Path(mac): Path<String>) -> Response {
     match machine_view(&s, &mac) {
-        Ok(v) => Json(v).into_response(),
+        Ok(mut v) => {
+            v.swarms = serde_json::to_value(crate::swarms::machine_swarms(&s, &v.addresses)).ok();
+            Json(v).into_response()
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -287,6 +291,15 @@ async fn server(State(s): State<AppState>) -> Response {
     }
 }
 
+/// `/api/v1/swarms`: each image's swarms, per file and summed, with the last hour's bytes.
+async fn swarms(State(s): State<AppState>) -> Response {
+    match tokio::task::spawn_blocking(move || crate::swarms::swarms_view(&s)).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("the catalog: {e}\n")).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "swarms task failed\n").into_response(),
+    }
+}
+
 /// `/api/v1/assignments`: who boots what (the config's `[boot]` with the assignments over it).
 async fn assignments(State(s): State<AppState>) -> Response {
     match tokio::task::spawn_blocking(move || crate::assign::assignments_view(&s)).await {
@@ -369,6 +382,7 @@ mod tests {
             routes::CHECKIN,
             routes::ORDERS,
             routes::MACHINE_COMMAND,
+            routes::SWARMS,
             routes::ASSIGNMENTS,
             routes::ASSIGN,
             routes::IMAGES_ASSIGN,

@@ -342,7 +342,8 @@ async fn machine_page(State(s): State<AppState>, Path(mac): Path<String>, Query(
     };
     let now = crate::fleet::now_ms();
     let node = s.nodes.get(&view.machine.mac, now / 1000);
-    let live = machine_live(&view, node.as_ref(), now);
+    let swarms = crate::swarms::machine_swarms(&s, &view.addresses);
+    let live = machine_live(&view, node.as_ref(), &swarms, now);
     if q.fragment.is_some() {
         return html(StatusCode::OK, live);
     }
@@ -364,7 +365,7 @@ async fn machine_page(State(s): State<AppState>, Path(mac): Path<String>, Query(
     html(StatusCode::OK, page(&format!("Machine {}", view.machine.mac), "", &format!("<p><a href=\"/\">← the fleet</a></p>{actions}"), &live))
 }
 
-fn machine_live(v: &MachineView, node: Option<&(Node, &str)>, now_ms: u64) -> String {
+fn machine_live(v: &MachineView, node: Option<&(Node, &str)>, swarms: &[crate::swarms::MachineSwarm], now_ms: u64) -> String {
     let r = &v.machine;
     let mut out = String::from("<dl class=\"facts\">");
     let mut fact = |k: &str, val: String| {
@@ -386,7 +387,60 @@ fn machine_live(v: &MachineView, node: Option<&(Node, &str)>, now_ms: u64) -> St
     for (i, b) in v.boots.iter().enumerate() {
         out.push_str(&boot_table(b, i == 0));
     }
+    out.push_str(&swarm_section(swarms));
     out.push_str(&node_section(node));
+    out
+}
+
+/// Peers a machine's page names per swarm (the API lists more).
+const PEERS_SHOWN: usize = 12;
+
+/// The swarms a machine is in (the tracker's view): the file, how much it has, what it sent
+/// and got, and the peers beside it (machines linked).
+fn swarm_section(swarms: &[crate::swarms::MachineSwarm]) -> String {
+    let mut out = String::from("<h2>Swarms</h2>");
+    if swarms.is_empty() {
+        out.push_str("<p>In no swarm the tracker knows now (it has not announced, or went quiet).</p>");
+        return out;
+    }
+    out.push_str(
+        "<div class=\"scroll\"><table class=\"swarms\"><thead><tr><th scope=\"col\">File</th><th scope=\"col\">Has</th><th scope=\"col\">Sent</th>\
+         <th scope=\"col\">Got</th><th scope=\"col\">Heard</th><th scope=\"col\">Peers beside it</th></tr></thead><tbody>",
+    );
+    for w in swarms {
+        let has = if w.left == 0 { "all".to_string() } else { format!("{} of {}", bytes(w.size.saturating_sub(w.left)), bytes(w.size)) };
+        let mut peers: Vec<String> = w
+            .peers
+            .iter()
+            .take(PEERS_SHOWN)
+            .map(|p| {
+                let who = match (&p.mac, p.server) {
+                    (_, true) => "the server".to_string(),
+                    (Some(m), _) => format!("<a href=\"/machines/{m}\">{m}</a>", m = escape(m)),
+                    (None, _) => escape(&p.address),
+                };
+                if p.left == 0 {
+                    format!("{who} (seed)")
+                } else {
+                    who
+                }
+            })
+            .collect();
+        if w.peer_count > PEERS_SHOWN {
+            peers.push(format!("and {} more", w.peer_count - PEERS_SHOWN));
+        }
+        let _ = write!(
+            out,
+            "<tr><th scope=\"row\">{} {}</th><td>{has}</td><td>{}</td><td>{}</td><td>{} ago</td><td>{}</td></tr>",
+            escape(&w.image),
+            escape(&w.role),
+            bytes(w.uploaded),
+            bytes(w.downloaded),
+            duration(w.last_seen_secs * 1000),
+            if peers.is_empty() { "none".into() } else { peers.join(", ") }
+        );
+    }
+    out.push_str("</tbody></table></div>");
     out
 }
 
@@ -467,14 +521,14 @@ async fn images_page(State(s): State<AppState>, Query(q): Query<PageQuery>, head
 /// The images page, with `notice` (what an assignment did) above it.
 async fn images_response(s: AppState, fragment: bool, signed_in: bool, notice: String, status: StatusCode) -> Response {
     let state = s.clone();
-    let done = tokio::task::spawn_blocking(move || (crate::api::images_view(&state), crate::assign::assignments_view(&state))).await;
-    let (view, assigned) = match done {
-        Ok((Ok(v), a)) => (v, a),
-        Ok((Err(e), _)) => return html(StatusCode::INTERNAL_SERVER_ERROR, page("Images", "Images", &format!("<p class=\"error\">The catalog: {}</p>", escape(&e)), "")),
+    let done = tokio::task::spawn_blocking(move || (crate::api::images_view(&state), crate::assign::assignments_view(&state), crate::swarms::swarms_view(&state))).await;
+    let (view, assigned, swarms) = match done {
+        Ok((Ok(v), a, w)) => (v, a, w.unwrap_or_default()),
+        Ok((Err(e), _, _)) => return html(StatusCode::INTERNAL_SERVER_ERROR, page("Images", "Images", &format!("<p class=\"error\">The catalog: {}</p>", escape(&e)), "")),
         Err(_) => return html(StatusCode::INTERNAL_SERVER_ERROR, "images task failed\n".into()),
     };
     let stub = s.catalog.stub().ok().flatten();
-    let live = images_live(&view, stub.as_ref().map(|st| st.release.as_str()));
+    let live = images_live(&view, &swarms, stub.as_ref().map(|st| st.release.as_str()));
     if fragment {
         return html(StatusCode::OK, live);
     }
@@ -602,7 +656,7 @@ async fn images_assign(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo
     }
 }
 
-fn images_live(images: &[crate::api::ImageView], stub_release: Option<&str>) -> String {
+fn images_live(images: &[crate::api::ImageView], swarms: &[crate::swarms::ImageSwarm], stub_release: Option<&str>) -> String {
     let mut out = match stub_release {
         Some(r) => format!("<p>Swarm-mode machines boot the stub built for kernel {}.</p>", escape(r)),
         None => "<p class=\"error\">No stub is built (<code>swarmboot stub build</code>): machines boot images directly over HTTP.</p>".into(),
@@ -619,6 +673,9 @@ fn images_live(images: &[crate::api::ImageView], stub_release: Option<&str>) -> 
             n = escape(&i.name),
             l = i.latest
         );
+        if let Some(w) = swarms.iter().find(|w| w.name == i.name) {
+            out.push_str(&swarm_summary(w));
+        }
         for v in &i.versions {
             let files: Vec<String> = v.files.iter().map(|f| format!("{} {}: {} / {}", escape(&f.role), bytes(f.size), f.seeds, f.fetching)).collect();
             let machines = |n: usize, stage: &str| if n == 0 { "0".to_string() } else { format!("<a href=\"/?image={}&amp;stage={stage}\">{n}</a>", escape(&i.name)) };
@@ -744,6 +801,41 @@ fn server_live(s: &AppState) -> String {
     out.push_str("</div><h2>Leases</h2>");
     out.push_str(&leases_table(s, now));
     out
+}
+
+/// An image's swarms in a line and a chart: machines in them, what the seed and the machines
+/// sent since start, and over the last hour.
+fn swarm_summary(w: &crate::swarms::ImageSwarm) -> String {
+    let share = w.from_peers_share.map(|p| format!(" ({:.0}% of it machine to machine)", p * 100.0)).unwrap_or_default();
+    let (seed_now, peers_now) = (w.seed_per_sec.last().copied().unwrap_or(0.0), w.peers_per_sec.last().copied().unwrap_or(0.0));
+    let label = format!("bytes per second over the last hour: the server's seed now {}/s, machines now {}/s", bytes(seed_now as u64), bytes(peers_now as u64));
+    format!(
+        "<p class=\"swarm\">In its swarms now: <b>{}</b> machine(s). Since the server started: the server's seed sent {}, machines sent each other {}{share}.</p>\
+         <figure class=\"chart swarm\"><figcaption><span class=\"key seed\">server's seed</span> now {}/s · <span class=\"key peers\">machines</span> now {}/s, the last hour</figcaption>{}</figure>",
+        w.machines,
+        bytes(w.seed_uploaded),
+        bytes(w.peers_uploaded),
+        bytes(seed_now as u64),
+        bytes(peers_now as u64),
+        two_lines(&w.seed_per_sec, &w.peers_per_sec, &label)
+    )
+}
+
+/// Two lines on one scale (the seed's, the machines'), as [`sparkline`] draws one.
+fn two_lines(seed: &[f64], peers: &[f64], label: &str) -> String {
+    let (w, h) = (crate::history::KEPT as f64, 40.0);
+    let peak = seed.iter().chain(peers).copied().fold(0.0, f64::max).max(f64::MIN_POSITIVE);
+    let line = |points: &[f64], class: &str| {
+        let start = w - points.len() as f64;
+        let coords: Vec<String> = points.iter().enumerate().map(|(i, v)| format!("{:.1},{:.1}", start + i as f64, h - 1.0 - (v / peak) * (h - 2.0))).collect();
+        format!("<polyline class=\"{class}\" points=\"{}\"/>", coords.join(" "))
+    };
+    format!(
+        "<svg class=\"spark\" viewBox=\"0 0 {w} {h}\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"{}\">{}{}</svg>",
+        escape(label),
+        line(seed, "seed"),
+        line(peers, "peers")
+    )
 }
 
 /// A small line chart (inline SVG, no script): `points` scaled to the highest.

@@ -113,7 +113,11 @@ impl FleetState {
     /// A check-in the registry took.
     pub fn checked_in(&self, from: IpAddr, mac: Mac, image: &str, uploaded: u64, leaving: bool) {
         if let Some(ip) = v4(from) {
-            let _ = lock(&self.fleet).check_in(now_ms(), ip, mac, image, uploaded, leaving);
+            // The source was checked before the registry took it; the table may have filled
+            // up since (then the machine is not shown, and the refusal is counted).
+            if let Err(e) = lock(&self.fleet).check_in(now_ms(), ip, mac, image, uploaded, leaving) {
+                tracing::warn!(%mac, %ip, "the fleet did not take a check-in the registry took: {e}");
+            }
         }
     }
 

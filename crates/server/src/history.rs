@@ -14,8 +14,20 @@ pub const EVERY: Duration = Duration::from_secs(10);
 /// Samples kept: an hour.
 pub const KEPT: usize = 360;
 
+/// Images whose swarm bytes each sample keeps (the first by name).
+pub const MAX_IMAGES: usize = 32;
+
+/// What one image's swarms moved since start: the server's seed's uploads and what the machines
+/// reported uploading, over all its files.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImageBytes {
+    pub name: String,
+    pub seed_uploaded: u64,
+    pub peers_uploaded: u64,
+}
+
 /// What one sample holds: counters (totals since start) and gauges (machines by stage now).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Sample {
     pub at_ms: u64,
     pub dhcp_received: u64,
@@ -30,6 +42,9 @@ pub struct Sample {
     pub reports: u64,
     pub machines_booting: u64,
     pub machines_running: u64,
+    /// Per image (at most [`MAX_IMAGES`]); `/api/v1/swarms` shows them, not `/api/v1/server`.
+    #[serde(skip)]
+    pub images: Vec<ImageBytes>,
 }
 
 /// A counter or gauge of [`Sample`], by name, for charts and the API.
@@ -74,7 +89,7 @@ impl History {
 
     /// Oldest first.
     pub fn samples(&self) -> Vec<Sample> {
-        lock(&self.samples).iter().copied().collect()
+        lock(&self.samples).iter().cloned().collect()
     }
 }
 
@@ -85,22 +100,40 @@ pub fn points(series: &Series, samples: &[Sample]) -> Vec<f64> {
     if !series.counter {
         return samples.iter().map(|s| (series.get)(s) as f64).collect();
     }
+    rates(samples, series.get)
+}
+
+/// One image's swarm bytes as rates per second: (the server's seed, the machines), one point
+/// fewer than samples; an image missing from a sample counts as nothing moved.
+pub fn image_points(name: &str, samples: &[Sample]) -> (Vec<f64>, Vec<f64>) {
+    let of = |s: &Sample| s.images.iter().find(|i| i.name == name).cloned().unwrap_or_default();
+    (rates(samples, |s| of(s).seed_uploaded), rates(samples, |s| of(s).peers_uploaded))
+}
+
+/// A counter's rate per second between consecutive samples (one that went down — a restart —
+/// counts from zero).
+fn rates(samples: &[Sample], get: impl Fn(&Sample) -> u64) -> Vec<f64> {
     samples
         .windows(2)
         .map(|w| {
-            let (a, b) = ((series.get)(&w[0]), (series.get)(&w[1]));
+            let (a, b) = (get(&w[0]), get(&w[1]));
             let secs = (w[1].at_ms.saturating_sub(w[0].at_ms) as f64 / 1000.0).max(0.001);
             (if b >= a { b - a } else { b }) as f64 / secs
         })
         .collect()
 }
 
-/// Takes a sample every [`EVERY`] until `shutdown`.
-pub async fn run(history: std::sync::Arc<History>, sample: impl Fn() -> Sample + Send + 'static, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    history.push(sample());
+/// Takes a sample every [`EVERY`] until `shutdown` (off the async workers: a sample reads the
+/// catalog).
+pub async fn run(history: std::sync::Arc<History>, sample: impl Fn() -> Sample + Send + Sync + 'static, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let sample = std::sync::Arc::new(sample);
     loop {
+        let take = sample.clone();
+        if let Ok(s) = tokio::task::spawn_blocking(move || take()).await {
+            history.push(s);
+        }
         tokio::select! {
-            _ = tokio::time::sleep(EVERY) => history.push(sample()),
+            _ = tokio::time::sleep(EVERY) => {}
             _ = shutdown.changed() => return Ok(()),
         }
     }
@@ -129,5 +162,17 @@ mod tests {
         let kept = h.samples();
         assert_eq!((kept.len(), kept[0].announces), (KEPT, 5));
         assert!(SERIES.iter().all(|s| !s.name.is_empty()));
+    }
+
+    #[test]
+    fn an_images_bytes_chart_as_rates_and_a_missing_image_as_nothing() {
+        let with = |sec: u64, images: Vec<(&str, u64, u64)>| Sample {
+            at_ms: sec * 1000,
+            images: images.into_iter().map(|(n, s, p)| ImageBytes { name: n.into(), seed_uploaded: s, peers_uploaded: p }).collect(),
+            ..Default::default()
+        };
+        let samples = [with(0, vec![("a", 0, 0)]), with(10, vec![("a", 1000, 100), ("b", 5, 5)]), with(20, vec![("a", 1000, 5100)])];
+        assert_eq!(image_points("a", &samples), (vec![100.0, 0.0], vec![10.0, 500.0]));
+        assert_eq!(image_points("b", &samples), (vec![0.5, 0.0], vec![0.5, 0.0]), "b left the catalog: from zero");
     }
 }

@@ -370,11 +370,7 @@ fn not_found(s: &AppState) -> Response {
 /// Prometheus text format.
 async fn metrics(State(s): State<AppState>) -> String {
     let swarm = SwarmCounters::read(s.seeder.as_deref(), s.tracker.as_deref());
-    render_metrics(&s.dhcp, &s.tftp, &s.http, &swarm, &s.nodes, &s.nodes.summary(unix_now()), &s.fleet)
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    render_metrics(&s.dhcp, &s.tftp, &s.http, &swarm, &s.nodes, &s.nodes.summary(crate::fleet::now_ms() / 1000), &s.fleet)
 }
 
 /// A node's check-in: its reply (interval, commands) as JSON; 400 for a check-in that cannot
@@ -383,7 +379,7 @@ fn unix_now() -> u64 {
 async fn checkin(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: axum::http::HeaderMap, body: axum::body::Bytes) -> Response {
     let signature = headers.get(swarmboot_checkin::report::SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
     let (nodes, fleet) = (s.nodes.clone(), s.fleet.clone());
-    let now = unix_now();
+    let now = crate::fleet::now_ms() / 1000;
     let done = tokio::task::spawn_blocking(move || {
         // The registry checks the MAC reads as one; a MAC the fleet cannot read binds nothing.
         let admit = |mac: &str| mac.parse().map_or(Ok(()), |mac| fleet.check_source(peer.ip(), mac));
@@ -419,7 +415,7 @@ async fn order(State(s): State<AppState>, headers: axum::http::HeaderMap, body: 
     use swarmboot_checkin::order::OrderError;
     use swarmboot_checkin::registry::CommandError;
     let signature = headers.get(swarmboot_checkin::order::SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let (nodes, key, now) = (s.nodes.clone(), s.key.clone(), unix_now());
+    let (nodes, key, now) = (s.nodes.clone(), s.key.clone(), crate::fleet::now_ms() / 1000);
     let done = tokio::task::spawn_blocking(move || nodes.order(&body, signature.as_deref(), &key, now)).await;
     let failure = match done {
         Ok(Ok(queued)) => {

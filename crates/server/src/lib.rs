@@ -25,6 +25,7 @@ pub mod node_store;
 pub mod nodes;
 pub mod seeder;
 mod sqlite;
+pub mod swarms;
 pub mod tftp_service;
 
 use std::sync::Arc;
@@ -156,6 +157,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     };
     let node_store = node_store::NodeStore::open(&cfg.server.state_dir)?;
     let nodes = Arc::new(nodes::Nodes::open(registry_cfg, node_store)?);
+    let catalog_for_history = catalog.clone();
     let app = http::router(http::AppState {
         dhcp: dhcp_stats.clone(),
         tftp: tftp_stats.clone(),
@@ -185,8 +187,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }),
     });
     {
-        let (dhcp, tftp, web, seeder, tracker, fleet) =
-            (dhcp_stats.clone(), tftp_stats.clone(), http_stats.clone(), seeder.clone(), cfg.swarm.tracker.then(|| tracker.clone()), fleet.clone());
+        let (dhcp, tftp, web, seeder, tracker, fleet, catalog) =
+            (dhcp_stats.clone(), tftp_stats.clone(), http_stats.clone(), seeder.clone(), cfg.swarm.tracker.then(|| tracker.clone()), fleet.clone(), catalog_for_history);
         let sample = move || {
             let l = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
             let swarm = http::SwarmCounters::read(seeder.as_deref(), tracker.as_deref());
@@ -206,6 +208,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 reports: fc.reports,
                 machines_booting: count(swarmboot_fleet::Stage::is_transient),
                 machines_running: count(|s| s == swarmboot_fleet::Stage::Running),
+                images: swarms::image_bytes(&catalog, tracker.as_deref(), seeder.as_deref()),
             }
         };
         tasks.spawn(history::run(history.clone(), sample, stop_rx.clone()));
@@ -258,7 +261,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     let swarm = http::SwarmCounters::read(seeder.as_deref(), None);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = fleet::now_ms() / 1000;
     let summary = http::render_metrics(&dhcp_stats, &tftp_stats, &http_stats, &swarm, &nodes, &nodes.summary(now), &fleet);
     info!(metrics = %summary.lines().filter(|l| !l.starts_with('#') && !l.ends_with(" 0")).collect::<Vec<_>>().join(", "), "final counters");
     result

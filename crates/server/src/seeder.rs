@@ -105,6 +105,11 @@ impl Seeder {
         running + self.uploaded_by_stopped.load(Ordering::Relaxed)
     }
 
+    /// Payload bytes the server's seed has uploaded of each file it seeds now, by info hash.
+    pub fn uploaded_by_file(&self) -> std::collections::HashMap<[u8; 20], u64> {
+        lock(&self.seeds).values().filter_map(|s| s.engine.as_ref().map(|e| (s.info_hash, e.progress().totals.uploaded))).collect()
+    }
+
     /// Files served by the tracker (and seeded, when seeding).
     pub fn files(&self) -> usize {
         lock(&self.seeds).len()

@@ -18,7 +18,7 @@ pub mod table;
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-pub use table::{PeerTable, TrackerConfig};
+pub use table::{PeerTable, PeerView, TrackerConfig};
 
 /// An announce from raw query bytes to reply bytes: a malformed request or a refused one
 /// gets a bencoded `failure reason` saying why.

@@ -63,6 +63,7 @@ struct SwarmEntry {
     peers: HashMap<SocketAddrV4, PeerEntry>,
     first_seen: Option<Instant>,
     completed: u64,
+    reported: ReportedTotals,
 }
 
 /// What peers said they moved, summed over every announce (a peer's counters are
@@ -92,6 +93,18 @@ pub enum Refusal {
     UnknownTorrent,
     #[error("swarm is full")]
     SwarmFull,
+}
+
+/// One peer of a swarm, as the tracker last heard it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerView {
+    pub address: SocketAddrV4,
+    /// Bytes it still lacks (0: it seeds).
+    pub left: u64,
+    /// What it reported moving in this swarm (cumulative, its own counters).
+    pub uploaded: u64,
+    pub downloaded: u64,
+    pub last_seen: Instant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -162,8 +175,11 @@ impl PeerTable {
         }
         let (up_before, down_before) = known.unwrap_or((0, 0));
         let grown = |now: u64, before: u64| now.checked_sub(before).unwrap_or(now);
-        self.reported.uploaded = self.reported.uploaded.saturating_add(grown(req.uploaded, up_before));
-        self.reported.downloaded = self.reported.downloaded.saturating_add(grown(req.downloaded, down_before));
+        let (up, down) = (grown(req.uploaded, up_before), grown(req.downloaded, down_before));
+        for totals in [&mut self.reported, &mut swarm.reported] {
+            totals.uploaded = totals.uploaded.saturating_add(up);
+            totals.downloaded = totals.downloaded.saturating_add(down);
+        }
         match req.event {
             Event::Stopped => {
                 swarm.peers.remove(&key);
@@ -212,10 +228,39 @@ impl PeerTable {
         self.reported
     }
 
+    /// Bytes peers reported uploading and downloading in one swarm since start (`None`: not
+    /// served here).
+    pub fn reported_in(&self, info_hash: &[u8; 20]) -> Option<ReportedTotals> {
+        self.swarms.get(info_hash).map(|s| s.reported)
+    }
+
+    /// Up to `max` peers of one swarm, those still fetching first (fewest bytes left first),
+    /// then seeds.
+    pub fn peers_of(&self, info_hash: &[u8; 20], max: usize) -> Vec<PeerView> {
+        let Some(s) = self.swarms.get(info_hash) else { return vec![] };
+        let mut v: Vec<PeerView> = s.peers.iter().map(|(a, p)| view(*a, p)).collect();
+        v.sort_by_key(|p| (p.left == 0, p.left, p.address));
+        v.truncate(max);
+        v
+    }
+
+    /// The swarms an address is a peer of (any port), with its entry in each; at most `max`.
+    pub fn swarms_of(&self, address: Ipv4Addr, max: usize) -> Vec<([u8; 20], PeerView)> {
+        let mut v: Vec<([u8; 20], PeerView)> =
+            self.swarms.iter().flat_map(|(h, s)| s.peers.iter().filter(|(a, _)| *a.ip() == address).map(move |(a, p)| (*h, view(*a, p)))).collect();
+        v.sort_by_key(|(h, p)| (*h, p.address));
+        v.truncate(max);
+        v
+    }
+
     /// Every served info hash.
     pub fn info_hashes(&self) -> Vec<[u8; 20]> {
         self.swarms.keys().copied().collect()
     }
+}
+
+fn view(address: SocketAddrV4, p: &PeerEntry) -> PeerView {
+    PeerView { address, left: p.left, uploaded: p.uploaded, downloaded: p.downloaded, last_seen: p.last_seen }
 }
 
 #[cfg(test)]
@@ -253,6 +298,34 @@ mod tests {
         let unknown = AnnounceRequest { info_hash: [1; 20], ..with(4, 1000, 1000, Event::Started) };
         assert!(t.announce(&unknown, ip(4), now).is_err());
         assert_eq!(t.reported(), ReportedTotals { uploaded: 379, downloaded: 1014 }, "refused announces count nothing");
+        assert_eq!(t.reported_in(&HASH), Some(t.reported()), "one swarm: its totals are all");
+        assert_eq!(t.reported_in(&[1; 20]), None);
+    }
+
+    /// Per swarm: its own totals, its peers (fetching first), and an address's swarms.
+    #[test]
+    fn each_swarm_keeps_its_totals_and_its_peers_can_be_listed() {
+        let mut t = PeerTable::new(TrackerConfig::default(), 1);
+        let other = [7u8; 20];
+        t.allow(HASH);
+        t.allow(other);
+        let now = Instant::now();
+        let at = |h: [u8; 20], n, left, up| AnnounceRequest { info_hash: h, uploaded: up, ..req(n, left, Event::Started) };
+        t.announce(&at(HASH, 1, 0, 500), ip(1), now).unwrap();
+        t.announce(&at(HASH, 2, 70, 10), ip(2), now).unwrap();
+        t.announce(&at(HASH, 3, 30, 0), ip(3), now).unwrap();
+        t.announce(&at(other, 2, 5, 1), ip(2), now).unwrap();
+        assert_eq!(t.reported_in(&HASH).unwrap().uploaded, 510);
+        assert_eq!(t.reported_in(&other).unwrap().uploaded, 1);
+        assert_eq!(t.reported().uploaded, 511);
+        let peers: Vec<(Ipv4Addr, u64)> = t.peers_of(&HASH, 10).iter().map(|p| (*p.address.ip(), p.left)).collect();
+        assert_eq!(peers, [(ip(3), 30), (ip(2), 70), (ip(1), 0)], "fetching first, nearest done first, then seeds");
+        assert_eq!(t.peers_of(&HASH, 1).len(), 1, "bounded");
+        assert!(t.peers_of(&[1; 20], 10).is_empty());
+        let of2: Vec<[u8; 20]> = t.swarms_of(ip(2), 10).iter().map(|(h, _)| *h).collect();
+        assert_eq!(of2, [other, HASH]);
+        assert_eq!(t.swarms_of(ip(2), 10)[1].1.uploaded, 10);
+        assert!(t.swarms_of(ip(9), 10).is_empty());
     }
 
     #[test]

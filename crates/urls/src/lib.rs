@@ -28,6 +28,7 @@ pub mod routes {
     pub const EVENTS: &str = "/api/v1/events";
     pub const IMAGES: &str = "/api/v1/images";
     pub const IMAGES_PAGE: &str = "/images";
+    pub const SWARMS: &str = "/api/v1/swarms";
     /// Who boots what (GET), and changing it (POST, the admin's).
     pub const ASSIGNMENTS: &str = "/api/v1/assignments";
     pub const ASSIGN: &str = "/api/v1/assign";
