@@ -810,9 +810,10 @@ fn swarm_summary(w: &crate::swarms::ImageSwarm) -> String {
     let (seed_now, peers_now) = (w.seed_per_sec.last().copied().unwrap_or(0.0), w.peers_per_sec.last().copied().unwrap_or(0.0));
     let label = format!("bytes per second over the last hour: the server's seed now {}/s, machines now {}/s", bytes(seed_now as u64), bytes(peers_now as u64));
     format!(
-        "<p class=\"swarm\">In its swarms now: <b>{}</b> machine(s). Since the server started: the server's seed sent {}, machines sent each other {}{share}.</p>\
+        "<p class=\"swarm\">In its swarms now: <b>{}</b> machine(s){}. Since the server started: the server's seed sent {}, machines sent each other {}{share}.</p>\
          <figure class=\"chart swarm\"><figcaption><span class=\"key seed\">server's seed</span> now {}/s · <span class=\"key peers\">machines</span> now {}/s, the last hour</figcaption>{}</figure>",
         w.machines,
+        w.fetching_percent.map(|p| format!(", {} of them fetching ({p}% done)", w.fetching)).unwrap_or_default(),
         bytes(w.seed_uploaded),
         bytes(w.peers_uploaded),
         bytes(seed_now as u64),

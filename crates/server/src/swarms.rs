@@ -78,6 +78,10 @@ pub struct ImageSwarm {
     pub name: String,
     /// Machines in any of its swarms (by address; the server's seed not counted).
     pub machines: usize,
+    /// Of them, those still fetching a file, and how far they are over the files they fetch
+    /// (0–100; `null`: nobody is fetching).
+    pub fetching: usize,
+    pub fetching_percent: Option<u8>,
     pub seed_uploaded: u64,
     pub peers_uploaded: u64,
     /// The share of the bytes machines got that came from other machines, since the server
@@ -103,14 +107,21 @@ pub fn swarms_view(s: &AppState) -> Result<Vec<ImageSwarm>, String> {
     let server = server_ip(s);
     let samples = s.history.samples();
     let table = s.tracker.as_deref().map(lock);
-    let mut images: BTreeMap<String, (BTreeSet<Ipv4Addr>, Vec<FileSwarm>)> = BTreeMap::new();
+    // Per image: machines, machines fetching, (bytes they have, bytes they fetch), files.
+    type Acc = (BTreeSet<Ipv4Addr>, BTreeSet<Ipv4Addr>, (u64, u64), Vec<FileSwarm>);
+    let mut images: BTreeMap<String, Acc> = BTreeMap::new();
     for (hash, (image, version, role, size)) in files_by_hash(&manifests) {
         let entry = images.entry(image).or_default();
         let peers = table.as_ref().map(|t| t.peers_of(&hash, usize::MAX)).unwrap_or_default();
         let machines: Vec<_> = peers.iter().filter(|p| Some(*p.address.ip()) != server).collect();
         entry.0.extend(machines.iter().map(|p| *p.address.ip()));
+        for p in machines.iter().filter(|p| p.left > 0) {
+            entry.1.insert(*p.address.ip());
+            entry.2 .0 += size.saturating_sub(p.left);
+            entry.2 .1 += size;
+        }
         let reported = table.as_ref().and_then(|t| t.reported_in(&hash)).unwrap_or_default();
-        entry.1.push(FileSwarm {
+        entry.3.push(FileSwarm {
             version,
             role,
             size,
@@ -126,7 +137,7 @@ pub fn swarms_view(s: &AppState) -> Result<Vec<ImageSwarm>, String> {
     drop(table);
     Ok(images
         .into_iter()
-        .map(|(name, (machines, mut files))| {
+        .map(|(name, (machines, fetching, (have, want), mut files))| {
             files.sort_by(|a, b| b.version.cmp(&a.version).then(a.role.cmp(&b.role)));
             let seed_uploaded = files.iter().map(|f| f.seed_uploaded).sum::<u64>();
             let peers_uploaded = files.iter().map(|f| f.peers_uploaded).sum::<u64>();
@@ -134,6 +145,8 @@ pub fn swarms_view(s: &AppState) -> Result<Vec<ImageSwarm>, String> {
             let (seed_per_sec, peers_per_sec) = history::image_points(&name, &samples);
             ImageSwarm {
                 machines: machines.len(),
+                fetching: fetching.len(),
+                fetching_percent: (want > 0).then(|| (have.saturating_mul(100) / want).min(100) as u8),
                 seed_uploaded,
                 peers_uploaded,
                 from_peers_share: (total > 0).then(|| peers_uploaded as f64 / total as f64),
