@@ -12,6 +12,7 @@ mod fetch;
 mod flood;
 mod http;
 mod ltsp;
+mod namespace;
 mod nodes;
 mod pick;
 mod setup;

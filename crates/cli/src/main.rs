@@ -17,6 +17,7 @@ mod local_server;
 mod node_cmd;
 mod pick;
 mod rootfs_kernel;
+mod search_cmd;
 mod serve_cmd;
 mod setup;
 mod state_owner;
@@ -93,6 +94,9 @@ enum Command {
     /// The fleet at a glance, from the running server: each machine's stage (dhcp, ipxe, stub,
     /// fetching, handover, running, lost), for how long, its image and address.
     Status(status_cmd::StatusArgs),
+    /// Search the files elchOS nodes share: words and filters (size>700M, type:video, ext:iso,
+    /// in:movies); each hit with the nodes that have it and their HTTP/FTP URLs.
+    Search(search_cmd::SearchArgs),
     /// The admin token the dashboard's actions need.
     Token {
         #[command(subcommand)]
@@ -154,6 +158,7 @@ fn main() -> std::process::ExitCode {
         Command::Stub { action } => stub_cmd::run(&config, action),
         Command::Key { action } => key_cmd::run(&config, action),
         Command::Status(args) => status_cmd::run(&config, args),
+        Command::Search(args) => search_cmd::run(&config, args),
         Command::Token { action } => token_cmd::run(&config, action),
     };
     if let Some(cfg) = touches_state.then(|| Config::load(&config).ok()).flatten() {

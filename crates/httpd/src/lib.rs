@@ -4,9 +4,11 @@
 //! hold every file descriptor with idle connections. Here each connection takes a place from
 //! an [`Admission`] (capped per address and in all; over the cap it is closed at once and
 //! counted), and hyper's header read timeout bounds both a request's headers and the idle
-//! time between keep-alive requests. [`html::escape`] is how both make text safe in a page.
+//! time between keep-alive requests. [`html::escape`] is how both make text safe in a page;
+//! [`ranges`] says which bytes a `Range` asks of a file and its content type.
 
 pub mod html;
+pub mod ranges;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -20,6 +20,8 @@ pub struct Browser<'a> {
     ns: Option<&'a Netns>,
     port: u16,
     session: String,
+    /// Chromium's profile directory (removed at the end).
+    profile: std::path::PathBuf,
     _driver: Proc,
 }
 
@@ -66,7 +68,10 @@ impl<'a> Browser<'a> {
     /// Starts chromedriver (in `ns`) and a headless chromium session of `width`×`height`.
     /// `log`: chromedriver's log file.
     pub fn start(ns: Option<&'a Netns>, log: &Path, width: u32, height: u32) -> anyhow::Result<Browser<'a>> {
-        let port = 9515 + (std::process::id() % 500) as u16;
+        // Tests run side by side in one process: each browser its own port and profile.
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = 9515 + ((std::process::id() % 200) * 20 + n % 20) as u16;
         let mut cmd = match ns {
             Some(ns) => ns.command("chromedriver"),
             None => std::process::Command::new("chromedriver"),
@@ -84,7 +89,7 @@ impl<'a> Browser<'a> {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        let profile = std::env::temp_dir().join(format!("swarmboot-chromium-{}-{port}", std::process::id()));
+        let profile = std::env::temp_dir().join(format!("swarmboot-chromium-{}-{n}", std::process::id()));
         let caps = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
@@ -96,7 +101,7 @@ impl<'a> Browser<'a> {
         }}});
         let session = Self::request(ns, port, "POST", "/session", Some(caps)).context("starting a chromium session")?;
         let session = session["sessionId"].as_str().context("no session id")?.to_string();
-        Ok(Browser { ns, port, session, _driver: driver })
+        Ok(Browser { ns, port, session, profile, _driver: driver })
     }
 
     fn request(ns: Option<&Netns>, port: u16, method: &'static str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
@@ -156,6 +161,8 @@ impl<'a> Browser<'a> {
 
 impl Drop for Browser<'_> {
     fn drop(&mut self) {
+        // Ending the session ends chromium; its profile goes with it.
         let _ = Self::request(self.ns, self.port, "DELETE", &format!("/session/{}", self.session), None);
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }

@@ -11,6 +11,8 @@
 //! - [`identity`]: the server and image from the stub's note, the MAC of the boot interface.
 //! - [`share_http`]: HTTP sharing's decisions: request paths, opening beneath a share (the
 //!   kernel refuses links that lead out), ranges, content types, escaped listings.
+//! - [`index_scan`]: a scan of the shares for the fleet's index (walked from each share's
+//!   open directory, never following a link; odd names left out and counted).
 //! - [`checkin_loop`]: when the node checks in, and what it does with a reply (commands through
 //!   the gate once; a reboot acknowledged in a leaving check-in first).
 //! - [`serve`]: the HTTP listener's handlers (status page, JSON, shares) around those decisions.
@@ -23,6 +25,7 @@ pub mod checkin_loop;
 pub mod disks;
 pub mod ftp;
 pub mod identity;
+pub mod index_scan;
 pub mod log_tail;
 pub mod probe;
 pub mod serve;

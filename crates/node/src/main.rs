@@ -28,6 +28,7 @@ mod adc_client;
 mod checkins;
 mod disk_mounts;
 mod ftp_server;
+mod index_loop;
 
 #[derive(Parser)]
 #[command(version, about = "The elchOS node agent: shares this machine's disks read-only and shows its status page")]
@@ -83,6 +84,9 @@ struct Args {
     /// What a `reboot` command runs (after its acknowledgement reached the server).
     #[arg(long, default_value = "systemctl reboot")]
     reboot_command: String,
+    /// Seconds between scans of the shares for the server's index of what the fleet shares.
+    #[arg(long, default_value_t = 30)]
+    index_every: u64,
     /// The host name or address shares are reached at (for their URLs on the page).
     #[arg(long, default_value = "")]
     public_host: String,
@@ -225,6 +229,12 @@ async fn main() -> anyhow::Result<()> {
             };
             tokio::spawn(adc_client::AdcClient { node: node.clone(), run_dir: a.run_dir.clone(), settings, server: server.clone(), hub_port }.run());
         }
+        // The same key, read again from the run directory (a key is not copied in memory).
+        let index_key = swarmboot_manifest::SigningKey::load_or_create(&a.run_dir).with_context(|| format!("reading this boot's key in {}", a.run_dir.display()))?;
+        tokio::spawn(
+            index_loop::IndexLoop { node: node.clone(), server: server.clone(), node_key: index_key, mac: mac.clone(), scan_every: Duration::from_secs(a.index_every.max(1)) }
+                .run(),
+        );
         let agent = checkins::Agent { node: node.clone(), server: server.clone(), server_key, node_key, mac, image, reboot_command: a.reboot_command.clone(), rescan, adc_hub };
         tokio::spawn(agent.run());
     }

@@ -13,9 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use rustix::fs::{fstat, statat, AtFlags, Dir, FileType};
 
-use crate::share_http::{bytes_for, content_type, listing_html, open_beneath, read_chunk, route, Bytes, Entry, Route};
+use crate::share_http::{listing_html, open_beneath, read_chunk, route, Entry, Route};
 use crate::stats::Counters;
 use crate::status::{render_html, Status};
+use swarmboot_httpd::ranges::{bytes_for, content_type, Bytes};
 
 /// Most entries a listing shows (a directory with more is cut, and says so).
 const MAX_LISTING: usize = 10_000;

@@ -1,6 +1,6 @@
 //! The node's HTTP file sharing, as plain functions: what a request path names, opening it
-//! without ever leaving its share, which bytes a `Range` asks for, the content type, and the
-//! directory listing. The async shell wires them to hyper.
+//! without ever leaving its share, and the directory listing (ranges and content types are
+//! `swarmboot_httpd::ranges`'). The async shell wires them to hyper.
 //!
 //! The disks are strangers': a share may hold a link to `/etc/shadow` or `../../..`. Paths are
 //! checked as text (no `..`, no NUL, no empty or dot components) *and* opened with `openat2`
@@ -8,7 +8,6 @@
 //! refuses any resolution that leaves it, whatever links the disk holds; links that stay
 //! inside the share work.
 
-use std::ops::RangeInclusive;
 use std::os::fd::{AsFd, OwnedFd};
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -78,42 +77,6 @@ pub fn open_beneath(root: impl AsFd, path: &[String]) -> std::io::Result<OwnedFd
     Ok(openat2(root, rel.as_str(), OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK, Mode::empty(), ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS)?)
 }
 
-/// What to send of a file of `len` bytes for a `Range` header (`None`: the whole file).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Bytes {
-    Whole,
-    /// 206 with these bytes.
-    Part(RangeInclusive<u64>),
-    /// 416.
-    Unsatisfiable,
-}
-
-/// One range is served as asked; several (rare, multipart) are answered with the whole file;
-/// a header that does not parse is ignored (as RFC 9110 allows); a range that does not fit
-/// the file, or ends before it starts, is answered 416.
-pub fn bytes_for(range: Option<&str>, len: u64) -> Bytes {
-    let Some(h) = range else { return Bytes::Whole };
-    let Ok(parsed) = http_range_header::parse_range_header(h) else { return Bytes::Whole };
-    if len == 0 {
-        return Bytes::Unsatisfiable;
-    }
-    match parsed.validate(len) {
-        Ok(v) if v.len() == 1 => Bytes::Part(v[0].clone()),
-        Ok(_) => Bytes::Whole,
-        Err(_) => Bytes::Unsatisfiable,
-    }
-}
-
-/// The content type for a file name (by its extension; `application/octet-stream` when unknown).
-pub fn content_type(name: &str) -> String {
-    let m = mime_guess::from_path(name).first_or_octet_stream();
-    if m.type_() == "text" {
-        format!("{m}; charset=utf-8")
-    } else {
-        m.to_string()
-    }
-}
-
 /// A directory entry for the listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -159,6 +122,7 @@ mod tests {
     use super::*;
     use std::io::Read;
     use std::os::unix::fs::symlink;
+    use swarmboot_httpd::ranges::content_type;
 
     fn share(s: &str, p: &[&str]) -> Route {
         Route::Share { share: s.into(), path: p.iter().map(|x| x.to_string()).collect() }
@@ -209,20 +173,6 @@ mod tests {
 
     fn libc_exdev() -> i32 {
         rustix::io::Errno::XDEV.raw_os_error()
-    }
-
-    #[test]
-    fn ranges_as_asked_or_the_whole_file() {
-        assert_eq!(bytes_for(None, 100), Bytes::Whole);
-        assert_eq!(bytes_for(Some("bytes=0-9"), 100), Bytes::Part(0..=9));
-        assert_eq!(bytes_for(Some("bytes=90-"), 100), Bytes::Part(90..=99));
-        assert_eq!(bytes_for(Some("bytes=-10"), 100), Bytes::Part(90..=99));
-        assert_eq!(bytes_for(Some("bytes=50-500"), 100), Bytes::Part(50..=99));
-        assert_eq!(bytes_for(Some("bytes=0-1,5-6"), 100), Bytes::Whole);
-        assert_eq!(bytes_for(Some("bytes=200-"), 100), Bytes::Unsatisfiable);
-        assert_eq!(bytes_for(Some("bytes=0-0"), 0), Bytes::Unsatisfiable);
-        assert_eq!(bytes_for(Some("chars=0-1"), 100), Bytes::Whole);
-        assert_eq!(bytes_for(Some("bytes=9-1"), 100), Bytes::Unsatisfiable, "reversed: rejected (RFC 9110 allows ignoring or rejecting)");
     }
 
     #[test]

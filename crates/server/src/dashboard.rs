@@ -27,7 +27,7 @@ use crate::api::FleetQuery;
 use crate::http::AppState;
 
 /// The pages in the navigation: (path, name).
-const NAV: &[(&str, &str)] = &[("/", "Fleet"), ("/images", "Images"), ("/server", "Server"), ("/login", "Sign in")];
+const NAV: &[(&str, &str)] = &[("/", "Fleet"), ("/images", "Images"), ("/files", "Files"), ("/server", "Server"), ("/login", "Sign in")];
 
 const CSS: &str = include_str!("../assets/dashboard.css");
 const JS: &str = include_str!("../assets/dashboard.js");
@@ -47,6 +47,9 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route(routes::MACHINE_COMMAND, axum::routing::post(machine_command))
         .route(routes::IMAGES_ASSIGN, axum::routing::post(images_assign))
         .merge(crate::api::read_routes())
+        .merge(crate::namespace_http::read_routes())
+        .merge(crate::files_page::routes())
+        .merge(crate::webdav::routes())
         .layer(axum::middleware::from_fn_with_state(state, read_gate));
     Router::new().merge(gated).route(routes::LOGIN, get(login_page).post(login)).route(routes::LOGOUT, axum::routing::post(logout)).route(routes::ASSET, get(asset))
 }
@@ -189,7 +192,7 @@ async fn asset(Path(name): Path<String>) -> Response {
 }
 
 /// An HTML response with the dashboard's security headers.
-fn html(status: StatusCode, body: String) -> Response {
+pub(crate) fn html(status: StatusCode, body: String) -> Response {
     let mut r = (status, body).into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
@@ -201,7 +204,7 @@ fn html(status: StatusCode, body: String) -> Response {
 }
 
 /// A whole page: the navigation, `main` (its live part in `#live`), the script.
-fn page(title: &str, current: &str, intro: &str, live: &str) -> String {
+pub(crate) fn page(title: &str, current: &str, intro: &str, live: &str) -> String {
     let mut nav = String::new();
     for (href, name) in NAV {
         let aria = if *name == current { " aria-current=\"page\"" } else { "" };

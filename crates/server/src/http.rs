@@ -79,6 +79,8 @@ pub struct AppState {
     pub history: Arc<crate::history::History>,
     /// What the server page says about this server.
     pub facts: Arc<ServerFacts>,
+    /// The fleet's index of what nodes share.
+    pub namespace: Arc<crate::namespace::Namespace>,
 }
 
 /// What the server page shows that does not change while it runs.
@@ -110,6 +112,7 @@ pub fn router(state: AppState) -> Router {
         .route(routes::CHECKIN, post(checkin).layer(axum::extract::DefaultBodyLimit::max(swarmboot_checkin::report::MAX_CHECKIN_LEN)))
         .route(routes::ORDERS, post(order).layer(axum::extract::DefaultBodyLimit::max(swarmboot_checkin::order::MAX_ORDER_LEN)))
         .merge(crate::api::machine_routes())
+        .merge(crate::namespace_http::machine_routes())
         .merge(crate::dashboard::routes(state.clone()))
         .layer(axum::middleware::from_fn_with_state(state.clone(), heard_from))
         .with_state(state)
@@ -370,7 +373,7 @@ fn not_found(s: &AppState) -> Response {
 /// Prometheus text format.
 async fn metrics(State(s): State<AppState>) -> String {
     let swarm = SwarmCounters::read(s.seeder.as_deref(), s.tracker.as_deref());
-    render_metrics(&s.dhcp, &s.tftp, &s.http, &swarm, &s.nodes, &s.nodes.summary(crate::fleet::now_ms() / 1000), &s.fleet)
+    render_metrics(&s.dhcp, &s.tftp, &s.http, &swarm, &s.nodes, &s.nodes.summary(crate::fleet::now_ms() / 1000), &s.fleet, &s.namespace.stats)
 }
 
 /// A node's check-in: its reply (interval, commands) as JSON; 400 for a check-in that cannot
@@ -459,7 +462,17 @@ impl SwarmCounters {
     }
 }
 
-pub fn render_metrics(d: &DhcpStats, t: &TftpStats, h: &HttpStats, w: &SwarmCounters, n: &Nodes, fleet: &NodeSummary, machines: &crate::fleet::FleetState) -> String {
+#[allow(clippy::too_many_arguments)]
+pub fn render_metrics(
+    d: &DhcpStats,
+    t: &TftpStats,
+    h: &HttpStats,
+    w: &SwarmCounters,
+    n: &Nodes,
+    fleet: &NodeSummary,
+    machines: &crate::fleet::FleetState,
+    ix: &crate::namespace::IndexStats,
+) -> String {
     let (by_stage, fc) = machines.read(|f, _| (f.by_stage(), f.counters()));
     let mut out = String::new();
     let mut counter = |name: &str, help: &str, v: u64| {
@@ -495,6 +508,10 @@ pub fn render_metrics(d: &DhcpStats, t: &TftpStats, h: &HttpStats, w: &SwarmCoun
     counter("swarmboot_peers_downloaded_bytes_total", "Payload bytes machines reported downloading through the swarm, from their announces.", w.peers_downloaded);
     counter("swarmboot_fleet_reports_total", "Stage reports machines sent (the stub, seeders, booted systems).", fc.reports);
     counter("swarmboot_fleet_reports_refused_total", "Stage reports refused: not from the address leased to that MAC, or from one leased to another.", fc.reports_refused);
+    counter("swarmboot_index_batches_total", "Index batches from nodes decided (taken, or answered with the batch expected).", l(&ix.batches));
+    counter("swarmboot_index_batches_refused_total", "Index batches refused: unreadable, forged, not from the node's live key or address, over the bound.", l(&ix.refused));
+    counter("swarmboot_index_entries_changed_total", "Entries added, changed or removed by the index batches taken.", l(&ix.entries_changed));
+    counter("swarmboot_index_searches_total", "Searches of the fleet's files.", l(&ix.searches));
     counter("swarmboot_fleet_full_total", "Machines not recorded because the fleet table was full of machines not lost.", fc.full);
     counter("swarmboot_node_checkins_total", "elchOS node check-ins taken.", l(&n.stats.checkins));
     counter("swarmboot_node_checkins_bad_total", "Check-ins that could not be read or were not signed by the key they name.", l(&n.stats.bad_checkins));

@@ -16,10 +16,14 @@ pub mod api;
 pub mod assign;
 pub mod dashboard;
 pub mod dhcp_service;
+pub mod files_page;
 pub mod fleet;
 pub mod history;
 pub mod http;
+pub mod index_store;
 pub mod lease_store;
+pub mod namespace;
+pub mod namespace_http;
 pub mod netif;
 pub mod node_store;
 pub mod nodes;
@@ -27,6 +31,7 @@ pub mod seeder;
 mod sqlite;
 pub mod swarms;
 pub mod tftp_service;
+pub mod webdav;
 
 use std::sync::Arc;
 
@@ -158,6 +163,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let node_store = node_store::NodeStore::open(&cfg.server.state_dir)?;
     let nodes = Arc::new(nodes::Nodes::open(registry_cfg, node_store)?);
     let catalog_for_history = catalog.clone();
+    let namespace = Arc::new(namespace::Namespace::open(&cfg.server.state_dir).with_context(|| format!("the index in {}", cfg.server.state_dir.display()))?);
     let app = http::router(http::AppState {
         dhcp: dhcp_stats.clone(),
         tftp: tftp_stats.clone(),
@@ -173,6 +179,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         admin: Arc::new(admin::AdminToken::load_or_create(&cfg.server.state_dir).with_context(|| format!("the admin token in {}", cfg.server.state_dir.display()))?),
         dashboard: cfg.http.dashboard,
         history: history.clone(),
+        namespace: namespace.clone(),
         facts: Arc::new(http::ServerFacts {
             started_ms: fleet::now_ms(),
             interface: cfg.server.interface.clone(),
@@ -262,7 +269,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     while tasks.join_next().await.is_some() {}
     let swarm = http::SwarmCounters::read(seeder.as_deref(), None);
     let now = fleet::now_ms() / 1000;
-    let summary = http::render_metrics(&dhcp_stats, &tftp_stats, &http_stats, &swarm, &nodes, &nodes.summary(now), &fleet);
+    let summary = http::render_metrics(&dhcp_stats, &tftp_stats, &http_stats, &swarm, &nodes, &nodes.summary(now), &fleet, &namespace.stats);
     info!(metrics = %summary.lines().filter(|l| !l.starts_with('#') && !l.ends_with(" 0")).collect::<Vec<_>>().join(", "), "final counters");
     result
 }

@@ -169,6 +169,20 @@ impl Nodes {
         Some((n.clone(), state))
     }
 
+    /// The key the node at `mac` speaks with, while it is live.
+    pub fn live_key(&self, mac: &str, now: u64) -> Option<String> {
+        let guard = lock(&self.inner);
+        let n = guard.registry.nodes().get(mac)?;
+        (!n.left && !guard.registry.is_lost(n, now)).then(|| n.report.node_key.clone())
+    }
+
+    /// Every live node's shares, by MAC.
+    pub fn live_shares(&self, now: u64) -> std::collections::HashMap<String, Vec<swarmboot_checkin::report::Share>> {
+        let guard = lock(&self.inner);
+        let registry = &guard.registry;
+        registry.nodes().iter().filter(|(_, n)| !n.left && !registry.is_lost(n, now)).map(|(mac, n)| (mac.clone(), n.report.shares.clone())).collect()
+    }
+
     /// What the node at `mac` last said, for the API: its check-in (disks, shares,
     /// bytes served, seeding), the commands waiting and what became of the last ones.
     pub fn view(&self, mac: &str, now: u64) -> Option<serde_json::Value> {

@@ -23,6 +23,17 @@ pub mod routes {
     pub const CHECKIN: &str = "/api/v1/checkin";
     pub const ORDERS: &str = "/api/v1/orders";
     pub const REPORT: &str = "/api/v1/report";
+    /// The namespace: nodes' index batches, the merged tree, search.
+    pub const INDEX: &str = "/api/v1/index";
+    pub const TREE_ROOT: &str = "/api/v1/tree";
+    pub const TREE: &str = "/api/v1/tree/{*path}";
+    pub const SEARCH: &str = "/api/v1/search";
+    /// The namespace over WebDAV, and as dashboard pages.
+    pub const DAV_ROOT: &str = "/dav";
+    pub const DAV: &str = "/dav/{*path}";
+    pub const FILES_ROOT: &str = "/files";
+    pub const FILES: &str = "/files/{*path}";
+    pub const SEARCH_PAGE: &str = "/search";
     pub const FLEET: &str = "/api/v1/fleet";
     pub const MACHINE: &str = "/api/v1/machines/{mac}";
     pub const EVENTS: &str = "/api/v1/events";
@@ -127,6 +138,11 @@ impl Urls {
     /// Where an elchOS node POSTs its check-in.
     pub fn checkin(&self) -> String {
         format!("{}{}", self.base, routes::CHECKIN)
+    }
+
+    /// Where an elchOS node POSTs its index batches.
+    pub fn index(&self) -> String {
+        format!("{}{}", self.base, routes::INDEX)
     }
 
     /// Where `swarmboot node command` POSTs an operator's order.
