@@ -145,16 +145,45 @@ fn three_nodes_shares_merge_into_one_tree_searchable_and_served_over_webdav() {
     assert_eq!(browser.eval("return window.pwned === undefined").unwrap(), true);
     drop(browser);
 
-    // A node that goes away drops out within three check-in intervals (and the file it shared
-    // with A is still there, with one source).
-    agents[1].stop(Duration::from_secs(5));
-    wait_until("node B's TheMatrix gone from search", 10, || {
-        let h = get_json(&lan, dir.path(), &format!("{base}/api/v1/search?q=matrix"));
+    // The mount, on a fourth machine (its network; the mount is seen by this test): the
+    // merged tree as directories, a file byte-identical; then a read that starts from node A,
+    // A killed mid-file, and the rest from B.
+    let fourth = lan.add_host(None).unwrap();
+    lan.host(fourth).ip(&["addr", "add", "10.77.0.20/24", "dev", "eth0"]).unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mut cmd = std::process::Command::new("nsenter");
+    cmd.arg(format!("--net=/run/netns/{}", lan.host(fourth).name())).arg(bin("swarmboot")).args(["mount", "http://10.77.0.1:8080"]).arg(&mnt);
+    let mut mount = Proc::spawn("swarmboot mount", &mut cmd, &dir.path().join("mount.log")).unwrap();
+    wait_until("the mount up", 10, || std::fs::read_dir(mnt.join("movies")).is_ok());
+    let mut listed: Vec<String> = std::fs::read_dir(mnt.join("movies")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    listed.sort();
+    assert_eq!(listed, names(&get_json(&lan, dir.path(), &format!("{base}/api/v1/tree/movies"))));
+    assert_eq!(std::fs::read(mnt.join(format!("movies/extras/{ODD}"))).unwrap(), b"odd");
+    assert!(std::fs::read(mnt.join("movies/KillBill.mkv")).unwrap() == big, "byte-identical through the mount");
+    {
+        use std::io::Read;
+        let mut f = std::fs::File::open(mnt.join("movies/KillBill.mkv")).unwrap();
+        let mut got = vec![0u8; 64 << 10];
+        f.read_exact(&mut got).unwrap();
+        agents[0].stop(Duration::from_secs(5)); // node A, the first source
+        f.read_to_end(&mut got).unwrap();
+        assert!(got == big, "the read finished from node B");
+    }
+    assert!(mount.output().contains("a source failed: the next one takes over"), "{}", mount.output());
+    mount.stop(Duration::from_secs(5));
+    wait_until("unmounted", 10, || !std::fs::read_to_string("/proc/self/mounts").unwrap().contains(mnt.to_str().unwrap()));
+
+    // A node that goes away drops out within three check-in intervals (its share of KillBill
+    // is left to B, its own files are gone).
+    wait_until("node A's files gone from search", 10, || {
+        let h = get_json(&lan, dir.path(), &format!("{base}/api/v1/search?q=touch"));
         h["hits"].as_array().is_some_and(|a| a.is_empty())
     });
     let movies = get_json(&lan, dir.path(), &format!("{base}/api/v1/tree/movies"));
     let kill = movies["entries"].as_array().unwrap().iter().find(|e| e["name"] == "KillBill.mkv").unwrap();
-    assert_eq!(kill["sources"].as_array().unwrap().len(), 1, "{kill}");
+    assert_eq!(kill["sources"], serde_json::json!([MACS[1]]), "{kill}");
+    assert!(!names(&movies).contains(&"extras".to_string()));
 
     // Hostile batches: forged, a path out of the share, a claim of 10M entries: refused and
     // counted; the index is unharmed.

@@ -14,6 +14,7 @@ mod image_cmd;
 mod key_cmd;
 mod leases_cmd;
 mod local_server;
+mod mount_cmd;
 mod node_cmd;
 mod pick;
 mod rootfs_kernel;
@@ -97,6 +98,9 @@ enum Command {
     /// Search the files elchOS nodes share: words and filters (size>700M, type:video, ext:iso,
     /// in:movies); each hit with the nodes that have it and their HTTP/FTP URLs.
     Search(search_cmd::SearchArgs),
+    /// Mount the fleet's files read-only (FUSE): listings from the server's index, bytes by
+    /// ranges from the nodes that hold them. Runs until interrupted.
+    Mount(mount_cmd::MountArgs),
     /// The admin token the dashboard's actions need.
     Token {
         #[command(subcommand)]
@@ -159,6 +163,7 @@ fn main() -> std::process::ExitCode {
         Command::Key { action } => key_cmd::run(&config, action),
         Command::Status(args) => status_cmd::run(&config, args),
         Command::Search(args) => search_cmd::run(&config, args),
+        Command::Mount(args) => mount_cmd::run(args),
         Command::Token { action } => token_cmd::run(&config, action),
     };
     if let Some(cfg) = touches_state.then(|| Config::load(&config).ok()).flatten() {
