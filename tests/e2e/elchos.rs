@@ -285,6 +285,36 @@ fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() 
     crate::adc::wait_until("the ADC bytes at the server", 3 * INTERVAL, &no_log, || (adc_total() >= before_adc + adc_bytes).then_some(()));
     eprintln!("{} files of 6 shares found by name and downloaded byte-identical over ADC ({adc_bytes} bytes); the nodes counted {} ADC bytes", got.len(), adc_total());
 
+    // One namespace over both machines' shares (the agents index them once checked in): the
+    // top lists every share once, `music` (on both) merges, its two readme.txt differ and
+    // are both there; search finds the odd-named file; WebDAV serves a node's file through
+    // the server, byte-identical.
+    let api = |path: &str| -> serde_json::Value { serde_json::from_str(&server.get(path).unwrap_or_default()).unwrap_or(serde_json::Value::Null) };
+    let names =
+        |v: &serde_json::Value| -> Vec<String> { v["entries"].as_array().map(|e| e.iter().map(|x| x["name"].as_str().unwrap_or("").to_string()).collect()).unwrap_or_default() };
+    let top_wanted = ["PHOTOS", "USBSTICK", "docs", "mirror", "music"];
+    let last = std::cell::RefCell::new(String::new());
+    let seen = || last.borrow().clone();
+    crate::adc::wait_until("both machines' shares in the namespace", 60, &seen, || {
+        let top = api("/api/v1/tree");
+        let music_tree = api("/api/v1/tree/music");
+        *last.borrow_mut() = format!("{top}\n{music_tree}");
+        (names(&top) == top_wanted && names(&music_tree).iter().filter(|n| n.starts_with("readme")).count() == 2).then_some(())
+    });
+    let music_tree = api("/api/v1/tree/music");
+    let readmes: Vec<&serde_json::Value> = music_tree["entries"].as_array().unwrap().iter().filter(|e| e["real_name"] == "readme.txt").collect();
+    let mut from: Vec<&str> = readmes.iter().map(|e| e["sources"][0].as_str().unwrap()).collect();
+    from.sort();
+    let mut both = vec![macs[0], macs[1]];
+    both.sort();
+    assert_eq!(from, both, "one readme.txt from each machine: {music_tree}");
+    let hits = api(&format!("/api/v1/search?q={}", url_path("grüße")));
+    let odd: Vec<&str> = hits["hits"].as_array().unwrap().iter().map(|h| h["path"].as_str().unwrap()).collect();
+    assert!(odd.contains(&"music/sub/Grüße & $(echo x) 1.txt") && odd.iter().any(|p| p.starts_with("mirror/")), "{hits}");
+    let out = lan.server.command("curl").args(["-sS", "--fail", "--max-time", "60"]).arg("http://127.0.0.1:8080/dav/docs/sub/data.bin").output().unwrap();
+    assert!(out.status.success() && out.stdout == std::fs::read(docs.join("sub/data.bin")).unwrap(), "WebDAV: {}", String::from_utf8_lossy(&out.stderr));
+    eprintln!("the namespace: {} at the top, music/ merged from both machines, search and WebDAV answer", top_wanted.join(", "));
+
     // `stop-sharing`: the share leaves HTTP and FTP within a check-in interval or so. (Over
     // ADC the node's client is told `share.del`, yet went on answering searches with the
     // share's files in a run here: not asserted until that is understood.)

@@ -120,11 +120,11 @@ pub fn run(machines: usize, secs: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn pct(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn pct(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -189,7 +189,7 @@ fn lease_all(n: usize) -> anyhow::Result<Vec<([u8; 6], Ipv4Addr, Duration)>> {
 }
 
 /// One HTTP/1.1 exchange from `from` (the server closes after it): the status and body.
-fn http(from: Ipv4Addr, request: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+pub(crate) fn http(from: Ipv4Addr, request: &str) -> anyhow::Result<(u16, Vec<u8>)> {
     use socket2::{Domain, Socket, Type};
     let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
     s.bind(&SocketAddr::from((from, 0)).into())?;

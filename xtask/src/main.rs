@@ -12,6 +12,8 @@
 //! - `bench-sha1`: SHA-1 piece verification MB/s vs coreutils sha1sum.
 //! - `bench-node`: the node agent's HTTP share vs nginx and python3 http.server (4
 //!   downloaders), its RSS and CPU at rest with FTP and ADC on.
+//! - `bench-namespace`: N simulated nodes index 1M files; 1 % changes; search p99 beside grep;
+//!   `swarmboot mount` read throughput beside curl, bytes moved by random reads.
 //! - `bench-fleet`: the dashboard under N simulated machines (DHCP leases, announces, stage
 //!   reports): page and API p50/p99 vs the same with no machine, server RSS and CPU.
 //! - `bench-stub`: N VMs boot one image at once, swarm mode vs direct: time to marker,
@@ -22,6 +24,7 @@
 mod bench_boot;
 mod bench_dhcp;
 mod bench_fleet;
+mod bench_namespace;
 mod bench_node;
 mod bench_sha1;
 mod bench_storm;
@@ -145,6 +148,18 @@ enum Task {
         #[arg(long, default_value_t = 60)]
         secs: u64,
     },
+    /// The namespace: N simulated nodes index F files in all (time, bytes, server RSS), then
+    /// 1 % changes; search p50/p99 beside grep over the same paths; a real node's file read
+    /// through `swarmboot mount` beside curl, and the bytes 100 random 4 KiB reads move.
+    BenchNamespace {
+        #[arg(long, default_value_t = 10)]
+        nodes: usize,
+        #[arg(long, default_value_t = 1_000_000)]
+        files: usize,
+        /// The file read through the mount, in MiB.
+        #[arg(long, default_value_t = 256)]
+        mount_mib: u64,
+    },
     /// A 20 MB file over TFTP from swarmboot, tftpd-hpa and dnsmasq; throughput and ratios.
     BenchTftp {
         /// Fetches per server and client (the median counts).
@@ -163,6 +178,7 @@ fn main() -> std::process::ExitCode {
         Task::BenchTftp { runs } => bench_tftp::run(runs),
         Task::BenchNode { size_mib, runs } => bench_node::run(size_mib, runs),
         Task::BenchFleet { machines, secs } => bench_fleet::run(machines, secs),
+        Task::BenchNamespace { nodes, files, mount_mib } => bench_namespace::run(nodes, files, mount_mib),
         Task::BenchBoot { runs } => bench_boot::run(runs),
         Task::BenchSha1 => bench_sha1::run(),
         Task::BenchStub { vms, size_mib, rate, image } => bench_stub::run(bench_stub::StubBenchArgs { vms, size_mib, rate, image }),

@@ -239,6 +239,13 @@ impl NamespaceFs {
 const TTL: Duration = Duration::from_secs(1);
 
 impl Filesystem for NamespaceFs {
+    /// The kernel's own readahead kept to a page: reads elsewhere in a file fetch what is asked,
+    /// and sequential reads get this file system's window.
+    fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_readahead(4096);
+        Ok(())
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let Some(name) = name.to_str() else { return reply.error(Errno::ENOENT) };
         match self.listing(parent.0) {

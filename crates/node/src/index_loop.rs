@@ -26,6 +26,8 @@ pub struct IndexLoop {
     pub mac: String,
     /// How often the shares are scanned.
     pub scan_every: Duration,
+    /// Read each file's SHA-256 too (`--index-hashes`).
+    pub hashes: bool,
 }
 
 fn epoch_now() -> u64 {
@@ -42,14 +44,17 @@ impl IndexLoop {
         }
         let mut next_scan = Instant::now();
         let mut next_probe = Instant::now() + PROBE_EVERY;
+        let hashes = std::sync::Arc::new(std::sync::Mutex::new(swarmboot_node::index_scan::Hashes::default()));
         loop {
             if p.wants_scan() || Instant::now() >= next_scan {
                 let shares: Vec<(String, std::sync::Arc<std::os::fd::OwnedFd>)> =
                     self.node.shares.read().expect("shares lock").iter().map(|(n, fd)| (n.clone(), fd.clone())).collect();
                 let started = Instant::now();
+                let (cache, hashing) = (hashes.clone(), self.hashes);
                 let scanned = tokio::task::spawn_blocking(move || {
                     let refs: Vec<(&String, &std::os::fd::OwnedFd)> = shares.iter().map(|(n, fd)| (n, fd.as_ref())).collect();
-                    swarmboot_node::index_scan::scan(refs, MAX_NODE_ENTRIES as usize)
+                    let mut cache = cache.lock().expect("hash cache");
+                    swarmboot_node::index_scan::scan(refs, MAX_NODE_ENTRIES as usize, hashing.then_some(&mut *cache))
                 })
                 .await;
                 match scanned {

@@ -87,6 +87,10 @@ struct Args {
     /// Seconds between scans of the shares for the server's index of what the fleet shares.
     #[arg(long, default_value_t = 30)]
     index_every: u64,
+    /// Read every shared file's SHA-256 for the index (once per size and time), so equal files
+    /// on different machines are known to be equal, not guessed from size and time.
+    #[arg(long)]
+    index_hashes: bool,
     /// The host name or address shares are reached at (for their URLs on the page).
     #[arg(long, default_value = "")]
     public_host: String,
@@ -232,8 +236,15 @@ async fn main() -> anyhow::Result<()> {
         // The same key, read again from the run directory (a key is not copied in memory).
         let index_key = swarmboot_manifest::SigningKey::load_or_create(&a.run_dir).with_context(|| format!("reading this boot's key in {}", a.run_dir.display()))?;
         tokio::spawn(
-            index_loop::IndexLoop { node: node.clone(), server: server.clone(), node_key: index_key, mac: mac.clone(), scan_every: Duration::from_secs(a.index_every.max(1)) }
-                .run(),
+            index_loop::IndexLoop {
+                node: node.clone(),
+                server: server.clone(),
+                node_key: index_key,
+                mac: mac.clone(),
+                scan_every: Duration::from_secs(a.index_every.max(1)),
+                hashes: a.index_hashes,
+            }
+            .run(),
         );
         let agent = checkins::Agent { node: node.clone(), server: server.clone(), server_key, node_key, mac, image, reboot_command: a.reboot_command.clone(), rescan, adc_hub };
         tokio::spawn(agent.run());
