@@ -124,6 +124,15 @@ fn three_nodes_shares_merge_into_one_tree_searchable_and_served_over_webdav() {
         assert!(xml.contains(&format!("<D:href>{href}</D:href>")), "{href} in\n{xml}");
     }
     assert!(xml.contains(&format!("<D:getcontentlength>{}</D:getcontentlength>", big.len())), "{xml}");
+    // A WebDAV client (cadaver): the listing and a download.
+    let by_dav = dir.path().join("by-dav.mkv");
+    let script = format!("cd movies\nls\nget KillBill.mkv {}\nquit\n", by_dav.display());
+    let out = lan.server.command("sh").arg("-c").arg("printf '%s' \"$0\" | cadaver http://127.0.0.1:8080/dav/").arg(&script).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    for name in ["KillBill.mkv", "TheMatrix.mkv", "extras", "docs", "KillBill (from 52-54-00-1a-00-03).mkv"] {
+        assert!(said.contains(name), "cadaver lists {name}:\n{said}");
+    }
+    assert!(std::fs::read(&by_dav).unwrap_or_default() == big, "cadaver's download is byte-identical:\n{said}");
     let fetched = dir.path().join("fetched.mkv");
     let out = lan.server.command("curl").args(["-sS", "--fail", "-o"]).arg(&fetched).arg(format!("{base}/dav/movies/KillBill.mkv")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

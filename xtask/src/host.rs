@@ -58,6 +58,8 @@ pub const PACKAGES: &[&str] = &[
     "chromium",
     // …and driven over WebDriver where a page is watched while it changes (the dashboard).
     "chromium-driver",
+    // A WebDAV client, for the namespace served over WebDAV.
+    "cadaver",
 ];
 
 /// The stub's init is a static binary for this target.

@@ -68,13 +68,57 @@ struct Node {
     mtime: i64,
 }
 
+type Fetch = tokio::task::JoinHandle<Result<bytes::Bytes, swarmboot_fetch::http::HttpError>>;
+
 struct Open {
     size: u64,
     sources: Sources,
     readahead: Readahead,
-    /// Bytes held from `start`.
-    start: u64,
-    held: Vec<u8>,
+    /// Bytes held, in fetched pieces (start, bytes), in order and contiguous.
+    held: std::collections::VecDeque<(u64, bytes::Bytes)>,
+    /// The next window, being fetched while the held bytes are read: (start, end, from, fetch).
+    ahead: Option<(u64, u64, String, Fetch)>,
+    /// Where the reader's last read ended, and how many reads in a row began there.
+    last_end: u64,
+    in_a_row: u32,
+}
+
+impl Open {
+    fn held_end(&self) -> u64 {
+        self.held.back().map_or(0, |(s, b)| s + b.len() as u64)
+    }
+
+    /// `offset..end` from the held pieces, if they hold all of it (no copy when one piece does).
+    fn copy(&self, offset: u64, end: u64) -> Option<bytes::Bytes> {
+        let first = self.held.front()?.0;
+        if offset < first || end > self.held_end() {
+            return None;
+        }
+        if let Some((s, b)) = self.held.iter().find(|(s, b)| *s <= offset && end <= s + b.len() as u64) {
+            return Some(b.slice((offset - s) as usize..(end - s) as usize));
+        }
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        for (s, b) in &self.held {
+            let e = s + b.len() as u64;
+            if e <= offset || *s >= end {
+                continue;
+            }
+            out.extend_from_slice(&b[(offset.max(*s) - s) as usize..(end.min(e) - s) as usize]);
+        }
+        Some(out.into())
+    }
+
+    /// Drops the pieces wholly before `offset` (read already), or everything if `offset` is
+    /// elsewhere.
+    fn forget_before(&mut self, offset: u64) {
+        if offset < self.held.front().map_or(0, |h| h.0) || offset > self.held_end() {
+            self.held.clear();
+            return;
+        }
+        while self.held.front().is_some_and(|(s, b)| s + (b.len() as u64) <= offset) {
+            self.held.pop_front();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -185,64 +229,96 @@ impl NamespaceFs {
         Ok((e.size, urls))
     }
 
-    /// `len` bytes at `offset` of an open file: from what is held, else fetched (from the
-    /// next source when one fails).
-    fn read_at(&self, fh: u64, offset: u64, len: u64) -> Result<Vec<u8>, Errno> {
-        let (url, start, end) = {
+    /// `len` bytes at `offset` of an open file: from what is held, else from the window being
+    /// fetched ahead, else fetched now (from the next source when one fails); then, for a
+    /// sequential reader, the next window is fetched ahead while this one is read.
+    fn read_at(&self, fh: u64, offset: u64, len: u64) -> Result<bytes::Bytes, Errno> {
+        {
             let mut st = self.state.lock().expect("state");
             let o = st.open.get_mut(&fh).ok_or(Errno::EBADF)?;
-            let want_end = offset.saturating_add(len).min(o.size);
-            let held_end = o.start + o.held.len() as u64;
-            if offset >= o.start && want_end <= held_end {
-                return Ok(o.held[(offset - o.start) as usize..(want_end - o.start) as usize].to_vec());
+            o.in_a_row = if offset == o.last_end { o.in_a_row.saturating_add(1) } else { 0 };
+            o.last_end = offset.saturating_add(len);
+        }
+        loop {
+            let mut st = self.state.lock().expect("state");
+            let o = st.open.get_mut(&fh).ok_or(Errno::EBADF)?;
+            let end = offset.saturating_add(len).min(o.size);
+            if offset >= end {
+                return Ok(bytes::Bytes::new());
             }
-            if offset >= o.size {
-                return Ok(Vec::new());
+            if let Some(bytes) = o.copy(offset, end) {
+                o.forget_before(offset);
+                self.fetch_ahead(o);
+                return Ok(bytes);
             }
-            // The first byte not held, and what to fetch from there.
-            let first = if offset >= o.start && offset < held_end { held_end } else { offset };
-            let (s, e) = o.readahead.range_for(first, want_end - first, o.size);
-            (o.sources.current().ok_or(Errno::EIO)?.to_string(), s, e)
-        };
-        let mut url = url;
-        let bytes = loop {
-            match self.rt.block_on(swarmboot_fetch::http::get(&url, Some((start, end)), (end - start) as usize, FETCH_TIMEOUT)) {
-                Ok(b) => break b,
-                Err(e) => {
+            // The window ahead, if it starts where the held bytes end and the read needs it.
+            let held_end = o.held_end();
+            let covers = o.held.front().is_some_and(|h| h.0 <= offset) && offset <= held_end;
+            if let Some((start, stop, from, fetch)) = o.ahead.take() {
+                if start == held_end && covers && end <= stop {
+                    drop(st);
+                    let got = self.rt.block_on(fetch).map_err(|_| Errno::EIO)?;
                     let mut st = self.state.lock().expect("state");
                     let o = st.open.get_mut(&fh).ok_or(Errno::EBADF)?;
-                    warn!(%url, at = start, error = %e, "a source failed: the next one takes over");
-                    url = o.sources.failed(&url).ok_or(Errno::EIO)?.to_string();
+                    match got {
+                        Ok(b) => o.held.push_back((start, b)),
+                        Err(e) => {
+                            warn!(url = %from, at = start, error = %e, "a source failed: the next one takes over");
+                            o.sources.failed(&from).ok_or(Errno::EIO)?;
+                        }
+                    }
+                    continue;
+                }
+                fetch.abort();
+            }
+            // Fetch now: from the first byte not held.
+            let first = if covers { held_end } else { offset };
+            if !covers {
+                o.held.clear();
+            }
+            let (s, e) = o.readahead.range_for(first, end - first, o.size);
+            let url = o.sources.current().ok_or(Errno::EIO)?.to_string();
+            drop(st);
+            let got = self.rt.block_on(swarmboot_fetch::http::get(&url, Some((s, e)), (e - s) as usize, FETCH_TIMEOUT));
+            let mut st = self.state.lock().expect("state");
+            let o = st.open.get_mut(&fh).ok_or(Errno::EBADF)?;
+            match got {
+                Ok(b) => o.held.push_back((s, b)),
+                Err(err) => {
+                    warn!(%url, at = s, error = %err, "a source failed: the next one takes over");
+                    o.sources.failed(&url).ok_or(Errno::EIO)?;
                 }
             }
-        };
-        let mut st = self.state.lock().expect("state");
-        let o = st.open.get_mut(&fh).ok_or(Errno::EBADF)?;
-        let held_end = o.start + o.held.len() as u64;
-        if start == held_end && offset >= o.start {
-            // Keep what the read still needs, then the new bytes.
-            o.held.drain(..(offset - o.start) as usize);
-            o.start = offset;
-            o.held.extend_from_slice(&bytes);
-        } else {
-            o.start = start;
-            o.held = bytes.to_vec();
         }
-        let want_end = offset.saturating_add(len).min(o.start + o.held.len() as u64);
-        if offset < o.start {
-            return Err(Errno::EIO);
+    }
+
+    /// Starts fetching the next window when the reader reads on where it left off (twice in
+    /// a row at least) and none is under way.
+    fn fetch_ahead(&self, o: &mut Open) {
+        let held_end = o.held_end();
+        if o.in_a_row < 2 || o.ahead.is_some() || held_end >= o.size || o.held.is_empty() {
+            return;
         }
-        Ok(o.held[(offset - o.start) as usize..(want_end.max(offset) - o.start) as usize].to_vec())
+        let (s, e) = o.readahead.range_for(held_end, 1, o.size);
+        if e - s <= 1 {
+            // Not sequential: the readahead gave only what a read would ask.
+            return;
+        }
+        let Some(url) = o.sources.current().map(str::to_string) else { return };
+        let from = url.clone();
+        let fetch = self.rt.spawn(async move { swarmboot_fetch::http::get(&url, Some((s, e)), (e - s) as usize, FETCH_TIMEOUT).await });
+        o.ahead = Some((s, e, from, fetch));
     }
 }
 
 const TTL: Duration = Duration::from_secs(1);
 
 impl Filesystem for NamespaceFs {
-    /// The kernel's own readahead kept to a page: reads elsewhere in a file fetch what is asked,
-    /// and sequential reads get this file system's window.
+    /// Requests of up to 1 MiB (the kernel's page count per request follows the larger of
+    /// max_write and max_readahead); the kernel reads small random reads as they are.
     fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
-        let _ = config.set_max_readahead(4096);
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_readahead(1 << 20);
         Ok(())
     }
 
@@ -303,14 +379,28 @@ impl Filesystem for NamespaceFs {
                 let mut st = self.state.lock().expect("state");
                 st.next_fh += 1;
                 let fh = st.next_fh;
-                st.open.insert(fh, Open { size, sources: Sources::new(urls), readahead: Readahead::new(READAHEAD_MIN, READAHEAD_MAX), start: 0, held: Vec::new() });
-                reply.opened(FileHandle(fh), FopenFlags::empty());
+                st.open.insert(
+                    fh,
+                    Open {
+                        size,
+                        sources: Sources::new(urls),
+                        readahead: Readahead::new(READAHEAD_MIN, READAHEAD_MAX),
+                        held: Default::default(),
+                        ahead: None,
+                        last_end: 0,
+                        in_a_row: 0,
+                    },
+                );
+                // Direct: reads come as the reader asks them (up to 1 MiB), not in page-cache
+                // sized pieces; this file system does its own readahead and the kernel none.
+                reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
             }
             Err(e) => reply.error(e),
         }
     }
 
     fn read(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, size: u32, _flags: OpenFlags, _lock: Option<LockOwner>, reply: ReplyData) {
+        tracing::trace!(offset, size, "read");
         match self.read_at(fh.0, offset, u64::from(size)) {
             Ok(b) => reply.data(&b),
             Err(e) => reply.error(e),
@@ -323,14 +413,17 @@ impl Filesystem for NamespaceFs {
     }
 
     fn release(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, _lock: Option<LockOwner>, _flush: bool, reply: fuser::ReplyEmpty) {
-        self.state.lock().expect("state").open.remove(&fh.0);
+        if let Some(Open { ahead: Some((.., fetch)), .. }) = self.state.lock().expect("state").open.remove(&fh.0) {
+            fetch.abort();
+        }
         reply.ok();
     }
 }
 
 pub fn run(a: MountArgs) -> anyhow::Result<()> {
     let server = a.server.trim_end_matches('/').to_string();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // Two workers: windows fetched ahead run beside the file system's own thread.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let fs = NamespaceFs { server: server.clone(), rt, state: Mutex::new(State::default()), uid: rustix::process::getuid().as_raw(), gid: rustix::process::getgid().as_raw() };
     fs.tree("").with_context(|| format!("asking {server} for the namespace (is it a swarmboot server?)"))?;
     let mut cfg = fuser::Config::default();

@@ -13,7 +13,10 @@
 //!
 //! [`may_read`] and [`may_act`] are the rules, plain functions of what the request shows.
 
+use std::net::SocketAddr;
 use std::path::Path;
+
+use axum::http::{header, HeaderMap};
 
 use sha2::{Digest, Sha256};
 
@@ -117,6 +120,24 @@ pub fn may_act(a: &Asker) -> Result<(), Refusal> {
         return Ok(());
     }
     Err(Refusal::NoToken)
+}
+
+/// What a request shows about its sender (the CSRF field is the action's to check).
+pub fn asker(token: &AdminToken, headers: &HeaderMap, peer: SocketAddr) -> Asker {
+    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).is_some_and(|t| token.matches(t));
+    let cookie = cookie_token(headers).is_some_and(|t| token.matches(&t));
+    let browser = headers.contains_key(header::ORIGIN) || headers.contains_key(header::COOKIE) || headers.keys().any(|k| k.as_str().starts_with("sec-fetch-"));
+    Asker { loopback: peer.ip().is_loopback() || crate::fleet::v4(peer.ip()).is_some_and(|i| i.is_loopback()), browser, bearer, cookie, csrf: false }
+}
+
+/// The admin token a request's cookie carries, if any.
+pub fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(&format!("{}=", COOKIE)).map(str::to_string))
 }
 
 #[cfg(test)]

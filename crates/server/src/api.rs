@@ -17,7 +17,7 @@ use swarmboot_urls::routes;
 use tracing::info;
 
 use crate::fleet::ReportFailure;
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// What machines send: open to the boot network whatever `[http] dashboard` says.
 pub fn machine_routes() -> Router<AppState> {
@@ -279,7 +279,7 @@ async fn server(State(s): State<AppState>) -> Response {
             "dhcp": f.dhcp,
             "base_url": s.boot.read().expect("boot config lock").base_url,
             "stub": s.catalog.stub().ok().flatten().map(|st| serde_json::json!({ "release": st.release, "initrd_size": st.initrd_size, "built": st.built })),
-            "problems": crate::dashboard::problems(&s),
+            "problems": problems(&s),
             "sample_every_secs": crate::history::EVERY.as_secs(),
             "samples": s.history.samples(),
         })
@@ -324,7 +324,7 @@ struct AssignBody {
 
 /// Assigns an image as `swarmboot assign` does: the admin token (bearer), or the server itself.
 async fn assign(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: axum::http::HeaderMap, body: axum::body::Bytes) -> Response {
-    let a = crate::dashboard::asker(&s, &headers, peer);
+    let a = crate::admin::asker(&s.admin, &headers, peer);
     if let Err(refused) = crate::admin::may_act(&a) {
         tracing::warn!(%peer, "assignment refused: {refused}");
         return (StatusCode::FORBIDDEN, format!("{refused}\n")).into_response();
@@ -356,9 +356,47 @@ async fn assign(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<Socket
     }
 }
 
+/// What needs the operator's attention, in words that say what to do.
+pub fn problems(s: &AppState) -> Vec<String> {
+    let mut out = Vec::new();
+    match s.catalog.stub() {
+        Ok(None) => out.push("No stub is built: machines boot their images directly over HTTP, not from the swarm. Run `swarmboot stub build`.".to_string()),
+        Err(e) => out.push(format!("The stub record cannot be read: {e}")),
+        Ok(Some(_)) => {}
+    }
+    let rules = s.boot.read().expect("boot config lock").rules.clone();
+    let mut wanted: Vec<&str> = rules.clients.iter().map(|r| r.image.as_str()).chain(rules.default_image.as_deref()).collect();
+    wanted.sort();
+    wanted.dedup();
+    for name in wanted {
+        if let Ok(None) = s.catalog.latest(name) {
+            out.push(format!("The config boots image {name:?}, which the catalog does not have: machines get a script that waits. Add it (`swarmboot image add {name} …` or `swarmboot image build elchos`) or assign another (`swarmboot assign`, the images page) or change [boot]."));
+        }
+    }
+    if rules.default_image.is_none() {
+        out.push("No [boot] default_image: machines no rule names get no image.".into());
+    }
+    if let Ok(broken) = s.catalog.broken_manifests() {
+        for b in broken {
+            out.push(format!("A manifest cannot be read and is not served: {} ({})", b.path.display(), b.why));
+        }
+    }
+    let fc = s.fleet.read(|f, _| f.counters());
+    if fc.full > 0 {
+        out.push(format!("The fleet table was full {} time(s): machines were not recorded (20000 at most, lost ones make room).", fc.full));
+    }
+    if fc.reports_refused > 0 {
+        out.push(format!("{} stage report(s) were refused: not from an address our DHCP leased to that MAC (the log names them).", fc.reports_refused));
+    }
+    out
+}
+
+/// The API's description (`/api/v1/openapi.json`).
+pub const OPENAPI: &str = include_str!("../assets/openapi.json");
+
 /// The API's description (OpenAPI 3).
 async fn openapi() -> Response {
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], crate::dashboard::OPENAPI).into_response()
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 #[cfg(test)]
@@ -369,7 +407,7 @@ mod tests {
     /// actions) is described, and nothing else is.
     #[test]
     fn the_openapi_file_describes_every_api_route_and_no_other() {
-        let doc: serde_json::Value = serde_json::from_str(crate::dashboard::OPENAPI).expect("valid JSON");
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("valid JSON");
         let described: std::collections::BTreeSet<String> = doc["paths"].as_object().expect("paths").keys().cloned().collect();
         // (axum writes a path that takes the rest as `{*path}`, OpenAPI as `{path}`.)
         let served: std::collections::BTreeSet<String> = [

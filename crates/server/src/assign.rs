@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use swarmboot_config::{AssignError, Assignments, Config, ConfigError, Target};
 
-use crate::http::{AppState, BootConfig};
+use crate::state::{AppState, BootConfig};
 
 /// One writer at a time within the server (the CLI writes the same file, whole, by rename).
 static WRITING: Mutex<()> = Mutex::new(());

@@ -1,10 +1,12 @@
 //! The dashboard (`http://SERVER:PORT/`): server-rendered pages over the same views as
-//! `/api/v1/` — the fleet table (`/`, filtered and sorted by its query, as the API's) and a
-//! machine's page (`/machines/MAC`). `/assets/` holds the two vendored files (a stylesheet and
-//! a script; no CDN, no build step). The script keeps a page live without a reload: every 2 s
-//! it asks for the page's `fragment=1` (the same HTML the page was rendered with) and swaps it
-//! in, keeping the focused element. Everything a machine reports is escaped here, and a
-//! Content-Security-Policy allows no inline script, so a hostname or file name stays text.
+//! `/api/v1/` — the fleet table (`/`, filtered and sorted by its query, as the API's), a
+//! machine's page (`/machines/MAC`), the images and server pages, signing in, and the read
+//! gate (`[http] dashboard`) the router puts before every page and the read API. The frame,
+//! the assets and the security headers are `crate::pages`'. The script keeps a page live
+//! without a reload: every 2 s it asks for the page's `fragment=1` (the same HTML the page was
+//! rendered with) and swaps it in, keeping the focused element. Everything a machine reports
+//! is escaped here, and a Content-Security-Policy allows no inline script, so a hostname or
+//! file name stays text.
 
 use std::fmt::Write;
 
@@ -22,59 +24,32 @@ use swarmboot_fleet::{BootView, FleetView, MachineView, Row, SortKey, Stage};
 use swarmboot_httpd::html::escape;
 use swarmboot_urls::routes;
 
-use crate::admin::{self, Asker, DashboardAccess};
+use crate::admin::{self, DashboardAccess};
 use crate::api::FleetQuery;
-use crate::http::AppState;
+use crate::pages::{bytes, clock, duration, html, page};
+use crate::state::AppState;
 
-/// The pages in the navigation: (path, name).
-const NAV: &[(&str, &str)] = &[("/", "Fleet"), ("/images", "Images"), ("/files", "Files"), ("/server", "Server"), ("/login", "Sign in")];
-
-const CSS: &str = include_str!("../assets/dashboard.css");
-const JS: &str = include_str!("../assets/dashboard.js");
-/// The API's description (`/api/v1/openapi.json`).
-pub const OPENAPI: &str = include_str!("../assets/openapi.json");
-
-/// No script but our file, no inline script or style, no frames, no plugins.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
-
-/// The pages and the read API behind [`read_gate`]; sign-in and the assets open.
-pub fn routes(state: AppState) -> Router<AppState> {
-    let gated = Router::new()
+/// The dashboard's own pages and actions (the router puts them behind [`read_gate`] with the
+/// read API, the files pages and WebDAV).
+pub fn pages() -> Router<AppState> {
+    Router::new()
         .route(routes::DASHBOARD, get(fleet_page))
         .route(routes::MACHINE_PAGE, get(machine_page))
         .route(routes::IMAGES_PAGE, get(images_page))
         .route(routes::SERVER_PAGE, get(server_page))
         .route(routes::MACHINE_COMMAND, axum::routing::post(machine_command))
         .route(routes::IMAGES_ASSIGN, axum::routing::post(images_assign))
-        .merge(crate::api::read_routes())
-        .merge(crate::namespace_http::read_routes())
-        .merge(crate::files_page::routes())
-        .merge(crate::webdav::routes())
-        .layer(axum::middleware::from_fn_with_state(state, read_gate));
-    Router::new().merge(gated).route(routes::LOGIN, get(login_page).post(login)).route(routes::LOGOUT, axum::routing::post(logout)).route(routes::ASSET, get(asset))
 }
 
-/// What a request shows about its sender (the CSRF field is the action's to check).
-pub(crate) fn asker(s: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Asker {
-    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).is_some_and(|t| s.admin.matches(t));
-    let cookie = cookie_token(headers).is_some_and(|t| s.admin.matches(&t));
-    let browser = headers.contains_key(header::ORIGIN) || headers.contains_key(header::COOKIE) || headers.keys().any(|k| k.as_str().starts_with("sec-fetch-"));
-    Asker { loopback: peer.ip().is_loopback() || crate::fleet::v4(peer.ip()).is_some_and(|i| i.is_loopback()), browser, bearer, cookie, csrf: false }
-}
-
-fn cookie_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix(&format!("{}=", admin::COOKIE)).map(str::to_string))
+/// What anyone may ask for, whatever `[http] dashboard` says: signing in and out, the assets.
+pub fn open_pages() -> Router<AppState> {
+    Router::new().route(routes::LOGIN, get(login_page).post(login)).route(routes::LOGOUT, axum::routing::post(logout)).route(routes::ASSET, get(crate::pages::asset))
 }
 
 /// Reading needs what `[http] dashboard` says: with `token`, pages send a reader without it
 /// to `/login` and the API answers 401; with `off`, both answer 404.
-async fn read_gate(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request, next: Next) -> Response {
-    let a = asker(&s, req.headers(), peer);
+pub async fn read_gate(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request, next: Next) -> Response {
+    let a = admin::asker(&s.admin, req.headers(), peer);
     if admin::may_read(s.dashboard, &a) {
         return next.run(req).await;
     }
@@ -94,7 +69,7 @@ async fn read_gate(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<Soc
 }
 
 async fn login_page(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let signed_in = cookie_token(&headers).is_some_and(|t| s.admin.matches(&t));
+    let signed_in = admin::cookie_token(&headers).is_some_and(|t| s.admin.matches(&t));
     let body = if signed_in {
         format!("<p>Signed in with the admin token.</p><form method=\"post\" action=\"{}\"><button type=\"submit\">Sign out</button></form>", routes::LOGOUT)
     } else {
@@ -153,7 +128,7 @@ async fn machine_command(
     axum::Form(f): axum::Form<CommandForm>,
 ) -> Response {
     use swarmboot_checkin::command::Action;
-    let mut a = asker(&s, &headers, peer);
+    let mut a = admin::asker(&s.admin, &headers, peer);
     a.csrf = !f.csrf.is_empty() && f.csrf == s.admin.csrf();
     let fail = |status: StatusCode, why: String| {
         html(status, page("Not done", "", &format!("<p class=\"error\">{}</p><p><a href=\"/machines/{}\">Back to the machine</a></p>", escape(&why), escape(&mac)), ""))
@@ -180,45 +155,6 @@ async fn machine_command(
         }
         Err(e) => fail(StatusCode::CONFLICT, e.to_string()),
     }
-}
-
-async fn asset(Path(name): Path<String>) -> Response {
-    let (body, kind) = match name.as_str() {
-        "dashboard.css" => (CSS, "text/css; charset=utf-8"),
-        "dashboard.js" => (JS, "text/javascript; charset=utf-8"),
-        _ => return (StatusCode::NOT_FOUND, "not found\n").into_response(),
-    };
-    ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], body).into_response()
-}
-
-/// An HTML response with the dashboard's security headers.
-pub(crate) fn html(status: StatusCode, body: String) -> Response {
-    let mut r = (status, body).into_response();
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
-}
-
-/// A whole page: the navigation, `main` (its live part in `#live`), the script.
-pub(crate) fn page(title: &str, current: &str, intro: &str, live: &str) -> String {
-    let mut nav = String::new();
-    for (href, name) in NAV {
-        let aria = if *name == current { " aria-current=\"page\"" } else { "" };
-        let _ = write!(nav, "<a href=\"{href}\"{aria}>{name}</a>");
-    }
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title} · swarmboot</title><link rel=\"stylesheet\" href=\"/assets/dashboard.css\"></head>\n\
-         <body><header><span class=\"brand\">swarmboot</span><nav aria-label=\"Pages\">{nav}</nav>\
-         <span id=\"status\" role=\"status\" aria-live=\"polite\">server-rendered</span></header>\n\
-         <main><h1>{title}</h1>{intro}<div id=\"live\">{live}</div></main>\n\
-         <script src=\"/assets/dashboard.js\" defer></script></body></html>\n",
-        title = escape(title)
-    )
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -351,7 +287,7 @@ async fn machine_page(State(s): State<AppState>, Path(mac): Path<String>, Query(
         return html(StatusCode::OK, live);
     }
     // The command form stays out of the live part (a refresh would wipe what is typed).
-    let signed_in = cookie_token(&headers).is_some_and(|t| s.admin.matches(&t));
+    let signed_in = admin::cookie_token(&headers).is_some_and(|t| s.admin.matches(&t));
     let actions = if node.is_none() {
         String::new()
     } else if signed_in {
@@ -517,7 +453,7 @@ fn action(a: &swarmboot_checkin::command::Action) -> String {
 }
 
 async fn images_page(State(s): State<AppState>, Query(q): Query<PageQuery>, headers: HeaderMap) -> Response {
-    let signed_in = cookie_token(&headers).is_some_and(|t| s.admin.matches(&t));
+    let signed_in = admin::cookie_token(&headers).is_some_and(|t| s.admin.matches(&t));
     images_response(s, q.fragment.is_some(), signed_in, String::new(), StatusCode::OK).await
 }
 
@@ -631,7 +567,7 @@ struct AssignForm {
 /// An assignment from the images page: the admin token (and a browser's CSRF field), then the
 /// same change as `swarmboot assign`; the page again with what changed.
 async fn images_assign(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, axum::Form(f): axum::Form<AssignForm>) -> Response {
-    let mut a = asker(&s, &headers, peer);
+    let mut a = admin::asker(&s.admin, &headers, peer);
     a.csrf = !f.csrf.is_empty() && f.csrf == s.admin.csrf();
     let signed_in = a.cookie;
     let notice = |class: &str, text: &str| format!("<p class=\"{class}\" role=\"status\">{}</p>", escape(text));
@@ -710,41 +646,6 @@ async fn server_page(State(s): State<AppState>, Query(q): Query<PageQuery>) -> R
     html(StatusCode::OK, page("Server", "Server", "", &live))
 }
 
-/// What needs the operator's attention, in words that say what to do.
-pub fn problems(s: &AppState) -> Vec<String> {
-    let mut out = Vec::new();
-    match s.catalog.stub() {
-        Ok(None) => out.push("No stub is built: machines boot their images directly over HTTP, not from the swarm. Run `swarmboot stub build`.".to_string()),
-        Err(e) => out.push(format!("The stub record cannot be read: {e}")),
-        Ok(Some(_)) => {}
-    }
-    let rules = s.boot.read().expect("boot config lock").rules.clone();
-    let mut wanted: Vec<&str> = rules.clients.iter().map(|r| r.image.as_str()).chain(rules.default_image.as_deref()).collect();
-    wanted.sort();
-    wanted.dedup();
-    for name in wanted {
-        if let Ok(None) = s.catalog.latest(name) {
-            out.push(format!("The config boots image {name:?}, which the catalog does not have: machines get a script that waits. Add it (`swarmboot image add {name} …` or `swarmboot image build elchos`) or assign another (`swarmboot assign`, the images page) or change [boot]."));
-        }
-    }
-    if rules.default_image.is_none() {
-        out.push("No [boot] default_image: machines no rule names get no image.".into());
-    }
-    if let Ok(broken) = s.catalog.broken_manifests() {
-        for b in broken {
-            out.push(format!("A manifest cannot be read and is not served: {} ({})", b.path.display(), b.why));
-        }
-    }
-    let fc = s.fleet.read(|f, _| f.counters());
-    if fc.full > 0 {
-        out.push(format!("The fleet table was full {} time(s): machines were not recorded (20000 at most, lost ones make room).", fc.full));
-    }
-    if fc.reports_refused > 0 {
-        out.push(format!("{} stage report(s) were refused: not from an address our DHCP leased to that MAC (the log names them).", fc.reports_refused));
-    }
-    out
-}
-
 fn server_live(s: &AppState) -> String {
     let now = crate::fleet::now_ms();
     let f = &s.facts;
@@ -765,7 +666,7 @@ fn server_live(s: &AppState) -> String {
         },
     );
     out.push_str("</dl><h2>Problems</h2>");
-    let problems = problems(s);
+    let problems = crate::api::problems(s);
     if problems.is_empty() {
         out.push_str("<p>None.</p>");
     } else {
@@ -881,48 +782,6 @@ fn leases_table(s: &AppState, now_ms: u64) -> String {
         let _ = write!(out, "<p>… and {} more (<a href=\"/api/v1/leases\">all as JSON</a>).</p>", leases.len() - 1000);
     }
     out
-}
-
-/// `3 s`, `4 min 10 s`, `2 h 5 min`, `3 d 4 h`.
-pub fn duration(ms: u64) -> String {
-    let s = ms / 1000;
-    match s {
-        0..60 => format!("{s} s"),
-        60..3600 => format!("{} min {} s", s / 60, s % 60),
-        3600..86400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
-        _ => format!("{} d {} h", s / 86400, s % 86400 / 3600),
-    }
-}
-
-/// Bytes in B, KiB, MiB, GiB.
-pub fn bytes(b: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if b < 1024 {
-        return format!("{b} B");
-    }
-    let mut v = b as f64 / 1024.0;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
-}
-
-/// Unix ms as `HH:MM:SS` UTC (the day too when it is not today's).
-fn clock(ms: u64) -> String {
-    if ms == 0 {
-        return "-".into();
-    }
-    let s = ms / 1000;
-    let today = crate::fleet::now_ms() / 1000 / 86400;
-    let (d, rem) = (s / 86400, s % 86400);
-    let hms = format!("{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60);
-    if d == today {
-        hms
-    } else {
-        format!("{} days ago, {hms}", today.saturating_sub(d))
-    }
 }
 
 #[cfg(test)]

@@ -15,13 +15,17 @@ use swarmboot_httpd::html::escape;
 use swarmboot_namespace::entry::Kind;
 use swarmboot_urls::routes;
 
-use crate::dashboard::{bytes, html, page};
-use crate::http::AppState;
 use crate::namespace::Shown;
+use crate::pages::{bytes, html, page};
+use crate::state::AppState;
 
 /// The pages (behind the dashboard's read gate).
 pub fn routes() -> Router<AppState> {
-    Router::new().route(routes::FILES_ROOT, get(files_root)).route(routes::FILES, get(files)).route(routes::SEARCH_PAGE, get(search))
+    Router::new()
+        .route(routes::FILES_ROOT, get(files_root))
+        .route(&format!("{}/", routes::FILES_ROOT), get(files_root))
+        .route(routes::FILES, get(files))
+        .route(routes::SEARCH_PAGE, get(search))
 }
 
 /// A namespace path as a link under `prefix` (`/files`), each part escaped.
@@ -90,7 +94,7 @@ async fn files(State(s): State<AppState>, Path(path): Path<String>, Query(f): Qu
 async fn files_at(s: AppState, path: String, fragment: bool) -> Response {
     let state = s.clone();
     let wanted = path.clone();
-    let view = match tokio::task::spawn_blocking(move || state.namespace.tree(&state, &wanted)).await {
+    let view = match tokio::task::spawn_blocking(move || state.namespace.tree(&state.nodes, &wanted)).await {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => return html(StatusCode::INTERNAL_SERVER_ERROR, page("Files", "Files", &format!("<p class=\"error\">The index: {}</p>", escape(&e.to_string())), "")),
         Err(_) => return html(StatusCode::INTERNAL_SERVER_ERROR, "files task failed\n".into()),
@@ -130,7 +134,7 @@ async fn search(State(s): State<AppState>, Query(p): Query<SearchParams>) -> Res
     };
     let state = s.clone();
     let text = p.q.clone();
-    let done = tokio::task::spawn_blocking(move || state.namespace.search(&state, &q, &text, crate::namespace_http::DEFAULT_HITS)).await;
+    let done = tokio::task::spawn_blocking(move || state.namespace.search(&state.nodes, &q, &text, crate::namespace_http::DEFAULT_HITS)).await;
     let live = match done {
         Ok(Ok(v)) if v.hits.is_empty() => "<p>No file on the live nodes matches.</p>".to_string(),
         Ok(Ok(v)) => format!("<p>{} hit(s){}.</p>{}", v.hits.len(), if v.more { ", more not shown: narrow the search" } else { "" }, table(&v.hits, true)),

@@ -10,7 +10,7 @@
 use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
@@ -19,10 +19,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
-use swarmboot_bootplan::{decide, render, Asker, ImageRules, SwarmServer};
+use swarmboot_bootplan::{decide, render, Asker, SwarmServer};
 use swarmboot_dhcp::DropReason;
-use swarmboot_image::Catalog;
-use swarmboot_manifest::SigningKey;
 use swarmboot_swarm::locks::lock;
 use swarmboot_tracker::PeerTable;
 use swarmboot_urls::{routes, Urls};
@@ -33,68 +31,8 @@ use tracing::{info, warn};
 use crate::dhcp_service::DhcpStats;
 use crate::nodes::{CheckInFailure, NodeSummary, Nodes, OrderFailure};
 use crate::seeder::Seeder;
-use crate::tftp_service::{FileSource, Located, TftpStats};
-
-/// What `/boot.ipxe` decides with; replaced as a whole on SIGHUP.
-#[derive(Debug, Clone)]
-pub struct BootConfig {
-    pub rules: ImageRules,
-    /// `http://<server address>:<port>`, the base of every URL in a script.
-    pub base_url: String,
-}
-
-#[derive(Debug, Default)]
-pub struct HttpStats {
-    pub scripts: AtomicU64,
-    pub scripts_without_image: AtomicU64,
-    pub blobs: AtomicU64,
-    /// Body bytes of image file responses (ranges count what they carry).
-    pub blob_bytes: AtomicU64,
-    pub manifests: AtomicU64,
-    pub announces: AtomicU64,
-    pub not_found: AtomicU64,
-    /// Connections closed at once: too many open (from that client, or in all).
-    pub refused_connections: AtomicU64,
-}
-
-#[derive(Clone)]
-pub struct AppState {
-    pub dhcp: Arc<DhcpStats>,
-    pub tftp: Arc<TftpStats>,
-    pub http: Arc<HttpStats>,
-    pub boot: Arc<RwLock<BootConfig>>,
-    pub catalog: Catalog,
-    pub files: Arc<FileSource>,
-    /// Signs manifests that were added before signing existed.
-    pub key: Arc<SigningKey>,
-    /// The tracker (`None`: `[swarm] tracker = false`).
-    pub tracker: Option<Arc<Mutex<PeerTable>>>,
-    pub seeder: Option<Arc<Seeder>>,
-    pub nodes: Arc<Nodes>,
-    pub fleet: Arc<crate::fleet::FleetState>,
-    /// Who may act through the dashboard, and who may read it (`[http] dashboard`).
-    pub admin: Arc<crate::admin::AdminToken>,
-    pub dashboard: crate::admin::DashboardAccess,
-    /// The server's counters over the last hour.
-    pub history: Arc<crate::history::History>,
-    /// What the server page says about this server.
-    pub facts: Arc<ServerFacts>,
-    /// The fleet's index of what nodes share.
-    pub namespace: Arc<crate::namespace::Namespace>,
-}
-
-/// What the server page shows that does not change while it runs.
-#[derive(Debug, Clone)]
-pub struct ServerFacts {
-    pub started_ms: u64,
-    pub interface: String,
-    pub address: String,
-    /// `authoritative`, `proxy` or `off`.
-    pub dhcp: String,
-    pub state_dir: std::path::PathBuf,
-    /// The config file (the dashboard's assignments read its `[boot]`).
-    pub config: std::path::PathBuf,
-}
+use crate::state::{AppState, HttpStats};
+use crate::tftp_service::{Located, TftpStats};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -113,7 +51,15 @@ pub fn router(state: AppState) -> Router {
         .route(routes::ORDERS, post(order).layer(axum::extract::DefaultBodyLimit::max(swarmboot_checkin::order::MAX_ORDER_LEN)))
         .merge(crate::api::machine_routes())
         .merge(crate::namespace_http::machine_routes())
-        .merge(crate::dashboard::routes(state.clone()))
+        .merge(
+            crate::dashboard::pages()
+                .merge(crate::api::read_routes())
+                .merge(crate::namespace_http::read_routes())
+                .merge(crate::files_page::routes())
+                .merge(crate::webdav::routes())
+                .layer(axum::middleware::from_fn_with_state(state.clone(), crate::dashboard::read_gate)),
+        )
+        .merge(crate::dashboard::open_pages())
         .layer(axum::middleware::from_fn_with_state(state.clone(), heard_from))
         .with_state(state)
 }

@@ -27,8 +27,10 @@ pub mod namespace_http;
 pub mod netif;
 pub mod node_store;
 pub mod nodes;
+pub mod pages;
 pub mod seeder;
 mod sqlite;
+pub mod state;
 pub mod swarms;
 pub mod tftp_service;
 pub mod webdav;
@@ -86,7 +88,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let (reload_tx, reload_rx) = watch::channel::<Option<swarmboot_dhcp::Settings>>(None);
     let dhcp_stats = Arc::new(DhcpStats::default());
     let tftp_stats = Arc::new(TftpStats::default());
-    let http_stats = Arc::new(http::HttpStats::default());
+    let http_stats = Arc::new(state::HttpStats::default());
 
     let fleet = Arc::new(fleet::FleetState::new(swarmboot_fleet::FleetConfig::default()));
     let history = Arc::new(history::History::default());
@@ -164,7 +166,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let nodes = Arc::new(nodes::Nodes::open(registry_cfg, node_store)?);
     let catalog_for_history = catalog.clone();
     let namespace = Arc::new(namespace::Namespace::open(&cfg.server.state_dir).with_context(|| format!("the index in {}", cfg.server.state_dir.display()))?);
-    let app = http::router(http::AppState {
+    let app = http::router(state::AppState {
         dhcp: dhcp_stats.clone(),
         tftp: tftp_stats.clone(),
         http: http_stats.clone(),
@@ -180,7 +182,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         dashboard: cfg.http.dashboard,
         history: history.clone(),
         namespace: namespace.clone(),
-        facts: Arc::new(http::ServerFacts {
+        facts: Arc::new(state::ServerFacts {
             started_ms: fleet::now_ms(),
             interface: cfg.server.interface.clone(),
             address: format!("{}/{prefix}", cfg.server.address.ip),
@@ -276,14 +278,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
 /// The config's boot rules with the tools' assignments (`swarmboot assign`, the dashboard)
 /// layered over them.
-fn boot_config(cfg: &Config) -> anyhow::Result<http::BootConfig> {
+fn boot_config(cfg: &Config) -> anyhow::Result<state::BootConfig> {
     let assignments = swarmboot_config::Assignments::load(&cfg.server.state_dir)?;
-    Ok(http::BootConfig { rules: cfg.image_rules(&assignments)?, base_url: cfg.base_url() })
+    Ok(state::BootConfig { rules: cfg.image_rules(&assignments)?, base_url: cfg.base_url() })
 }
 
 /// Re-reads the config for SIGHUP. Interface, addresses, listeners and the TFTP root are not
 /// changed by a reload (a restart changes them); DHCP settings and boot rules are.
-fn reload(path: &std::path::Path, dhcp_on: bool) -> anyhow::Result<(Option<swarmboot_dhcp::Settings>, http::BootConfig)> {
+fn reload(path: &std::path::Path, dhcp_on: bool) -> anyhow::Result<(Option<swarmboot_dhcp::Settings>, state::BootConfig)> {
     let cfg = Config::load(path)?;
     let settings = if dhcp_on {
         let s = cfg.dhcp_settings(served_prefix(&cfg)?)?;

@@ -16,8 +16,9 @@ use swarmboot_namespace::listing::{self, Listed, Row};
 use swarmboot_namespace::query::Query;
 use swarmboot_swarm::locks::lock;
 
-use crate::http::AppState;
+use crate::fleet::FleetState;
 use crate::index_store::{Hit, IndexStore, IndexStoreError};
+use crate::nodes::Nodes;
 
 #[derive(Debug, Default)]
 pub struct IndexStats {
@@ -117,15 +118,15 @@ impl Namespace {
     }
 
     /// A node's batch: read and checked, from the node's live key and address, then applied.
-    pub fn take(&self, s: &AppState, from: IpAddr, body: &[u8], signature: Option<&str>) -> Result<IndexReply, BatchFailure> {
+    pub fn take(&self, fleet: &FleetState, nodes: &Nodes, from: IpAddr, body: &[u8], signature: Option<&str>) -> Result<IndexReply, BatchFailure> {
         let refused = |e: BatchFailure| {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
             e
         };
         let (b, _key) = batch::open(body, signature).map_err(|e| refused(e.into()))?;
         let mac: swarmboot_fleet::Mac = b.mac.parse().map_err(|_| refused(BatchError::Malformed(format!("mac {:?}", b.mac)).into()))?;
-        s.fleet.check_source(from, mac).map_err(|e| refused(e.into()))?;
-        if s.nodes.live_key(&b.mac, crate::fleet::now_ms() / 1000).as_deref() != Some(b.node_key.as_str()) {
+        fleet.check_source(from, mac).map_err(|e| refused(e.into()))?;
+        if nodes.live_key(&b.mac, crate::fleet::now_ms() / 1000).as_deref() != Some(b.node_key.as_str()) {
             return Err(refused(BatchFailure::NotItsKey(b.mac.clone())));
         }
         let changes = (b.upserts.len() + b.removals.len()) as u64;
@@ -138,15 +139,15 @@ impl Namespace {
     }
 
     /// The live nodes and their shares.
-    fn live(s: &AppState) -> (Vec<String>, HashMap<String, Vec<Share>>) {
-        let shares = s.nodes.live_shares(crate::fleet::now_ms() / 1000);
+    fn live(nodes: &Nodes) -> (Vec<String>, HashMap<String, Vec<Share>>) {
+        let shares = nodes.live_shares(crate::fleet::now_ms() / 1000);
         (shares.keys().cloned().collect(), shares)
     }
 
     /// The merged directory at `path` (`""`: the top), or the file there.
-    pub fn tree(&self, s: &AppState, path: &str) -> Result<Option<TreeView>, IndexStoreError> {
+    pub fn tree(&self, nodes: &Nodes, path: &str) -> Result<Option<TreeView>, IndexStoreError> {
         let path = path.trim_matches('/');
-        let (live, shares) = Self::live(s);
+        let (live, shares) = Self::live(nodes);
         let store = lock(&self.store);
         let children = store.children(path, &live)?;
         if !children.is_empty() || path.is_empty() {
@@ -165,13 +166,13 @@ impl Namespace {
 
     /// The hits of `text` among the live nodes, merged like a listing (same path and content:
     /// one hit with its sources), at most `limit`.
-    pub fn search(&self, s: &AppState, q: &Query, text: &str, limit: usize) -> Result<SearchView, IndexStoreError> {
+    pub fn search(&self, nodes: &Nodes, q: &Query, text: &str, limit: usize) -> Result<SearchView, IndexStoreError> {
         self.stats.searches.fetch_add(1, Ordering::Relaxed);
-        let (live, shares) = Self::live(s);
+        let (live, shares) = Self::live(nodes);
         let hits = lock(&self.store).search(q, &live, limit + 1)?;
         let more = hits.len() > limit;
-        // Group by directory so that each group merges as a listing does; then best first, as
-        // the index ranked each path's first row.
+        // Group by directory so that each group merges as a listing does; then in the order
+        // the index found each path's first row.
         let mut order: Vec<(String, String)> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let mut by_dir: HashMap<String, Vec<Row>> = HashMap::new();

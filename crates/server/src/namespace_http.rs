@@ -14,8 +14,8 @@ use swarmboot_namespace::batch::{MAX_BATCH_LEN, SIGNATURE_HEADER};
 use swarmboot_urls::routes;
 use tracing::info;
 
-use crate::http::AppState;
 use crate::namespace::BatchFailure;
+use crate::state::AppState;
 
 /// What nodes send: open to the boot network whatever `[http] dashboard` says.
 pub fn machine_routes() -> Router<AppState> {
@@ -32,7 +32,7 @@ pub fn read_routes() -> Router<AppState> {
 async fn index(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
     let state = s.clone();
-    let done = tokio::task::spawn_blocking(move || state.namespace.take(&state, peer.ip(), &body, signature.as_deref())).await;
+    let done = tokio::task::spawn_blocking(move || state.namespace.take(&state.fleet, &state.nodes, peer.ip(), &body, signature.as_deref())).await;
     match done {
         Ok(Ok(reply)) => Json(reply).into_response(),
         Ok(Err(e)) => {
@@ -60,7 +60,7 @@ async fn tree(State(s): State<AppState>, Path(path): Path<String>) -> Response {
 async fn tree_at(s: AppState, path: String) -> Response {
     let state = s.clone();
     let wanted = path.clone();
-    match tokio::task::spawn_blocking(move || state.namespace.tree(&state, &wanted)).await {
+    match tokio::task::spawn_blocking(move || state.namespace.tree(&state.nodes, &wanted)).await {
         Ok(Ok(Some(v))) => Json(v).into_response(),
         Ok(Ok(None)) => (StatusCode::NOT_FOUND, format!("nothing at {path:?} on the live nodes\n")).into_response(),
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
@@ -86,7 +86,7 @@ async fn search(State(s): State<AppState>, Query(sq): Query<SearchQuery>) -> Res
     };
     let limit = sq.limit.unwrap_or(DEFAULT_HITS).clamp(1, crate::index_store::MAX_HITS);
     let state = s.clone();
-    match tokio::task::spawn_blocking(move || state.namespace.search(&state, &q, &sq.q, limit)).await {
+    match tokio::task::spawn_blocking(move || state.namespace.search(&state.nodes, &q, &sq.q, limit)).await {
         Ok(Ok(v)) => Json(v).into_response(),
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "search task failed\n").into_response(),

@@ -13,8 +13,8 @@ use swarmboot_swarm::locks::lock;
 use swarmboot_tracker::PeerTable;
 
 use crate::history::{self, ImageBytes};
-use crate::http::AppState;
 use crate::seeder::Seeder;
+use crate::state::AppState;
 
 /// Peers a machine's page lists per swarm.
 pub const MAX_NEIGHBOURS: usize = 50;

@@ -18,8 +18,8 @@ use swarmboot_namespace::entry::Kind;
 use swarmboot_namespace::reading::Sources;
 use swarmboot_urls::routes;
 
-use crate::http::AppState;
 use crate::namespace::{Shown, TreeView};
+use crate::state::AppState;
 
 /// Bytes fetched from a node per request while streaming a file.
 pub const CHUNK: u64 = 1 << 20;
@@ -29,7 +29,8 @@ const ALLOW: &str = "OPTIONS, GET, HEAD, PROPFIND";
 
 /// `/dav` and beneath (behind the dashboard's read gate).
 pub fn routes() -> Router<AppState> {
-    Router::new().route(routes::DAV_ROOT, any(root)).route(routes::DAV, any(at))
+    // (`/dav/`, as WebDAV clients open a collection, is the top too.)
+    Router::new().route(routes::DAV_ROOT, any(root)).route(&format!("{}/", routes::DAV_ROOT), any(root)).route(routes::DAV, any(at))
 }
 
 async fn root(State(s): State<AppState>, method: Method, headers: HeaderMap) -> Response {
@@ -82,7 +83,7 @@ async fn handle(s: AppState, method: Method, headers: HeaderMap, path: String) -
     }
     let state = s.clone();
     let wanted = path.clone();
-    let view = match tokio::task::spawn_blocking(move || state.namespace.tree(&state, &wanted)).await {
+    let view = match tokio::task::spawn_blocking(move || state.namespace.tree(&state.nodes, &wanted)).await {
         Ok(Ok(Some(v))) => v,
         Ok(Ok(None)) => return (StatusCode::NOT_FOUND, "not on any live node\n").into_response(),
         Ok(Err(e)) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
