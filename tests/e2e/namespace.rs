@@ -102,6 +102,9 @@ fn three_nodes_shares_merge_into_one_tree_searchable_and_served_over_webdav() {
     assert_eq!(sources, [MACS[0], MACS[1]], "one file by its SHA-256, though B's is younger");
     assert_eq!(kill["hash"].as_str().map(str::len), Some(64));
     assert_eq!(kill["source_urls"][0]["urls"][0], "http://10.77.0.11:8090/movies/KillBill.mkv");
+    // Node A's own page says where its part of the index stands: its three entries, hashed.
+    let a_status = get_json(&lan, dir.path(), "http://10.77.0.11:8090/api/v1/status");
+    assert_eq!((a_status["index"]["entries"].as_u64(), a_status["index"]["hashes"].as_bool(), a_status["index"]["waiting"].as_u64()), (Some(3), Some(true), Some(0)), "{a_status}");
     let top = get_json(&lan, dir.path(), &format!("{base}/api/v1/tree"));
     assert_eq!(names(&top), ["movies"]);
 

@@ -337,6 +337,15 @@ pub fn run(nodes: usize, files: usize, mount_mib: u64) -> anyhow::Result<()> {
     let moved = served()? - before;
     drop(f);
     mount.stop(Duration::from_secs(5));
+    // Unmounted before the scratch directory goes (it would be taken from under the mount).
+    let waited = Instant::now();
+    while std::fs::read_to_string("/proc/self/mounts")?.contains(mnt.to_str().unwrap_or("?")) {
+        if waited.elapsed() > Duration::from_secs(10) {
+            host::run(std::process::Command::new("umount").arg("-l").arg(&mnt))?;
+            bail!("the mount did not go when swarmboot mount was stopped (unmounted by hand):\n{}", mount.output());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     let mb = |b: f64| b / 1e6;
     println!("\nbench-namespace: {nodes} nodes, {entries} entries ({per_node} files each, 100 directories, 3 shares named alike across nodes)");

@@ -12,6 +12,7 @@ use swarmboot_namespace::batch::{self, IndexReply, SIGNATURE_HEADER};
 use swarmboot_namespace::cursor::MAX_NODE_ENTRIES;
 use swarmboot_namespace::Publisher;
 use swarmboot_node::serve::Node;
+use swarmboot_node::status::IndexState;
 use tracing::{info, warn};
 
 /// How often the server is asked whether it still holds the index, when nothing changed.
@@ -59,6 +60,7 @@ impl IndexLoop {
                 .await;
                 match scanned {
                     Ok(s) => {
+                        let (skipped, cut) = (s.skipped, s.cut);
                         if s.cut {
                             warn!(entries = s.entries.len(), "more entries than the index takes: the rest are not indexed");
                         }
@@ -66,8 +68,11 @@ impl IndexLoop {
                         p.scanned(s.entries);
                         let st = p.state();
                         if st.waiting > 0 {
-                            info!(entries = n, changes = st.waiting, skipped = s.skipped, took_ms = started.elapsed().as_millis() as u64, "shares scanned for the index");
+                            info!(entries = n, changes = st.waiting, skipped, took_ms = started.elapsed().as_millis() as u64, "shares scanned for the index");
                         }
+                        let scanned_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                        self.node.status.write().expect("status lock").index =
+                            Some(IndexState { entries: st.held, waiting: st.waiting, skipped, truncated: cut, hashes: self.hashes, scanned_at });
                     }
                     Err(e) => warn!(error = %e, "scanning the shares failed"),
                 }
@@ -90,6 +95,10 @@ impl IndexLoop {
                             info!(%why, "the server asks for the whole index again");
                         }
                         p.answered(&reply, epoch_now());
+                        let st = p.state();
+                        if let Some(i) = self.node.status.write().expect("status lock").index.as_mut() {
+                            (i.entries, i.waiting) = (st.held, st.waiting);
+                        }
                     }
                     Err(e) => {
                         warn!(error = %e, "the server's answer to an index batch is unreadable");

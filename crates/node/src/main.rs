@@ -183,6 +183,7 @@ async fn main() -> anyhow::Result<()> {
         shares: listed.clone(),
         served: counters.served(),
         seeding: Seeding::default(),
+        index: None,
     };
     let node = Node {
         shares: Arc::new(RwLock::new(shares)),

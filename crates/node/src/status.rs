@@ -1,6 +1,7 @@
 //! The node's status page (`http://NODE/`, Tahoe's per-node page) and the same as JSON
 //! (`/api/v1/status`): image, uptime, the server and the last check-in, disks, shares with
-//! their URLs, bytes served per protocol, and what the seeder does.
+//! their URLs, bytes served per protocol, where its part of the fleet's index stands, and what
+//! the seeder does.
 
 use serde::Serialize;
 use swarmboot_checkin::report::{Disk, Seeding, Served, Share};
@@ -20,6 +21,25 @@ pub struct Status {
     pub shares: Vec<Share>,
     pub served: Vec<Served>,
     pub seeding: Seeding,
+    /// The shares in the server's index of what the fleet shares (none until the first scan).
+    pub index: Option<IndexState>,
+}
+
+/// Where this node's part of the fleet's index stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IndexState {
+    /// Entries the server holds (with the batch in flight).
+    pub entries: u64,
+    /// Changes not sent yet.
+    pub waiting: usize,
+    /// Left out of the last scan: links, devices, names the namespace cannot carry.
+    pub skipped: u64,
+    /// The last scan found more than the index takes; the rest is not indexed.
+    pub truncated: bool,
+    /// Files' SHA-256 are read (`--index-hashes`).
+    pub hashes: bool,
+    /// Unix seconds of the last scan.
+    pub scanned_at: u64,
 }
 
 /// How the last check-in went.
@@ -122,12 +142,20 @@ pub fn render_html(s: &Status, now: u64) -> String {
             v.requests
         ));
     }
-    h.push_str(&format!(
-        "</table>\n<h2>Seeding</h2>\n<p>{} torrent(s), {} peer(s), {} uploaded</p>\n</body></html>\n",
-        s.seeding.torrents,
-        s.seeding.peers,
-        size(s.seeding.uploaded)
-    ));
+    h.push_str("</table>\n<h2>Index</h2>\n");
+    match &s.index {
+        None => h.push_str("<p class=\"muted\">not indexed yet (after the first check-in)</p>\n"),
+        Some(i) => h.push_str(&format!(
+            "<p>{} entries in the fleet's index{}{}, scanned {} ago; {} left out (links, devices, names the index cannot carry){}</p>\n",
+            i.entries,
+            if i.waiting > 0 { format!(" ({} changes waiting)", i.waiting) } else { String::new() },
+            if i.hashes { ", with SHA-256" } else { "" },
+            duration(now.saturating_sub(i.scanned_at)),
+            i.skipped,
+            if i.truncated { " <b class=\"bad\">more than the index takes: the rest is not indexed</b>" } else { "" }
+        )),
+    }
+    h.push_str(&format!("<h2>Seeding</h2>\n<p>{} torrent(s), {} peer(s), {} uploaded</p>\n</body></html>\n", s.seeding.torrents, s.seeding.peers, size(s.seeding.uploaded)));
     h
 }
 
@@ -177,6 +205,7 @@ mod tests {
             shares: vec![Share { name: "music".into(), path: "/srv/elchos/music".into(), urls: vec!["http://10.77.0.100/music/".into()] }],
             served: vec![Served { protocol: "http".into(), share: "music".into(), bytes: 1234, requests: 2 }],
             seeding: Seeding { torrents: 1, peers: 2, uploaded: 3 << 20 },
+            index: Some(IndexState { entries: 1200, waiting: 3, skipped: 2, truncated: false, hashes: true, scanned_at: 995 }),
         }
     }
 
@@ -192,6 +221,7 @@ mod tests {
             "<a href=\"http://10.77.0.100/music/\">",
             "<td>http</td><td>music</td><td class=\"n\" title=\"1234 bytes\">1.2 KiB</td><td class=\"n\">2</td>",
             "1 torrent(s), 2 peer(s), 3.0 MiB uploaded",
+            "1200 entries in the fleet's index (3 changes waiting), with SHA-256, scanned 5 s ago; 2 left out",
         ] {
             assert!(h.contains(want), "{want} in:\n{h}");
         }
@@ -206,5 +236,6 @@ mod tests {
         assert_eq!(v["disks"][1]["why_not"], "encrypted (LUKS): the node has no key");
         assert_eq!(v["served"][0]["bytes"], 1234);
         assert_eq!(v["last_checkin"]["ok"], true);
+        assert_eq!((v["index"]["entries"].as_u64(), v["index"]["hashes"].as_bool()), (Some(1200), Some(true)));
     }
 }
