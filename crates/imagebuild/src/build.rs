@@ -47,10 +47,19 @@ fn run(cmd: &mut Command, what: &str, program: &'static str, package: &'static s
     let out = cmd.output().map_err(|source| BuildError::Missing { program, package, source })?;
     if !out.status.success() {
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        let tail: Vec<&str> = text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
-        return Err(BuildError::Failed { what: what.to_string(), status: out.status.to_string(), output: tail.join("\n") });
+        return Err(BuildError::Failed { what: what.to_string(), status: out.status.to_string(), output: telling_lines(&text) });
     }
     Ok(out.stdout)
+}
+
+/// What of a failed command's output goes into the error: apt's error and warning lines
+/// (`E:`, `W:`, `Err:`; they come long before the end) and the last 20 lines.
+fn telling_lines(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let tail_from = lines.len().saturating_sub(20);
+    let mut kept: Vec<&str> = lines[..tail_from].iter().copied().filter(|l| ["E:", "W:", "Err:"].iter().any(|p| l.starts_with(p))).take(20).collect();
+    kept.extend(&lines[tail_from..]);
+    kept.join("\n")
 }
 
 /// Builds `recipe` in `work` (its `root/` and `root.squashfs` are replaced); `say` hears each
@@ -128,4 +137,23 @@ pub fn build(recipe: &Recipe, work: &Path, mut say: impl FnMut(&str)) -> Result<
         root_secs,
         squashfs_secs: started.elapsed().as_secs_f64(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::telling_lines;
+
+    #[test]
+    fn a_failed_commands_error_keeps_apts_errors_and_its_last_lines() {
+        let mut text = String::from("Get:1 http://deb.debian.org/debian bookworm InRelease\nErr:7 http://deb.debian.org/debian bookworm/main amd64 less\n  Connection timed out\nE: Failed to fetch less_590-2.1_amd64.deb\n");
+        for i in 0..40 {
+            text += &format!("progress {i}\n");
+        }
+        let kept = telling_lines(&text);
+        assert_eq!(kept.lines().next(), Some("Err:7 http://deb.debian.org/debian bookworm/main amd64 less"));
+        assert!(kept.contains("E: Failed to fetch less_590-2.1_amd64.deb"));
+        assert!(!kept.contains("Get:1") && !kept.contains("progress 19\n"));
+        assert!(kept.ends_with("progress 39"));
+        assert_eq!(kept.lines().count(), 2 + 20);
+    }
 }

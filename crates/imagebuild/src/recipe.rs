@@ -49,12 +49,18 @@ pub struct Recipe {
     pub exclude: Vec<String>,
 }
 
+/// The apt option that retries a failed download (it also stays in the root's
+/// `/etc/apt/apt.conf.d/99mmdebstrap`, harmless there).
+pub const APT_RETRIES: &str = "Acquire::Retries \"5\"";
+
 impl Recipe {
     /// mmdebstrap's arguments to build the recipe's packages into `target` (a directory).
     pub fn mmdebstrap_args(&self, target: &str) -> Vec<String> {
         let mut packages: Vec<&str> = self.packages.iter().chain(&self.include).map(String::as_str).collect();
         packages.dedup();
-        let mut args = vec!["--variant=minbase".to_string(), "--quiet".to_string(), format!("--include={}", packages.join(","))];
+        // apt retries a download the mirror dropped (one dropped file failed a CI run); not
+        // `--quiet`: apt's own error lines are what the build's error shows.
+        let mut args = vec!["--variant=minbase".to_string(), format!("--aptopt={APT_RETRIES}"), format!("--include={}", packages.join(","))];
         args.push(self.suite.clone());
         args.push(target.to_string());
         if let Some(m) = &self.mirror {
@@ -110,7 +116,7 @@ mod tests {
     #[test]
     fn mmdebstrap_gets_the_packages_the_release_the_target_and_the_mirror_if_any() {
         let r = recipe();
-        assert_eq!(r.mmdebstrap_args("/w/root"), ["--variant=minbase", "--quiet", "--include=systemd,udev,htop", "bookworm", "/w/root"]);
+        assert_eq!(r.mmdebstrap_args("/w/root"), ["--variant=minbase", "--aptopt=Acquire::Retries \"5\"", "--include=systemd,udev,htop", "bookworm", "/w/root"]);
         let m = Recipe { mirror: Some("http://mirror.lan/debian".into()), ..recipe() };
         assert_eq!(m.mmdebstrap_args("/w/root").last().map(String::as_str), Some("http://mirror.lan/debian"));
         assert_ne!(m.fingerprint(), r.fingerprint(), "another mirror is another root");

@@ -109,7 +109,7 @@ pub fn ltsp_build() -> anyhow::Result<LtspBuild> {
 
 fn mmdebstrap(packages: &[&str], target: &Path) -> anyhow::Result<()> {
     let mut cmd = Command::new("mmdebstrap");
-    cmd.args(["--variant=minbase", "--quiet", &format!("--include={}", packages.join(",")), "bookworm"]).arg(target);
+    cmd.args(["--variant=minbase", &format!("--aptopt={}", swarmboot_imagebuild::APT_RETRIES), &format!("--include={}", packages.join(",")), "bookworm"]).arg(target);
     if let Ok(m) = std::env::var("SWARMBOOT_DEBIAN_MIRROR") {
         cmd.arg(m);
     }
