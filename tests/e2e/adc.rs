@@ -244,14 +244,7 @@ fn a_node_shares_on_the_servers_adc_hub_to_a_real_adc_client_and_a_search_flood_
     // The node's share: a file no one else has (random bytes, 3 MB), a second one beside it.
     let share = d.join("music");
     std::fs::create_dir_all(&share).unwrap();
-    let mut content = vec![0u8; 3_000_000];
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    for b in content.iter_mut() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = x as u8;
-    }
+    let content = swarmboot_lab::noise(3_000_000, 0x2545);
     std::fs::write(share.join("elch-sample.bin"), &content).unwrap();
     std::fs::write(share.join("other.txt"), b"not this one").unwrap();
     std::fs::create_dir_all(share.join("sub")).unwrap();

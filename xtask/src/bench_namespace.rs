@@ -18,7 +18,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use swarmboot_lab::{Lan, Proc, ScratchDir, Server};
+use swarmboot_lab::{Lan, Proc, ScratchDir, Seeded, Server};
 use swarmboot_manifest::SigningKey;
 use swarmboot_namespace::batch::{seal, IndexReply, SIGNATURE_HEADER};
 use swarmboot_namespace::entry::{Entry, Kind};
@@ -42,33 +42,25 @@ fn node_mac(i: usize) -> String {
     format!("52:54:00:b0:00:{:02x}", i + 1)
 }
 
-/// A cheap seeded generator (the same tree every run).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[(self.next() % from.len() as u64) as usize]
-    }
-}
-
 /// Node `i`'s files: three shares (named as other nodes' are), 100 directories of files
 /// with names of words, a year and an extension.
 fn tree(i: usize, files: usize) -> Vec<Entry> {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (i as u64 + 1));
+    let mut rng = Seeded::new(i as u64 + 1);
     let mut out = Vec::with_capacity(files + 300);
     for d in 0..100 {
         let share = ["movies", "music", "photos"][d % 3].to_string();
         let dir = format!("{} {} {}", rng.pick(WORDS), rng.pick(WORDS), d);
         out.push(Entry { share: share.clone(), path: dir.clone(), kind: Kind::Dir, size: 0, mtime: 1_700_000_000, hash: None });
         for f in 0..files / 100 {
-            let name = format!("{} {} {} {}.{}", rng.pick(WORDS), rng.pick(WORDS), 1990 + rng.next() % 35, f, rng.pick(EXTS));
-            out.push(Entry { share: share.clone(), path: format!("{dir}/{name}"), kind: Kind::File, size: rng.next() % (4 << 30), mtime: 1_700_000_000 + f as i64, hash: None });
+            let name = format!("{} {} {} {}.{}", rng.pick(WORDS), rng.pick(WORDS), 1990 + rng.next_u64() % 35, f, rng.pick(EXTS));
+            out.push(Entry {
+                share: share.clone(),
+                path: format!("{dir}/{name}"),
+                kind: Kind::File,
+                size: rng.next_u64() % (4 << 30),
+                mtime: 1_700_000_000 + f as i64,
+                hash: None,
+            });
         }
     }
     out
@@ -134,6 +126,26 @@ fn check_in(from: Ipv4Addr, key: &SigningKey, mac: &str) -> anyhow::Result<()> {
 }
 
 pub fn run(nodes: usize, files: usize, mount_mib: u64) -> anyhow::Result<()> {
+    if cfg!(debug_assertions) {
+        // The simulated nodes' side (scans diffed, batches built and signed) runs in this
+        // process: measured optimized, as the agent is built.
+        let args = [
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "xtask",
+            "--",
+            "bench-namespace",
+            "--nodes",
+            &nodes.to_string(),
+            "--files",
+            &files.to_string(),
+            "--mount-mib",
+            &mount_mib.to_string(),
+        ];
+        return host::run(host::cargo().current_dir(host::workspace_root()).args(args));
+    }
     if !host::prepare_bench("bench-namespace", "warn,swarmboot_server=info,swarmboot_server::http=warn")? {
         return Ok(());
     }
@@ -218,7 +230,7 @@ pub fn run(nodes: usize, files: usize, mount_mib: u64) -> anyhow::Result<()> {
     }
     std::fs::write(&list, &flat)?;
     drop(flat);
-    let mut rng = Rng(42);
+    let mut rng = Seeded::new(42);
     let queries: Vec<Vec<String>> = (0..200)
         .map(|k| {
             let n = 1 + k % 2;
@@ -326,10 +338,10 @@ pub fn run(nodes: usize, files: usize, mount_mib: u64) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_secs(6));
     let mut f = std::fs::File::open(mnt.join("bench/big.bin"))?;
     let before = served()?;
-    let mut rng = Rng(99);
+    let mut rng = Seeded::new(99);
     let mut small = [0u8; 4096];
     for _ in 0..100 {
-        let at = (1 + rng.next() % (size / 4096 - 2)) * 4096;
+        let at = (1 + rng.next_u64() % (size / 4096 - 2)) * 4096;
         f.seek(SeekFrom::Start(at))?;
         f.read_exact(&mut small)?;
     }

@@ -35,15 +35,7 @@ pub fn run(size_mib: usize, runs: usize) -> anyhow::Result<()> {
     let share = d.join("srv/bench");
     std::fs::create_dir_all(&share)?;
     let size = size_mib << 20;
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let data: Vec<u8> = (0..size)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let data = swarmboot_lab::noise(size, 1);
     std::fs::write(share.join("big.bin"), &data)?;
 
     let mut lan = Lan::new("10.77.0.1/24")?;

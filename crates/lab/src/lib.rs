@@ -84,16 +84,32 @@ impl Drop for ScratchDir {
     }
 }
 
-/// `len` incompressible bytes (xorshift64), the same for the same `salt`: test images whose
-/// size on the wire is their size on disk.
+/// A cheap seeded generator (xorshift64): the same numbers for the same seed, for test data
+/// and benchmark trees that are the same every run. Not for anything secret.
+pub struct Seeded(u64);
+
+impl Seeded {
+    /// A generator from `seed` (0 is mixed so that it still moves).
+    pub fn new(seed: u64) -> Self {
+        Seeded(0x9E37_79B9_7F4A_7C15u64 ^ seed.wrapping_mul(0xD1B5_4A32_D192_ED03))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// One of `from` (not empty).
+    pub fn pick<'a, T: ?Sized>(&mut self, from: &[&'a T]) -> &'a T {
+        from[(self.next_u64() % from.len() as u64) as usize]
+    }
+}
+
+/// `len` incompressible bytes, the same for the same `salt`: test images whose size on the
+/// wire is their size on disk.
 pub fn noise(len: usize, salt: u64) -> Vec<u8> {
-    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ salt.wrapping_mul(0xD1B5_4A32_D192_ED03);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
+    let mut rng = Seeded::new(salt);
+    (0..len).map(|_| (rng.next_u64() >> 24) as u8).collect()
 }

@@ -181,7 +181,20 @@ pub struct Key {
 
 impl Ord for Key {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.share.cmp(&other.share).then_with(|| self.path.split('/').cmp(other.path.split('/')))
+        self.share.cmp(&other.share).then_with(|| by_parts(&self.path, &other.path))
+    }
+}
+
+/// `a` and `b` compared part by part (`a.split('/')` beside `b.split('/')`) without splitting:
+/// byte by byte with `/` below every other byte. A node sorts its whole scan by it (100 000
+/// keys): splitting at each comparison cost it most of a check-in.
+fn by_parts(a: &str, b: &str) -> Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let same = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let rank = |c: u8| if c == b'/' { 0 } else { u16::from(c) + 1 };
+    match (a.get(same), b.get(same)) {
+        (Some(&x), Some(&y)) => rank(x).cmp(&rank(y)),
+        (x, y) => x.is_some().cmp(&y.is_some()),
     }
 }
 
@@ -252,6 +265,17 @@ mod tests {
         keys.sort();
         let paths: Vec<&str> = keys.iter().map(|k| k.path.as_str()).collect();
         assert_eq!(paths, ["z", "a", "a/b", "a/b/c", "a-c", "b"]);
+        // The same order as splitting, over every path of up to 4 of a few telling characters.
+        let mut paths = vec![String::new()];
+        for len in 1..=4 {
+            let longer: Vec<String> = paths.iter().filter(|p| p.chars().count() == len - 1).flat_map(|p| ["a", "/", "-", "é"].map(|c| format!("{p}{c}"))).collect();
+            paths.extend(longer);
+        }
+        for p in &paths {
+            for q in &paths {
+                assert_eq!(by_parts(p, q), p.split('/').cmp(q.split('/')), "{p:?} beside {q:?}");
+            }
+        }
         assert!(k("a/b/c").is_within(&k("a")) && k("a").is_within(&k("a")) && !k("a-c").is_within(&k("a")) && !k("ab").is_within(&k("a")));
         let (a, mut b) = (file("m", "x"), file("m", "x"));
         assert_eq!(a.digest(), b.digest());

@@ -29,7 +29,7 @@ use tower_http::services::ServeFile;
 use tracing::{info, warn};
 
 use crate::dhcp_service::DhcpStats;
-use crate::nodes::{CheckInFailure, NodeSummary, Nodes, OrderFailure};
+use crate::nodes::{CheckInFailure, Nodes, OrderFailure};
 use crate::seeder::Seeder;
 use crate::state::{AppState, HttpStats};
 use crate::tftp_service::{Located, TftpStats};
@@ -319,7 +319,7 @@ fn not_found(s: &AppState) -> Response {
 /// Prometheus text format.
 async fn metrics(State(s): State<AppState>) -> String {
     let swarm = SwarmCounters::read(s.seeder.as_deref(), s.tracker.as_deref());
-    render_metrics(&s.dhcp, &s.tftp, &s.http, &swarm, &s.nodes, &s.nodes.summary(crate::fleet::now_ms() / 1000), &s.fleet, &s.namespace.stats)
+    render_metrics(&s.dhcp, &s.tftp, &s.http, &swarm, &s.nodes, &s.fleet, &s.namespace.stats)
 }
 
 /// A node's check-in: its reply (interval, commands) as JSON; 400 for a check-in that cannot
@@ -408,17 +408,9 @@ impl SwarmCounters {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn render_metrics(
-    d: &DhcpStats,
-    t: &TftpStats,
-    h: &HttpStats,
-    w: &SwarmCounters,
-    n: &Nodes,
-    fleet: &NodeSummary,
-    machines: &crate::fleet::FleetState,
-    ix: &crate::namespace::IndexStats,
-) -> String {
+/// The counters and gauges in Prometheus text format; the nodes' gauges as of now.
+pub fn render_metrics(d: &DhcpStats, t: &TftpStats, h: &HttpStats, w: &SwarmCounters, n: &Nodes, machines: &crate::fleet::FleetState, ix: &crate::namespace::IndexStats) -> String {
+    let fleet = n.summary(crate::fleet::now_ms() / 1000);
     let (by_stage, fc) = machines.read(|f, _| (f.by_stage(), f.counters()));
     let mut out = String::new();
     let mut counter = |name: &str, help: &str, v: u64| {
