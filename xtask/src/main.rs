@@ -10,6 +10,8 @@
 //! - `bench-tftp`: a 20 MB file from swarmboot, tftpd-hpa and dnsmasq; throughput, ratios.
 //! - `bench-boot`: VM power-on → marker, swarmboot (HTTP) vs dnsmasq (TFTP only).
 //! - `bench-sha1`: SHA-1 piece verification MB/s vs coreutils sha1sum.
+//! - `bench-placement`: datasets on donated space, simulated: replicas, churn, Sybils,
+//!   successors, a rebuilt table.
 //! - `bench-node`: the node agent's HTTP share vs nginx and python3 http.server (4
 //!   downloaders), its RSS and CPU at rest with FTP and ADC on.
 //! - `bench-namespace`: N simulated nodes index 1M files; 1 % changes; search p99 beside grep;
@@ -26,6 +28,7 @@ mod bench_dhcp;
 mod bench_fleet;
 mod bench_namespace;
 mod bench_node;
+mod bench_placement;
 mod bench_sha1;
 mod bench_storm;
 mod bench_stub;
@@ -80,6 +83,15 @@ enum Task {
     },
     /// SHA-1 piece verification throughput vs coreutils sha1sum.
     BenchSha1,
+    /// Datasets on donated space, simulated: replicas reached, churn, Sybils, successors, a
+    /// table rebuilt from check-ins, over several fleets of 200 donors × 500 datasets.
+    BenchPlacement {
+        #[arg(long, default_value_t = 5)]
+        fleets: u64,
+        /// Futures of one fleet under the Sybils' claims.
+        #[arg(long, default_value_t = 1000)]
+        futures: u64,
+    },
     /// Build the stub's static init (target/x86_64-unknown-linux-musl/stub/swarmboot-init).
     StubInit,
     /// Build the Debian package (`dpkg-buildpackage -b -us -uc` with rustup's cargo, crates
@@ -181,6 +193,7 @@ fn main() -> std::process::ExitCode {
         Task::BenchNamespace { nodes, files, mount_mib } => bench_namespace::run(nodes, files, mount_mib),
         Task::BenchBoot { runs } => bench_boot::run(runs),
         Task::BenchSha1 => bench_sha1::run(),
+        Task::BenchPlacement { fleets, futures } => bench_placement::run(fleets, futures),
         Task::BenchStub { vms, size_mib, rate, image } => bench_stub::run(bench_stub::StubBenchArgs { vms, size_mib, rate, image }),
         Task::Deb => deb::build().map(|_| ()),
         Task::DebTest => deb::test(),

@@ -8,6 +8,7 @@ use swarmboot_config::{Config, DEFAULT_PATH};
 
 mod assign;
 mod config_file;
+mod dataset_cmd;
 mod fetch_cmd;
 mod image_build;
 mod image_cmd;
@@ -48,6 +49,12 @@ enum Command {
     Image {
         #[command(subcommand)]
         action: image_cmd::ImageAction,
+    },
+    /// Datasets: sets of files placed on donors' space (elchOS data disks, `swarmboot donate`
+    /// hosts), each held by as many donors as it asks for.
+    Dataset {
+        #[command(subcommand)]
+        action: dataset_cmd::DatasetAction,
     },
     /// The server's signing key (created on first use in the state directory).
     Key {
@@ -129,6 +136,7 @@ fn main() -> std::process::ExitCode {
             | Command::Leases { .. }
             | Command::Node { .. }
             | Command::Image { .. }
+            | Command::Dataset { .. }
             | Command::Stub { .. }
             | Command::Key { .. }
             | Command::Token { .. }
@@ -157,6 +165,7 @@ fn main() -> std::process::ExitCode {
         Command::Leases { json } => leases_cmd::run(&config, json),
         Command::Node { action } => node_cmd::run(&config, action),
         Command::Image { action } => image_cmd::run(&config, action),
+        Command::Dataset { action } => dataset_cmd::run(&config, action),
         Command::Torrent { action } => torrent_cmd::run(action),
         Command::Fetch(args) => fetch_cmd::run(args),
         Command::Stub { action } => stub_cmd::run(&config, action),

@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use swarmboot_manifest::SigningKey;
 
+use crate::manifest_files::{check_name, exclusive, sign_beside, Signed, CATALOG_LOCK};
 use crate::store::Store;
+
+pub use crate::manifest_files::CatalogError;
 
 /// What a file is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,26 +103,6 @@ impl Manifest {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum CatalogError {
-    #[error("image name `{0}` is not allowed: use 1 to 64 of a-z A-Z 0-9 . _ - , not starting with . or -")]
-    BadName(String),
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
-    #[error("manifest {path} is invalid: {message}")]
-    BadManifest { path: PathBuf, message: String },
-    #[error("no image {0}")]
-    NoSuchImage(String),
-    #[error("{0}")]
-    BadFiles(&'static str),
-    #[error("no version {version} of image {name}")]
-    NoSuchVersion { name: String, version: u32 },
-    #[error("{path} does not match its signature ({reason}): it was changed after it was signed; add the image again to make a new signed version")]
-    BadSignature { path: PathBuf, reason: String },
-}
-
 /// The registered stub: the kernel machines boot in swarm mode and the initramfs with
 /// `swarmboot-init` that fetches their image (`<state_dir>/stub.toml`; both files live in the
 /// store like image files, so they are served from `/blob/<sha256>` and kept by `gc`).
@@ -154,15 +137,6 @@ pub struct Catalog {
     lock: PathBuf,
 }
 
-fn check_name(name: &str) -> Result<(), CatalogError> {
-    let ok = (1..=64).contains(&name.len()) && !name.starts_with(['.', '-']) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(CatalogError::BadName(name.into()))
-    }
-}
-
 /// Each role once; LTSP's `ltsp.img` only beside a root filesystem it is applied to.
 fn check_files(files: &[(Role, &Path)]) -> Result<(), CatalogError> {
     let has = |r: Role| files.iter().filter(|(role, _)| *role == r).count();
@@ -184,14 +158,12 @@ pub struct BrokenManifest {
 
 impl Catalog {
     pub fn new(state_dir: &Path) -> Self {
-        Catalog { images: state_dir.join("images"), store: Store::new(state_dir.join("store")), stub: state_dir.join("stub.toml"), lock: state_dir.join("catalog.lock") }
+        Catalog { images: state_dir.join("images"), store: Store::new(state_dir.join("store")), stub: state_dir.join("stub.toml"), lock: state_dir.join(CATALOG_LOCK) }
     }
 
-    /// Waits for, and holds until dropped, the right to change the catalog.
+    /// Waits for, and holds until dropped, the right to change the catalog (datasets too).
     fn exclusive(&self) -> Result<std::fs::File, CatalogError> {
-        let dir = self.lock.parent().expect("in the state directory");
-        swarmboot_durable::create_dir_all(dir).map_err(|source| CatalogError::Write { path: dir.to_path_buf(), source })?;
-        swarmboot_durable::lock_exclusive(&self.lock).map_err(|source| CatalogError::Write { path: self.lock.clone(), source })
+        exclusive(&self.lock)
     }
 
     /// The highest version number any file of `name` claims, readable or not (a version
@@ -341,36 +313,14 @@ impl Catalog {
     pub fn signed(&self, name: &str, version: u32, key: &SigningKey) -> Result<Option<(Manifest, Vec<u8>)>, CatalogError> {
         check_name(name)?;
         let path = self.images.join(name).join(format!("{version}.toml"));
-        let body = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(CatalogError::Read { path, source }),
-        };
+        let Some(Signed { body, envelope }) = sign_beside(&path, key)? else { return Ok(None) };
         let m: Manifest = std::str::from_utf8(&body)
             .map_err(|e| e.to_string())
             .and_then(|t| toml::from_str(t).map_err(|e| e.to_string()))
             .map_err(|message| CatalogError::BadManifest { path: path.clone(), message })?;
-        let sig_path = path.with_extension("sig");
-        let envelope = match std::fs::read(&sig_path) {
-            Ok(mut header) => {
-                header.extend_from_slice(&body);
-                if let Err(e) = swarmboot_manifest::open(&header, &[key.public()]) {
-                    return Err(CatalogError::BadSignature { path, reason: e.to_string() });
-                }
-                header
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let envelope = swarmboot_manifest::seal(key, &body);
-                let header_len = envelope.len() - body.len();
-                swarmboot_durable::replace(&sig_path, &envelope[..header_len], 0o640).map_err(|source| CatalogError::Write { path: sig_path.clone(), source })?;
-                envelope
-            }
-            Err(source) => return Err(CatalogError::Read { path: sig_path, source }),
-        };
         Ok(Some((m, envelope)))
     }
 
-    /// Stores a stub's kernel and initramfs and makes it the one swarm-mode machines boot.
     pub fn set_stub(&self, kernel: &Path, initrd: &Path, release: &str, now: u64) -> Result<StubRecord, CatalogError> {
         let (kernel_sha256, _) = self.store.put(kernel).map_err(|source| CatalogError::Read { path: kernel.to_path_buf(), source })?;
         let (initrd_sha256, initrd_size) = self.store.put(initrd).map_err(|source| CatalogError::Read { path: initrd.to_path_buf(), source })?;
@@ -407,6 +357,15 @@ impl Catalog {
             out.extend(self.versions(&n)?);
         }
         Ok(out)
+    }
+
+    /// The files machines fetch through the swarm: every image version's and every dataset's,
+    /// by SHA-256, with their sizes.
+    pub fn served_files(&self) -> Result<std::collections::BTreeMap<String, u64>, CatalogError> {
+        let mut files: std::collections::BTreeMap<String, u64> = self.all()?.into_iter().flat_map(|m| m.files.into_iter().map(|f| (f.sha256, f.size))).collect();
+        let datasets = crate::datasets::Datasets::new(self.lock.parent().expect("in the state directory"));
+        files.extend(datasets.all()?.into_iter().flat_map(|d| d.files.into_iter().map(|f| (f.sha256, f.size))));
+        Ok(files)
     }
 
     /// Removes one version, or (with `None`) the whole image. Files stay in the store until
@@ -456,7 +415,7 @@ impl Catalog {
                 }
             }
         }
-        let mut referenced: HashSet<String> = self.all()?.into_iter().flat_map(|m| m.files.into_iter().map(|f| f.sha256)).collect();
+        let mut referenced: HashSet<String> = self.served_files()?.into_keys().collect();
         if let Some(stub) = self.stub()? {
             referenced.extend([stub.kernel_sha256, stub.initrd_sha256]);
         }

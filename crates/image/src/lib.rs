@@ -1,4 +1,5 @@
-//! The image catalog: which images exist, in which versions, made of which files.
+//! The image catalog: which images (and datasets) exist, in which versions, made of which
+//! files.
 //!
 //! - Files live once, content-addressed by SHA-256, under `<state_dir>/store/ab/abcd/abcdef…`
 //!   (first two hex characters, first four, the full hash): a file two images or two versions
@@ -10,10 +11,15 @@
 //!
 //! Manifests are signed when added (`VERSION.sig`, see [`Catalog::signed`]).
 //!
+//! [`datasets`]: named sets of files placed on donors' space, stored and signed the same way
+//! (`<state_dir>/datasets/NAME.toml`); `gc` keeps their files and the seed serves them.
+//!
 //! What it does not do: serve files, or decide
 //! which machine boots what (that is `swarmboot-bootplan`).
 
 mod catalog;
+pub mod datasets;
+mod manifest_files;
 mod store;
 
 pub use catalog::{BrokenManifest, BuildInputs, Catalog, CatalogError, FileEntry, GcReport, Manifest, Role, StubRecord};

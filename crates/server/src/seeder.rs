@@ -118,12 +118,7 @@ impl Seeder {
     /// Makes the served swarms match the catalog's files.
     pub async fn sync(&self) -> anyhow::Result<()> {
         let catalog = self.catalog.clone();
-        let wanted: BTreeMap<String, u64> = tokio::task::spawn_blocking(move || catalog.all())
-            .await?
-            .context("reading the catalog")?
-            .into_iter()
-            .flat_map(|m| m.files.into_iter().map(|f| (f.sha256, f.size)))
-            .collect();
+        let wanted: BTreeMap<String, u64> = tokio::task::spawn_blocking(move || catalog.served_files()).await?.context("reading the catalog")?;
         let known: Vec<String> = lock(&self.seeds).keys().cloned().collect();
         for sha in known.iter().filter(|s| !wanted.contains_key(*s)) {
             let gone = lock(&self.seeds).remove(sha);
@@ -133,7 +128,7 @@ impl Seeder {
                     e.shutdown().await;
                     self.uploaded_by_stopped.fetch_add(e.progress().totals.uploaded, Ordering::Relaxed);
                 }
-                info!(file = %sha, "no image uses this file any more: not served");
+                info!(file = %sha, "no image or dataset uses this file any more: not served");
             }
         }
         for sha in wanted.keys().filter(|s| !known.contains(s)) {
