@@ -5,6 +5,7 @@
 mod adc;
 mod boot;
 mod dashboard;
+mod datasets;
 mod debian;
 mod dhcp;
 mod elchos;

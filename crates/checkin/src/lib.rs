@@ -9,10 +9,14 @@
 //!   signed with the key the node made at boot, and the server's reply.
 //! - [`order`]: an operator's order to the running server (`swarmboot node command`), signed
 //!   with the server's own key, fresh within a minute, taken once.
+//! - [`donation`]: a donor's check-in (the space it gives, the datasets it holds with their
+//!   tickets) and the server's signed answer (datasets to add, each with its ticket, and to
+//!   remove).
 //! - [`registry`]: the server's registry: a node's key holds its MAC while it is live, lost
 //!   nodes, commands waiting for their node, what became of each.
 
 pub mod command;
+pub mod donation;
 pub mod order;
 pub mod registry;
 pub mod report;

@@ -180,6 +180,24 @@ impl Datasets {
         Ok(out)
     }
 
+    /// What changes when a dataset is added or removed, cheaply (names, sizes and times of the
+    /// manifests, not their contents): a reader compares it before reading them all again.
+    pub fn stamp(&self) -> Vec<(String, u64, i64)> {
+        use std::os::unix::fs::MetadataExt;
+        let mut out: Vec<(String, u64, i64)> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let m = e.metadata().ok()?;
+                name.ends_with(".toml").then(|| (name, m.len(), m.mtime_nsec() + m.mtime() * 1_000_000_000))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// `name`'s manifest and its signed envelope (the signature made if missing, checked if
     /// present).
     pub fn signed(&self, name: &str, key: &SigningKey) -> Result<Option<(DatasetManifest, Vec<u8>)>, CatalogError> {

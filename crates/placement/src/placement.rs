@@ -227,15 +227,15 @@ impl Placement {
     }
 
     /// Drops donors silent for `lost_after_ms`: what they held leaves the counts (and is
-    /// placed again). How many went.
-    pub fn forget_lost(&mut self, now_ms: u64) -> usize {
+    /// placed again). The donors that went.
+    pub fn forget_lost(&mut self, now_ms: u64) -> Vec<String> {
         let lost: Vec<String> = self.donors.iter().filter(|(_, d)| now_ms.saturating_sub(d.seen_ms) >= self.policy.lost_after_ms).map(|(id, _)| id.clone()).collect();
         for id in &lost {
             if let Some(d) = self.donors.remove(id) {
                 self.forget(d);
             }
         }
-        lost.len()
+        lost
     }
 
     /// Donors that hold `dataset` or were told to add it.
@@ -523,6 +523,6 @@ mod tests {
         }
         assert_eq!(p.check_in(&report("one-more", 1, &[]), 1), Err(Refusal::Full));
         assert!(p.check_in(&report("d7", 1, &[]), 2).is_ok(), "a known donor still checks in");
-        assert_eq!(p.forget_lost(u64::MAX), 0, "lost_after_ms is forever by default");
+        assert!(p.forget_lost(u64::MAX).is_empty(), "lost_after_ms is forever by default");
     }
 }

@@ -419,6 +419,7 @@ mod tests {
             routes::SERVER,
             routes::REPORT,
             routes::CHECKIN,
+            routes::DONOR,
             routes::ORDERS,
             routes::MACHINE_COMMAND,
             routes::SWARMS,

@@ -48,6 +48,8 @@ pub fn router(state: AppState) -> Router {
         .route(routes::SCRAPE, get(scrape))
         .route(routes::TFTP, get(tftp_file))
         .route(routes::CHECKIN, post(checkin).layer(axum::extract::DefaultBodyLimit::max(swarmboot_checkin::report::MAX_CHECKIN_LEN)))
+        .route(routes::DONOR, post(donor).layer(axum::extract::DefaultBodyLimit::max(swarmboot_checkin::donation::MAX_DONOR_CHECKIN_LEN)))
+        .route(routes::DATASET, get(dataset_manifest))
         .route(routes::ORDERS, post(order).layer(axum::extract::DefaultBodyLimit::max(swarmboot_checkin::order::MAX_ORDER_LEN)))
         .merge(crate::api::machine_routes())
         .merge(crate::namespace_http::machine_routes())
@@ -319,7 +321,39 @@ fn not_found(s: &AppState) -> Response {
 /// Prometheus text format.
 async fn metrics(State(s): State<AppState>) -> String {
     let swarm = SwarmCounters::read(s.seeder.as_deref(), s.tracker.as_deref());
-    render_metrics(&s.dhcp, &s.tftp, &s.http, &swarm, &s.nodes, &s.fleet, &s.namespace.stats)
+    render_metrics(&MetricSources { dhcp: &s.dhcp, tftp: &s.tftp, http: &s.http, swarm: &swarm, nodes: &s.nodes, machines: &s.fleet, index: &s.namespace.stats, donors: &s.donors })
+}
+
+/// A donor's check-in: the signed answer as JSON; 400 for one that cannot be read or is not
+/// signed by the key it names, 409 for a replay, 503 when the donor table is full.
+async fn donor(State(s): State<AppState>, headers: axum::http::HeaderMap, body: axum::body::Bytes) -> Response {
+    use crate::donors::DonorFailure;
+    let signature = headers.get(swarmboot_checkin::donation::SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let donors = s.donors.clone();
+    let answer = tokio::task::spawn_blocking(move || donors.check_in(&body, signature.as_deref(), crate::fleet::now_ms())).await;
+    match answer {
+        Ok(Ok(reply)) => axum::Json(reply).into_response(),
+        Ok(Err(e)) => {
+            let code = match &e {
+                DonorFailure::Unreadable(_) => StatusCode::BAD_REQUEST,
+                DonorFailure::Replayed { .. } => StatusCode::CONFLICT,
+                DonorFailure::Refused(swarmboot_placement::Refusal::Full) => StatusCode::SERVICE_UNAVAILABLE,
+                DonorFailure::Refused(_) => StatusCode::BAD_REQUEST,
+            };
+            (code, format!("{e}\n")).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// A dataset's signed manifest (what donors fetch its files by).
+async fn dataset_manifest(State(s): State<AppState>, Path(name): Path<String>) -> Response {
+    match s.donors.manifest(&name) {
+        Ok(Some(envelope)) => ([(header::CONTENT_TYPE, "application/octet-stream")], envelope).into_response(),
+        Ok(None) => not_found(&s),
+        Err(swarmboot_image::CatalogError::BadName(_)) => not_found(&s),
+        Err(e) => manifest_error(&s, e),
+    }
 }
 
 /// A node's check-in: its reply (interval, commands) as JSON; 400 for a check-in that cannot
@@ -408,8 +442,21 @@ impl SwarmCounters {
     }
 }
 
+/// Everything `/metrics` reports on.
+pub struct MetricSources<'a> {
+    pub dhcp: &'a DhcpStats,
+    pub tftp: &'a TftpStats,
+    pub http: &'a HttpStats,
+    pub swarm: &'a SwarmCounters,
+    pub nodes: &'a Nodes,
+    pub machines: &'a crate::fleet::FleetState,
+    pub index: &'a crate::namespace::IndexStats,
+    pub donors: &'a crate::donors::Donors,
+}
+
 /// The counters and gauges in Prometheus text format; the nodes' gauges as of now.
-pub fn render_metrics(d: &DhcpStats, t: &TftpStats, h: &HttpStats, w: &SwarmCounters, n: &Nodes, machines: &crate::fleet::FleetState, ix: &crate::namespace::IndexStats) -> String {
+pub fn render_metrics(m: &MetricSources) -> String {
+    let MetricSources { dhcp: d, tftp: t, http: h, swarm: w, nodes: n, machines, index: ix, donors } = *m;
     let fleet = n.summary(crate::fleet::now_ms() / 1000);
     let (by_stage, fc) = machines.read(|f, _| (f.by_stage(), f.counters()));
     let mut out = String::new();
@@ -450,6 +497,11 @@ pub fn render_metrics(d: &DhcpStats, t: &TftpStats, h: &HttpStats, w: &SwarmCoun
     counter("swarmboot_index_batches_refused_total", "Index batches refused: unreadable, forged, not from the node's live key or address, over the bound.", l(&ix.refused));
     counter("swarmboot_index_entries_changed_total", "Entries added, changed or removed by the index batches taken.", l(&ix.entries_changed));
     counter("swarmboot_index_searches_total", "Searches of the fleet's files.", l(&ix.searches));
+    let ds = &donors.stats;
+    counter("swarmboot_donor_checkins_total", "Donor check-ins answered.", l(&ds.checkins));
+    counter("swarmboot_donor_checkins_bad_total", "Donor check-ins that could not be read or were not signed by the key they name.", l(&ds.bad));
+    counter("swarmboot_donor_checkins_refused_total", "Donor check-ins refused: replayed, or over the donor table's bounds.", l(&ds.refused));
+    counter("swarmboot_donor_holdings_unvouched_total", "Holdings donors showed without a valid ticket (kept, not counted as replicas).", l(&ds.unvouched));
     counter("swarmboot_fleet_full_total", "Machines not recorded because the fleet table was full of machines not lost.", fc.full);
     counter("swarmboot_node_checkins_total", "elchOS node check-ins taken.", l(&n.stats.checkins));
     counter("swarmboot_node_checkins_bad_total", "Check-ins that could not be read or were not signed by the key they name.", l(&n.stats.bad_checkins));

@@ -16,6 +16,7 @@ pub mod api;
 pub mod assign;
 pub mod dashboard;
 pub mod dhcp_service;
+pub mod donors;
 pub mod files_page;
 pub mod fleet;
 pub mod history;
@@ -166,6 +167,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let nodes = Arc::new(nodes::Nodes::open(registry_cfg, node_store)?);
     let catalog_for_history = catalog.clone();
     let namespace = Arc::new(namespace::Namespace::open(&cfg.server.state_dir).with_context(|| format!("the index in {}", cfg.server.state_dir.display()))?);
+    let donors = Arc::new(donors::Donors::new(
+        &cfg.server.state_dir,
+        key.clone(),
+        u64::from(cfg.nodes.checkin_interval.0).max(1),
+        cfg.nodes.missed_before_lost,
+        random_seed(),
+        fleet::now_ms(),
+    ));
     let app = http::router(state::AppState {
         dhcp: dhcp_stats.clone(),
         tftp: tftp_stats.clone(),
@@ -182,6 +191,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         dashboard: cfg.http.dashboard,
         history: history.clone(),
         namespace: namespace.clone(),
+        donors: donors.clone(),
         facts: Arc::new(state::ServerFacts {
             started_ms: fleet::now_ms(),
             interface: cfg.server.interface.clone(),
@@ -270,9 +280,29 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     let swarm = http::SwarmCounters::read(seeder.as_deref(), None);
-    let summary = http::render_metrics(&dhcp_stats, &tftp_stats, &http_stats, &swarm, &nodes, &fleet, &namespace.stats);
+    let summary = http::render_metrics(&http::MetricSources {
+        dhcp: &dhcp_stats,
+        tftp: &tftp_stats,
+        http: &http_stats,
+        swarm: &swarm,
+        nodes: &nodes,
+        machines: &fleet,
+        index: &namespace.stats,
+        donors: &donors,
+    });
     info!(metrics = %summary.lines().filter(|l| !l.starts_with('#') && !l.ends_with(" 0")).collect::<Vec<_>>().join(", "), "final counters");
     result
+}
+
+/// 64 bits from the kernel's generator, for the placement's draws (a server whose draws could be
+/// foretold could be gamed).
+fn random_seed() -> u64 {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)) {
+        Ok(()) => u64::from_le_bytes(b),
+        Err(_) => fleet::now_ms() ^ u64::from(std::process::id()).rotate_left(32),
+    }
 }
 
 /// The config's boot rules with the tools' assignments (`swarmboot assign`, the dashboard)

@@ -62,6 +62,8 @@ pub struct AppState {
     pub facts: Arc<ServerFacts>,
     /// The fleet's index of what nodes share.
     pub namespace: Arc<crate::namespace::Namespace>,
+    /// Donors and the datasets placed on them.
+    pub donors: Arc<crate::donors::Donors>,
 }
 
 /// What the server page shows that does not change while it runs.

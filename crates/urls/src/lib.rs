@@ -21,6 +21,10 @@ pub mod routes {
     pub const SCRAPE: &str = "/scrape";
     pub const TFTP: &str = "/tftp/{*name}";
     pub const CHECKIN: &str = "/api/v1/checkin";
+    /// A donor's check-in (`swarmboot_checkin::donation`).
+    pub const DONOR: &str = "/api/v1/donor";
+    /// A dataset's signed manifest.
+    pub const DATASET: &str = "/dataset/{name}";
     pub const ORDERS: &str = "/api/v1/orders";
     pub const REPORT: &str = "/api/v1/report";
     /// The namespace: nodes' index batches, the merged tree, search.
@@ -140,6 +144,16 @@ impl Urls {
         format!("{}{}", self.base, routes::CHECKIN)
     }
 
+    /// Where a donor POSTs its check-in.
+    pub fn donor(&self) -> String {
+        format!("{}{}", self.base, routes::DONOR)
+    }
+
+    /// Dataset `name`'s signed manifest.
+    pub fn dataset(&self, name: &str) -> String {
+        format!("{}/dataset/{name}", self.base)
+    }
+
     /// Where an elchOS node POSTs its index batches.
     pub fn index(&self) -> String {
         format!("{}{}", self.base, routes::INDEX)
@@ -187,6 +201,8 @@ pub enum Route {
     Scrape,
     Tftp { name: String },
     CheckIn,
+    Donor,
+    Dataset { name: String },
     Orders,
     Report,
     Fleet,
@@ -211,6 +227,8 @@ impl Route {
             ["scrape"] => Route::Scrape,
             ["tftp", rest @ ..] if !rest.is_empty() && rest.iter().all(|p| !p.is_empty()) => Route::Tftp { name: rest.join("/") },
             ["api", "v1", "checkin"] => Route::CheckIn,
+            ["api", "v1", "donor"] => Route::Donor,
+            ["dataset", name] => Route::Dataset { name: one(name)? },
             ["api", "v1", "orders"] => Route::Orders,
             ["api", "v1", "report"] => Route::Report,
             ["api", "v1", "fleet"] => Route::Fleet,
@@ -243,6 +261,8 @@ mod tests {
             (u.scrape("info_hash=%12%34"), Route::Scrape),
             (u.tftp("arm64/snponly.efi"), Route::Tftp { name: "arm64/snponly.efi".into() }),
             (u.checkin(), Route::CheckIn),
+            (u.donor(), Route::Donor),
+            (u.dataset("books-10"), Route::Dataset { name: "books-10".into() }),
             (u.orders(), Route::Orders),
             (u.report(), Route::Report),
             (u.fleet(""), Route::Fleet),

@@ -1,0 +1,253 @@
+//! Donors (issue 20): a donor's signed check-in (`POST /api/v1/donor`), its tickets checked
+//! against the server's key, the decision by `swarmboot_placement`, the answer signed for that
+//! donor and that check-in; and a dataset's signed manifest (`GET /dataset/NAME`) for donors
+//! to fetch by.
+//!
+//! The table is in memory: after a restart the placement only listens for as long as a donor
+//! may stay silent before it is lost, so every donor has checked in once before anything is
+//! decided (the table is rebuilt from check-ins, as a replica of the server would).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use swarmboot_checkin::donation::{self, DonationError, DonorReply, SignedDonorReply, Ticketed};
+use swarmboot_image::datasets::{DatasetManifest, Datasets};
+use swarmboot_manifest::SigningKey;
+use swarmboot_placement::{Action, Catalog, Dataset, Holding, Placement, Policy, Refusal, Report};
+use tracing::{info, warn};
+
+/// How often the datasets' manifests are looked at for changes (by their names, sizes and
+/// times; read again only when those change).
+const CATALOG_CHECK_MS: u64 = 10_000;
+
+#[derive(Debug, Default)]
+pub struct DonorStats {
+    pub checkins: AtomicU64,
+    /// Unreadable or not signed by the key they name.
+    pub bad: AtomicU64,
+    /// Replayed (a counter not above the last), or refused by the table's bounds.
+    pub refused: AtomicU64,
+    /// Holdings shown without a valid ticket (kept, not counted).
+    pub unvouched: AtomicU64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DonorFailure {
+    #[error(transparent)]
+    Unreadable(#[from] DonationError),
+    #[error("check-in {counter} is not above the last one taken from this donor ({last}): a replay, or the donor's clock went back")]
+    Replayed { counter: u64, last: u64 },
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+}
+
+struct Table {
+    placement: Placement,
+    /// The manifests' stamp the placement's catalog was made from, and when it was looked at.
+    stamp: Vec<(String, u64, i64)>,
+    checked_ms: u64,
+    /// The last counter taken from each donor in the table.
+    counters: HashMap<String, u64>,
+}
+
+pub struct Donors {
+    datasets: Datasets,
+    key: Arc<SigningKey>,
+    interval_secs: u64,
+    table: Mutex<Table>,
+    pub stats: DonorStats,
+}
+
+/// The placement's view of the catalog's datasets (a successor whose predecessor is gone
+/// stands on its own).
+fn placement_catalog(all: &[DatasetManifest]) -> Catalog {
+    let names: std::collections::HashSet<&str> = all.iter().map(|d| d.name.as_str()).collect();
+    let sets: Vec<Dataset> = all
+        .iter()
+        .map(|d| Dataset {
+            name: d.name.clone(),
+            files: d.files.iter().map(|f| (f.sha256.clone(), f.size)).collect(),
+            replicas: d.replicas,
+            successor_of: d.successor_of.clone().filter(|p| names.contains(p.as_str())),
+        })
+        .collect();
+    Catalog::new(&sets).unwrap_or_else(|e| {
+        warn!("the datasets cannot be placed as they are ({e}): none is placed until that is mended");
+        Catalog::default()
+    })
+}
+
+impl Donors {
+    /// Donors checking in every `interval_secs`, lost after `missed` missed check-ins.
+    pub fn new(state_dir: &std::path::Path, key: Arc<SigningKey>, interval_secs: u64, missed: u32, seed: u64, now_ms: u64) -> Self {
+        let datasets = Datasets::new(state_dir);
+        let lost_after_ms = interval_secs.saturating_mul(1000).saturating_mul(missed.max(1) as u64);
+        let policy = Policy { warmup_ms: lost_after_ms, lost_after_ms, ..Policy::default() };
+        let stamp = datasets.stamp();
+        let catalog = datasets.all().map(|all| placement_catalog(&all)).unwrap_or_else(|e| {
+            warn!("the datasets cannot be read ({e}): none is placed until they can");
+            Catalog::default()
+        });
+        let placement = Placement::new(policy, catalog, seed, now_ms);
+        Donors { datasets, key, interval_secs, table: Mutex::new(Table { placement, stamp, checked_ms: now_ms, counters: HashMap::new() }), stats: DonorStats::default() }
+    }
+
+    fn refresh(&self, t: &mut Table, now_ms: u64) {
+        if now_ms.saturating_sub(t.checked_ms) < CATALOG_CHECK_MS {
+            return;
+        }
+        t.checked_ms = now_ms;
+        let stamp = self.datasets.stamp();
+        if stamp == t.stamp {
+            return;
+        }
+        match self.datasets.all() {
+            Ok(all) => {
+                info!(datasets = all.len(), "the datasets changed: placing the new catalog");
+                t.placement.set_catalog(placement_catalog(&all));
+                t.stamp = stamp;
+            }
+            Err(e) => warn!("the datasets cannot be read ({e}): the last catalog stays"),
+        }
+    }
+
+    /// A donor's check-in (body and signature as sent): the signed answer.
+    pub fn check_in(&self, body: &[u8], signature: Option<&str>, now_ms: u64) -> Result<SignedDonorReply, DonorFailure> {
+        let (c, _) = donation::open(body, signature).inspect_err(|_| {
+            self.stats.bad.fetch_add(1, Ordering::Relaxed);
+        })?;
+        let server = self.key.public();
+        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        self.refresh(&mut t, now_ms);
+        if let Some(&last) = t.counters.get(&c.donor_key) {
+            if c.counter <= last {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(DonorFailure::Replayed { counter: c.counter, last });
+            }
+        }
+        let holdings: Vec<Holding> = c
+            .holdings
+            .iter()
+            .map(|h| {
+                let vouched = h.ticket.as_deref().is_some_and(|ticket| donation::ticket_valid(&server, &c.donor_key, &h.dataset, ticket));
+                if !vouched {
+                    self.stats.unvouched.fetch_add(1, Ordering::Relaxed);
+                }
+                Holding { dataset: h.dataset.clone(), permille: h.permille, vouched }
+            })
+            .collect();
+        let actions = t.placement.check_in(&Report { donor: c.donor_key.clone(), capacity: c.capacity, holdings }, now_ms).inspect_err(|_| {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        })?;
+        t.counters.insert(c.donor_key.clone(), c.counter);
+        for gone in t.placement.forget_lost(now_ms) {
+            t.counters.remove(&gone);
+        }
+        drop(t);
+        self.stats.checkins.fetch_add(1, Ordering::Relaxed);
+        let (mut add, mut remove) = (Vec::new(), Vec::new());
+        for a in actions {
+            match a {
+                Action::Add(dataset) => add.push(Ticketed { ticket: donation::ticket(&self.key, &c.donor_key, &dataset), dataset }),
+                Action::Remove(dataset) => remove.push(dataset),
+            }
+        }
+        let reply = DonorReply { donor_key: c.donor_key, counter: c.counter, interval_secs: self.interval_secs, add, remove };
+        Ok(donation::sign_reply(&self.key, &reply))
+    }
+
+    /// Donors that hold each dataset (with a ticket) or were told to add it, by name.
+    pub fn replicas(&self) -> Vec<(String, u32)> {
+        let t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let names: Vec<String> = t.stamp.iter().filter_map(|(n, ..)| n.strip_suffix(".toml").map(str::to_string)).collect();
+        names.into_iter().filter_map(|n| t.placement.replicas(&n).map(|r| (n, r))).collect()
+    }
+
+    /// Donors in the table.
+    pub fn donors(&self) -> usize {
+        self.table.lock().unwrap_or_else(|p| p.into_inner()).placement.donors()
+    }
+
+    /// Dataset `name`'s signed manifest envelope.
+    pub fn manifest(&self, name: &str) -> Result<Option<Vec<u8>>, swarmboot_image::CatalogError> {
+        Ok(self.datasets.signed(name, &self.key)?.map(|(_, envelope)| envelope))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarmboot_checkin::donation::{DonorCheckIn, DonorHolding};
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        donors: Donors,
+        server: Arc<SigningKey>,
+    }
+
+    /// A state directory with datasets `a` (2 replicas) and `b` (1), 10 bytes each; donors
+    /// checking in every 60 s, lost after 3 missed, no warm-up left at `now_ms` = 200 000.
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let server = Arc::new(SigningKey::load_or_create(&state).unwrap());
+        let d = Datasets::new(&state);
+        for (name, replicas) in [("a", 2), ("b", 1)] {
+            let f = dir.path().join(name);
+            std::fs::write(&f, format!("{name} content")).unwrap();
+            d.add(name, &[(format!("{name}.bin"), f)], replicas, None, 1, &server).unwrap();
+        }
+        let donors = Donors::new(&state, server.clone(), 60, 3, 7, 0);
+        Fixture { _dir: dir, donors, server }
+    }
+
+    fn send(f: &Fixture, donor: &SigningKey, counter: u64, holdings: Vec<DonorHolding>, now_ms: u64) -> Result<DonorReply, DonorFailure> {
+        let c = DonorCheckIn { donor_key: donor.public().to_hex(), counter, capacity: 1000, holdings };
+        let (body, sig) = donation::seal(donor, &c);
+        let signed = f.donors.check_in(&body, Some(&sig), now_ms)?;
+        Ok(donation::open_reply(&signed, &f.server.public(), &c.donor_key, counter).expect("a reply signed for this check-in"))
+    }
+
+    #[test]
+    fn a_donor_gets_datasets_with_tickets_that_count_when_shown_and_replays_are_refused() {
+        let f = fixture();
+        let donor = SigningKey::from_seed([1; 32]);
+        let during_warm_up = send(&f, &donor, 1, vec![], 1000).unwrap();
+        assert!(during_warm_up.add.is_empty(), "a fresh table only listens");
+        let r = send(&f, &donor, 2, vec![], 200_000).unwrap();
+        let mut added: Vec<&str> = r.add.iter().map(|t| t.dataset.as_str()).collect();
+        added.sort();
+        assert_eq!(added, ["a", "b"]);
+        assert_eq!(r.interval_secs, 60);
+        let held: Vec<DonorHolding> = r.add.iter().map(|t| DonorHolding { dataset: t.dataset.clone(), permille: 1000, ticket: Some(t.ticket.clone()) }).collect();
+        let again = send(&f, &donor, 3, held.clone(), 260_000).unwrap();
+        assert!(again.add.is_empty() && again.remove.is_empty(), "{again:?}");
+        assert_eq!(f.donors.replicas(), [("a".to_string(), 1), ("b".to_string(), 1)]);
+        assert!(matches!(send(&f, &donor, 3, held, 270_000), Err(DonorFailure::Replayed { counter: 3, last: 3 })));
+
+        // A second donor that claims `a` with the first one's ticket: kept, not counted.
+        let sybil = SigningKey::from_seed([2; 32]);
+        let stolen = vec![DonorHolding { dataset: "a".into(), permille: 1000, ticket: Some(donation::ticket(&f.server, &donor.public().to_hex(), "a")) }];
+        let r = send(&f, &sybil, 1, stolen, 280_000).unwrap();
+        assert!(r.remove.is_empty());
+        assert_eq!(f.donors.replicas()[0], ("a".to_string(), 1), "a claim without its own ticket counts for nothing");
+        assert!(f.donors.stats.unvouched.load(Ordering::Relaxed) >= 1);
+        assert_eq!(f.donors.donors(), 2);
+    }
+
+    #[test]
+    fn unreadable_check_ins_are_counted_and_a_removed_dataset_is_dropped() {
+        let f = fixture();
+        assert!(matches!(f.donors.check_in(b"{}", Some("00"), 1), Err(DonorFailure::Unreadable(_))));
+        assert!(matches!(f.donors.check_in(b"{}", None, 1), Err(DonorFailure::Unreadable(DonationError::Unsigned))));
+        assert_eq!(f.donors.stats.bad.load(Ordering::Relaxed), 2);
+        let donor = SigningKey::from_seed([3; 32]);
+        let r = send(&f, &donor, 1, vec![DonorHolding { dataset: "gone".into(), permille: 500, ticket: None }], 200_000).unwrap();
+        assert_eq!(r.remove, ["gone"]);
+        // The manifest a donor fetches by is the signed one.
+        let envelope = f.donors.manifest("a").unwrap().unwrap();
+        assert!(swarmboot_manifest::open(&envelope, &[f.server.public()]).is_ok());
+        assert!(f.donors.manifest("nope").unwrap().is_none());
+    }
+}
