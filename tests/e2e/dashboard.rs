@@ -287,7 +287,7 @@ fn the_dashboard_follows_machines_through_their_stages_live_and_shows_hostile_na
     // Every GET the API's description names answers JSON.
     let doc = get_json(&lan.server, dir.path(), &format!("{base}/api/v1/openapi.json"));
     let gets: Vec<&str> = doc["paths"].as_object().unwrap().iter().filter(|(_, p)| p.get("get").is_some()).map(|(k, _)| k.as_str()).collect();
-    assert_eq!(gets.len(), 11, "{gets:?}");
+    assert_eq!(gets.len(), 12, "{gets:?}");
     // (The namespace's tree and search answer in tests/e2e/namespace.rs, with nodes sharing.)
     for path in gets.into_iter().filter(|p| !["/api/v1/tree/{path}", "/api/v1/search"].contains(p)) {
         let _ = get_json(&lan.server, dir.path(), &format!("{base}{}", path.replace("{mac}", &mac0)));

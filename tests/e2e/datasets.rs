@@ -88,12 +88,21 @@ fn donors_check_in_over_http_and_get_signed_orders_with_tickets() {
     // Signed by another key than it names: refused.
     let (code, _) = post(&checkin(vec![]), &SigningKey::from_seed([8; 32]));
     assert_eq!(code, 400);
-    // Another donor showing the first one's ticket: not counted, so it is told to add `books`
-    // itself (a dataset of 1 replica that nobody else holds with a valid ticket is still held).
+    // Another donor showing the first one's ticket: kept as what it says it holds, not
+    // counted. The API shows `books` held once: by the first donor.
     let other = SigningKey::from_seed([9; 32]);
     let c = DonorCheckIn { donor_key: other.public().to_hex(), counter: 1, capacity: 10 << 20, holdings: holding };
     let (code, _) = post(&c, &other);
     assert_eq!(code, 200);
+    let (code, body) = lan.server.curl(dir.path(), "GET", &format!("{URL}/api/v1/datasets"), None, &[]);
+    assert_eq!(code, 200, "{body}");
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let row = &view[0];
+    assert_eq!(
+        (row["name"].as_str(), row["files"].as_u64(), row["bytes"].as_u64(), row["replicas"].as_u64(), row["holders"].as_u64()),
+        (Some("books"), Some(2), Some(500_000), Some(1), Some(1)),
+        "{view}"
+    );
     assert_eq!(server.metric("swarmboot_donor_checkins_refused_total").unwrap(), 1);
     assert_eq!(server.metric("swarmboot_donor_checkins_bad_total").unwrap(), 1);
     assert!(server.metric("swarmboot_donor_holdings_unvouched_total").unwrap() >= 1);

@@ -34,6 +34,7 @@ pub fn read_routes() -> Router<AppState> {
         .route(routes::LEASES, get(leases))
         .route(routes::SERVER, get(server))
         .route(routes::SWARMS, get(swarms))
+        .route(routes::DATASETS, get(datasets))
         .route(routes::ASSIGNMENTS, get(assignments))
         .route(routes::ASSIGN, post(assign).layer(axum::extract::DefaultBodyLimit::max(4096)))
         .route(routes::OPENAPI, get(openapi))
@@ -231,6 +232,15 @@ async fn images(State(s): State<AppState>) -> Response {
     }
 }
 
+/// Every dataset: its files, size, the replicas it should have and the donors that hold it.
+async fn datasets(State(s): State<AppState>) -> Response {
+    let donors = s.donors.clone();
+    match tokio::task::spawn_blocking(move || donors.view(crate::fleet::now_ms())).await {
+        Ok(v) => Json(v).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "datasets task failed\n").into_response(),
+    }
+}
+
 /// An active lease, as `/api/v1/leases` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LeaseView {
@@ -423,6 +433,7 @@ mod tests {
             routes::ORDERS,
             routes::MACHINE_COMMAND,
             routes::SWARMS,
+            routes::DATASETS,
             routes::INDEX,
             routes::TREE_ROOT,
             routes::TREE,

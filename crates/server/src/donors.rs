@@ -42,8 +42,27 @@ pub enum DonorFailure {
     Refused(#[from] Refusal),
 }
 
+/// A dataset as `/api/v1/datasets` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DatasetView {
+    pub name: String,
+    pub files: usize,
+    pub bytes: u64,
+    /// Donors it should have.
+    pub replicas: u32,
+    /// Donors that hold it with their ticket, or were told to add it.
+    pub holders: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub successor_of: Option<String>,
+    /// The dataset that replaces it on donors, when one does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<String>,
+}
+
 struct Table {
     placement: Placement,
+    /// What the API shows of each dataset (no holders), as of the last reading.
+    views: Vec<DatasetView>,
     /// The manifests' stamp the placement's catalog was made from, and when it was looked at.
     stamp: Vec<(String, u64, i64)>,
     checked_ms: u64,
@@ -78,6 +97,20 @@ fn placement_catalog(all: &[DatasetManifest]) -> Catalog {
     })
 }
 
+fn views_of(all: &[DatasetManifest]) -> Vec<DatasetView> {
+    all.iter()
+        .map(|d| DatasetView {
+            name: d.name.clone(),
+            files: d.files.len(),
+            bytes: d.bytes(),
+            replicas: d.replicas,
+            holders: 0,
+            successor_of: d.successor_of.clone(),
+            replaced_by: None,
+        })
+        .collect()
+}
+
 impl Donors {
     /// Donors checking in every `interval_secs`, lost after `missed` missed check-ins.
     pub fn new(state_dir: &std::path::Path, key: Arc<SigningKey>, interval_secs: u64, missed: u32, seed: u64, now_ms: u64) -> Self {
@@ -89,8 +122,9 @@ impl Donors {
             warn!("the datasets cannot be read ({e}): none is placed until they can");
             Catalog::default()
         });
+        let views = datasets.all().map(|all| views_of(&all)).unwrap_or_default();
         let placement = Placement::new(policy, catalog, seed, now_ms);
-        Donors { datasets, key, interval_secs, table: Mutex::new(Table { placement, stamp, checked_ms: now_ms, counters: HashMap::new() }), stats: DonorStats::default() }
+        Donors { datasets, key, interval_secs, table: Mutex::new(Table { placement, views, stamp, checked_ms: now_ms, counters: HashMap::new() }), stats: DonorStats::default() }
     }
 
     fn refresh(&self, t: &mut Table, now_ms: u64) {
@@ -106,6 +140,7 @@ impl Donors {
             Ok(all) => {
                 info!(datasets = all.len(), "the datasets changed: placing the new catalog");
                 t.placement.set_catalog(placement_catalog(&all));
+                t.views = views_of(&all);
                 t.stamp = stamp;
             }
             Err(e) => warn!("the datasets cannot be read ({e}): the last catalog stays"),
@@ -159,9 +194,22 @@ impl Donors {
 
     /// Donors that hold each dataset (with a ticket) or were told to add it, by name.
     pub fn replicas(&self) -> Vec<(String, u32)> {
-        let t = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        let names: Vec<String> = t.stamp.iter().filter_map(|(n, ..)| n.strip_suffix(".toml").map(str::to_string)).collect();
-        names.into_iter().filter_map(|n| t.placement.replicas(&n).map(|r| (n, r))).collect()
+        self.view(crate::fleet::now_ms()).into_iter().map(|v| (v.name, v.holders)).collect()
+    }
+
+    /// Every dataset with its holders, by name (the catalog looked at again if it is due).
+    pub fn view(&self, now_ms: u64) -> Vec<DatasetView> {
+        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        self.refresh(&mut t, now_ms);
+        let catalog = t.placement.catalog();
+        t.views
+            .iter()
+            .map(|v| DatasetView {
+                holders: t.placement.replicas(&v.name).unwrap_or(0),
+                replaced_by: catalog.newest(&v.name).filter(|n| *n != v.name).map(str::to_string),
+                ..v.clone()
+            })
+            .collect()
     }
 
     /// Donors in the table.

@@ -44,6 +44,7 @@ pub mod routes {
     pub const IMAGES: &str = "/api/v1/images";
     pub const IMAGES_PAGE: &str = "/images";
     pub const SWARMS: &str = "/api/v1/swarms";
+    pub const DATASETS: &str = "/api/v1/datasets";
     /// Who boots what (GET), and changing it (POST, the admin's).
     pub const ASSIGNMENTS: &str = "/api/v1/assignments";
     pub const ASSIGN: &str = "/api/v1/assign";
