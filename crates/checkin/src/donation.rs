@@ -105,7 +105,7 @@ pub enum DonationError {
 /// The body and signature (hex) a donor sends.
 pub fn seal(key: &SigningKey, c: &DonorCheckIn) -> (Vec<u8>, String) {
     let body = serde_json::to_vec(c).expect("a check-in serializes");
-    let signature = hex::encode(key.sign(&[CHECKIN_DOMAIN, &body].concat()));
+    let signature = key.sign_in(CHECKIN_DOMAIN, &body);
     (body, signature)
 }
 
@@ -117,8 +117,7 @@ pub fn open(body: &[u8], signature: Option<&str>) -> Result<(DonorCheckIn, Publi
     let signature = signature.ok_or(DonationError::Unsigned)?;
     let c: DonorCheckIn = serde_json::from_slice(body).map_err(|e| DonationError::Malformed(e.to_string()))?;
     let key = PublicKey::from_hex(&c.donor_key).map_err(|e| DonationError::Malformed(format!("donor_key: {e}")))?;
-    let sig = signature_bytes(signature).ok_or(DonationError::BadSignature)?;
-    key.verify(&[CHECKIN_DOMAIN, body].concat(), &sig).map_err(|_| DonationError::BadSignature)?;
+    key.verify_in(CHECKIN_DOMAIN, body, signature).map_err(|_| DonationError::BadSignature)?;
     if c.holdings.len() > MAX_HOLDINGS {
         return Err(DonationError::Malformed(format!("{} holdings, at most {MAX_HOLDINGS}", c.holdings.len())));
     }
@@ -142,37 +141,30 @@ pub fn is_dataset_name(name: &str) -> bool {
     (1..=64).contains(&name.len()) && !name.starts_with(['.', '-']) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
-fn signature_bytes(hex_text: &str) -> Option<[u8; 64]> {
-    let mut sig = [0u8; 64];
-    hex::decode_to_slice(hex_text.trim().as_bytes(), &mut sig).ok()?;
-    Some(sig)
-}
-
 fn ticket_bytes(donor_key: &str, dataset: &str) -> Vec<u8> {
-    [TICKET_DOMAIN, donor_key.as_bytes(), b"\0", dataset.as_bytes()].concat()
+    [donor_key.as_bytes(), b"\0", dataset.as_bytes()].concat()
 }
 
 /// The ticket for `donor_key` to hold `dataset`.
 pub fn ticket(server: &SigningKey, donor_key: &str, dataset: &str) -> String {
-    hex::encode(server.sign(&ticket_bytes(donor_key, dataset)))
+    server.sign_in(TICKET_DOMAIN, &ticket_bytes(donor_key, dataset))
 }
 
 /// Whether `ticket` is the server's for `donor_key` to hold `dataset`.
 pub fn ticket_valid(server: &PublicKey, donor_key: &str, dataset: &str, ticket: &str) -> bool {
-    signature_bytes(ticket).is_some_and(|sig| server.verify(&ticket_bytes(donor_key, dataset), &sig).is_ok())
+    server.verify_in(TICKET_DOMAIN, &ticket_bytes(donor_key, dataset), ticket).is_ok()
 }
 
 /// The reply, signed by the server.
 pub fn sign_reply(server: &SigningKey, r: &DonorReply) -> SignedDonorReply {
     let reply = serde_json::to_string(r).expect("a reply serializes");
-    let signature = hex::encode(server.sign(&[REPLY_DOMAIN, reply.as_bytes()].concat()));
+    let signature = server.sign_in(REPLY_DOMAIN, reply.as_bytes());
     SignedDonorReply { reply, signature }
 }
 
 /// The donor's reading of a reply: signed by `server`, for this donor and this check-in.
 pub fn open_reply(signed: &SignedDonorReply, server: &PublicKey, donor_key: &str, counter: u64) -> Result<DonorReply, DonationError> {
-    let sig = signature_bytes(&signed.signature).ok_or(DonationError::ForgedReply)?;
-    server.verify(&[REPLY_DOMAIN, signed.reply.as_bytes()].concat(), &sig).map_err(|_| DonationError::ForgedReply)?;
+    server.verify_in(REPLY_DOMAIN, signed.reply.as_bytes(), &signed.signature).map_err(|_| DonationError::ForgedReply)?;
     let r: DonorReply = serde_json::from_str(&signed.reply).map_err(|e| DonationError::Malformed(e.to_string()))?;
     if r.donor_key != donor_key || r.counter != counter {
         return Err(DonationError::NotOurs);

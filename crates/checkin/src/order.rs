@@ -60,7 +60,7 @@ pub enum OrderError {
 /// The body and signature (hex) the CLI sends.
 pub fn seal(key: &SigningKey, o: &Order) -> (Vec<u8>, String) {
     let body = serde_json::to_vec(o).expect("an order serializes");
-    let sig = hex::encode(key.sign(&[DOMAIN, &body].concat()));
+    let sig = key.sign_in(DOMAIN, &body);
     (body, sig)
 }
 
@@ -88,9 +88,7 @@ impl Taken {
         if body.len() > MAX_ORDER_LEN {
             return Err(OrderError::TooLong(body.len()));
         }
-        let mut sig = [0u8; 64];
-        hex::decode_to_slice(signature.ok_or(OrderError::NotSigned)?.trim().as_bytes(), &mut sig).map_err(|_| OrderError::NotSigned)?;
-        server.verify(&[DOMAIN, body].concat(), &sig).map_err(|_| OrderError::NotSigned)?;
+        server.verify_in(DOMAIN, body, signature.ok_or(OrderError::NotSigned)?).map_err(|_| OrderError::NotSigned)?;
         let o: Order = serde_json::from_slice(body).map_err(|e| OrderError::Malformed(e.to_string()))?;
         let skew = now.abs_diff(o.issued);
         if skew > MAX_SKEW {

@@ -128,7 +128,7 @@ pub enum ReportError {
 /// The body and the signature (hex) a node sends.
 pub fn seal(key: &SigningKey, c: &CheckIn) -> (Vec<u8>, String) {
     let body = serde_json::to_vec(c).expect("a check-in serializes");
-    let sig = hex::encode(key.sign(&[DOMAIN, &body].concat()));
+    let sig = key.sign_in(DOMAIN, &body);
     (body, sig)
 }
 
@@ -140,9 +140,7 @@ pub fn open(body: &[u8], signature: Option<&str>) -> Result<(CheckIn, PublicKey)
     let signature = signature.ok_or(ReportError::Unsigned)?;
     let c: CheckIn = serde_json::from_slice(body).map_err(|e| ReportError::Malformed(e.to_string()))?;
     let key = PublicKey::from_hex(&c.node_key).map_err(|e| ReportError::Malformed(format!("node_key: {e}")))?;
-    let mut sig = [0u8; 64];
-    hex::decode_to_slice(signature.trim().as_bytes(), &mut sig).map_err(|_| ReportError::BadSignature)?;
-    key.verify(&[DOMAIN, body].concat(), &sig).map_err(|_| ReportError::BadSignature)?;
+    key.verify_in(DOMAIN, body, signature).map_err(|_| ReportError::BadSignature)?;
     check_limits(&c).map_err(ReportError::Malformed)?;
     Ok((c, key))
 }

@@ -79,6 +79,13 @@ impl PublicKey {
         let sig = ed25519_dalek::Signature::from_slice(signature).map_err(|_| SignatureError::Malformed)?;
         self.0.verify_strict(bytes, &sig).map_err(|_| SignatureError::Mismatch { fingerprint: self.fingerprint() })
     }
+
+    /// Checks a hex signature [`SigningKey::sign_in`] made over `bytes` in `domain`.
+    pub fn verify_in(&self, domain: &[u8], bytes: &[u8], signature_hex: &str) -> Result<(), SignatureError> {
+        let mut sig = [0u8; 64];
+        hex::decode_to_slice(signature_hex.trim().as_bytes(), &mut sig).map_err(|_| SignatureError::Malformed)?;
+        self.verify(&[domain, bytes].concat(), &sig)
+    }
 }
 
 /// The server's key pair.
@@ -133,6 +140,12 @@ impl SigningKey {
     /// A 64-byte signature over `bytes`.
     pub fn sign(&self, bytes: &[u8]) -> [u8; 64] {
         self.0.sign(bytes).to_bytes()
+    }
+
+    /// A signature over `bytes` in `domain` (a `\0`-terminated name of what is signed, so a
+    /// signature on one kind of message is never valid as another), in hex.
+    pub fn sign_in(&self, domain: &[u8], bytes: &[u8]) -> String {
+        hex::encode(self.sign(&[domain, bytes].concat()))
     }
 }
 
@@ -199,6 +212,12 @@ mod tests {
         let stranger = SigningKey::load_or_create(tempfile::tempdir().unwrap().path()).unwrap();
         let err = stranger.public().verify(manifest, &sig).unwrap_err();
         assert_eq!(err, SignatureError::Mismatch { fingerprint: stranger.public().fingerprint() }, "the message names the key tried");
+        // In a domain: valid only in that domain, as hex, padded or not.
+        let in_checkin = key.sign_in(b"check-in v1\0", manifest);
+        assert!(public.verify_in(b"check-in v1\0", manifest, &in_checkin).is_ok());
+        assert!(public.verify_in(b"check-in v1\0", manifest, &format!(" {in_checkin}\n")).is_ok());
+        assert!(public.verify_in(b"batch v1\0", manifest, &in_checkin).is_err(), "a check-in's signature is no batch's");
+        assert_eq!(public.verify_in(b"check-in v1\0", manifest, "zz"), Err(SignatureError::Malformed));
     }
 
     #[test]

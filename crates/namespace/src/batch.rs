@@ -77,7 +77,7 @@ pub enum BatchError {
 /// The body and the signature (hex) a node sends.
 pub fn seal(key: &SigningKey, b: &IndexBatch) -> (Vec<u8>, String) {
     let body = serde_json::to_vec(b).expect("a batch serializes");
-    let sig = hex::encode(key.sign(&[DOMAIN, &body].concat()));
+    let sig = key.sign_in(DOMAIN, &body);
     (body, sig)
 }
 
@@ -90,9 +90,7 @@ pub fn open(body: &[u8], signature: Option<&str>) -> Result<(IndexBatch, PublicK
     let signature = signature.ok_or(BatchError::Unsigned)?;
     let b: IndexBatch = serde_json::from_slice(body).map_err(|e| BatchError::Malformed(e.to_string()))?;
     let key = PublicKey::from_hex(&b.node_key).map_err(|e| BatchError::Malformed(format!("node_key: {e}")))?;
-    let mut sig = [0u8; 64];
-    hex::decode_to_slice(signature.trim().as_bytes(), &mut sig).map_err(|_| BatchError::BadSignature)?;
-    key.verify(&[DOMAIN, body].concat(), &sig).map_err(|_| BatchError::BadSignature)?;
+    key.verify_in(DOMAIN, body, signature).map_err(|_| BatchError::BadSignature)?;
     let changes = b.upserts.len() + b.removals.len();
     if changes > MAX_BATCH_CHANGES {
         return Err(BatchError::TooManyChanges(changes));
