@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use swarmboot_placement::sim::{Spec, World};
+use swarmboot_placement::sim::{sybil_futures, Spec, World};
 
 pub fn run(fleets: u64, futures: u64) -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
@@ -78,21 +78,11 @@ pub fn run(fleets: u64, futures: u64) -> anyhow::Result<()> {
         w
     };
     let x = (2..).find_map(|n| base.dataset_held(n)).expect("a held dataset");
-    let wanted = base.replicas_wanted(&x) as usize;
-    let mut line = format!("sybils: 50 claim {x} (wants {wanted}, {} honest holders), 20 rounds, 1 % of honest donors dying per round:", base.honest_holders(&x));
+    let mut line =
+        format!("sybils: 50 claim {x} (wants {}, {} honest holders), 20 rounds, 1 % of honest donors dying per round:", base.replicas_wanted(&x), base.honest_holders(&x));
     for with_tickets in [false, true] {
-        let mut kept = 0;
-        for seed in 0..futures {
-            let mut w = base.clone();
-            w.reseed(seed);
-            w.add_sybils(50, &x, with_tickets);
-            for _ in 0..20 {
-                w.die_and_replace(0.01);
-                w.round();
-            }
-            kept += u64::from(w.honest_holders(&x) >= wanted);
-        }
-        line += &format!(" {} {kept}/{futures} at count;", if with_tickets { "claims counted (as if each had a ticket)" } else { "claims without tickets" });
+        let o = sybil_futures(&base, &x, with_tickets, futures);
+        line += &format!(" {} {}/{futures} at count;", if with_tickets { "claims counted (as if each had a ticket)" } else { "claims without tickets" }, o.kept);
     }
     println!("{line}");
     println!("goals: ≥ 95 % at count after 20 rounds (worst {:.1} %), churn ≤ 5 % per settled round (worst {:.2} %), Sybils ≥ 99 % of futures, successor ≥ 90 % of holders in 3 rounds fetching ≤ 1.05× what it adds", worst_target * 100.0, worst_churn * 100.0);

@@ -75,6 +75,47 @@ impl Succession {
     }
 }
 
+/// How a dataset fared under Sybils' claims over many futures of one fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SybilOutcome {
+    pub futures: u64,
+    /// Futures in which honest donors still held it as often as its count says.
+    pub kept: u64,
+    /// The fewest honest holders in any future.
+    pub lowest: usize,
+}
+
+/// `futures` futures of `base` (seeds 0..futures, spread over the machine's cores): 50 Sybils
+/// claim `dataset` (`with_tickets`: each with a valid ticket from the start) while 1 % of
+/// honest donors die each round and as many join, for 20 rounds.
+pub fn sybil_futures(base: &World, dataset: &str, with_tickets: bool, futures: u64) -> SybilOutcome {
+    let wanted = base.replicas_wanted(dataset) as usize;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let results: Vec<usize> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    (t..futures)
+                        .step_by(threads as usize)
+                        .map(|seed| {
+                            let mut w = base.clone();
+                            w.reseed(seed);
+                            w.add_sybils(50, dataset, with_tickets);
+                            for _ in 0..20 {
+                                w.die_and_replace(0.01);
+                                w.round();
+                            }
+                            w.honest_holders(dataset)
+                        })
+                        .collect::<Vec<usize>>()
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("a simulated future does not panic")).collect()
+    });
+    SybilOutcome { futures, kept: results.iter().filter(|&&h| h >= wanted).count() as u64, lowest: results.iter().copied().min().unwrap_or(0) }
+}
+
 /// What one round moved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RoundStats {

@@ -3,7 +3,7 @@
 //! cannot empty a dataset, successors that fetch only what they add, a table rebuilt from one
 //! round of check-ins.
 
-use swarmboot_placement::sim::{Spec, World};
+use swarmboot_placement::sim::{sybil_futures, Spec, World};
 
 /// A fleet that has had `rounds` rounds from empty disks.
 fn settled(seed: u64, rounds: usize) -> World {
@@ -32,41 +32,20 @@ fn datasets_reach_their_replica_counts_within_20_rounds_and_then_stay_put() {
     assert!(w.at_target() >= 0.95);
 }
 
-/// In how many of `futures` futures of one settled fleet `x` stays at its count among honest
-/// donors while 50 Sybils claim it (with or without tickets) and 1 % of honest donors die
-/// each round (as many new ones join), over 20 rounds; the lowest honest count seen.
-fn sybil_futures(base: &World, x: &str, with_tickets: bool, futures: u64) -> (usize, usize) {
-    let wanted = base.replicas_wanted(x) as usize;
-    let (mut kept, mut lowest) = (0, usize::MAX);
-    for seed in 0..futures {
-        let mut w = base.clone();
-        w.reseed(seed);
-        w.add_sybils(50, x, with_tickets);
-        for _ in 0..20 {
-            w.die_and_replace(0.01);
-            w.round();
-        }
-        let honest = w.honest_holders(x);
-        lowest = lowest.min(honest);
-        kept += usize::from(honest >= wanted);
-    }
-    (kept, lowest)
-}
-
 #[test]
 fn fifty_sybils_claiming_a_dataset_do_not_take_it_below_its_count_among_honest_donors() {
     // The dataset honest donors hold fewest times at or over its count.
     let base = settled(7, 20);
     let x = (2..).find_map(|n| base.dataset_held(n)).expect("some dataset is held");
     let (wanted, before) = (base.replicas_wanted(&x), base.honest_holders(&x));
-    let (kept, lowest) = sybil_futures(&base, &x, false, 1000);
-    eprintln!("{x}: wants {wanted}, {before} honest holders; 50 Sybils claiming it: at its count after 20 rounds in {kept}/1000 futures (lowest {lowest})");
-    assert!(kept >= 990, "{x} fell below its count among honest donors in {} of 1000 futures", 1000 - kept);
+    let o = sybil_futures(&base, &x, false, 1000);
+    eprintln!("{x}: wants {wanted}, {before} honest holders; 50 Sybils claiming it: at its count after 20 rounds in {}/1000 futures (lowest {})", o.kept, o.lowest);
+    assert!(o.kept >= 990, "{x} fell below its count among honest donors in {} of 1000 futures", 1000 - o.kept);
     // What the tickets are for: Sybils whose claims count (as if each had been given it once)
     // keep the server from placing it again as honest holders die.
-    let (trusted, lowest) = sybil_futures(&base, &x, true, 200);
-    eprintln!("the same Sybils with a ticket each from the start: at its count in {trusted}/200 futures (lowest {lowest})");
-    assert!(trusted * 1000 < kept * 200, "claims with tickets count: {trusted}/200 vs {kept}/1000");
+    let t = sybil_futures(&base, &x, true, 100);
+    eprintln!("the same Sybils with a ticket each from the start: at its count in {}/100 futures (lowest {})", t.kept, t.lowest);
+    assert!(t.kept * 1000 < o.kept * 100, "claims with tickets count: {}/100 vs {}/1000", t.kept, o.kept);
 }
 
 #[test]
