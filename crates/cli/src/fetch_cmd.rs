@@ -49,7 +49,7 @@ pub struct FetchArgs {
     stats: Option<PathBuf>,
 }
 
-fn parse_key(k: &str) -> anyhow::Result<PublicKey> {
+pub fn parse_key(k: &str) -> anyhow::Result<PublicKey> {
     if let Ok(key) = PublicKey::from_hex(k) {
         return Ok(key);
     }

@@ -9,6 +9,8 @@ use swarmboot_config::{Config, DEFAULT_PATH};
 mod assign;
 mod config_file;
 mod dataset_cmd;
+mod donate_cmd;
+mod donor_dir;
 mod fetch_cmd;
 mod image_build;
 mod image_cmd;
@@ -56,6 +58,10 @@ enum Command {
         #[command(subcommand)]
         action: dataset_cmd::DatasetAction,
     },
+    /// Give disk space to a boot server's datasets: check in, fetch what the server says
+    /// through the swarm, seed it, drop what it says, until stopped (a systemd service on any
+    /// Linux host).
+    Donate(donate_cmd::DonateArgs),
     /// The server's signing key (created on first use in the state directory).
     Key {
         #[command(subcommand)]
@@ -166,6 +172,7 @@ fn main() -> std::process::ExitCode {
         Command::Node { action } => node_cmd::run(&config, action),
         Command::Image { action } => image_cmd::run(&config, action),
         Command::Dataset { action } => dataset_cmd::run(&config, action),
+        Command::Donate(args) => donate_cmd::run(args),
         Command::Torrent { action } => torrent_cmd::run(action),
         Command::Fetch(args) => fetch_cmd::run(args),
         Command::Stub { action } => stub_cmd::run(&config, action),

@@ -251,7 +251,37 @@ pub fn verify_manifest(envelope: &[u8], cfg: &FetchConfig) -> Result<SignedManif
 
 /// Checks a torrent from the network against the signed file entry.
 pub fn check_torrent(bytes: &[u8], entry: &FileEntry) -> Result<Metainfo, FetchError> {
-    let bad = |reason: String| FetchError::BadTorrent { role: entry.role.as_str().into(), sha256: entry.sha256.clone(), reason };
+    check_wanted_torrent(bytes, &Wanted::of(entry, Path::new("")))
+}
+
+/// One file to fetch, as a signed manifest (an image's or a dataset's) names it: its SHA-256,
+/// size and the info hash of its torrent; what it is (for messages) and the directory its
+/// bytes go to (`dir/<sha256>`, its torrent beside it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    pub sha256: String,
+    pub size: u64,
+    pub info_hash: Option<String>,
+    /// `rootfs`, or a dataset's file name.
+    pub what: String,
+    pub dir: PathBuf,
+}
+
+impl Wanted {
+    /// An image file, into `dir`.
+    pub fn of(entry: &FileEntry, dir: &Path) -> Self {
+        Wanted { sha256: entry.sha256.clone(), size: entry.size, info_hash: entry.info_hash.clone(), what: entry.role.as_str().into(), dir: dir.to_path_buf() }
+    }
+
+    /// Where its bytes are.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(&self.sha256)
+    }
+}
+
+/// [`check_torrent`] for any file a signed manifest names.
+pub fn check_wanted_torrent(bytes: &[u8], entry: &Wanted) -> Result<Metainfo, FetchError> {
+    let bad = |reason: String| FetchError::BadTorrent { role: entry.what.clone(), sha256: entry.sha256.clone(), reason };
     let meta = Metainfo::parse(bytes).map_err(|e| bad(e.to_string()))?;
     let want = entry.info_hash.as_deref().unwrap_or("");
     if hex::encode(meta.info_hash) != want {
@@ -266,7 +296,7 @@ pub fn check_torrent(bytes: &[u8], entry: &FileEntry) -> Result<Metainfo, FetchE
 }
 
 struct Job {
-    entry: FileEntry,
+    entry: Wanted,
     roles: Vec<Role>,
     path: PathBuf,
     meta: Option<Metainfo>,
@@ -280,11 +310,35 @@ pub struct Fetched {
     pub manifest: SignedManifest,
     pub out: PathBuf,
     pub progress: FetchProgress,
+    seeds: Seeds,
+}
+
+impl Fetched {
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.seeds.listen_addr()
+    }
+
+    pub fn uploaded(&self) -> u64 {
+        self.seeds.uploaded()
+    }
+
+    pub fn torrents_and_peers(&self) -> (usize, usize) {
+        self.seeds.torrents_and_peers()
+    }
+
+    pub async fn shutdown(&self) {
+        self.seeds.shutdown().await
+    }
+}
+
+/// Fetched files (an image's or a dataset's) seeding until [`Seeds::shutdown`].
+pub struct Seeds {
+    pub progress: FetchProgress,
     engines: Vec<Engine>,
     listener: Option<PeerListener>,
 }
 
-impl Fetched {
+impl Seeds {
     /// The address peers reach our seeds at, if the swarm was used.
     pub fn listen_addr(&self) -> Option<SocketAddr> {
         self.listener.as_ref().map(PeerListener::local_addr)
@@ -335,10 +389,36 @@ pub async fn fetch(cfg: &FetchConfig, report: impl FnMut(&FetchProgress)) -> Res
 
 /// [`fetch`] with the manifest already fetched and verified by [`fetch_manifest`] (the stub
 /// reads it first, to see what it needs).
-pub async fn fetch_signed(cfg: &FetchConfig, signed: SignedManifest, mut report: impl FnMut(&FetchProgress)) -> Result<Fetched, FetchError> {
-    let started = Instant::now();
+pub async fn fetch_signed(cfg: &FetchConfig, signed: SignedManifest, report: impl FnMut(&FetchProgress)) -> Result<Fetched, FetchError> {
     info!(image = %signed.manifest.name, version = signed.manifest.version, signer = %signed.signer.fingerprint(), "manifest verified");
-    let mut jobs = plan(cfg, &signed.manifest);
+    let (jobs, seeds) = fetch_jobs(cfg, plan(cfg, &signed.manifest), report).await?;
+    for job in jobs.values() {
+        for role in &job.roles {
+            let link = cfg.out.join(role.as_str());
+            let _ = std::fs::remove_file(&link);
+            std::fs::hard_link(&job.path, &link).map_err(io_error(&link))?;
+        }
+    }
+    let env_path = cfg.out.join("manifest.signed");
+    std::fs::write(&env_path, &signed.envelope).map_err(io_error(&env_path))?;
+    let p = seeds.progress;
+    info!(bytes = p.total, from_peers = p.from_peers, from_http = p.from_http, secs = p.elapsed.as_secs_f64(), "image fetched and verified");
+    Ok(Fetched { manifest: signed, out: cfg.out.clone(), progress: seeds.progress, seeds })
+}
+
+/// Fetches `files` (a dataset's: each into its own directory, as `dir/<sha256>` with its
+/// torrent beside it) as [`fetch`] fetches an image's: through the swarm, the missing pieces
+/// over HTTP Range when it stalls, every piece checked against the torrent whose info hash the
+/// caller's signed manifest gave, every file by SHA-256. A file already whole is only checked.
+/// They keep seeding until [`Seeds::shutdown`].
+pub async fn fetch_files(cfg: &FetchConfig, files: Vec<Wanted>, report: impl FnMut(&FetchProgress)) -> Result<Seeds, FetchError> {
+    let jobs = files.into_iter().map(|f| (f.sha256.clone(), Job { path: f.path(), entry: f, roles: vec![], meta: None, torrent: vec![], engine: None })).collect();
+    Ok(fetch_jobs(cfg, jobs, report).await?.1)
+}
+
+/// The steps every fetch takes: torrents, engines, the swarm (and HTTP), SHA-256.
+async fn fetch_jobs(cfg: &FetchConfig, mut jobs: BTreeMap<String, Job>, mut report: impl FnMut(&FetchProgress)) -> Result<(BTreeMap<String, Job>, Seeds), FetchError> {
+    let started = Instant::now();
     if cfg.use_swarm {
         fetch_torrents(cfg, &mut jobs).await?;
     }
@@ -350,9 +430,10 @@ pub async fn fetch_signed(cfg: &FetchConfig, signed: SignedManifest, mut report:
         http_whole_file(cfg, job, &mut progress).await?;
     }
     drive(cfg, &jobs, &mut progress, &mut report, started).await?;
-    finish(cfg, &jobs, &signed, &mut progress, started).await?;
-    let engines = jobs.into_values().filter_map(|j| j.engine).collect();
-    Ok(Fetched { manifest: signed, out: cfg.out.clone(), progress, engines, listener })
+    check_sha256(&jobs, started).await?;
+    progress.elapsed = started.elapsed();
+    let engines = jobs.values_mut().filter_map(|j| j.engine.take()).collect();
+    Ok((jobs, Seeds { progress, engines, listener }))
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> FetchError {
@@ -364,7 +445,7 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> FetchError {
 fn plan(cfg: &FetchConfig, m: &Manifest) -> BTreeMap<String, Job> {
     m.distinct_files(|role| cfg.roles.as_ref().is_none_or(|r| r.contains(&role)))
         .into_iter()
-        .map(|(f, roles)| (f.sha256.clone(), Job { entry: f.clone(), roles, path: cfg.out.join(&f.sha256), meta: None, torrent: vec![], engine: None }))
+        .map(|(f, roles)| (f.sha256.clone(), Job { entry: Wanted::of(f, &cfg.out), roles, path: cfg.out.join(&f.sha256), meta: None, torrent: vec![], engine: None }))
         .collect()
 }
 
@@ -373,7 +454,7 @@ async fn fetch_torrents(cfg: &FetchConfig, jobs: &mut BTreeMap<String, Job>) -> 
     for job in jobs.values_mut().filter(|j| j.entry.info_hash.is_some()) {
         let url = Urls::new(&cfg.server).torrent(&job.entry.sha256);
         let bytes = http::get(&url, None, 4 << 20, Duration::from_secs(30)).await.map_err(|source| FetchError::Http { url, source })?;
-        job.meta = Some(check_torrent(&bytes, &job.entry)?);
+        job.meta = Some(check_wanted_torrent(&bytes, &job.entry)?);
         job.torrent = bytes.to_vec();
     }
     Ok(())
@@ -382,7 +463,8 @@ async fn fetch_torrents(cfg: &FetchConfig, jobs: &mut BTreeMap<String, Job>) -> 
 fn write_torrents(cfg: &FetchConfig, jobs: &BTreeMap<String, Job>) -> Result<(), FetchError> {
     std::fs::create_dir_all(&cfg.out).map_err(io_error(&cfg.out))?;
     for job in jobs.values().filter(|j| j.meta.is_some()) {
-        let path = cfg.out.join(format!("{}.torrent", job.entry.sha256));
+        std::fs::create_dir_all(&job.entry.dir).map_err(io_error(&job.entry.dir))?;
+        let path = job.entry.dir.join(format!("{}.torrent", job.entry.sha256));
         std::fs::write(&path, &job.torrent).map_err(io_error(&path))?;
     }
     Ok(())
@@ -397,7 +479,7 @@ async fn start_engines(cfg: &FetchConfig, jobs: &mut BTreeMap<String, Job>) -> R
         let listener = listener.as_ref().expect("bound when a file has a torrent");
         let (storage, have) = {
             let meta = meta.clone();
-            let out = cfg.out.clone();
+            let out = job.entry.dir.clone();
             tokio::task::spawn_blocking(move || -> std::io::Result<_> {
                 let mut storage = FileStorage::create(&meta, &out)?;
                 // Files created just now hold nothing: no hashing; otherwise resume.
@@ -480,26 +562,17 @@ async fn drive(cfg: &FetchConfig, jobs: &BTreeMap<String, Job>, progress: &mut F
     }
 }
 
-/// Every file against its SHA-256, then the role names and the envelope.
-async fn finish(cfg: &FetchConfig, jobs: &BTreeMap<String, Job>, signed: &SignedManifest, progress: &mut FetchProgress, started: Instant) -> Result<(), FetchError> {
+/// Every file against its SHA-256 (a file that does not match is deleted).
+async fn check_sha256(jobs: &BTreeMap<String, Job>, started: Instant) -> Result<(), FetchError> {
     info!(secs = started.elapsed().as_secs_f64(), "every piece verified; checking each file's SHA-256");
     for job in jobs.values() {
         let path = job.path.clone();
         let ok = tokio::task::spawn_blocking(move || sha256_of(&path)).await.expect("not cancelled").map_err(io_error(&job.path))? == job.entry.sha256;
         if !ok {
             let _ = std::fs::remove_file(&job.path);
-            return Err(FetchError::Sha256Mismatch { role: job.entry.role.as_str().into(), path: job.path.clone() });
-        }
-        for role in &job.roles {
-            let link = cfg.out.join(role.as_str());
-            let _ = std::fs::remove_file(&link);
-            std::fs::hard_link(&job.path, &link).map_err(io_error(&link))?;
+            return Err(FetchError::Sha256Mismatch { role: job.entry.what.clone(), path: job.path.clone() });
         }
     }
-    progress.elapsed = started.elapsed();
-    let env_path = cfg.out.join("manifest.signed");
-    std::fs::write(&env_path, &signed.envelope).map_err(io_error(&env_path))?;
-    info!(bytes = progress.total, from_peers = progress.from_peers, from_http = progress.from_http, secs = started.elapsed().as_secs_f64(), "image fetched and verified");
     Ok(())
 }
 
@@ -552,7 +625,7 @@ async fn http_fill(
         for p in i..j {
             let a = (u64::from(p - i) * plen) as usize;
             let b = (a + meta.piece_len(p) as usize).min(bytes.len());
-            engine.add_piece(p, &bytes[a..b]).map_err(|e| FetchError::BadHttpData { role: job.entry.role.as_str().into(), reason: e.to_string() })?;
+            engine.add_piece(p, &bytes[a..b]).map_err(|e| FetchError::BadHttpData { role: job.entry.what.clone(), reason: e.to_string() })?;
         }
         progress.elapsed = started.elapsed();
         report(progress);

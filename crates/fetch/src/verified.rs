@@ -13,7 +13,7 @@ use swarmboot_swarm::engine::{random_peer_id, Engine, PeerListener};
 use swarmboot_swarm::storage::FileStorage;
 use swarmboot_torrent::Metainfo;
 
-use crate::{check_torrent, engine_config, verify_manifest, FetchConfig, FetchError, FetchProgress, Fetched, SignedManifest};
+use crate::{check_torrent, engine_config, verify_manifest, FetchConfig, FetchError, FetchProgress, Fetched, Seeds, SignedManifest};
 
 /// A fetched image's directory, its manifest re-checked against the trusted keys and every
 /// file open.
@@ -69,7 +69,7 @@ impl VerifiedImage {
             engines.push(Engine::start_on(&listener, &meta, storage, have, engine_config(cfg, &meta, self.peer_id)).await?);
         }
         let progress = FetchProgress { bytes_have: total, total, ..Default::default() };
-        Ok(Fetched { manifest: self.manifest, out: self.dir, progress, engines, listener: Some(listener) })
+        Ok(Fetched { manifest: self.manifest, out: self.dir, progress, seeds: Seeds { progress, engines, listener: Some(listener) } })
     }
 }
 
