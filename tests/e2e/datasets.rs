@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use swarmboot_checkin::donation::{self, DonorCheckIn, DonorHolding, DonorReply, SignedDonorReply, SIGNATURE_HEADER};
-use swarmboot_lab::{require_root, Lan, ScratchDir, Server};
+use swarmboot_lab::{bin, require_root, Lan, Proc, ScratchDir, Server};
 use swarmboot_manifest::{PublicKey, SigningKey};
 
 const URL: &str = "http://10.77.0.1:8080";
@@ -106,4 +106,138 @@ fn donors_check_in_over_http_and_get_signed_orders_with_tickets() {
     assert_eq!(server.metric("swarmboot_donor_checkins_refused_total").unwrap(), 1);
     assert_eq!(server.metric("swarmboot_donor_checkins_bad_total").unwrap(), 1);
     assert!(server.metric("swarmboot_donor_holdings_unvouched_total").unwrap() >= 1);
+}
+
+/// `(name, sha256)` of every file under `dir`'s `store/`.
+fn stored(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in std::fs::read_dir(dir.join("store")).into_iter().flatten().flatten() {
+        for b in std::fs::read_dir(a.path()).into_iter().flatten().flatten() {
+            for f in std::fs::read_dir(b.path()).into_iter().flatten().flatten() {
+                let name = f.file_name().into_string().unwrap();
+                if !name.ends_with(".torrent") {
+                    out.push(name);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[test]
+fn donors_running_swarmboot_donate_hold_seed_and_drop_datasets() {
+    if !require_root("donors_running_swarmboot_donate_hold_seed_and_drop_datasets") {
+        return;
+    }
+    let dir = ScratchDir::new("donate").unwrap();
+    let mut lan = Lan::new("10.77.0.1/24").unwrap();
+    let cfg = format!(
+        "[server]\ninterface = \"br0\"\naddress = \"10.77.0.1\"\nstate_dir = \"{}\"\n[dhcp]\nmode = \"off\"\n[tftp]\nenabled = false\n\
+         [http]\nlisten = \"0.0.0.0:8080\"\n[nodes]\ncheckin_interval = \"1s\"\nmissed_before_lost = 3\n",
+        dir.path().join("state").display()
+    );
+    std::fs::write(dir.path().join("swarmboot.toml"), &cfg).unwrap();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(bin("swarmboot")).args(args).arg("--config").arg(dir.path().join("swarmboot.toml")).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    // Two datasets that share a file; each wants both donors.
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let (one, shared, two) = (swarmboot_lab::noise(3 << 20, 11), swarmboot_lab::noise(1 << 20, 12), swarmboot_lab::noise(2 << 20, 13));
+    std::fs::write(a.join("one.bin"), &one).unwrap();
+    std::fs::write(a.join("shared.bin"), &shared).unwrap();
+    std::fs::write(b.join("shared.bin"), &shared).unwrap();
+    std::fs::write(b.join("two.bin"), &two).unwrap();
+    cli(&["dataset", "add", "set-a", a.to_str().unwrap(), "--replicas", "2"]);
+    cli(&["dataset", "add", "set-b", b.to_str().unwrap(), "--replicas", "2"]);
+    let server = Server::start(&lan.server, dir.path(), &cfg, 8080).unwrap();
+    let key = server.public_key().unwrap();
+
+    let (mut procs, mut dirs) = (Vec::new(), Vec::new());
+    for i in 0..2 {
+        let h = lan.add_host(None).unwrap();
+        let host = lan.host(h);
+        host.ip(&["addr", "add", &format!("10.77.0.{}/24", 21 + i), "dev", "eth0"]).unwrap();
+        let d = dir.path().join(format!("donor{i}"));
+        let mut cmd = host.command(bin("swarmboot"));
+        cmd.args(["donate", "--server", URL, "--space", "100M", "--server-key", &key, "--listen", "0.0.0.0:6881", "--dir"]).arg(&d).env("SWARMBOOT_LOG", "info");
+        procs.push(Proc::spawn("swarmboot donate", &mut cmd, &dir.path().join(format!("donor{i}.log"))).unwrap());
+        dirs.push(d);
+    }
+    let all = {
+        let mut v = vec![sha256_hex(&one), sha256_hex(&shared), sha256_hex(&two)];
+        v.sort();
+        v
+    };
+    let wait = |what: &str, secs: u64, ok: &dyn Fn() -> bool, procs: &mut Vec<Proc>| {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !ok() {
+            for p in procs.iter_mut() {
+                assert!(!p.exited(), "a donor exited:\n{}", p.output());
+            }
+            assert!(Instant::now() < deadline, "{what} within {secs} s:\n{}\n{}", procs[0].output(), procs[1].output());
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    };
+    // Both donors hold both datasets: every file once in each store, byte-identical (named by
+    // its SHA-256, checked piece by piece and whole by the fetch), and the server counts them.
+    wait("both donors holding both datasets", 60, &|| dirs.iter().all(|d| stored(d) == all), &mut procs);
+    for d in &dirs {
+        for sha in &all {
+            let p = d.join("store").join(&sha[..2]).join(&sha[..4]).join(sha);
+            assert_eq!(&sha256_hex(&std::fs::read(&p).unwrap()), sha);
+        }
+        assert!(std::fs::read_to_string(d.join("set-a.toml")).unwrap().contains("=one.bin"));
+    }
+    let holders = || -> Vec<u64> {
+        let (code, body) = lan.server.curl(dir.path(), "GET", &format!("{URL}/api/v1/datasets"), None, &[]);
+        assert_eq!(code, 200);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v.as_array().unwrap().iter().map(|d| d["holders"].as_u64().unwrap()).collect()
+    };
+    wait("the server counting both donors for both datasets", 10, &|| holders() == [2, 2], &mut procs);
+
+    // A dataset removed: both donors drop it, deleting its own file and keeping the shared one.
+    cli(&["dataset", "rm", "set-a"]);
+    let left = {
+        let mut v = vec![sha256_hex(&shared), sha256_hex(&two)];
+        v.sort();
+        v
+    };
+    wait("both donors dropping set-a's own file", 30, &|| dirs.iter().all(|d| stored(d) == left && !d.join("set-a.toml").exists()), &mut procs);
+    // A successor of set-b with one more file: the donors take it in set-b's place, fetching
+    // only that file through the swarm (what machines report downloading grows by it, twice).
+    let three = swarmboot_lab::noise(1 << 20, 14);
+    std::fs::write(b.join("three.bin"), &three).unwrap();
+    let downloaded_before = server.metric("swarmboot_peers_downloaded_bytes_total").unwrap();
+    cli(&["dataset", "add", "set-b2", b.to_str().unwrap(), "--replicas", "2", "--successor-of", "set-b"]);
+    let succeeded = {
+        let mut v = vec![sha256_hex(&shared), sha256_hex(&two), sha256_hex(&three)];
+        v.sort();
+        v
+    };
+    wait(
+        "both donors holding set-b2 in set-b's place",
+        40,
+        &|| dirs.iter().all(|d| stored(d) == succeeded && d.join("set-b2.toml").exists() && !d.join("set-b.toml").exists()),
+        &mut procs,
+    );
+    std::thread::sleep(Duration::from_secs(3)); // the donors' next announces carry their totals
+    let downloaded = server.metric("swarmboot_peers_downloaded_bytes_total").unwrap() - downloaded_before;
+    eprintln!("donors reported downloading {downloaded_before} bytes for set-a and set-b, then {downloaded} for set-b2 (which adds {} each)", three.len());
+    assert!(downloaded_before > 0 && downloaded > 0, "the donors' announces carry what they downloaded");
+    assert!(downloaded <= 2 * (three.len() as u64) * 105 / 100, "the donors downloaded {downloaded} bytes for a successor that adds {} each", three.len());
+    // Everything came through the swarm: no file bytes over HTTP.
+    assert_eq!(server.metric("swarmboot_http_blob_bytes_total").unwrap(), 0);
+    for p in &mut procs {
+        p.signal(nix::sys::signal::Signal::SIGTERM).unwrap();
+    }
 }

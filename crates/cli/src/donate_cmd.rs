@@ -14,6 +14,7 @@ use clap::Args;
 use swarmboot_checkin::donation::{self, DonorCheckIn, SignedDonorReply, SIGNATURE_HEADER};
 use swarmboot_fetch::{http, FetchConfig, Seeds};
 use swarmboot_manifest::PublicKey;
+use swarmboot_swarm::engine::PeerListener;
 use swarmboot_urls::Urls;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -66,6 +67,12 @@ pub fn run(a: DonateArgs) -> anyhow::Result<()> {
     rt.block_on(donate(&a, dir, server_key, space))
 }
 
+/// A dataset's fetch in flight, and the files it covers.
+struct Fetching {
+    files: Vec<String>,
+    task: JoinHandle<Result<Seeds, swarmboot_fetch::FetchError>>,
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
@@ -76,23 +83,36 @@ async fn donate(a: &DonateArgs, dir: DonorDir, server_key: PublicKey, space: u64
     let urls = Urls::new(&a.server);
     let mut fetch_cfg = FetchConfig::new(&a.server, "datasets", &a.dir, vec![server_key]);
     fetch_cfg.listen = a.listen;
+    // One listener for every dataset's engines.
+    let listener = PeerListener::bind(a.listen, None).with_context(|| format!("--listen {}", a.listen))?;
     info!(donor = %key.public().fingerprint(), server = %a.server, space, dir = %a.dir.display(), "donating");
-    let mut seeding: BTreeMap<String, Seeds> = BTreeMap::new();
-    let mut fetching: BTreeMap<String, JoinHandle<Result<Seeds, swarmboot_fetch::FetchError>>> = BTreeMap::new();
+    // Each file is fetched and seeded once, by the first held dataset that lists it (one
+    // listener serves a torrent once): which dataset covers each file, each dataset's seeds,
+    // and the fetch each dataset has running (with the files it covers).
+    let mut covered: BTreeMap<String, String> = BTreeMap::new();
+    let mut seeding: BTreeMap<String, Vec<Seeds>> = BTreeMap::new();
+    let mut fetching: BTreeMap<String, Fetching> = BTreeMap::new();
     let (mut counter, mut rounds, mut interval) = (0u64, 0u64, Duration::from_secs(30));
     let stop = crate::torrent_cmd::until_signal();
     tokio::pin!(stop);
     loop {
         // Fetches that ended: seeding now, or tried again later.
-        let done: Vec<String> = fetching.iter().filter(|(_, t)| t.is_finished()).map(|(n, _)| n.clone()).collect();
+        let done: Vec<String> = fetching.iter().filter(|(_, f)| f.task.is_finished()).map(|(n, _)| n.clone()).collect();
         for name in done {
-            match fetching.remove(&name).expect("listed").await {
+            let f = fetching.remove(&name).expect("listed");
+            match f.task.await {
                 Ok(Ok(seeds)) => {
                     info!(dataset = %name, bytes = seeds.progress.total, from_peers = seeds.progress.from_peers, from_http = seeds.progress.from_http, "fetched and verified; seeding");
-                    seeding.insert(name, seeds);
+                    seeding.entry(name).or_default().push(seeds);
                 }
-                Ok(Err(e)) => warn!(dataset = %name, "fetch failed (tried again): {e}"),
-                Err(e) => warn!(dataset = %name, "fetch task ended: {e}"),
+                failed => {
+                    match failed {
+                        Ok(Err(e)) => warn!(dataset = %name, "fetch failed (tried again): {e}"),
+                        Err(e) => warn!(dataset = %name, "fetch task ended: {e}"),
+                        Ok(Ok(_)) => unreachable!("matched above"),
+                    }
+                    covered.retain(|sha, _| !f.files.contains(sha));
+                }
             }
         }
         let held = dir.held(&server_key);
@@ -106,12 +126,15 @@ async fn donate(a: &DonateArgs, dir: DonorDir, server_key: PublicKey, space: u64
                     Ok(reply) => {
                         interval = Duration::from_secs(reply.interval_secs.clamp(1, 3600));
                         for name in &reply.remove {
-                            if let Some(s) = seeding.remove(name) {
+                            for s in seeding.remove(name).unwrap_or_default() {
                                 s.shutdown().await;
                             }
-                            if let Some(t) = fetching.remove(name) {
-                                t.abort();
+                            if let Some(f) = fetching.remove(name) {
+                                f.task.abort();
                             }
+                            // Files it covered that another dataset lists are fetched (checked,
+                            // then seeded) for that one.
+                            covered.retain(|_, by| by != name);
                             dir.forget(name)?;
                             info!(dataset = %name, "dropped, as the server said");
                         }
@@ -140,11 +163,16 @@ async fn donate(a: &DonateArgs, dir: DonorDir, server_key: PublicKey, space: u64
         }
         for h in &held {
             let name = h.manifest.name.clone();
-            if seeding.contains_key(&name) || fetching.contains_key(&name) {
+            let wanted: Vec<_> = dir.wanted(&h.manifest).into_iter().filter(|w| !covered.contains_key(&w.sha256)).collect();
+            if wanted.is_empty() || fetching.contains_key(&name) {
                 continue;
             }
-            let (cfg, wanted) = (fetch_cfg.clone(), dir.wanted(&h.manifest));
-            fetching.insert(name, tokio::spawn(async move { swarmboot_fetch::fetch_files(&cfg, wanted, |_| {}).await }));
+            let files: Vec<String> = wanted.iter().map(|w| w.sha256.clone()).collect();
+            for sha in &files {
+                covered.insert(sha.clone(), name.clone());
+            }
+            let (cfg, listener) = (fetch_cfg.clone(), listener.clone());
+            fetching.insert(name, Fetching { files, task: tokio::spawn(async move { swarmboot_fetch::fetch_files(&cfg, &listener, wanted, |_| {}).await }) });
         }
         rounds += 1;
         if a.rounds.is_some_and(|r| rounds >= r) {
@@ -155,12 +183,13 @@ async fn donate(a: &DonateArgs, dir: DonorDir, server_key: PublicKey, space: u64
             r = &mut stop => { r?; break; }
         }
     }
-    for (_, t) in fetching {
-        t.abort();
+    for (_, f) in fetching {
+        f.task.abort();
     }
-    for (_, s) in seeding {
+    for s in seeding.into_values().flatten() {
         s.shutdown().await;
     }
+    listener.close();
     info!("stopped donating");
     Ok(())
 }

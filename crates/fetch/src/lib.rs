@@ -391,7 +391,7 @@ pub async fn fetch(cfg: &FetchConfig, report: impl FnMut(&FetchProgress)) -> Res
 /// reads it first, to see what it needs).
 pub async fn fetch_signed(cfg: &FetchConfig, signed: SignedManifest, report: impl FnMut(&FetchProgress)) -> Result<Fetched, FetchError> {
     info!(image = %signed.manifest.name, version = signed.manifest.version, signer = %signed.signer.fingerprint(), "manifest verified");
-    let (jobs, seeds) = fetch_jobs(cfg, plan(cfg, &signed.manifest), report).await?;
+    let (jobs, seeds) = fetch_jobs(cfg, plan(cfg, &signed.manifest), None, report).await?;
     for job in jobs.values() {
         for role in &job.roles {
             let link = cfg.out.join(role.as_str());
@@ -410,21 +410,27 @@ pub async fn fetch_signed(cfg: &FetchConfig, signed: SignedManifest, report: imp
 /// torrent beside it) as [`fetch`] fetches an image's: through the swarm, the missing pieces
 /// over HTTP Range when it stalls, every piece checked against the torrent whose info hash the
 /// caller's signed manifest gave, every file by SHA-256. A file already whole is only checked.
-/// They keep seeding until [`Seeds::shutdown`].
-pub async fn fetch_files(cfg: &FetchConfig, files: Vec<Wanted>, report: impl FnMut(&FetchProgress)) -> Result<Seeds, FetchError> {
+/// They keep seeding on `listener` (shared by every fetch of the caller's, which stays its
+/// to close) until [`Seeds::shutdown`].
+pub async fn fetch_files(cfg: &FetchConfig, listener: &PeerListener, files: Vec<Wanted>, report: impl FnMut(&FetchProgress)) -> Result<Seeds, FetchError> {
     let jobs = files.into_iter().map(|f| (f.sha256.clone(), Job { path: f.path(), entry: f, roles: vec![], meta: None, torrent: vec![], engine: None })).collect();
-    Ok(fetch_jobs(cfg, jobs, report).await?.1)
+    Ok(fetch_jobs(cfg, jobs, Some(listener), report).await?.1)
 }
 
 /// The steps every fetch takes: torrents, engines, the swarm (and HTTP), SHA-256.
-async fn fetch_jobs(cfg: &FetchConfig, mut jobs: BTreeMap<String, Job>, mut report: impl FnMut(&FetchProgress)) -> Result<(BTreeMap<String, Job>, Seeds), FetchError> {
+async fn fetch_jobs(
+    cfg: &FetchConfig,
+    mut jobs: BTreeMap<String, Job>,
+    shared: Option<&PeerListener>,
+    mut report: impl FnMut(&FetchProgress),
+) -> Result<(BTreeMap<String, Job>, Seeds), FetchError> {
     let started = Instant::now();
     if cfg.use_swarm {
         fetch_torrents(cfg, &mut jobs).await?;
     }
     write_torrents(cfg, &jobs)?;
     let mut progress = FetchProgress { total: jobs.values().map(|j| j.entry.size).sum(), ..Default::default() };
-    let listener = start_engines(cfg, &mut jobs).await?;
+    let listener = start_engines(cfg, &mut jobs, shared).await?;
     // Files without a torrent (manifests from before torrents): over HTTP, whole.
     for job in jobs.values().filter(|j| j.engine.is_none()) {
         http_whole_file(cfg, job, &mut progress).await?;
@@ -470,13 +476,14 @@ fn write_torrents(cfg: &FetchConfig, jobs: &BTreeMap<String, Job>) -> Result<(),
     Ok(())
 }
 
-/// One engine per file with a torrent, all on one listener (none without a torrent).
-async fn start_engines(cfg: &FetchConfig, jobs: &mut BTreeMap<String, Job>) -> Result<Option<PeerListener>, FetchError> {
-    let listener = if jobs.values().any(|j| j.meta.is_some()) { Some(PeerListener::bind(cfg.listen, cfg.bind_device.as_deref())?) } else { None };
+/// One engine per file with a torrent, all on one listener: `shared`, or one of their own
+/// (returned; none without a torrent).
+async fn start_engines(cfg: &FetchConfig, jobs: &mut BTreeMap<String, Job>, shared: Option<&PeerListener>) -> Result<Option<PeerListener>, FetchError> {
+    let own = if shared.is_none() && jobs.values().any(|j| j.meta.is_some()) { Some(PeerListener::bind(cfg.listen, cfg.bind_device.as_deref())?) } else { None };
     let peer_id = random_peer_id();
     for job in jobs.values_mut() {
         let Some(meta) = &job.meta else { continue };
-        let listener = listener.as_ref().expect("bound when a file has a torrent");
+        let listener = shared.or(own.as_ref()).expect("bound when a file has a torrent");
         let (storage, have) = {
             let meta = meta.clone();
             let out = job.entry.dir.clone();
@@ -493,7 +500,7 @@ async fn start_engines(cfg: &FetchConfig, jobs: &mut BTreeMap<String, Job>) -> R
         let ecfg = engine_config(cfg, meta, peer_id);
         job.engine = Some(Engine::start_on(listener, meta, storage, have, ecfg).await?);
     }
-    Ok(listener)
+    Ok(own)
 }
 
 /// Until every piece is here: the engines' progress twice a second, and the missing pieces
