@@ -167,8 +167,28 @@ fn donors_running_swarmboot_donate_hold_seed_and_drop_datasets() {
         let host = lan.host(h);
         host.ip(&["addr", "add", &format!("10.77.0.{}/24", 21 + i), "dev", "eth0"]).unwrap();
         let d = dir.path().join(format!("donor{i}"));
-        let mut cmd = host.command(bin("swarmboot"));
-        cmd.args(["donate", "--server", URL, "--space", "100M", "--server-key", &key, "--listen", "0.0.0.0:6881", "--dir"]).arg(&d).env("SWARMBOOT_LOG", "info");
+        let mut cmd = if i == 0 {
+            let mut cmd = host.command(bin("swarmboot"));
+            cmd.args(["donate", "--server", URL, "--space", "100M", "--server-key", &key, "--listen", "0.0.0.0:6881", "--dir"]).arg(&d);
+            cmd
+        } else {
+            // The second as the package's service runs it: settings from the package's
+            // /etc/default/swarmboot-donate, filled in as its comments ask.
+            let defaults = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../debian/swarmboot-donate.default")).unwrap();
+            let filled = defaults
+                .replace("\nSWARMBOOT_DONATE_SERVER=\n", &format!("\nSWARMBOOT_DONATE_SERVER={URL}\n"))
+                .replace("\nSWARMBOOT_DONATE_SERVER_KEY=\n", &format!("\nSWARMBOOT_DONATE_SERVER_KEY={key}\n"))
+                .replace("\nSWARMBOOT_DONATE_SPACE=\n", "\nSWARMBOOT_DONATE_SPACE=100M\n")
+                .replace("\n# SWARMBOOT_DONATE_DIR=/srv/donated\n", &format!("\nSWARMBOOT_DONATE_DIR={}\n", d.display()))
+                .replace("\n# SWARMBOOT_DONATE_LISTEN=0.0.0.0:0\n", "\nSWARMBOOT_DONATE_LISTEN=0.0.0.0:6881\n");
+            assert_eq!(filled.lines().filter(|l| l.starts_with("SWARMBOOT_DONATE_")).count(), 5, "the defaults file changed its settings' lines:\n{filled}");
+            let file = dir.path().join("swarmboot-donate.default");
+            std::fs::write(&file, filled).unwrap();
+            let mut cmd = host.command("/bin/sh");
+            cmd.args(["-c", "set -a; . \"$0\"; exec \"$1\" donate"]).arg(&file).arg(bin("swarmboot"));
+            cmd
+        };
+        cmd.env("SWARMBOOT_LOG", "info");
         procs.push(Proc::spawn("swarmboot donate", &mut cmd, &dir.path().join(format!("donor{i}.log"))).unwrap());
         dirs.push(d);
     }
@@ -189,13 +209,20 @@ fn donors_running_swarmboot_donate_hold_seed_and_drop_datasets() {
     };
     // Both donors hold both datasets: every file once in each store, byte-identical (named by
     // its SHA-256, checked piece by piece and whole by the fetch), and the server counts them.
-    wait("both donors holding both datasets", 60, &|| dirs.iter().all(|d| stored(d) == all), &mut procs);
+    wait(
+        "both donors holding both datasets",
+        60,
+        &|| dirs.iter().all(|d| stored(d) == all && d.join("view/set-b/two.bin").exists() && d.join("view/set-a/one.bin").exists()),
+        &mut procs,
+    );
     for d in &dirs {
         for sha in &all {
             let p = d.join("store").join(&sha[..2]).join(&sha[..4]).join(sha);
             assert_eq!(&sha256_hex(&std::fs::read(&p).unwrap()), sha);
         }
         assert!(std::fs::read_to_string(d.join("set-a.toml")).unwrap().contains("=one.bin"));
+        assert_eq!(std::fs::read(d.join("view/set-a/one.bin")).unwrap(), one, "the view shows each dataset under its files' names");
+        assert_eq!(std::fs::read(d.join("view/set-b/shared.bin")).unwrap(), shared);
     }
     let holders = || -> Vec<u64> {
         let (code, body) = lan.server.curl(dir.path(), "GET", &format!("{URL}/api/v1/datasets"), None, &[]);
@@ -212,7 +239,7 @@ fn donors_running_swarmboot_donate_hold_seed_and_drop_datasets() {
         v.sort();
         v
     };
-    wait("both donors dropping set-a's own file", 30, &|| dirs.iter().all(|d| stored(d) == left && !d.join("set-a.toml").exists()), &mut procs);
+    wait("both donors dropping set-a's own file", 30, &|| dirs.iter().all(|d| stored(d) == left && !d.join("set-a.toml").exists() && !d.join("view/set-a").exists()), &mut procs);
     // A successor of set-b with one more file: the donors take it in set-b's place, fetching
     // only that file through the swarm (what machines report downloading grows by it, twice).
     let three = swarmboot_lab::noise(1 << 20, 14);

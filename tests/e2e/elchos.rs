@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use swarmboot_lab::disks::{make, make_raid1, Filesystem};
+use swarmboot_lab::disks::{make, make_blank_gpt, make_raid1, probe_at, Filesystem};
 use swarmboot_lab::hostile::connect_from;
 use swarmboot_lab::qemu::{Firmware, Vm, VmSpec};
 use swarmboot_lab::{require_root, Lan, ScratchDir, Server};
@@ -110,7 +110,11 @@ fn unix_now() -> u64 {
 /// does by default) to multi-user.target. Then:
 /// - within two check-in intervals both are live in `swarmboot node list`, with their disks:
 ///   ext4, vfat and NTFS mounted read-only under /srv/elchos/LABEL, the RAID1 pair assembled
-///   read-only and its array mounted, the donated disk listed and left alone;
+///   read-only and its array mounted; vm0's `ELCHOS-DATA` disk and vm1's blank GPT partition
+///   named so (formatted by its agent) mounted writable as donated space, never shared as disks;
+/// - a dataset that wants 2 replicas reaches both machines' donated space through the swarm,
+///   is served byte-identical from each one's `datasets` share and is one entry with both as
+///   sources in the namespace;
 /// - a disk plugged into a running node is found, mounted and shared;
 /// - every file of every share is byte-identical over HTTP and anonymous FTP from the server's
 ///   namespace, odd names included, and over ADC: an ordinary client (eiskaltdcpp-daemon) on
@@ -142,9 +146,11 @@ fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() 
     make(&img("donated"), 16, Filesystem::Ext4, "ELCHOS-DATA", None).unwrap();
     make_raid1([&img("r0"), &img("r1")], 24, "elchos:mirror", Filesystem::Ext4, "mirror", Some(&mirror)).unwrap();
     make(&img("music1"), 16, Filesystem::Ext4, "music", Some(&music1)).unwrap();
+    // vm1's donated space: a blank GPT partition named ELCHOS-DATA, for its agent to format.
+    let blank_at = make_blank_gpt(&img("blank"), 32, "ELCHOS-DATA").unwrap();
     let vm0_disks = [img("music"), img("photos"), img("docs"), img("donated")];
-    let vm1_disks = [img("r0"), img("r1"), img("music1")];
-    let mut shared: Vec<PathBuf> = vm0_disks[..3].iter().chain(&vm1_disks).cloned().collect();
+    let vm1_disks = [img("r0"), img("r1"), img("music1"), img("blank")];
+    let mut shared: Vec<PathBuf> = vm0_disks[..3].iter().chain(&vm1_disks[..3]).cloned().collect();
     let mut before: Vec<String> = shared.iter().map(|p| sha256_file(p)).collect();
 
     let mut lan = Lan::new("10.77.0.1/24").unwrap();
@@ -171,22 +177,31 @@ fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() 
     }
     let stub = server.cli(&["stub", "build"]).unwrap();
     assert!(stub.contains("registered"), "{stub}");
+    // A dataset for the machines' donated space: both should hold it.
+    let set = d.join("lab-set");
+    std::fs::create_dir_all(set.join("books")).unwrap();
+    std::fs::write(set.join("books/Große Erwartungen.txt"), "Pip\n".repeat(50_000)).unwrap();
+    std::fs::write(set.join("data.bin"), swarmboot_lab::noise(1 << 20, 21)).unwrap();
+    let added = server.cli(&["dataset", "add", "lab-set", set.to_str().unwrap(), "--replicas", "2"]).unwrap();
+    eprintln!("{}", added.trim());
 
     let macs = ["52:54:00:5d:03:00", "52:54:00:5d:03:01"];
     let spec0 = VmSpec { mib: 1024, reboots: true, jitter: None, disks: &vm0_disks };
     let spec1 = VmSpec { mib: 1024, reboots: true, jitter: None, disks: &vm1_disks };
     let mut vm0 = Vm::start_with(&lan, d, "vm0", macs[0], Firmware::Bios, spec0).unwrap();
     let at = Instant::now();
-    // The first alone, so the second finds a peer.
+    // The second once the first holds the image (and seeds it), so it finds a peer; both boot
+    // their systems side by side.
+    vm0.wait_for("swarmboot: image verified", BOOT).unwrap();
+    let mut vm1 = Vm::start_with(&lan, d, "vm1", macs[1], Firmware::Bios, spec1).unwrap();
     vm0.wait_for(ELCHOS_ISSUE, BOOT).unwrap();
     eprintln!("vm0: power-on → login prompt in {:.0} s", at.elapsed().as_secs_f64());
     vm0.wait_for(UP, BOOT).unwrap();
-    let mut vm1 = Vm::start_with(&lan, d, "vm1", macs[1], Firmware::Bios, spec1).unwrap();
     let at = Instant::now();
     vm1.wait_for(ELCHOS_ISSUE, BOOT).unwrap();
     vm1.wait_for(UP, BOOT).unwrap();
     let up = unix_now();
-    eprintln!("vm1: power-on → multi-user in {:.0} s; {}", at.elapsed().as_secs_f64(), vm1.console_line("swarmboot: image verified"));
+    eprintln!("vm1: multi-user {:.0} s after vm0's; {}", at.elapsed().as_secs_f64(), vm1.console_line("swarmboot: image verified"));
 
     // Both listed within two intervals, with their disks.
     let within = Duration::from_secs(2 * INTERVAL);
@@ -198,8 +213,12 @@ fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() 
         assert_eq!((x["mounted_at"].as_str(), x["fstype"].as_str()), (Some(at), Some(fstype)), "{x:#}");
         assert!(x["used"].as_u64().unwrap_or(0) > 0, "{x:#}");
     }
-    let donated = disk(&n0, "/dev/vdd");
-    assert!(donated["donated"] == true && donated["mounted_at"].is_null(), "{donated:#}");
+    // Donated space: vm0's ELCHOS-DATA filesystem as it is, vm1's blank partition formatted;
+    // mounted writable for datasets and never shared as a disk.
+    for (n, dev) in [(&n0, "/dev/vdd"), (&n1, "/dev/vdd1")] {
+        let donated = disk(n, dev);
+        assert!(donated["donated"] == true && donated["mounted_at"] == "/srv/elchos-data", "{donated:#}");
+    }
     for member in ["/dev/vda", "/dev/vdb"] {
         let x = disk(&n1, member);
         assert!(x["mounted_at"].is_null() && x["why_not"].as_str().is_some_and(|w| w.contains("md RAID")), "{x:#}");
@@ -219,6 +238,25 @@ fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() 
         n["disks"].as_array().unwrap().iter().any(|x| x["label"] == "USBSTICK" && x["mounted_at"] == "/srv/elchos/USBSTICK")
     });
     eprintln!("the disk plugged into vm1 was shared {} s later", unix_now().saturating_sub(plugged));
+
+    // The dataset on both machines' donated space (fetched through the swarm, verified), and
+    // served from each under its own names in the `datasets` share, byte-identical.
+    let holders = || -> u64 {
+        let v: serde_json::Value = serde_json::from_str(&server.get("/api/v1/datasets").unwrap_or_default()).unwrap_or(serde_json::Value::Null);
+        v.as_array().and_then(|a| a.iter().find(|x| x["name"] == "lab-set")).and_then(|x| x["holders"].as_u64()).unwrap_or(0)
+    };
+    let donating = Instant::now();
+    crate::adc::wait_until("both machines holding lab-set", 180, &String::new, || (holders() == 2).then_some(()));
+    eprintln!("lab-set held by both machines {:.0} s after the listing", donating.elapsed().as_secs_f64());
+    let with_datasets = |mac: &str| wait_node(&server, mac, 0, within, |n| n["shares"].as_array().is_some_and(|s| s.iter().any(|x| x["name"] == "datasets")));
+    for n in [&with_datasets(macs[0]), &with_datasets(macs[1])] {
+        let share = n["shares"].as_array().unwrap().iter().find(|s| s["name"] == "datasets").unwrap();
+        let base = share["urls"][0].as_str().unwrap();
+        for rel in files(&set) {
+            let out = lan.server.command("curl").args(["-sS", "--fail", "--max-time", "60"]).arg(format!("{base}lab-set/{}", url_path(&rel))).output().unwrap();
+            assert!(out.status.success() && out.stdout == std::fs::read(set.join(&rel)).unwrap(), "{base}lab-set/{rel}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
 
     // Every file of every share, byte for byte, over HTTP and FTP (curl for both), from the
     // server's namespace.
@@ -292,7 +330,7 @@ fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() 
     let api = |path: &str| -> serde_json::Value { serde_json::from_str(&server.get(path).unwrap_or_default()).unwrap_or(serde_json::Value::Null) };
     let names =
         |v: &serde_json::Value| -> Vec<String> { v["entries"].as_array().map(|e| e.iter().map(|x| x["name"].as_str().unwrap_or("").to_string()).collect()).unwrap_or_default() };
-    let top_wanted = ["PHOTOS", "USBSTICK", "docs", "mirror", "music"];
+    let top_wanted = ["PHOTOS", "USBSTICK", "datasets", "docs", "mirror", "music"];
     let last = std::cell::RefCell::new(String::new());
     let seen = || last.borrow().clone();
     crate::adc::wait_until("both machines' shares in the namespace", 60, &seen, || {
@@ -301,12 +339,20 @@ fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() 
         *last.borrow_mut() = format!("{top}\n{music_tree}");
         (names(&top) == top_wanted && names(&music_tree).iter().filter(|n| n.starts_with("readme")).count() == 2).then_some(())
     });
+    // The dataset, from both machines' donated space, one entry with both as its sources.
+    let mut both = vec![macs[0], macs[1]];
+    both.sort();
+    crate::adc::wait_until("lab-set's data.bin in the namespace from both machines", 60, &seen, || {
+        let set = api("/api/v1/tree/datasets/lab-set");
+        *last.borrow_mut() = set.to_string();
+        let entries = set["entries"].as_array()?;
+        let sources: Vec<&str> = entries.iter().find(|e| e["name"] == "data.bin")?["sources"].as_array()?.iter().filter_map(|s| s.as_str()).collect();
+        (entries.len() == 2 && sources == both).then_some(())
+    });
     let music_tree = api("/api/v1/tree/music");
     let readmes: Vec<&serde_json::Value> = music_tree["entries"].as_array().unwrap().iter().filter(|e| e["real_name"] == "readme.txt").collect();
     let mut from: Vec<&str> = readmes.iter().map(|e| e["sources"][0].as_str().unwrap()).collect();
     from.sort();
-    let mut both = vec![macs[0], macs[1]];
-    both.sort();
     assert_eq!(from, both, "one readme.txt from each machine: {music_tree}");
     let hits = api(&format!("/api/v1/search?q={}", url_path("grüße")));
     let odd: Vec<&str> = hits["hits"].as_array().unwrap().iter().map(|h| h["path"].as_str().unwrap()).collect();
@@ -434,9 +480,18 @@ fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() 
     assert!(sent.contains("reloads its config") && sent.contains("goes out with its next check-in"), "{sent}");
     let assigned = std::fs::read_to_string(d.join("state/assignments.toml")).unwrap();
     assert!(assigned.contains(&format!("\"{}\" = \"elchos\"", macs[0])), "{assigned}");
-    crate::adc::wait_until("the boot command acknowledged", 3 * INTERVAL, &no_log, || {
-        server.cli(&["node", "show", macs[0]]).ok().filter(|s| s.contains("boot elchos next time: done")).map(|_| ())
-    });
+    // (Two check-ins: the command out, the acknowledgement back; a run once took over 30 s.)
+    {
+        let console = std::cell::RefCell::new(&mut vm0);
+        let agent_log = || {
+            let show = server.cli(&["node", "show", macs[0]]).unwrap_or_default();
+            let journal = console.borrow_mut().shell("journalctl -u elchos-agent -n 40 --no-pager -o short-precise", Duration::from_secs(60)).unwrap_or_else(|e| e.to_string());
+            format!("{show}\nthe agent's journal:\n{journal}")
+        };
+        crate::adc::wait_until("the boot command acknowledged", 5 * INTERVAL, &agent_log, || {
+            server.cli(&["node", "show", macs[0]]).ok().filter(|s| s.contains("boot elchos next time: done")).map(|_| ())
+        });
+    }
 
     // A signed reboot: acknowledged, then the machine goes through PXE again.
     vm0.mark();
@@ -460,4 +515,5 @@ fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() 
     for ((p, b), a) in shared.iter().zip(&before).zip(&after) {
         assert_eq!(b, a, "{} changed while shared", p.display());
     }
+    assert_eq!(probe_at(&img("blank"), blank_at).unwrap(), ("ext4".to_string(), "ELCHOS-DATA".to_string()), "vm1 formatted its blank donated partition");
 }

@@ -91,7 +91,8 @@ fn three_nodes_shares_merge_into_one_tree_searchable_and_served_over_webdav() {
     let base = "http://127.0.0.1:8080";
     let mut movies;
     // (60 s: in CI this runs beside VMs under TCG on 2 cores; alone it takes about 3 s.)
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(60);
     loop {
         movies = lan.server.curl(dir.path(), "GET", &format!("{base}/api/v1/tree/movies"), None, &[]).1.parse().unwrap_or(Value::Null);
         if movies["entries"].as_array().is_some_and(|e| e.len() == 5) {
@@ -102,6 +103,12 @@ fn three_nodes_shares_merge_into_one_tree_searchable_and_served_over_webdav() {
             panic!("the three nodes not indexed within 60 s: movies/ is {movies}\nthe agents said:\n{}", logs.join("\n----\n"));
         }
         std::thread::sleep(Duration::from_millis(250));
+    }
+    let took = started.elapsed().as_secs_f64();
+    eprintln!("the three nodes were indexed {took:.1} s after their agents started");
+    if took > 15.0 {
+        let logs: Vec<String> = agents.iter().map(|a| a.output()).collect();
+        eprintln!("slow: the agents said:\n{}", logs.join("\n----\n"));
     }
     // The merged directory: one KillBill with two sources, C's as a variant, TheMatrix, the
     // directories of A and C.

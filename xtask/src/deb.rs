@@ -257,6 +257,8 @@ pub fn test() -> anyhow::Result<()> {
         "/usr/share/man/man5/swarmboot.toml.5.gz",
         "/usr/share/doc/swarmboot/copyright",
         "/etc/systemd/system/multi-user.target.wants/swarmboot.service",
+        "/lib/systemd/system/swarmboot-donate.service",
+        "/etc/default/swarmboot-donate",
     ] {
         ensure!(c.path(f).symlink_metadata().is_ok(), "{f} is not installed");
     }
@@ -285,6 +287,20 @@ pub fn test() -> anyhow::Result<()> {
     let score = exposure(&security).with_context(|| format!("no exposure level in:\n{security}"))?;
     println!("systemd-analyze verify: clean\n{}", security.lines().filter(|l| l.starts_with('✗') || l.contains("Overall")).collect::<Vec<_>>().join("\n"));
     ensure!(score <= MAX_EXPOSURE, "exposure {score} is above {MAX_EXPOSURE}");
+
+    // The donor service: installed, not enabled (it needs a server first), clean, as tight,
+    // and unconfigured it says which setting is missing and where it goes.
+    ensure!(c.path("/etc/systemd/system/multi-user.target.wants/swarmboot-donate.service").symlink_metadata().is_err(), "swarmboot-donate is enabled before it is configured");
+    ensure!(conffiles.contains("/etc/default/swarmboot-donate"), "/etc/default/swarmboot-donate is not a conffile: {conffiles}");
+    let verify = c.cmd(&["systemd-analyze", "verify", "/lib/systemd/system/swarmboot-donate.service"]).output()?;
+    let verify_text = format!("{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
+    ensure!(verify.status.success() && !verify_text.contains("swarmboot-donate.service"), "systemd-analyze verify swarmboot-donate: {}\n{verify_text}", verify.status);
+    let security = output(&mut c.cmd(&["systemd-analyze", "security", "--offline=true", "--no-pager", "/lib/systemd/system/swarmboot-donate.service"]))?;
+    let donate_score = exposure(&security).with_context(|| format!("no exposure level in:\n{security}"))?;
+    ensure!(donate_score <= MAX_EXPOSURE, "swarmboot-donate's exposure {donate_score} is above {MAX_EXPOSURE}");
+    let unconfigured = c.sh("set -a; . /etc/default/swarmboot-donate; SWARMBOOT_DONATE_DIR=/tmp/donated swarmboot donate 2>&1 || true")?;
+    ensure!(unconfigured.contains("SWARMBOOT_DONATE_SERVER") && unconfigured.contains("/etc/default/swarmboot-donate"), "swarmboot donate unconfigured: {unconfigured}");
+    println!("swarmboot-donate.service: installed, not enabled, verify clean, exposure {donate_score}; unconfigured: {}", unconfigured.trim());
 
     // State and a changed config survive an upgrade to a newer version.
     c.sh("swarmboot key show >/dev/null && swarmboot image list >/dev/null && echo '# edited by the admin' >> /etc/swarmboot/swarmboot.toml")?;

@@ -47,6 +47,8 @@ pub const PACKAGES: &[&str] = &[
     // elchOS nodes' disks in the lab, made and filled without mounting (`lab::disks`).
     "dosfstools",
     "mtools",
+    // A blank GPT partition for a node to format as donated space (sfdisk).
+    "fdisk",
     "ntfs-3g",
     // md RAID1 members the lab writes are checked with mdadm --examine.
     "mdadm",

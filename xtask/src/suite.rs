@@ -3,27 +3,54 @@
 //! environment), then the package test. One summary line over every test binary at the end.
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
 use crate::host::{build_cache, build_stub_init, cargo, ensure_packages, ensure_rqbit, is_root, run, workspace_root};
 
 pub fn test(fuzz_secs: u32) -> anyhow::Result<()> {
+    // Where the time goes, printed at the end (CI has a budget).
+    let mut phases: Vec<(&str, Duration)> = Vec::new();
+    let mut timed = |name: &'static str, started: Instant| {
+        phases.push((name, started.elapsed()));
+        let list: Vec<String> = phases.iter().map(|(n, d)| format!("{n} {:.0} s", d.as_secs_f64())).collect();
+        println!("xtask test phases so far: {}", list.join(", "));
+    };
+    let t = Instant::now();
     ensure_packages()?;
     let rqbit = ensure_rqbit()?;
+    timed("packages", t);
     let root = workspace_root();
+    let t = Instant::now();
     run(cargo().current_dir(&root).args(["build", "--workspace", "--bins"]))?;
     let init = build_stub_init()?;
+    timed("build", t);
     if fuzz_secs > 0 {
+        let t = Instant::now();
         // The smoke: the DHCP core gets the full time, the tracker a third, every other
         // parser a fifth (enough to build and run each; `cargo xtask fuzz` runs them long).
         for t in FUZZ_TARGETS {
             fuzz_target(t, fuzz_secs.div_ceil(t.share))?;
         }
+        timed("fuzz smoke", t);
     }
-    run_tests(cargo().current_dir(&root).args(["test", "--workspace"]).env("SWARMBOOT_RQBIT", &rqbit).env("SWARMBOOT_INIT", &init))?;
+    let t = Instant::now();
+    let mut tests = cargo();
+    tests.current_dir(&root).args(["test", "--workspace"]).env("SWARMBOOT_RQBIT", &rqbit).env("SWARMBOOT_INIT", &init);
+    if std::env::var_os("RUST_TEST_THREADS").is_none() {
+        // A thread more than the cores: tests with VMs take turns for the cores (at most one
+        // per core, see `swarmboot_lab::qemu`), the one more runs tests that mostly wait.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tests.env("RUST_TEST_THREADS", (cores + 1).to_string());
+    }
+    run_tests(&mut tests)?;
+    timed("cargo test", t);
     if is_root() {
-        crate::deb::test()
+        let t = Instant::now();
+        crate::deb::test()?;
+        timed("package", t);
+        Ok(())
     } else if std::env::var_os("SWARMBOOT_SKIP_LAB").is_some() {
         println!("package test skipped: SWARMBOOT_SKIP_LAB is set (it needs root for debootstrap and chroot)");
         Ok(())
@@ -96,8 +123,18 @@ fn run_tests(cmd: &mut Command) -> anyhow::Result<()> {
     eprintln!("+ {cmd:?}");
     let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().with_context(|| format!("cannot run {cmd:?}"))?;
     let (mut passed, mut failed) = (0u64, 0u64);
+    // Each test's result line carries the seconds since its binary started (libtest prints a
+    // line when a test ends: with the "running for over 60 seconds" lines, a timeline).
+    let mut binary_started = Instant::now();
     for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
         let line = line?;
+        if line.starts_with("running ") {
+            binary_started = Instant::now();
+        }
+        if line.starts_with("test ") && line.contains(" ... ") {
+            println!("[{:>5.0} s] {line}", binary_started.elapsed().as_secs_f64());
+            continue;
+        }
         println!("{line}");
         if let Some(rest) = line.strip_prefix("test result: ") {
             let count = |word: &str| rest.split(';').find_map(|part| part.trim().strip_suffix(word).and_then(|n| n.trim().rsplit(' ').next()?.parse::<u64>().ok()));

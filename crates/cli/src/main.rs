@@ -10,7 +10,6 @@ mod assign;
 mod config_file;
 mod dataset_cmd;
 mod donate_cmd;
-mod donor_dir;
 mod fetch_cmd;
 mod image_build;
 mod image_cmd;

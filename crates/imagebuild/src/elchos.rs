@@ -12,7 +12,9 @@
 //! - `elchos-agent.service`: the node agent (`swarmboot-node`, copied from the server that
 //!   builds the image, with the server's public key: the key the agent checks commands with
 //!   comes with the image, never from the network). It finds the machine's disks, mounts them
-//!   read-only and shares them, and checks in with the server the stub booted from.
+//!   read-only and shares them, and checks in with the server the stub booted from. A disk the
+//!   owner labelled `ELCHOS-DATA` (or a blank partition named so, formatted with e2fsprogs'
+//!   `mkfs.ext4`) is donated space: the agent holds and seeds the fleet's datasets there.
 //! - FTP: Debian's vsftpd, its own unit masked: the agent runs it with its configuration.
 //! - ADC: Debian's eiskaltdcpp-daemon (a headless DC++ client, no unit of its own): the agent
 //!   runs it, shares the disks through it and joins the hub the server names.
@@ -58,8 +60,22 @@ pub const SUITE: &str = "bookworm";
 /// The kernel command line elchOS boots with: a login on the serial port and on the screen.
 pub const CMDLINE: &str = "console=tty0 console=ttyS0,115200";
 
-const PACKAGES: &[&str] =
-    &["systemd", "systemd-sysv", "udev", "iproute2", "procps", "kmod", "iputils-ping", "openssh-server", "linux-image-amd64", "mdadm", "ntfs-3g", "vsftpd", "eiskaltdcpp-daemon"];
+const PACKAGES: &[&str] = &[
+    "systemd",
+    "systemd-sysv",
+    "udev",
+    "iproute2",
+    "procps",
+    "kmod",
+    "iputils-ping",
+    "openssh-server",
+    "linux-image-amd64",
+    "mdadm",
+    "ntfs-3g",
+    "vsftpd",
+    "eiskaltdcpp-daemon",
+    "e2fsprogs",
+];
 
 /// `elchos-agent.service`: the agent from [`AGENT_BINARY`], trusting [`AGENT_KEY`].
 fn agent_unit() -> String {
@@ -217,7 +233,7 @@ mod tests {
         assert!(unit.content.contains(&format!("--key-file {AGENT_KEY}")) && unit.content.contains(AGENT_BINARY));
         assert!(unit.content.contains(" --adc ") && unit.content.contains(" --ftp "), "{}", unit.content);
         assert!(!recipe(&ElchosOptions::default()).enable.contains(&"elchos-agent.service".to_string()), "no agent, no unit");
-        assert!(r.mmdebstrap_args("/t").iter().any(|a| a.starts_with("--include=") && a.ends_with("linux-image-amd64,mdadm,ntfs-3g,vsftpd,eiskaltdcpp-daemon,htop")));
+        assert!(r.mmdebstrap_args("/t").iter().any(|a| a.starts_with("--include=") && a.ends_with("linux-image-amd64,mdadm,ntfs-3g,vsftpd,eiskaltdcpp-daemon,e2fsprogs,htop")));
         assert_eq!(r.check(), Ok(()));
     }
 

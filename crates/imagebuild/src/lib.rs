@@ -16,5 +16,5 @@ pub mod elchos;
 pub mod kernel;
 mod recipe;
 
-pub use build::{build, BuildError, Built};
+pub use build::{build, BuildError, Built, BUILD_NICENESS};
 pub use recipe::{Recipe, RootCopy, RootFile, APT_RETRIES};

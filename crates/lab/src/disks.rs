@@ -61,6 +61,31 @@ pub fn make(image: &Path, mib: u64, fs: Filesystem, label: &str, content: Option
     Ok(())
 }
 
+/// Makes `image` (`mib` MiB) with a GPT partition table (util-linux's `sfdisk`) and one
+/// partition named `name` over the rest of it, with no filesystem on it (a blank partition).
+/// Returns the partition's offset in bytes.
+pub fn make_blank_gpt(image: &Path, mib: u64, name: &str) -> anyhow::Result<u64> {
+    let _ = std::fs::remove_file(image);
+    std::fs::File::create(image)?.set_len(mib << 20).with_context(|| format!("sizing {}", image.display()))?;
+    let mut child = Command::new("sfdisk")
+        .args(["-q", "--no-reread", "--no-tell-kernel"])
+        .arg(image)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .context("running sfdisk (Debian's fdisk package)")?;
+    std::io::Write::write_all(child.stdin.as_mut().context("sfdisk's stdin")?, format!("label: gpt\nstart=2048, type=linux, name=\"{name}\"\n").as_bytes())?;
+    anyhow::ensure!(child.wait()?.success(), "sfdisk {} failed", image.display());
+    Ok(2048 * 512)
+}
+
+/// `blkid -p` of the filesystem at `offset` bytes into `image`: (TYPE, LABEL).
+pub fn probe_at(image: &Path, offset: u64) -> anyhow::Result<(String, String)> {
+    let out = run(Command::new("blkid").args(["-p", "-o", "export", "-O", &offset.to_string()]).arg(image))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let get = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).unwrap_or("").to_string();
+    Ok((get("TYPE="), get("LABEL=")))
+}
+
 /// md metadata 1.2: the superblock 4 KiB into each member, the data 1 MiB in.
 const MD_SUPER_OFFSET: u64 = 8;
 const MD_DATA_OFFSET: u64 = 2048;
@@ -138,10 +163,7 @@ fn md_csum(sb: &[u8]) -> u32 {
 
 /// `blkid -p -o export` of an image: (TYPE, LABEL).
 pub fn probe(image: &Path) -> anyhow::Result<(String, String)> {
-    let out = run(Command::new("blkid").args(["-p", "-o", "export"]).arg(image))?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let get = |k: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).unwrap_or("").to_string();
-    Ok((get("TYPE"), get("LABEL")))
+    probe_at(image, 0)
 }
 
 /// One file's bytes read back from an image with the filesystem's own tools (no mount).
@@ -181,6 +203,12 @@ mod tests {
         let donated = t.path().join("donated.img");
         make(&donated, 16, Filesystem::Ext4, "ELCHOS-DATA", None).unwrap();
         assert_eq!(probe(&donated).unwrap(), ("ext4".into(), "ELCHOS-DATA".into()));
+        // A blank GPT partition named ELCHOS-DATA: no filesystem until a node formats it.
+        let blank = t.path().join("blank.img");
+        let offset = make_blank_gpt(&blank, 16, "ELCHOS-DATA").unwrap();
+        assert!(probe_at(&blank, offset).is_err(), "blkid finds nothing on the blank partition");
+        let table = run(Command::new("sfdisk").arg("--dump").arg(&blank)).unwrap();
+        assert!(String::from_utf8_lossy(&table.stdout).contains("start=        2048") && String::from_utf8_lossy(&table.stdout).contains("name=\"ELCHOS-DATA\""));
     }
 
     /// The members the lab writes are what mdadm calls a clean two-disk RAID1 of one array,

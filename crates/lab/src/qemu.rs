@@ -101,6 +101,7 @@ impl Vm {
     }
 
     fn spawn(lan: &Lan, dir: &Path, name: &str, mac: &str, spec: VmSpec<'_>, boot: &Boot<'_>, link_up: bool) -> anyhow::Result<Self> {
+        vm_tests::enter();
         let tap = format!("t{}", unique());
         lan.server.ip(&["tuntap", "add", &tap, "mode", "tap"])?;
         lan.server.ip(&["link", "set", &tap, "master", "br0", "up"])?;
@@ -326,5 +327,53 @@ impl Drop for Vm {
     fn drop(&mut self) {
         self.proc.kill9();
         let _ = std::process::Command::new("ip").args(["-n", &self.ns, "link", "del", &self.tap]).output();
+    }
+}
+
+/// How many tests run VMs at once. Under TCG a VM keeps a core busy, so tests with VMs take
+/// turns for the cores (`SWARMBOOT_LAB_VM_TESTS`, default: the number of cores) while tests
+/// without VMs — many wait on timers and peers — run beside them (`cargo xtask test` runs
+/// the suite with a thread more than there are cores).
+mod vm_tests {
+    use std::cell::RefCell;
+    use std::sync::{Condvar, Mutex};
+
+    static RUNNING: Mutex<usize> = Mutex::new(0);
+    static FREED: Condvar = Condvar::new();
+
+    fn limit() -> usize {
+        std::env::var("SWARMBOOT_LAB_VM_TESTS").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+    }
+
+    /// A test's turn, held by its thread until the test ends (libtest runs each test on a
+    /// thread of its own).
+    struct Turn;
+
+    impl Drop for Turn {
+        fn drop(&mut self) {
+            let mut n = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+            *n -= 1;
+            FREED.notify_all();
+        }
+    }
+
+    thread_local! {
+        static TURN: RefCell<Option<Turn>> = const { RefCell::new(None) };
+    }
+
+    /// Waits for this test's turn at its first VM (later VMs of the same test go at once).
+    pub fn enter() {
+        TURN.with(|t| {
+            if t.borrow().is_some() {
+                return;
+            }
+            let limit = limit();
+            let mut n = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+            while *n >= limit {
+                n = FREED.wait(n).unwrap_or_else(|e| e.into_inner());
+            }
+            *n += 1;
+            *t.borrow_mut() = Some(Turn);
+        });
     }
 }

@@ -30,11 +30,21 @@ struct Mounted {
     fd: Arc<OwnedFd>,
 }
 
+/// Donated space in use: the device, mounted writable at [`disks::DONATED_AT`].
+struct DonatedMount {
+    device: String,
+    /// The donor's `view/`, shared as [`disks::DATASETS_SHARE`].
+    view: Arc<OwnedFd>,
+}
+
 /// What one pass found.
 pub struct Pass {
     pub disks: Vec<Disk>,
     /// Share name → (mount point, the directory opened).
     pub shares: BTreeMap<String, (String, Arc<OwnedFd>)>,
+    /// Donated space is mounted (at [`disks::DONATED_AT`]) and its donor's directory is
+    /// [`disks::DONOR_DIR`]: the filesystem's size in bytes.
+    pub donated: Option<u64>,
 }
 
 pub struct Disks {
@@ -43,6 +53,7 @@ pub struct Disks {
     mounted: BTreeMap<String, Mounted>,
     /// Device path (or array UUID) → why its mount (or assembly) failed.
     failed: BTreeMap<String, String>,
+    donated: Option<DonatedMount>,
 }
 
 impl Disks {
@@ -50,13 +61,14 @@ impl Disks {
     /// detached (this run mounts afresh and knows what it mounted).
     pub fn new() -> Self {
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        for at in disks::mounts_under(&info, disks::SHARE_ROOT) {
+        let donated = disks::mounts_under(&info, "/srv").into_iter().filter(|p| p == disks::DONATED_AT);
+        for at in disks::mounts_under(&info, disks::SHARE_ROOT).into_iter().chain(donated) {
             match rustix::mount::unmount(at.as_str(), UnmountFlags::DETACH) {
                 Ok(()) => info!(%at, "detached a mount an earlier run left"),
                 Err(e) => warn!(%at, error = %e, "cannot detach a mount an earlier run left"),
             }
         }
-        Disks { class_block: "/sys/class/block".into(), mounted: BTreeMap::new(), failed: BTreeMap::new() }
+        Disks { class_block: "/sys/class/block".into(), mounted: BTreeMap::new(), failed: BTreeMap::new(), donated: None }
     }
 
     /// Forgets failures, so the next pass tries those devices again (`rescan-disks`).
@@ -99,6 +111,13 @@ impl Disks {
         }
         let present: BTreeSet<&str> = devices.iter().map(|d| d.path.as_str()).collect();
         let gone: Vec<String> = self.mounted.keys().filter(|k| !present.contains(k.as_str())).cloned().collect();
+        if self.donated.as_ref().is_some_and(|m| !present.contains(m.device.as_str())) {
+            self.donated = None;
+            warn!(at = disks::DONATED_AT, "the donated disk went away: unmounted");
+            if let Err(e) = rustix::mount::unmount(disks::DONATED_AT, UnmountFlags::DETACH) {
+                warn!(at = disks::DONATED_AT, error = %e, "cannot unmount");
+            }
+        }
         for dev in gone {
             if let Some(m) = self.mounted.remove(&dev) {
                 info!(device = %dev, at = %m.at, "the disk went away: unmounted");
@@ -129,7 +148,25 @@ impl Disks {
                         },
                     },
                 }),
-                _ => None,
+                Plan::Donate(how) => Some(match &self.donated {
+                    Some(m) if m.device == d.path => Ok(used(disks::DONATED_AT)),
+                    _ => match self.failed.get(&d.path) {
+                        Some(why) => Err(why.clone()),
+                        None => match donate(&d, how) {
+                            Ok(view) => {
+                                info!(device = %d.path, at = disks::DONATED_AT, formatted = how.format, "donated space mounted writable for datasets");
+                                self.donated = Some(DonatedMount { device: d.path.clone(), view: Arc::new(view) });
+                                Ok(used(disks::DONATED_AT))
+                            }
+                            Err(why) => {
+                                warn!(device = %d.path, %why, "donated space not in use");
+                                self.failed.insert(d.path.clone(), why.clone());
+                                Err(why)
+                            }
+                        },
+                    },
+                }),
+                Plan::Skip(_) => None,
             };
             let mut disk = disks::report(&d, &p, outcome);
             if let (Some(uuid), Some("linux_raid_member")) = (&d.uuid, d.fstype.as_deref()) {
@@ -139,8 +176,12 @@ impl Disks {
             }
             report.push(disk);
         }
-        let shares = self.mounted.values().map(|m| (m.name.clone(), (m.at.clone(), m.fd.clone()))).collect();
-        Pass { disks: report, shares }
+        let mut shares: BTreeMap<String, (String, Arc<OwnedFd>)> = self.mounted.values().map(|m| (m.name.clone(), (m.at.clone(), m.fd.clone()))).collect();
+        if let Some(m) = &self.donated {
+            shares.insert(disks::DATASETS_SHARE.into(), (format!("{}/view", disks::DONOR_DIR), m.view.clone()));
+        }
+        let donated = self.donated.as_ref().map(|_| size(disks::DONATED_AT));
+        Pass { disks: report, shares, donated }
     }
 }
 
@@ -171,6 +212,39 @@ fn mount(d: &Device, m: &disks::Mount) -> Result<OwnedFd, String> {
         rustix::mount::mount(d.path.as_str(), m.at.as_str(), m.fstype, flags, data.as_c_str()).map_err(|e| format!("mount -t {} {}: {e}", m.fstype, d.path))?;
     }
     rustix::fs::open(m.at.as_str(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| format!("cannot open {}: {e}", m.at))
+}
+
+/// Donated space: a blank partition named `ELCHOS-DATA` formatted (ext4, labelled so), then
+/// mounted writable at [`disks::DONATED_AT`] (never executable, setuid or a device node); the
+/// donor's `view/` made and opened for the datasets share.
+fn donate(d: &Device, how: &disks::Donation) -> Result<OwnedFd, String> {
+    if how.format {
+        // The plan saw no filesystem; look once more right before writing.
+        let probe = Command::new("blkid").args(["-p", "-o", "export"]).arg(&d.path).output().map_err(|e| format!("cannot run blkid: {e}"))?;
+        if String::from_utf8_lossy(&probe.stdout).lines().any(|l| l.starts_with("TYPE=")) {
+            return Err(format!("{} holds a filesystem now: not formatted", d.path));
+        }
+        let out = Command::new(format!("mkfs.{}", disks::DONATED_FS))
+            .args(["-q", "-L", disks::DONATED_LABEL, "-m", "0"])
+            .arg(&d.path)
+            .output()
+            .map_err(|e| format!("cannot run mkfs.{}: {e}", disks::DONATED_FS))?;
+        if !out.status.success() {
+            return Err(format!("mkfs.{} {}: {}", disks::DONATED_FS, d.path, String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        info!(device = %d.path, "formatted the blank partition named {} ({})", disks::DONATED_LABEL, disks::DONATED_FS);
+    }
+    std::fs::create_dir_all(disks::DONATED_AT).map_err(|e| format!("cannot make {}: {e}", disks::DONATED_AT))?;
+    let flags = MountFlags::NODEV | MountFlags::NOSUID | MountFlags::NOEXEC | MountFlags::NOATIME;
+    rustix::mount::mount(d.path.as_str(), disks::DONATED_AT, how.fstype, flags, c"").map_err(|e| format!("mount -t {} {}: {e}", how.fstype, d.path))?;
+    let view = format!("{}/view", disks::DONOR_DIR);
+    std::fs::create_dir_all(&view).map_err(|e| format!("cannot make {view}: {e}"))?;
+    rustix::fs::open(view.as_str(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty()).map_err(|e| format!("cannot open {view}: {e}"))
+}
+
+/// Size in bytes of the filesystem mounted at `at`.
+fn size(at: &str) -> u64 {
+    rustix::fs::statvfs(at).map(|s| s.f_blocks.saturating_mul(s.f_frsize)).unwrap_or(0)
 }
 
 /// Bytes in use on the filesystem mounted at `at`.

@@ -6,7 +6,10 @@
 //! block device itself read-only first (`BLKROSET`): filesystems then refuse to mount it
 //! writable or to replay a journal on it, and the kernel logs any write that still comes. Nothing mounted is executable, setuid or a device node (`nodev,nosuid,noexec`):
 //! the files are strangers' and are only served. The one exception is a disk or partition the
-//! owner labelled `ELCHOS-DATA`: donated space, never shared, kept for datasets.
+//! owner labelled `ELCHOS-DATA`: donated space, mounted writable at [`DONATED_AT`] for the
+//! fleet's datasets and never shared as a disk. A filesystem labelled so is used as it is; a
+//! GPT partition *named* `ELCHOS-DATA` with no filesystem on it is formatted (ext4) first —
+//! the only thing the node ever formats, and never anything holding a filesystem.
 //!
 //! Input: what the shell read from sysfs and `blkid -p` (a low-level probe that only reads).
 //! Output: a [`Plan`] per device, in device order, with mount points that are unique and safe
@@ -20,6 +23,13 @@ use swarmboot_checkin::report::Disk;
 pub const DONATED_LABEL: &str = "ELCHOS-DATA";
 /// Where shares are mounted: `/srv/elchos/<name>`.
 pub const SHARE_ROOT: &str = "/srv/elchos";
+/// Where donated space is mounted (writable; outside the shares).
+pub const DONATED_AT: &str = "/srv/elchos-data";
+/// The donor's directory on donated space (`swarmboot_donor::dir`).
+pub const DONOR_DIR: &str = "/srv/elchos-data/donor";
+/// The share that shows the datasets held on donated space (the donor's `view/`); no disk
+/// takes this name.
+pub const DATASETS_SHARE: &str = "datasets";
 /// Longest mount point name (a label can be long; a path component must not be).
 const MAX_NAME: usize = 64;
 
@@ -50,6 +60,8 @@ pub struct Device {
     pub fstype: Option<String>,
     pub label: Option<String>,
     pub uuid: Option<String>,
+    /// The partition's own name in its (GPT) table, if it has one.
+    pub part_label: Option<String>,
     /// A whole disk with a partition table: its partitions are what counts.
     pub has_partitions: bool,
     /// Something holds it already (sysfs `holders/`: a running md array or a mapping).
@@ -74,11 +86,23 @@ pub struct Mount {
 pub enum Plan {
     /// Mount it read-only and share it.
     Share(Mount),
-    /// Labelled `ELCHOS-DATA`: the owner's donation, not shared.
-    Donated,
+    /// Labelled `ELCHOS-DATA`: the owner's donation, mounted writable for datasets, not shared.
+    Donate(Donation),
     /// Left alone, and why (shown on the node's page).
     Skip(String),
 }
+
+/// How donated space is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Donation {
+    /// The kernel's filesystem type (mounted writable, with its journal replayed as usual).
+    pub fstype: &'static str,
+    /// A blank partition named `ELCHOS-DATA`: make an ext4 filesystem labelled so first.
+    pub format: bool,
+}
+
+/// The filesystem type made on a blank donated partition.
+pub const DONATED_FS: &str = "ext4";
 
 /// Flags every share is mounted with (besides read-only, which is `MS_RDONLY`).
 pub const MOUNT_FLAGS: &str = "ro,nodev,nosuid,noexec,noatime";
@@ -126,14 +150,44 @@ pub fn safe_name(raw: &str) -> Option<String> {
 /// `music-2`). `kept`: devices mounted by an earlier pass and the names they have, which they
 /// keep (a disk plugged in later never takes a mounted share's name).
 pub fn plan(devices: &[Device], kept: &BTreeMap<String, String>) -> Vec<(Device, Plan)> {
-    let mut taken: Vec<String> = kept.values().cloned().collect();
+    let mut taken: Vec<String> = kept.values().cloned().chain([DATASETS_SHARE.to_string()]).collect();
+    let mut donation: Option<&str> = None;
     devices
         .iter()
         .map(|d| {
-            let p = plan_one(d, kept.get(&d.path), &mut taken);
+            let mut p = plan_one(d, kept.get(&d.path), &mut taken);
+            if let Plan::Donate(_) = p {
+                // One donation per machine: the first in device order.
+                match donation {
+                    Some(first) => p = Plan::Skip(format!("labelled {DONATED_LABEL} too, but {first} is this machine's donated space (one per machine)")),
+                    None => donation = Some(&d.path),
+                }
+            }
             (d.clone(), p)
         })
         .collect()
+}
+
+/// How a device marked as donated is used, or why it is left alone.
+fn donation(d: &Device) -> Option<Plan> {
+    let labelled = d.label.as_deref() == Some(DONATED_LABEL);
+    let named = d.part_label.as_deref() == Some(DONATED_LABEL);
+    match (d.fstype.as_deref(), labelled, named) {
+        (Some(fs @ ("ext2" | "ext3" | "ext4" | "xfs" | "btrfs")), true, _) => {
+            let fstype = match fs {
+                "xfs" => "xfs",
+                "btrfs" => "btrfs",
+                _ => "ext4",
+            };
+            Some(Plan::Donate(Donation { fstype, format: false }))
+        }
+        (Some(fs), true, _) => Some(Plan::Skip(format!("labelled {DONATED_LABEL}, but {fs} is not a filesystem donated space can use (ext4, XFS or btrfs): left alone"))),
+        (None, _, true) => Some(Plan::Donate(Donation { fstype: DONATED_FS, format: true })),
+        (Some(fs), false, true) => Some(Plan::Skip(format!(
+            "a partition named {DONATED_LABEL} that holds a {fs} filesystem not labelled {DONATED_LABEL}: left alone (only a blank one is formatted); label the filesystem {DONATED_LABEL} to donate it as it is"
+        ))),
+        _ => None,
+    }
 }
 
 fn plan_one(d: &Device, kept: Option<&String>, taken: &mut Vec<String>) -> Plan {
@@ -146,8 +200,8 @@ fn plan_one(d: &Device, kept: Option<&String>, taken: &mut Vec<String>) -> Plan 
     if d.size == 0 {
         return Plan::Skip("empty (no medium)".into());
     }
-    if d.label.as_deref() == Some(DONATED_LABEL) {
-        return Plan::Donated;
+    if let Some(p) = donation(d) {
+        return p;
     }
     let Some((fstype, options)) = d.fstype.as_deref().and_then(how) else {
         return Plan::Skip(why_not(d.fstype.as_deref()));
@@ -235,9 +289,17 @@ pub fn report(d: &Device, p: &Plan, outcome: Option<Result<u64, String>>) -> Dis
         }
         (Plan::Share(_), Some(Err(why))) => disk.why_not = Some(why),
         (Plan::Share(_), None) => disk.why_not = Some("not mounted yet".into()),
-        (Plan::Donated, _) => {
+        (Plan::Donate(_), Some(Ok(used))) => {
             disk.donated = true;
-            disk.why_not = Some(format!("labelled {DONATED_LABEL}: donated space, kept for datasets, not shared"));
+            disk.mounted_at = Some(DONATED_AT.into());
+            disk.used = Some(used);
+        }
+        (Plan::Donate(_), outcome) => {
+            disk.donated = true;
+            disk.why_not = Some(match outcome {
+                Some(Err(why)) => format!("donated space not in use: {why}"),
+                _ => "donated space, not mounted yet".into(),
+            });
         }
         (Plan::Skip(why), _) => disk.why_not = Some(why.clone()),
     }
@@ -256,6 +318,7 @@ mod tests {
             fstype: fstype.map(Into::into),
             label: label.map(Into::into),
             uuid: Some("1234-ABCD".into()),
+            part_label: None,
             has_partitions: false,
             held: false,
         }
@@ -315,9 +378,29 @@ mod tests {
     }
 
     #[test]
-    fn donated_space_is_never_shared() {
-        let p = plan(&[dev("/dev/vdd", Kind::Disk, Some("ext4"), Some(DONATED_LABEL)), dev("/dev/vde1", Kind::Partition, Some("vfat"), Some(DONATED_LABEL))], &BTreeMap::new());
-        assert!(p.iter().all(|(_, p)| *p == Plan::Donated), "{p:?}");
+    fn donated_space_is_used_as_labelled_and_only_a_blank_named_partition_is_formatted() {
+        let named = |path: &str, fstype: Option<&str>, label: Option<&str>| Device { part_label: Some(DONATED_LABEL.into()), ..dev(path, Kind::Partition, fstype, label) };
+        let p = |devices: &[Device]| plan(devices, &BTreeMap::new()).into_iter().map(|(_, p)| p).collect::<Vec<_>>();
+        // A filesystem labelled ELCHOS-DATA is used as it is; a blank partition named so is formatted.
+        assert_eq!(p(&[dev("/dev/vdd", Kind::Disk, Some("ext4"), Some(DONATED_LABEL))]), [Plan::Donate(Donation { fstype: "ext4", format: false })]);
+        assert_eq!(p(&[dev("/dev/vdd", Kind::Disk, Some("xfs"), Some(DONATED_LABEL))]), [Plan::Donate(Donation { fstype: "xfs", format: false })]);
+        assert_eq!(p(&[named("/dev/vde1", None, None)]), [Plan::Donate(Donation { fstype: DONATED_FS, format: true })]);
+        assert_eq!(p(&[named("/dev/vde1", Some("ext4"), Some(DONATED_LABEL))]), [Plan::Donate(Donation { fstype: "ext4", format: false })]);
+        // Never formatted: anything holding a filesystem, a blank device that is not named so.
+        let kept = |d: Device, why: &str| {
+            let got = p(std::slice::from_ref(&d));
+            assert!(matches!(&got[0], Plan::Skip(r) if r.contains(why)), "{d:?}: {got:?}");
+        };
+        kept(named("/dev/vde1", Some("ntfs"), Some("Windows")), "only a blank one is formatted");
+        kept(named("/dev/vde1", Some("ext4"), None), "only a blank one is formatted");
+        kept(dev("/dev/vde1", Kind::Partition, None, None), "no filesystem");
+        kept(dev("/dev/vdf", Kind::Disk, None, None), "no filesystem");
+        kept(dev("/dev/vde1", Kind::Partition, Some("vfat"), Some(DONATED_LABEL)), "ext4, XFS or btrfs");
+        // One donation per machine: the first.
+        let two = p(&[dev("/dev/vdd", Kind::Disk, Some("ext4"), Some(DONATED_LABEL)), named("/dev/vde1", None, None)]);
+        assert!(matches!(&two[0], Plan::Donate(_)) && matches!(&two[1], Plan::Skip(r) if r.contains("/dev/vdd is this machine's donated space")), "{two:?}");
+        // Never a share.
+        assert!(!two.iter().any(|p| matches!(p, Plan::Share(_))));
     }
 
     #[test]
@@ -376,8 +459,13 @@ mod tests {
         assert_eq!((ok.mounted_at.as_deref(), ok.used, ok.why_not), (Some("/srv/elchos/music"), Some(4096), None));
         let failed = report(&d, p, Some(Err("mount: bad superblock".into())));
         assert_eq!((failed.mounted_at, failed.why_not.as_deref()), (None, Some("mount: bad superblock")));
-        let donated = report(&d, &Plan::Donated, None);
+        let donate = Plan::Donate(Donation { fstype: "ext4", format: true });
+        let donated = report(&d, &donate, None);
         assert!(donated.donated && donated.why_not.unwrap().contains("donated"));
+        let in_use = report(&d, &donate, Some(Ok(8192)));
+        assert_eq!((in_use.donated, in_use.mounted_at.as_deref(), in_use.used), (true, Some(DONATED_AT), Some(8192)));
+        let failed = report(&d, &donate, Some(Err("mkfs.ext4: no space".into())));
+        assert!(failed.why_not.unwrap().contains("mkfs.ext4: no space"));
     }
 
     #[test]

@@ -196,11 +196,22 @@ async fn main() -> anyhow::Result<()> {
         std::fs::create_dir_all(&a.run_dir).with_context(|| format!("--run-dir {}", a.run_dir.display()))?;
         tokio::spawn(ftp_server::run(node.clone(), a.run_dir.clone(), a.ftp_port));
     }
+    // The server's key (the file the image carries) checks commands, and a donor's orders and
+    // datasets.
+    let server_key = match server.is_empty() {
+        true => None,
+        false => {
+            let key_file = a.key_file.as_ref().context("--server needs --key-file: the server's public key that came with the image")?;
+            let text = std::fs::read_to_string(key_file).with_context(|| format!("--key-file {}", key_file.display()))?;
+            Some(swarmboot_manifest::PublicKey::from_key_file(&text).with_context(|| format!("--key-file {}", key_file.display()))?)
+        }
+    };
     let rescan = match a.disks {
         true => {
             let rescan = Arc::new(tokio::sync::Notify::new());
             let (first_tx, first_rx) = tokio::sync::oneshot::channel();
-            tokio::spawn(disk_loop(node.clone(), listed, urls, rescan.clone(), first_tx));
+            let donor = server_key.map(|key| (server.clone(), key));
+            tokio::spawn(disk_loop(node.clone(), listed, urls, rescan.clone(), first_tx, donor));
             // The first check-in already lists the disks.
             let _ = first_rx.await;
             Some(rescan)
@@ -212,10 +223,7 @@ async fn main() -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let limits = swarmboot_httpd::ConnectionLimits { admission: swarmboot_swarm::admission::Admission::new(2048, 32), header_timeout: Duration::from_secs(10) };
     let http = tokio::spawn(swarmboot_httpd::serve(listener, router(node.clone()), limits, Arc::new(|| {}), stop_rx));
-    if !server.is_empty() {
-        let key_file = a.key_file.as_ref().context("--server needs --key-file: the server's public key that came with the image")?;
-        let text = std::fs::read_to_string(key_file).with_context(|| format!("--key-file {}", key_file.display()))?;
-        let server_key = swarmboot_manifest::PublicKey::from_key_file(&text).with_context(|| format!("--key-file {}", key_file.display()))?;
+    if let Some(server_key) = server_key {
         if !swarmboot_checkin::report::is_mac(&mac) {
             anyhow::bail!("--mac {mac:?}: the machine's MAC address, lowercase aa:bb:cc:dd:ee:ff");
         }
@@ -307,8 +315,28 @@ impl ShareUrls {
 /// Passes over the disks every few seconds (and at once on `rescan-disks`, which also retries
 /// what failed): the node's shares and its page follow what is mounted. `fixed`: the shares
 /// given with --share.
-async fn disk_loop(node: Node, fixed: Vec<Share>, urls: ShareUrls, rescan: Arc<tokio::sync::Notify>, first: tokio::sync::oneshot::Sender<()>) {
+/// The donor on donated space, while it runs: its task and what stops it.
+struct Donating {
+    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Share of donated space given to datasets (the rest is the filesystem's own and the
+/// donor's directory).
+const DONATED_SHARE_PERCENT: u64 = 95;
+
+/// Each pass mounts and shares what the plan says; while donated space is mounted (and the
+/// server is known) a donor runs on it (`swarmboot_donor`), stopped when the disk goes.
+async fn disk_loop(
+    node: Node,
+    fixed: Vec<Share>,
+    urls: ShareUrls,
+    rescan: Arc<tokio::sync::Notify>,
+    first: tokio::sync::oneshot::Sender<()>,
+    donor: Option<(String, swarmboot_manifest::PublicKey)>,
+) {
     let mut first = Some(first);
+    let mut donating: Option<Donating> = None;
     let disks = Arc::new(Mutex::new(disk_mounts::Disks::new()));
     let mut retry = false;
     loop {
@@ -336,9 +364,44 @@ async fn disk_loop(node: Node, fixed: Vec<Share>, urls: ShareUrls, rescan: Arc<t
                 let mut listed: Vec<Share> = fixed.clone();
                 listed.extend(pass.shares.iter().map(|(name, (at, _))| urls.share(name, at)));
                 listed.retain(|s| !stopped.contains(&s.name));
-                let mut s = node.status.write().expect("status lock");
-                s.disks = pass.disks;
-                s.shares = listed;
+                {
+                    let mut s = node.status.write().expect("status lock");
+                    s.disks = pass.disks;
+                    s.shares = listed;
+                }
+                if donating.as_ref().is_some_and(|d| d.task.is_finished()) {
+                    donating = None; // ended with an error (logged): started again below
+                }
+                match (pass.donated, &donor) {
+                    (Some(size), Some((server, key))) if donating.is_none() => {
+                        let settings = swarmboot_donor::Settings {
+                            server: server.clone(),
+                            server_key: *key,
+                            space: size / 100 * DONATED_SHARE_PERCENT,
+                            dir: swarmboot_node::disks::DONOR_DIR.into(),
+                            listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+                            rounds: None,
+                        };
+                        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                        let task = tokio::spawn(async move {
+                            if let Err(e) = swarmboot_donor::donate(&settings, async move {
+                                let _ = stopped.await;
+                            })
+                            .await
+                            {
+                                warn!("donating stopped: {e}");
+                            }
+                        });
+                        donating = Some(Donating { task, stop });
+                    }
+                    (None, _) => {
+                        if let Some(d) = donating.take() {
+                            let _ = d.stop.send(());
+                            let _ = d.task.await;
+                        }
+                    }
+                    _ => {}
+                }
             }
             Err(e) => warn!(error = %e, "a pass over the disks failed"),
         }

@@ -16,6 +16,17 @@ pub struct BlockEntry {
     pub has_partitions: bool,
     /// sysfs lists a holder (an md array or a device-mapper target runs on it).
     pub held: bool,
+    /// A partition's name in its table (`PARTNAME` in its `uevent`: GPT names).
+    pub part_name: Option<String>,
+}
+
+/// Longest partition name kept (GPT names are 36 UTF-16 units).
+const MAX_PART_NAME: usize = 256;
+
+/// `PARTNAME=` from a sysfs `uevent` file's text.
+pub fn part_name(uevent: &str) -> Option<String> {
+    let name = uevent.lines().find_map(|l| l.strip_prefix("PARTNAME="))?;
+    (!name.is_empty()).then(|| name[..floor_char_boundary(name, MAX_PART_NAME)].to_string())
 }
 
 /// Every block device under `class_block` (`/sys/class/block`), sorted by name.
@@ -43,7 +54,8 @@ pub fn block_devices(class_block: &Path) -> std::io::Result<Vec<BlockEntry>> {
         // A disk's partitions are subdirectories of it holding a `partition` file.
         let has_partitions = kind == Kind::Disk && std::fs::read_dir(&dir)?.flatten().any(|c| c.path().join("partition").exists());
         let held = std::fs::read_dir(dir.join("holders")).map(|mut h| h.next().is_some()).unwrap_or(false);
-        out.push(BlockEntry { name, kind, size: sectors.saturating_mul(512), has_partitions, held });
+        let part_name = if kind == Kind::Partition { part_name(&read("uevent")) } else { None };
+        out.push(BlockEntry { name, kind, size: sectors.saturating_mul(512), has_partitions, held, part_name });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
@@ -62,6 +74,7 @@ pub fn with_blkid(entry: &BlockEntry, export: &str) -> Device {
         fstype: None,
         label: None,
         uuid: None,
+        part_label: entry.part_name.clone(),
         has_partitions: entry.has_partitions,
         held: entry.held,
     };
@@ -73,6 +86,7 @@ pub fn with_blkid(entry: &BlockEntry, export: &str) -> Device {
             "TYPE" => d.fstype = Some(value),
             "LABEL" => d.label = Some(value),
             "UUID" => d.uuid = Some(value),
+            "PART_ENTRY_NAME" => d.part_label = Some(value),
             _ => {}
         }
     }
@@ -135,6 +149,11 @@ mod tests {
         entry(root, "loop0", 100, &[]);
         entry(root, "fd0", 8, &[]);
         entry(root, "zram0", 100, &[]);
+        std::fs::write(root.join("vda1/uevent"), "MAJOR=254\nMINOR=1\nDEVNAME=vda1\nDEVTYPE=partition\nPARTN=1\nPARTNAME=ELCHOS-DATA\n").unwrap();
+        std::fs::write(root.join("vdb/uevent"), "DEVTYPE=disk\nPARTNAME=not-a-partition\n").unwrap();
+        let names: Vec<(String, Option<String>)> = block_devices(root).unwrap().into_iter().filter(|e| e.part_name.is_some()).map(|e| (e.name, e.part_name)).collect();
+        assert_eq!(names, [("vda1".to_string(), Some("ELCHOS-DATA".to_string()))]);
+        assert_eq!(part_name("PARTNAME=\n"), None);
         let got: Vec<(String, Kind, u64, bool)> = block_devices(root).unwrap().into_iter().map(|e| (e.name, e.kind, e.size, e.has_partitions)).collect();
         let held: Vec<String> = block_devices(root).unwrap().into_iter().filter(|e| e.held).map(|e| e.name).collect();
         assert_eq!(held, ["vdb"]);
@@ -155,11 +174,13 @@ mod tests {
 
     #[test]
     fn blkid_export_is_read_and_unescaped() {
-        let e = BlockEntry { name: "vdb1".into(), kind: Kind::Partition, size: 1 << 30, has_partitions: false, held: false };
+        let e = BlockEntry { name: "vdb1".into(), kind: Kind::Partition, size: 1 << 30, has_partitions: false, held: false, part_name: Some("ELCHOS-DATA".into()) };
         let d = with_blkid(&e, "DEVNAME=/dev/vdb1\nLABEL=Meine\\ Bilder\\$\nUUID=1234-ABCD\nBLOCK_SIZE=512\nTYPE=vfat\nPARTUUID=0a-01\n");
         assert_eq!((d.path.as_str(), d.fstype.as_deref(), d.label.as_deref(), d.uuid.as_deref()), ("/dev/vdb1", Some("vfat"), Some("Meine Bilder$"), Some("1234-ABCD")));
         let nothing = with_blkid(&e, "");
-        assert_eq!((nothing.fstype, nothing.label), (None, None));
+        assert_eq!((nothing.fstype, nothing.label, nothing.part_label.as_deref()), (None, None, Some("ELCHOS-DATA")), "the partition's name from sysfs");
+        let named = with_blkid(&e, "PART_ENTRY_SCHEME=gpt\nPART_ENTRY_NAME=Daten\\ 2\n");
+        assert_eq!(named.part_label.as_deref(), Some("Daten 2"), "blkid's name for it wins");
         // Hostile: huge, no newline, multi-byte at the cut, a trailing backslash.
         let big = format!("TYPE=ext4\nLABEL={}\\", "ä".repeat(MAX_BLKID));
         let d = with_blkid(&e, &big);

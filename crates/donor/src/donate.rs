@@ -1,0 +1,223 @@
+//! The donor's loop: a thin shell over the check-in protocol (`swarmboot_checkin::donation`),
+//! the fetch (`swarmboot_fetch::fetch_files`) and the donor's directory.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use swarmboot_checkin::donation::{self, DonorCheckIn, SignedDonorReply, SIGNATURE_HEADER};
+use swarmboot_fetch::{http, FetchConfig, Seeds};
+use swarmboot_image::datasets::DatasetManifest;
+use swarmboot_manifest::PublicKey;
+use swarmboot_swarm::engine::PeerListener;
+use swarmboot_urls::Urls;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::dir::{DonorDir, Held};
+use crate::DonorError;
+
+/// What a donor gives and to whom.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The boot server, `http://host:port`.
+    pub server: String,
+    /// The server's public key: manifests and replies are checked against it.
+    pub server_key: PublicKey,
+    /// Bytes given: the server assigns no more, and the donor takes no more.
+    pub space: u64,
+    /// The donor's directory (nothing outside it is touched).
+    pub dir: PathBuf,
+    /// Where to listen for peers.
+    pub listen: SocketAddr,
+    /// Stop after this many check-ins (`None`: until `stop`).
+    pub rounds: Option<u64>,
+}
+
+/// A dataset's fetch in flight, and the files it covers.
+struct Fetching {
+    files: Vec<String>,
+    task: JoinHandle<Result<Seeds, swarmboot_fetch::FetchError>>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The bytes `held` takes on disk: each file once, however many datasets list it.
+fn bytes_on_disk<'a>(held: impl Iterator<Item = &'a DatasetManifest>) -> (u64, HashSet<&'a str>) {
+    let mut seen = HashSet::new();
+    let mut bytes = 0u64;
+    for m in held {
+        for f in &m.files {
+            if seen.insert(f.sha256.as_str()) {
+                bytes = bytes.saturating_add(f.size);
+            }
+        }
+    }
+    (bytes, seen)
+}
+
+/// Whether adding `m` to `held` stays within `space`.
+fn fits(held: &[Held], m: &DatasetManifest, space: u64) -> bool {
+    let (bytes, seen) = bytes_on_disk(held.iter().map(|h| &h.manifest));
+    let mut adds: HashSet<&str> = HashSet::new();
+    let extra: u64 = m.files.iter().filter(|f| !seen.contains(f.sha256.as_str()) && adds.insert(f.sha256.as_str())).map(|f| f.size).sum();
+    bytes.saturating_add(extra) <= space
+}
+
+/// Donates until `stop` completes (or `rounds` check-ins are done), then stops every fetch
+/// and seed.
+pub async fn donate(s: &Settings, stop: impl Future<Output = ()>) -> Result<(), DonorError> {
+    let dir = DonorDir::open(&s.dir)?;
+    let key = dir.key()?;
+    let donor_key = key.public().to_hex();
+    let urls = Urls::new(&s.server);
+    let mut fetch_cfg = FetchConfig::new(&s.server, "datasets", &s.dir, vec![s.server_key]);
+    fetch_cfg.listen = s.listen;
+    // One listener for every dataset's engines.
+    let listener = PeerListener::bind(s.listen, None).map_err(|e| DonorError::Listen { addr: s.listen, reason: e.to_string() })?;
+    info!(donor = %key.public().fingerprint(), server = %s.server, space = s.space, dir = %s.dir.display(), "donating");
+    // Each file is fetched and seeded once, by the first held dataset that lists it (one
+    // listener serves a torrent once): which dataset covers each file, each dataset's seeds,
+    // and the fetch each dataset has running (with the files it covers).
+    let mut covered: BTreeMap<String, String> = BTreeMap::new();
+    let mut seeding: BTreeMap<String, Vec<Seeds>> = BTreeMap::new();
+    let mut fetching: BTreeMap<String, Fetching> = BTreeMap::new();
+    let (mut counter, mut rounds, mut interval) = (0u64, 0u64, Duration::from_secs(30));
+    tokio::pin!(stop);
+    loop {
+        // Fetches that ended: seeding now, or tried again later.
+        let done: Vec<String> = fetching.iter().filter(|(_, f)| f.task.is_finished()).map(|(n, _)| n.clone()).collect();
+        for name in done {
+            let f = fetching.remove(&name).expect("listed");
+            match f.task.await {
+                Ok(Ok(seeds)) => {
+                    info!(dataset = %name, bytes = seeds.progress.total, from_peers = seeds.progress.from_peers, from_http = seeds.progress.from_http, "fetched and verified; seeding");
+                    seeding.entry(name).or_default().push(seeds);
+                }
+                failed => {
+                    match failed {
+                        Ok(Err(e)) => warn!(dataset = %name, "fetch failed (tried again): {e}"),
+                        Err(e) => warn!(dataset = %name, "fetch task ended: {e}"),
+                        Ok(Ok(_)) => unreachable!("matched above"),
+                    }
+                    covered.retain(|sha, _| !f.files.contains(sha));
+                }
+            }
+        }
+        let held = dir.held(&s.server_key);
+        counter = (counter + 1).max(now_ms());
+        let c = DonorCheckIn { donor_key: donor_key.clone(), counter, capacity: s.space, holdings: dir.holdings(&held) };
+        let (body, signature) = donation::seal(&key, &c);
+        match http::post(&urls.donor(), &[(SIGNATURE_HEADER, &signature)], body, donation::MAX_REPLY_LEN, Duration::from_secs(30)).await {
+            Ok((200, bytes)) => {
+                let signed: SignedDonorReply = serde_json::from_slice(&bytes).map_err(|e| DonorError::Reply(e.to_string()))?;
+                match donation::open_reply(&signed, &s.server_key, &donor_key, counter) {
+                    Ok(reply) => {
+                        interval = Duration::from_secs(reply.interval_secs.clamp(1, 3600));
+                        for name in &reply.remove {
+                            for seeds in seeding.remove(name).unwrap_or_default() {
+                                seeds.shutdown().await;
+                            }
+                            if let Some(f) = fetching.remove(name) {
+                                f.task.abort();
+                            }
+                            // Files it covered that another dataset lists are fetched (checked,
+                            // then seeded) for that one.
+                            covered.retain(|_, by| by != name);
+                            dir.forget(name)?;
+                            info!(dataset = %name, "dropped, as the server said");
+                        }
+                        for t in &reply.add {
+                            let url = urls.dataset(&t.dataset);
+                            let envelope = match http::get(&url, None, 64 << 20, Duration::from_secs(60)).await {
+                                Ok(e) => e,
+                                Err(e) => {
+                                    warn!(%url, "cannot get the dataset's manifest: {e}");
+                                    continue;
+                                }
+                            };
+                            // The server keeps within the space given; so does the donor, whatever
+                            // a reply says.
+                            let held = dir.held(&s.server_key);
+                            match crate::dir::open_manifest(&envelope, &s.server_key, &t.dataset) {
+                                Ok(m) if !fits(&held, &m, s.space) => {
+                                    warn!(dataset = %t.dataset, bytes = m.bytes(), space = s.space, "refused: it would not fit in the space given")
+                                }
+                                Ok(_) => match dir.record(&t.dataset, &envelope, &t.ticket, &s.server_key) {
+                                    Ok(m) => info!(dataset = %m.name, files = m.files.len(), bytes = m.bytes(), "to hold, as the server said"),
+                                    Err(e) => warn!(dataset = %t.dataset, "cannot record it: {e}"),
+                                },
+                                Err(e) => warn!(dataset = %t.dataset, "refused: {e}"),
+                            }
+                        }
+                    }
+                    Err(e) => warn!("a reply that is not the server's answer to this check-in: nothing in it done ({e})"),
+                }
+            }
+            Ok((code, bytes)) => warn!(code, "the server refused the check-in: {}", String::from_utf8_lossy(&bytes).trim()),
+            Err(e) => warn!("cannot check in: {e}"),
+        }
+        // Reconcile (and the view), then fetch and seed what is held.
+        let held = dir.held(&s.server_key);
+        let (files, bytes) = dir.reconcile(&held)?;
+        if files > 0 {
+            info!(files, bytes, "deleted files no held dataset lists");
+        }
+        for h in &held {
+            let name = h.manifest.name.clone();
+            let wanted: Vec<_> = dir.wanted(&h.manifest).into_iter().filter(|w| !covered.contains_key(&w.sha256)).collect();
+            if wanted.is_empty() || fetching.contains_key(&name) {
+                continue;
+            }
+            let files: Vec<String> = wanted.iter().map(|w| w.sha256.clone()).collect();
+            for sha in &files {
+                covered.insert(sha.clone(), name.clone());
+            }
+            let (cfg, listener) = (fetch_cfg.clone(), listener.clone());
+            fetching.insert(name, Fetching { files, task: tokio::spawn(async move { swarmboot_fetch::fetch_files(&cfg, &listener, wanted, |_| {}).await }) });
+        }
+        rounds += 1;
+        if s.rounds.is_some_and(|r| rounds >= r) {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = &mut stop => break,
+        }
+    }
+    for (_, f) in fetching {
+        f.task.abort();
+    }
+    for seeds in seeding.into_values().flatten() {
+        seeds.shutdown().await;
+    }
+    listener.close();
+    info!("stopped donating");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarmboot_image::datasets::DatasetFile;
+
+    fn manifest(name: &str, files: &[(&str, u64)]) -> DatasetManifest {
+        let files = files.iter().map(|(sha, size)| DatasetFile { path: format!("{sha}.bin"), size: *size, sha256: sha.repeat(64), info_hash: String::new() }).collect();
+        DatasetManifest { name: name.into(), created: 1, replicas: 2, successor_of: None, files }
+    }
+
+    #[test]
+    fn a_dataset_fits_when_the_files_it_adds_fit() {
+        let held = vec![Held { manifest: manifest("a", &[("a", 60), ("b", 30)]), ticket: None }];
+        // b is held already: only c counts.
+        assert!(fits(&held, &manifest("n", &[("b", 30), ("c", 10)]), 100));
+        assert!(!fits(&held, &manifest("n", &[("b", 30), ("c", 11)]), 100));
+        // A file listed twice counts once.
+        assert!(fits(&[], &manifest("n", &[("c", 60), ("c", 60)]), 100));
+        assert!(!fits(&[], &manifest("n", &[("c", 60), ("d", 60)]), 100));
+    }
+}
