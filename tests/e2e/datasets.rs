@@ -115,7 +115,8 @@ fn stored(dir: &std::path::Path) -> Vec<String> {
         for b in std::fs::read_dir(a.path()).into_iter().flatten().flatten() {
             for f in std::fs::read_dir(b.path()).into_iter().flatten().flatten() {
                 let name = f.file_name().into_string().unwrap();
-                if !name.ends_with(".torrent") {
+                // The file itself (named by its SHA-256), not its torrent or its `.verified` mark.
+                if !name.contains('.') {
                     out.push(name);
                 }
             }

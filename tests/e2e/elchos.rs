@@ -143,11 +143,12 @@ fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() 
     make(&img("music"), 16, Filesystem::Ext4, "music", Some(&music)).unwrap();
     make(&img("photos"), 16, Filesystem::Vfat, "PHOTOS", Some(&photos)).unwrap();
     make(&img("docs"), 16, Filesystem::Ntfs, "docs", Some(&docs)).unwrap();
-    make(&img("donated"), 16, Filesystem::Ext4, "ELCHOS-DATA", None).unwrap();
+    // Room for a dataset and the next version of the image (sparse files).
+    make(&img("donated"), 256, Filesystem::Ext4, "ELCHOS-DATA", None).unwrap();
     make_raid1([&img("r0"), &img("r1")], 24, "elchos:mirror", Filesystem::Ext4, "mirror", Some(&mirror)).unwrap();
     make(&img("music1"), 16, Filesystem::Ext4, "music", Some(&music1)).unwrap();
     // vm1's donated space: a blank GPT partition named ELCHOS-DATA, for its agent to format.
-    let blank_at = make_blank_gpt(&img("blank"), 32, "ELCHOS-DATA").unwrap();
+    let blank_at = make_blank_gpt(&img("blank"), 256, "ELCHOS-DATA").unwrap();
     let vm0_disks = [img("music"), img("photos"), img("docs"), img("donated")];
     let vm1_disks = [img("r0"), img("r1"), img("music1"), img("blank")];
     let mut shared: Vec<PathBuf> = vm0_disks[..3].iter().chain(&vm1_disks[..3]).cloned().collect();
@@ -249,14 +250,74 @@ fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() 
     crate::adc::wait_until("both machines holding lab-set", 180, &String::new, || (holders() == 2).then_some(()));
     eprintln!("lab-set held by both machines {:.0} s after the listing", donating.elapsed().as_secs_f64());
     let with_datasets = |mac: &str| wait_node(&server, mac, 0, within, |n| n["shares"].as_array().is_some_and(|s| s.iter().any(|x| x["name"] == "datasets")));
-    for n in [&with_datasets(macs[0]), &with_datasets(macs[1])] {
-        let share = n["shares"].as_array().unwrap().iter().find(|s| s["name"] == "datasets").unwrap();
-        let base = share["urls"][0].as_str().unwrap();
-        for rel in files(&set) {
-            let out = lan.server.command("curl").args(["-sS", "--fail", "--max-time", "60"]).arg(format!("{base}lab-set/{}", url_path(&rel))).output().unwrap();
-            assert!(out.status.success() && out.stdout == std::fs::read(set.join(&rel)).unwrap(), "{base}lab-set/{rel}: {}", String::from_utf8_lossy(&out.stderr));
+    let dataset_bases: Vec<String> = [with_datasets(macs[0]), with_datasets(macs[1])]
+        .iter()
+        .map(|n| n["shares"].as_array().unwrap().iter().find(|s| s["name"] == "datasets").unwrap()["urls"][0].as_str().unwrap().to_string())
+        .collect();
+    // (A donor shows a file once its fetch verified it whole: told to hold it is not yet that.)
+    let got = |base: &str, rel: &str| lan.server.command("curl").args(["-sS", "--fail", "--max-time", "60"]).arg(format!("{base}lab-set/{}", url_path(rel))).output().unwrap();
+    let last_try = std::cell::RefCell::new(String::new());
+    crate::adc::wait_until("lab-set served whole from both machines' datasets shares", 120, &|| last_try.borrow().clone(), || {
+        for base in &dataset_bases {
+            for rel in files(&set) {
+                let out = got(base, &rel);
+                if !out.status.success() || out.stdout != std::fs::read(set.join(&rel)).unwrap() {
+                    *last_try.borrow_mut() = format!("{base}lab-set/{rel}: {}", String::from_utf8_lossy(&out.stderr));
+                    return None;
+                }
+            }
         }
-    }
+        Some(())
+    });
+    eprintln!("lab-set served byte-identical from both machines {:.0} s after the listing", donating.elapsed().as_secs_f64());
+
+    // Version 2 of the boot image while both run (a new root: version 1's with a MiB past the
+    // squashfs's end, which nothing reads): each machine's donor, which says it booted
+    // elchos@1, is told to take elchos@2 and fetches what it adds onto its donated space
+    // through the swarm, before anyone reboots.
+    let list: serde_json::Value = serde_json::from_str(&server.cli(&["image", "list", "--json"]).unwrap()).unwrap();
+    let v1 = list.as_array().unwrap().iter().find(|m| m["name"] == "elchos" && m["version"] == 1).unwrap().clone();
+    let stored = |role: &str| -> PathBuf {
+        let sha = v1["files"].as_array().unwrap().iter().find(|f| f["role"] == role).unwrap()["sha256"].as_str().unwrap().to_string();
+        d.join("state/store").join(&sha[..2]).join(&sha[..4]).join(&sha)
+    };
+    let mut root2 = std::fs::read(stored("rootfs")).unwrap();
+    root2.extend(swarmboot_lab::noise(1 << 20, 22));
+    std::fs::write(d.join("root2.squashfs"), &root2).unwrap();
+    let (kernel, initrd, root2_path) = (stored("kernel"), stored("initrd"), d.join("root2.squashfs"));
+    let cmdline = v1["cmdline"].as_str().unwrap().to_string();
+    let added2 = server
+        .cli(&[
+            "image",
+            "add",
+            "elchos",
+            "--kernel",
+            kernel.to_str().unwrap(),
+            "--initrd",
+            initrd.to_str().unwrap(),
+            "--rootfs",
+            root2_path.to_str().unwrap(),
+            "--cmdline",
+            &cmdline,
+        ])
+        .unwrap();
+    assert!(added2.contains("added elchos@2"), "{added2}");
+    let upgrade = Instant::now();
+    let holding_v2 = || -> u64 {
+        let v: serde_json::Value = serde_json::from_str(&server.get("/api/v1/datasets").unwrap_or_default()).unwrap_or(serde_json::Value::Null);
+        v.as_array().and_then(|a| a.iter().find(|x| x["name"] == "elchos@2")).and_then(|x| x["holders"].as_u64()).unwrap_or(0)
+    };
+    // Held once verified whole: the donor's view, shared as `datasets`, shows it only then.
+    let served_whole = |base: &str| {
+        let out = lan.server.command("curl").args(["-sS", "--fail", "--head", "--max-time", "20"]).arg(format!("{base}elchos@2/rootfs")).output().unwrap();
+        out.status.success() && String::from_utf8_lossy(&out.stdout).to_ascii_lowercase().contains(&format!("content-length: {}", root2.len()))
+    };
+    crate::adc::wait_until("both machines pre-seeding elchos@2", 240, &String::new, || (holding_v2() == 2 && dataset_bases.iter().all(|b| served_whole(b))).then_some(()));
+    eprintln!(
+        "elchos@2 (what it adds: its {} MiB root) fetched and verified onto both machines' donated space {:.0} s after it was added",
+        root2.len() >> 20,
+        upgrade.elapsed().as_secs_f64()
+    );
 
     // Every file of every share, byte for byte, over HTTP and FTP (curl for both), from the
     // server's namespace.
@@ -500,10 +561,13 @@ fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() 
     let sent = String::from_utf8_lossy(&sent.stdout).into_owned() + &String::from_utf8_lossy(&sent.stderr);
     assert!(sent.contains("goes out with its next check-in"), "{sent}");
     let asked = unix_now();
-    vm0.wait_for("swarmboot: image verified", BOOT).unwrap();
-    vm0.wait_for(UP, BOOT).unwrap();
+    // It boots the new version, elchos@2, partly from vm1, which pre-seeded it.
+    let verified = vm0.wait_for("swarmboot: image verified", BOOT).unwrap();
+    vm0.wait_for("swarmboot: elchos@2 is up: multi-user.target reached", BOOT).unwrap();
+    eprintln!("vm0 rebooted into elchos@2: {}", verified.trim_start_matches(|ch: char| ch != 's'));
     let back = wait_node(&server, macs[0], asked, Duration::from_secs(2 * INTERVAL), |n| n["disks"].as_array().is_some_and(|d| d.len() >= 4));
     assert_ne!(back["node_key"], n0["node_key"], "the next boot checks in with a new key");
+    assert_eq!(back["image"], "elchos@2", "{back:#}");
     let show = server.cli(&["node", "show", macs[0]]).unwrap();
     assert!(show.contains("reboot") && show.contains(": done"), "the reboot's acknowledgement is kept:\n{show}");
     eprintln!("vm0 rebooted on command and checked in again {:.0} s after it was sent", unix_now().saturating_sub(asked));

@@ -262,6 +262,9 @@ fn later_vms_get_the_image_from_the_ones_that_booted() {
         return;
     }
     use swarmboot_lab::qemu::{Firmware, Vm};
+    // Where the bytes came from depends on how fast TCG machines serve: no other test's VMs
+    // beside these (in CI one more test without VMs still runs beside them).
+    swarmboot_lab::qemu::vm_tests::alone();
     let lab = stub_lab("stub-three", 64, "fleet-v1");
     // The server's port is shared by the whole fleet (100 Mbit here, as in bench-stub); the
     // machines' own links are not shaped. Unshaped, a native server on loopback-speed veth

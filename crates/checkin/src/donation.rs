@@ -136,9 +136,14 @@ pub fn open(body: &[u8], signature: Option<&str>) -> Result<(DonorCheckIn, Publi
 }
 
 /// Whether `name` is one a dataset (or image) can have: 1 to 64 of `a-z A-Z 0-9 . _ -`, not
-/// starting with `.` or `-`.
+/// starting with `.` or `-`; or a boot image's version as a dataset, `IMAGE@VERSION`.
 pub fn is_dataset_name(name: &str) -> bool {
-    (1..=64).contains(&name.len()) && !name.starts_with(['.', '-']) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    let plain = |n: &str| (1..=64).contains(&n.len()) && !n.starts_with(['.', '-']) && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    match name.split_once('@') {
+        // A boot image's version as a dataset: `elchos@2`.
+        Some((image, version)) => plain(image) && (1..=10).contains(&version.len()) && version.bytes().all(|b| b.is_ascii_digit()),
+        None => plain(name),
+    }
 }
 
 fn ticket_bytes(donor_key: &str, dataset: &str) -> Vec<u8> {
@@ -201,6 +206,12 @@ mod tests {
         let other = SigningKey::from_seed([2; 32]);
         let (_, theirs) = seal(&other, &checkin(&other));
         assert_eq!(open(&body, Some(&theirs)), Err(DonationError::BadSignature), "signed by another key than it names");
+        for name in ["books", "elchos@2", "a.b_c-1@4294967295"] {
+            assert!(is_dataset_name(name), "{name}");
+        }
+        for name in ["", ".x", "-x", "a/b", "x@", "@1", "x@1@2", "x@-1", "x@12345678901", "x@1a", &"x".repeat(65)] {
+            assert!(!is_dataset_name(name), "{name}");
+        }
         for bad in [
             DonorHolding { dataset: "../etc".into(), permille: 0, ticket: None },
             DonorHolding { dataset: "x".into(), permille: 1001, ticket: None },

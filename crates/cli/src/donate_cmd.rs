@@ -61,7 +61,7 @@ pub fn run(a: DonateArgs) -> anyhow::Result<()> {
     let space = parse_space(&setting(&a.space, |s| s.trim().is_empty(), "space", "SWARMBOOT_DONATE_SPACE")?)?;
     let dir = setting(&a.dir, |d| d.as_os_str().is_empty(), "dir", "SWARMBOOT_DONATE_DIR")?;
     let server_key = crate::fetch_cmd::parse_key(&setting(&a.server_key, |s| s.trim().is_empty(), "server-key", "SWARMBOOT_DONATE_SERVER_KEY")?)?;
-    let settings = swarmboot_donor::Settings { server, server_key, space, dir, listen: a.listen, rounds: a.rounds };
+    let settings = swarmboot_donor::Settings { server, server_key, space, dir, listen: a.listen, rounds: a.rounds, booted: None };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         let (tx, rx) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use swarmboot_checkin::donation::{self, DonorCheckIn, SignedDonorReply, SIGNATURE_HEADER};
+use swarmboot_checkin::donation::{self, DonorCheckIn, DonorHolding, SignedDonorReply, SIGNATURE_HEADER};
 use swarmboot_fetch::{http, FetchConfig, Seeds};
 use swarmboot_image::datasets::DatasetManifest;
 use swarmboot_manifest::PublicKey;
@@ -34,6 +34,11 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Stop after this many check-ins (`None`: until `stop`).
     pub rounds: Option<u64>,
+    /// The boot image version this machine runs, as a dataset (`elchos@1`): said to be held
+    /// (it is, in RAM, not in the donor's space), so the server tells the donor to take the
+    /// image's next version where it has room — and machines hold an upgrade before they
+    /// reboot into it.
+    pub booted: Option<String>,
 }
 
 /// A dataset's fetch in flight, and the files it covers.
@@ -68,6 +73,27 @@ fn fits(held: &[Held], m: &DatasetManifest, space: u64) -> bool {
     bytes.saturating_add(extra) <= space
 }
 
+/// The size of the booted image version `name`, from its signed manifest (`None`, and said,
+/// when it cannot be had: tried again next round).
+async fn booted_size(urls: &Urls, name: &str, server_key: &PublicKey) -> Option<u64> {
+    let envelope =
+        http::get(&urls.dataset(name), None, 64 << 20, Duration::from_secs(60)).await.inspect_err(|e| warn!(image = name, "cannot get the booted image's manifest: {e}")).ok()?;
+    crate::dir::open_manifest(&envelope, server_key, name).inspect_err(|e| warn!(image = name, "the booted image's manifest: {e}")).ok().map(|m| m.bytes())
+}
+
+/// What a check-in says: the space given and what is held, plus the booted image version —
+/// unless a held dataset is it or succeeds it — with its size on top of the space (it is in
+/// RAM, not in the space), so taking its successor in its place needs room only for the
+/// successor.
+fn with_booted(space: u64, mut holdings: Vec<DonorHolding>, held: &[Held], booted: Option<&(String, u64)>) -> (u64, Vec<DonorHolding>) {
+    let Some((name, bytes)) = booted else { return (space, holdings) };
+    if held.iter().any(|h| h.manifest.name == *name || h.manifest.successor_of.as_deref() == Some(name)) {
+        return (space, holdings);
+    }
+    holdings.push(DonorHolding { dataset: name.clone(), permille: 1000, ticket: None });
+    (space.saturating_add(*bytes), holdings)
+}
+
 /// Donates until `stop` completes (or `rounds` check-ins are done), then stops every fetch
 /// and seed.
 pub async fn donate(s: &Settings, stop: impl Future<Output = ()>) -> Result<(), DonorError> {
@@ -87,6 +113,8 @@ pub async fn donate(s: &Settings, stop: impl Future<Output = ()>) -> Result<(), 
     let mut seeding: BTreeMap<String, Vec<Seeds>> = BTreeMap::new();
     let mut fetching: BTreeMap<String, Fetching> = BTreeMap::new();
     let (mut counter, mut rounds, mut interval) = (0u64, 0u64, Duration::from_secs(30));
+    // The booted image version's size, once its manifest was read.
+    let mut booted: Option<(String, u64)> = None;
     tokio::pin!(stop);
     loop {
         // Fetches that ended: seeding now, or tried again later.
@@ -95,6 +123,9 @@ pub async fn donate(s: &Settings, stop: impl Future<Output = ()>) -> Result<(), 
             let f = fetching.remove(&name).expect("listed");
             match f.task.await {
                 Ok(Ok(seeds)) => {
+                    for sha in &f.files {
+                        dir.mark_verified(sha)?;
+                    }
                     info!(dataset = %name, bytes = seeds.progress.total, from_peers = seeds.progress.from_peers, from_http = seeds.progress.from_http, "fetched and verified; seeding");
                     seeding.entry(name).or_default().push(seeds);
                 }
@@ -109,8 +140,12 @@ pub async fn donate(s: &Settings, stop: impl Future<Output = ()>) -> Result<(), 
             }
         }
         let held = dir.held(&s.server_key);
+        if let (Some(name), None) = (&s.booted, &booted) {
+            booted = booted_size(&urls, name, &s.server_key).await.map(|bytes| (name.clone(), bytes));
+        }
         counter = (counter + 1).max(now_ms());
-        let c = DonorCheckIn { donor_key: donor_key.clone(), counter, capacity: s.space, holdings: dir.holdings(&held) };
+        let (capacity, holdings) = with_booted(s.space, dir.holdings(&held), &held, booted.as_ref());
+        let c = DonorCheckIn { donor_key: donor_key.clone(), counter, capacity, holdings };
         let (body, signature) = donation::seal(&key, &c);
         match http::post(&urls.donor(), &[(SIGNATURE_HEADER, &signature)], body, donation::MAX_REPLY_LEN, Duration::from_secs(30)).await {
             Ok((200, bytes)) => {
@@ -208,6 +243,17 @@ mod tests {
     fn manifest(name: &str, files: &[(&str, u64)]) -> DatasetManifest {
         let files = files.iter().map(|(sha, size)| DatasetFile { path: format!("{sha}.bin"), size: *size, sha256: sha.repeat(64), info_hash: String::new() }).collect();
         DatasetManifest { name: name.into(), created: 1, replicas: 2, successor_of: None, files }
+    }
+
+    #[test]
+    fn the_booted_image_is_claimed_until_its_successor_is_held() {
+        let booted = ("elchos@1".to_string(), 140);
+        let (space, holdings) = with_booted(100, vec![], &[], Some(&booted));
+        assert_eq!((space, holdings.len(), holdings[0].dataset.as_str(), holdings[0].ticket.is_none()), (240, 1, "elchos@1", true));
+        let next = DatasetManifest { successor_of: Some("elchos@1".into()), ..manifest("elchos@2", &[("a", 150)]) };
+        let held = vec![Held { manifest: next, ticket: Some("t".into()) }];
+        assert_eq!(with_booted(100, vec![], &held, Some(&booted)), (100, vec![]), "its successor is held: nothing more to say");
+        assert_eq!(with_booted(100, vec![], &[], None), (100, vec![]));
     }
 
     #[test]

@@ -340,6 +340,12 @@ impl Catalog {
     }
 
     /// Names of all images.
+    /// What changes when a version of any image is added or removed (see
+    /// [`crate::datasets::Datasets::stamp`]).
+    pub fn stamp(&self) -> Vec<(String, u64, i64)> {
+        self.names().unwrap_or_default().iter().flat_map(|n| crate::manifest_files::toml_stamp(&self.images.join(n), &format!("{n}/"))).collect()
+    }
+
     pub fn names(&self) -> Result<Vec<String>, CatalogError> {
         let Ok(rd) = std::fs::read_dir(&self.images) else {
             return Ok(vec![]);

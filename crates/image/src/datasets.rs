@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use swarmboot_manifest::SigningKey;
 
-use crate::manifest_files::{check_name, exclusive, sign_beside, CatalogError, Signed, CATALOG_LOCK};
+use crate::manifest_files::{check_name, exclusive, sign_beside, toml_stamp, CatalogError, Signed, CATALOG_LOCK};
 use crate::store::Store;
 
 /// Most replicas a dataset may ask for.
@@ -183,19 +183,7 @@ impl Datasets {
     /// What changes when a dataset is added or removed, cheaply (names, sizes and times of the
     /// manifests, not their contents): a reader compares it before reading them all again.
     pub fn stamp(&self) -> Vec<(String, u64, i64)> {
-        use std::os::unix::fs::MetadataExt;
-        let mut out: Vec<(String, u64, i64)> = std::fs::read_dir(&self.dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                let m = e.metadata().ok()?;
-                name.ends_with(".toml").then(|| (name, m.len(), m.mtime_nsec() + m.mtime() * 1_000_000_000))
-            })
-            .collect();
-        out.sort();
-        out
+        toml_stamp(&self.dir, "")
     }
 
     /// `name`'s manifest and its signed envelope (the signature made if missing, checked if

@@ -19,6 +19,7 @@
 
 mod catalog;
 pub mod datasets;
+pub mod image_datasets;
 mod manifest_files;
 mod store;
 

@@ -79,3 +79,22 @@ pub(crate) fn sign_beside(path: &Path, key: &SigningKey) -> Result<Option<Signed
     };
     Ok(Some(Signed { body, envelope }))
 }
+
+/// What changes when a `*.toml` in `dir` is added, removed or rewritten, cheaply (names, sizes
+/// and times, not contents), each name prefixed with `prefix`: a reader compares it before
+/// reading them all again.
+pub(crate) fn toml_stamp(dir: &Path, prefix: &str) -> Vec<(String, u64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out: Vec<(String, u64, i64)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let m = e.metadata().ok()?;
+            name.ends_with(".toml").then(|| (format!("{prefix}{name}"), m.len(), m.mtime_nsec() + m.mtime() * 1_000_000_000))
+        })
+        .collect();
+    out.sort();
+    out
+}

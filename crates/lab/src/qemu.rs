@@ -334,7 +334,7 @@ impl Drop for Vm {
 /// turns for the cores (`SWARMBOOT_LAB_VM_TESTS`, default: the number of cores) while tests
 /// without VMs — many wait on timers and peers — run beside them (`cargo xtask test` runs
 /// the suite with a thread more than there are cores).
-mod vm_tests {
+pub mod vm_tests {
     use std::cell::RefCell;
     use std::sync::{Condvar, Mutex};
 
@@ -345,16 +345,40 @@ mod vm_tests {
         std::env::var("SWARMBOOT_LAB_VM_TESTS").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
     }
 
-    /// A test's turn, held by its thread until the test ends (libtest runs each test on a
-    /// thread of its own).
-    struct Turn;
+    /// A test's turn (how many of the cores it takes), held by its thread until the test ends
+    /// (libtest runs each test on a thread of its own).
+    struct Turn(usize);
 
     impl Drop for Turn {
         fn drop(&mut self) {
             let mut n = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
-            *n -= 1;
+            *n -= self.0;
             FREED.notify_all();
         }
+    }
+
+    /// Waits until `cores` of the turns are free and takes them for this test.
+    fn take(cores: usize) {
+        TURN.with(|t| {
+            if t.borrow().is_some() {
+                return;
+            }
+            let limit = limit();
+            let cores = cores.min(limit);
+            let mut n = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+            while *n + cores > limit {
+                n = FREED.wait(n).unwrap_or_else(|e| e.into_inner());
+            }
+            *n += cores;
+            *t.borrow_mut() = Some(Turn(cores));
+        });
+    }
+
+    /// This test's VMs run with no other test's VMs beside them (for a test that measures
+    /// where a fleet's bytes came from: TCG machines sharing cores with others' serve slower).
+    /// Call it before the test's first VM.
+    pub fn alone() {
+        take(usize::MAX);
     }
 
     thread_local! {
@@ -363,17 +387,6 @@ mod vm_tests {
 
     /// Waits for this test's turn at its first VM (later VMs of the same test go at once).
     pub fn enter() {
-        TURN.with(|t| {
-            if t.borrow().is_some() {
-                return;
-            }
-            let limit = limit();
-            let mut n = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
-            while *n >= limit {
-                n = FREED.wait(n).unwrap_or_else(|e| e.into_inner());
-            }
-            *n += 1;
-            *t.borrow_mut() = Some(Turn);
-        });
+        take(1);
     }
 }

@@ -130,8 +130,16 @@ fn uptime_secs() -> u64 {
     std::fs::read_to_string("/proc/uptime").ok().and_then(|t| t.split('.').next()?.parse().ok()).unwrap_or(0)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Worker threads of the agent's runtime, whatever the cores: a worker held up by the disk
+/// (writes throttled while the kernel writes back a fetched dataset, on a one-CPU machine)
+/// must not hold up check-ins, shares and the page with it.
+const WORKERS: usize = 4;
+
+fn main() -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(WORKERS).enable_all().build()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SWARMBOOT_LOG").unwrap_or_else(|_| "info".into())).with_writer(std::io::stderr).init();
     let a = Args::parse();
     let (mut server, mut image, mut mac) = (a.server.clone(), a.image.clone(), a.mac.clone());
@@ -210,7 +218,10 @@ async fn main() -> anyhow::Result<()> {
         true => {
             let rescan = Arc::new(tokio::sync::Notify::new());
             let (first_tx, first_rx) = tokio::sync::oneshot::channel();
-            let donor = server_key.map(|key| (server.clone(), key));
+            // The image this machine booted, as a dataset (`elchos@1`): its donor says it holds
+            // it, and is told to take the next version.
+            let booted = (image.contains('@') && swarmboot_checkin::donation::is_dataset_name(&image)).then(|| image.clone());
+            let donor = server_key.map(|key| (server.clone(), key, booted));
             tokio::spawn(disk_loop(node.clone(), listed, urls, rescan.clone(), first_tx, donor));
             // The first check-in already lists the disks.
             let _ = first_rx.await;
@@ -333,7 +344,7 @@ async fn disk_loop(
     urls: ShareUrls,
     rescan: Arc<tokio::sync::Notify>,
     first: tokio::sync::oneshot::Sender<()>,
-    donor: Option<(String, swarmboot_manifest::PublicKey)>,
+    donor: Option<(String, swarmboot_manifest::PublicKey, Option<String>)>,
 ) {
     let mut first = Some(first);
     let mut donating: Option<Donating> = None;
@@ -373,7 +384,7 @@ async fn disk_loop(
                     donating = None; // ended with an error (logged): started again below
                 }
                 match (pass.donated, &donor) {
-                    (Some(size), Some((server, key))) if donating.is_none() => {
+                    (Some(size), Some((server, key, booted))) if donating.is_none() => {
                         let settings = swarmboot_donor::Settings {
                             server: server.clone(),
                             server_key: *key,
@@ -381,6 +392,7 @@ async fn disk_loop(
                             dir: swarmboot_node::disks::DONOR_DIR.into(),
                             listen: SocketAddr::from(([0, 0, 0, 0], 0)),
                             rounds: None,
+                            booted: booted.clone(),
                         };
                         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
                         let task = tokio::spawn(async move {

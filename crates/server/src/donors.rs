@@ -1,7 +1,9 @@
 //! Donors (issue 20): a donor's signed check-in (`POST /api/v1/donor`), its tickets checked
 //! against the server's key, the decision by `swarmboot_placement`, the answer signed for that
 //! donor and that check-in; and a dataset's signed manifest (`GET /dataset/NAME`) for donors
-//! to fetch by.
+//! to fetch by. The catalog placed is the datasets and every image version as a dataset
+//! (`NAME@V`, `swarmboot_image::image_datasets`): a machine's donor that says it booted a
+//! version is told to take the next one where it has room.
 //!
 //! The table is in memory: after a restart the placement only listens for as long as a donor
 //! may stay silent before it is lost, so every donor has checked in once before anything is
@@ -13,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use swarmboot_checkin::donation::{self, DonationError, DonorReply, SignedDonorReply, Ticketed};
 use swarmboot_image::datasets::{DatasetManifest, Datasets};
+use swarmboot_image::image_datasets::{image_datasets, parse_image_dataset, signed_image_dataset};
 use swarmboot_manifest::SigningKey;
 use swarmboot_placement::{Action, Catalog, Dataset, Holding, Placement, Policy, Refusal, Report};
 use tracing::{info, warn};
@@ -72,6 +75,7 @@ struct Table {
 
 pub struct Donors {
     datasets: Datasets,
+    images: swarmboot_image::Catalog,
     key: Arc<SigningKey>,
     interval_secs: u64,
     table: Mutex<Table>,
@@ -97,6 +101,20 @@ fn placement_catalog(all: &[DatasetManifest]) -> Catalog {
     })
 }
 
+/// The datasets, then every image version as a dataset.
+fn everything(datasets: &Datasets, images: &swarmboot_image::Catalog) -> Result<Vec<DatasetManifest>, swarmboot_image::CatalogError> {
+    let mut all = datasets.all()?;
+    all.extend(image_datasets(images)?);
+    Ok(all)
+}
+
+/// What changes when a dataset or an image version comes or goes.
+fn stamp(datasets: &Datasets, images: &swarmboot_image::Catalog) -> Vec<(String, u64, i64)> {
+    let mut s = datasets.stamp();
+    s.extend(images.stamp().into_iter().map(|(n, len, t)| (format!("images/{n}"), len, t)));
+    s
+}
+
 fn views_of(all: &[DatasetManifest]) -> Vec<DatasetView> {
     all.iter()
         .map(|d| DatasetView {
@@ -114,17 +132,17 @@ fn views_of(all: &[DatasetManifest]) -> Vec<DatasetView> {
 impl Donors {
     /// Donors checking in every `interval_secs`, lost after `missed` missed check-ins.
     pub fn new(state_dir: &std::path::Path, key: Arc<SigningKey>, interval_secs: u64, missed: u32, seed: u64, now_ms: u64) -> Self {
-        let datasets = Datasets::new(state_dir);
+        let (datasets, images) = (Datasets::new(state_dir), swarmboot_image::Catalog::new(state_dir));
         let lost_after_ms = interval_secs.saturating_mul(1000).saturating_mul(missed.max(1) as u64);
         let policy = Policy { warmup_ms: lost_after_ms, lost_after_ms, ..Policy::default() };
-        let stamp = datasets.stamp();
-        let catalog = datasets.all().map(|all| placement_catalog(&all)).unwrap_or_else(|e| {
+        let stamp = stamp(&datasets, &images);
+        let all = everything(&datasets, &images).unwrap_or_else(|e| {
             warn!("the datasets cannot be read ({e}): none is placed until they can");
-            Catalog::default()
+            Vec::new()
         });
-        let views = datasets.all().map(|all| views_of(&all)).unwrap_or_default();
-        let placement = Placement::new(policy, catalog, seed, now_ms);
-        Donors { datasets, key, interval_secs, table: Mutex::new(Table { placement, views, stamp, checked_ms: now_ms, counters: HashMap::new() }), stats: DonorStats::default() }
+        let placement = Placement::new(policy, placement_catalog(&all), seed, now_ms);
+        let table = Table { placement, views: views_of(&all), stamp, checked_ms: now_ms, counters: HashMap::new() };
+        Donors { datasets, images, key, interval_secs, table: Mutex::new(table), stats: DonorStats::default() }
     }
 
     fn refresh(&self, t: &mut Table, now_ms: u64) {
@@ -132,11 +150,11 @@ impl Donors {
             return;
         }
         t.checked_ms = now_ms;
-        let stamp = self.datasets.stamp();
+        let stamp = stamp(&self.datasets, &self.images);
         if stamp == t.stamp {
             return;
         }
-        match self.datasets.all() {
+        match everything(&self.datasets, &self.images) {
             Ok(all) => {
                 info!(datasets = all.len(), "the datasets changed: placing the new catalog");
                 t.placement.set_catalog(placement_catalog(&all));
@@ -219,7 +237,11 @@ impl Donors {
 
     /// Dataset `name`'s signed manifest envelope.
     pub fn manifest(&self, name: &str) -> Result<Option<Vec<u8>>, swarmboot_image::CatalogError> {
-        Ok(self.datasets.signed(name, &self.key)?.map(|(_, envelope)| envelope))
+        let signed = match parse_image_dataset(name) {
+            Some(_) => signed_image_dataset(&self.images, name, &self.key)?,
+            None => self.datasets.signed(name, &self.key)?,
+        };
+        Ok(signed.map(|(_, envelope)| envelope))
     }
 }
 
@@ -282,6 +304,36 @@ mod tests {
         assert_eq!(f.donors.replicas()[0], ("a".to_string(), 1), "a claim without its own ticket counts for nothing");
         assert!(f.donors.stats.unvouched.load(Ordering::Relaxed) >= 1);
         assert_eq!(f.donors.donors(), 2);
+    }
+
+    #[test]
+    fn a_machine_that_booted_an_image_is_told_to_take_its_next_version() {
+        let f = fixture();
+        let state = f._dir.path().join("state");
+        let images = swarmboot_image::Catalog::new(&state);
+        let file = |n: &str, body: &str| {
+            let p = f._dir.path().join(n);
+            std::fs::write(&p, body).unwrap();
+            p
+        };
+        use swarmboot_image::Role;
+        let (kernel, root1, root2) = (file("vmlinuz", "kernel"), file("root1", "root one"), file("root2", "root two"));
+        images.add("elchos", &[(Role::Kernel, &kernel), (Role::Rootfs, &root1)], "", 1, &f.server).unwrap();
+        let machine = SigningKey::from_seed([5; 32]);
+        let booted = || vec![DonorHolding { dataset: "elchos@1".into(), permille: 1000, ticket: None }];
+        send(&f, &machine, 1, booted(), 200_000).unwrap();
+        // Version 2 comes: once the catalog is looked at again, the machine is told to take it.
+        images.add("elchos", &[(Role::Kernel, &kernel), (Role::Rootfs, &root2)], "", 2, &f.server).unwrap();
+        let r = send(&f, &machine, 2, booted(), 200_000 + CATALOG_CHECK_MS).unwrap();
+        assert!(r.add.iter().any(|t| t.dataset == "elchos@2"), "{r:?}");
+        let view = f.donors.view(200_000 + CATALOG_CHECK_MS);
+        let two = view.iter().find(|v| v.name == "elchos@2").unwrap();
+        assert_eq!((two.successor_of.as_deref(), two.files, two.holders), (Some("elchos@1"), 2, 1), "{two:?}");
+        // Its manifest, as a dataset, signed by the server.
+        let envelope = f.donors.manifest("elchos@2").unwrap().unwrap();
+        let (body, _) = swarmboot_manifest::open(&envelope, &[f.server.public()]).unwrap();
+        assert!(std::str::from_utf8(body).unwrap().contains("name = \"elchos@2\""));
+        assert!(f.donors.manifest("elchos@3").unwrap().is_none());
     }
 
     #[test]
