@@ -138,15 +138,88 @@ pub fn build_cache(name: &str) -> PathBuf {
     cache_dir().join(format!("build-{name}"))
 }
 
-/// rqbit, built once into `~/.cache/swarmboot/rqbit-<version>` (about 5 minutes on 2 cores;
-/// Debian has no package); returns the binary's path.
-pub fn ensure_rqbit() -> anyhow::Result<PathBuf> {
-    let root = cache_dir().join(format!("rqbit-{RQBIT_VERSION}"));
+/// rqbit, built once into `~/.cache/swarmboot/rqbit-<version>-cli` (Debian has no package):
+/// starts building it in the background if it is not built yet (see [`Background`]); the
+/// binary's path, there once the install is waited for. Only its command-line client with
+/// TLS: the tests run `rqbit download --disable-http-api`, so its default web UI, Postgres
+/// session store and Prometheus exporter are not built.
+pub fn start_rqbit_install() -> anyhow::Result<(Background, PathBuf)> {
+    let root = cache_dir().join(format!("rqbit-{RQBIT_VERSION}-cli"));
     let exe = root.join("bin/rqbit");
-    if !exe.exists() {
-        run(cargo().args(["install", "rqbit", "--locked", "--version", RQBIT_VERSION, "--root"]).arg(&root)).context("building rqbit for the interoperability tests")?;
+    if exe.exists() {
+        return Ok((Background::done(), exe));
     }
-    Ok(exe)
+    let install = Background::start(
+        "the install of rqbit (for the interoperability tests)",
+        "install-rqbit",
+        false,
+        cargo().args(["install", "rqbit", "--locked", "--no-default-features", "--features", "default-tls", "--version", RQBIT_VERSION, "--root"]).arg(&root),
+    )?;
+    Ok((install, exe))
+}
+
+/// Starts installing cargo-fuzz in the background if cargo has no `fuzz` command yet.
+pub fn start_cargo_fuzz_install() -> anyhow::Result<Background> {
+    if has_cargo_command(&["fuzz", "--version"]) {
+        return Ok(Background::done());
+    }
+    Background::start("the install of cargo-fuzz", "install-cargo-fuzz", false, cargo().args(["install", "cargo-fuzz", "--locked"]))
+}
+
+pub fn has_cargo_command(args: &[&str]) -> bool {
+    Command::new("cargo").args(args).output().map(|o| o.status.success()).unwrap_or(false)
+}
+
+/// A step running in the background while the rest goes on: on a fresh machine rqbit and
+/// cargo-fuzz are minutes of compiling, and the apt install beside them mostly waits on the
+/// mirror and on dpkg; the package test (niced) uses what the lab tests leave of the cores.
+/// Its output goes to a log in the cache directory: the whole log is shown when it ends if
+/// `shown`, else its last lines if it fails.
+pub struct Background {
+    running: Option<BackgroundChild>,
+}
+
+struct BackgroundChild {
+    child: std::process::Child,
+    log: PathBuf,
+    what: String,
+    shown: bool,
+    started: std::time::Instant,
+}
+
+impl Background {
+    pub fn done() -> Self {
+        Background { running: None }
+    }
+
+    /// Starts `cmd`, its output into `~/.cache/swarmboot/background-<log_name>.log`.
+    pub fn start(what: &str, log_name: &str, shown: bool, cmd: &mut Command) -> anyhow::Result<Self> {
+        let log = cache_dir().join(format!("background-{log_name}.log"));
+        let out = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        eprintln!("+ {cmd:?} (in the background, output in {})", log.display());
+        let child = cmd.stdout(out.try_clone()?).stderr(out).spawn().with_context(|| format!("cannot run {cmd:?}"))?;
+        Ok(Background { running: Some(BackgroundChild { child, log, what: what.to_string(), shown, started: std::time::Instant::now() }) })
+    }
+
+    /// Waits for it to end; says how long it ran and how long it was waited for.
+    pub fn wait(self) -> anyhow::Result<()> {
+        let Some(BackgroundChild { mut child, log, what, shown, started }) = self.running else { return Ok(()) };
+        let waiting = std::time::Instant::now();
+        let status = child.wait()?;
+        println!("xtask: {what} ran {:.0} s in the background, waited for {:.0} s", started.elapsed().as_secs_f64(), waiting.elapsed().as_secs_f64());
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if shown {
+            println!("{text}");
+        }
+        if !status.success() {
+            if !shown {
+                let tail: Vec<&str> = text.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+                eprintln!("{}", tail.join("\n"));
+            }
+            bail!("{what} failed ({status}); its whole output is in {}", log.display());
+        }
+        Ok(())
+    }
 }
 
 /// root's password in the elchOS the demo and the benchmark build: `elchos`

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use crate::host::{build_cache, build_stub_init, cargo, ensure_packages, ensure_rqbit, is_root, run, workspace_root};
+use crate::host::{
+    build_cache, build_stub_init, cargo, ensure_packages, has_cargo_command, is_root, run, start_cargo_fuzz_install, start_rqbit_install, workspace_root, Background,
+};
 
 pub fn test(fuzz_secs: u32) -> anyhow::Result<()> {
     // Where the time goes, printed at the end (CI has a budget).
@@ -18,8 +20,10 @@ pub fn test(fuzz_secs: u32) -> anyhow::Result<()> {
         println!("xtask test phases so far: {}", list.join(", "));
     };
     let t = Instant::now();
+    // The cargo tools compile while apt installs (both are minutes on a fresh machine).
+    let (rqbit_install, rqbit) = start_rqbit_install()?;
+    let fuzz_install = if fuzz_secs > 0 { start_cargo_fuzz_install()? } else { Background::done() };
     ensure_packages()?;
-    let rqbit = ensure_rqbit()?;
     timed("packages", t);
     let root = workspace_root();
     let t = Instant::now();
@@ -28,14 +32,24 @@ pub fn test(fuzz_secs: u32) -> anyhow::Result<()> {
     timed("build", t);
     if fuzz_secs > 0 {
         let t = Instant::now();
+        fuzz_install.wait()?;
         // The smoke: the DHCP core gets the full time, the tracker a third, every other
         // parser a fifth (enough to build and run each; `cargo xtask fuzz` runs them long).
-        for t in FUZZ_TARGETS {
-            fuzz_target(t, fuzz_secs.div_ceil(t.share))?;
-        }
+        // Each libFuzzer run is one thread: as many at once as there are cores.
+        fuzz_smoke(fuzz_secs)?;
         timed("fuzz smoke", t);
     }
+    rqbit_install.wait()?;
+    // The package test (a release build, a debootstrap root, lintian) beside the tests, niced:
+    // it takes what the lab tests leave of the cores (they often wait on VMs, timers and
+    // peers) and never their share; what is left of it runs after them.
     let t = Instant::now();
+    let package = if is_root() {
+        let xtask = std::env::current_exe().context("the running xtask's path")?;
+        Background::start("the package test", "package-test", true, Command::new("nice").args(["-n", "19"]).arg(xtask).arg("deb-test"))?
+    } else {
+        Background::done()
+    };
     let mut tests = cargo();
     tests.current_dir(&root).args(["test", "--workspace"]).env("SWARMBOOT_RQBIT", &rqbit).env("SWARMBOOT_INIT", &init);
     if std::env::var_os("RUST_TEST_THREADS").is_none() {
@@ -44,13 +58,16 @@ pub fn test(fuzz_secs: u32) -> anyhow::Result<()> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         tests.env("RUST_TEST_THREADS", (cores + 1).to_string());
     }
-    run_tests(&mut tests)?;
+    let tested = run_tests(&mut tests);
     timed("cargo test", t);
+    // Its result either way: a failed test does not hide a broken package.
+    let packaged = package.wait();
     if is_root() {
-        let t = Instant::now();
-        crate::deb::test()?;
-        timed("package", t);
-        Ok(())
+        timed("package (from the start of cargo test)", t);
+    }
+    tested?;
+    if is_root() {
+        packaged
     } else if std::env::var_os("SWARMBOOT_SKIP_LAB").is_some() {
         println!("package test skipped: SWARMBOOT_SKIP_LAB is set (it needs root for debootstrap and chroot)");
         Ok(())
@@ -102,17 +119,65 @@ pub fn fuzz(secs: u32) -> anyhow::Result<()> {
     }
 }
 
+/// The smoke run: every target built in one cargo run (both cores compile), then the runs,
+/// longest first, as many at once as there are cores; each run's output is printed whole
+/// when it ends (two runs' lines interleaved would be unreadable). Every target runs even
+/// after one crashed; the error names each that did.
+fn fuzz_smoke(secs: u32) -> anyhow::Result<()> {
+    let mut build = fuzz_command()?;
+    build.current_dir(workspace_root()).args(["build", "--target-dir"]).arg(build_cache("fuzz"));
+    run(&mut build).context("building the fuzz targets")?;
+    let mut queue: Vec<(&FuzzTarget, u32)> = FUZZ_TARGETS.iter().map(|t| (t, secs.div_ceil(t.share))).collect();
+    queue.sort_by_key(|(_, s)| std::cmp::Reverse(*s));
+    let at_once = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let queue = std::sync::Mutex::new(queue.into_iter());
+    let failed = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..at_once {
+            scope.spawn(|| loop {
+                let Some((t, secs)) = queue.lock().expect("no panics hold it").next() else { return };
+                let outcome = fuzz_command().and_then(|mut cmd| {
+                    fuzz_run_command(&mut cmd, t, secs)?;
+                    let out = cmd.output().with_context(|| format!("cannot run {cmd:?}"))?;
+                    // One write, so the other run's output does not cut into it.
+                    let text = format!("+ {cmd:?}\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+                    print!("{text}");
+                    Ok(out.status.success())
+                });
+                if !matches!(outcome, Ok(true)) {
+                    if let Err(e) = outcome {
+                        eprintln!("xtask: {e:#}");
+                    }
+                    failed.lock().expect("no panics hold it").push(t.name);
+                }
+            });
+        }
+    });
+    let failed = failed.into_inner().expect("no panics hold it");
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        bail!("the fuzz smoke failed for {failed:?}: a crash input is in fuzz/artifacts/<target>/, the run's output above")
+    }
+}
+
 fn fuzz_target(t: &FuzzTarget, secs: u32) -> anyhow::Result<()> {
+    let mut cmd = fuzz_command()?;
+    fuzz_run_command(&mut cmd, t, secs)?;
+    run(&mut cmd).with_context(|| format!("fuzzing {} (a crash input is in fuzz/artifacts/{}/)", t.name, t.name))
+}
+
+/// `cargo fuzz run` of one target for `secs` seconds, on its corpus (and seeds).
+fn fuzz_run_command(cmd: &mut Command, t: &FuzzTarget, secs: u32) -> anyhow::Result<()> {
     let root = workspace_root();
     let corpus = root.join("fuzz/corpus").join(t.name);
     std::fs::create_dir_all(&corpus)?;
-    let mut cmd = fuzz_command()?;
     cmd.current_dir(&root).args(["run", "--target-dir"]).arg(build_cache("fuzz")).arg(t.name).arg(&corpus);
     if let Some(seeds) = t.seeds {
         cmd.arg(root.join(seeds));
     }
     cmd.args(["--", &format!("-max_total_time={secs}"), &format!("-max_len={}", t.max_len), "-print_final_stats=1"]);
-    run(&mut cmd).with_context(|| format!("fuzzing {} (a crash input is in fuzz/artifacts/{}/)", t.name, t.name))
+    Ok(())
 }
 
 /// Runs `cargo test`, passing its output through, and ends with one summary line over every
@@ -153,12 +218,11 @@ fn run_tests(cmd: &mut Command) -> anyhow::Result<()> {
 /// `cargo fuzz` needs a nightly compiler for its sanitizer flags: the nightly toolchain if
 /// rustup has one, else the stable one with RUSTC_BOOTSTRAP=1.
 fn fuzz_command() -> anyhow::Result<Command> {
-    let has = |args: &[&str]| Command::new("cargo").args(args).output().map(|o| o.status.success()).unwrap_or(false);
-    if !has(&["fuzz", "--version"]) {
-        run(cargo().args(["install", "cargo-fuzz", "--locked"]))?;
+    if !has_cargo_command(&["fuzz", "--version"]) {
+        start_cargo_fuzz_install()?.wait()?;
     }
     let mut c = Command::new("cargo");
-    if has(&["+nightly", "--version"]) {
+    if has_cargo_command(&["+nightly", "--version"]) {
         c.arg("+nightly");
     } else {
         c.env("RUSTC_BOOTSTRAP", "1");
