@@ -99,6 +99,26 @@ fn disk<'a>(n: &'a serde_json::Value, device: &str) -> &'a serde_json::Value {
     n["disks"].as_array().unwrap().iter().find(|d| d["device"] == device).unwrap_or_else(|| panic!("no {device}: {n:#}"))
 }
 
+/// A stub's "image verified: X MiB in T s, [D MiB from the donated disk, ]A MiB from peers (B
+/// MiB of it from the server's seed), …" line → (X, D, B) in MiB (D is 0 when not said).
+fn verified_mib(line: &str) -> Option<(u64, u64, u64)> {
+    let before = |key: &str| -> Option<u64> {
+        let (head, _) = line.split_once(key)?;
+        head.rsplit([' ', '(']).next()?.parse().ok()
+    };
+    let total = line.split_once("image verified: ")?.1.split(' ').next()?.parse().ok()?;
+    Some((total, before(" MiB from the donated disk").unwrap_or(0), before(" MiB of it from the server's seed")?))
+}
+
+#[test]
+fn the_stub_figures_are_read_from_its_line() {
+    let disk = "[   42.1] swarmboot: image verified: 141 MiB in 3.2 s, 141 MiB from the donated disk, 0 MiB from peers (0 MiB of it from the server's seed), 0 MiB over HTTP; seeding on 10.77.0.100:6881";
+    assert_eq!(verified_mib(disk), Some((141, 141, 0)));
+    let net = "swarmboot: image verified: 140 MiB in 7.4 s, 140 MiB from peers (86 MiB of it from the server's seed), 0 MiB over HTTP; seeding on -";
+    assert_eq!(verified_mib(net), Some((140, 0, 86)));
+    assert_eq!(verified_mib("swarmboot: stub starting"), None);
+}
+
 fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
@@ -125,8 +145,12 @@ fn unix_now() -> u64 {
 ///   idle connections the page and the files are still served to another;
 /// - the operator logs in on the console and finds the mounts read-only, the devices set
 ///   read-only, the agent, the seeder and networkd running;
-/// - `swarmboot node command MAC reboot`, signed by the server: the node acknowledges, reboots,
-///   comes back through PXE and checks in with its next boot's key;
+/// - `elchos@2` added while both run: both machines' donors fetch it onto their donated space
+///   before anyone reboots;
+/// - `swarmboot node command MAC reboot` for both, signed by the server: each acknowledges,
+///   reboots, comes back through PXE into elchos@2 found whole on its donated disk (the server's
+///   seed sends at most 0.3 images for both, printed beside what it sent for their first boot)
+///   and checks in with its next boot's key;
 /// - after the VMs are powered off, the SHA-256 of every disk image but the donated one is what
 ///   it was before the boot.
 #[test]
@@ -193,7 +217,7 @@ fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() 
     let at = Instant::now();
     // The second once the first holds the image (and seeds it), so it finds a peer; both boot
     // their systems side by side.
-    vm0.wait_for("swarmboot: image verified", BOOT).unwrap();
+    let first_boot = [vm0.wait_for("swarmboot: image verified", BOOT).unwrap(), String::new()];
     let mut vm1 = Vm::start_with(&lan, d, "vm1", macs[1], Firmware::Bios, spec1).unwrap();
     vm0.wait_for(ELCHOS_ISSUE, BOOT).unwrap();
     eprintln!("vm0: power-on → login prompt in {:.0} s", at.elapsed().as_secs_f64());
@@ -202,7 +226,8 @@ fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() 
     vm1.wait_for(ELCHOS_ISSUE, BOOT).unwrap();
     vm1.wait_for(UP, BOOT).unwrap();
     let up = unix_now();
-    eprintln!("vm1: multi-user {:.0} s after vm0's; {}", at.elapsed().as_secs_f64(), vm1.console_line("swarmboot: image verified"));
+    let first_boot = [first_boot[0].clone(), vm1.console_line("swarmboot: image verified")];
+    eprintln!("vm1: multi-user {:.0} s after vm0's; {}", at.elapsed().as_secs_f64(), first_boot[1]);
 
     // Both listed within two intervals, with their disks.
     let within = Duration::from_secs(2 * INTERVAL);
@@ -381,7 +406,12 @@ fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() 
         adc_bytes += bytes.len() as u64;
     }
     let adc_total = || macs.iter().filter_map(|m| node(&server, m)).map(|n| served(&n, "adc")).sum::<u64>();
-    crate::adc::wait_until("the ADC bytes at the server", 3 * INTERVAL, &no_log, || (adc_total() >= before_adc + adc_bytes).then_some(()));
+    let adc_counts = || {
+        let per_node: Vec<String> =
+            macs.iter().map(|m| node(&server, m).map_or("not listed".into(), |n| format!("{m}: {} ADC bytes, served {}", served(&n, "adc"), n["served"]))).collect();
+        format!("before the downloads {before_adc}, downloaded {adc_bytes}; now {}", per_node.join("; "))
+    };
+    crate::adc::wait_until("the ADC bytes at the server", 3 * INTERVAL, &adc_counts, || (adc_total() >= before_adc + adc_bytes).then_some(()));
     eprintln!("{} files of 6 shares found by name and downloaded byte-identical over ADC ({adc_bytes} bytes); the nodes counted {} ADC bytes", got.len(), adc_total());
 
     // One namespace over both machines' shares (the agents index them once checked in): the
@@ -554,23 +584,47 @@ fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() 
         });
     }
 
-    // A signed reboot: acknowledged, then the machine goes through PXE again.
+    // Both rebooted at once by signed commands (each out with its machine's next check-in):
+    // acknowledged, then through PXE again. RAM is gone, their donated disks kept elchos@2: the
+    // stubs find it there (vm0's whole-disk ext4, vm1's partition its agent formatted), check
+    // every piece, and the server's seed sends next to nothing — against what it sent for the
+    // first boot of the same two machines, when nothing was pre-seeded.
     vm0.mark();
-    // In the server's namespace: the order goes to the running server's local address.
-    let sent = lan.server.command(swarmboot_lab::bin("swarmboot")).args(["node", "command", macs[0], "reboot", "--config"]).arg(&server.config).output().unwrap();
-    let sent = String::from_utf8_lossy(&sent.stdout).into_owned() + &String::from_utf8_lossy(&sent.stderr);
-    assert!(sent.contains("goes out with its next check-in"), "{sent}");
+    vm1.mark();
+    for mac in macs {
+        // In the server's namespace: the order goes to the running server's local address.
+        let sent = lan.server.command(swarmboot_lab::bin("swarmboot")).args(["node", "command", mac, "reboot", "--config"]).arg(&server.config).output().unwrap();
+        let sent = String::from_utf8_lossy(&sent.stdout).into_owned() + &String::from_utf8_lossy(&sent.stderr);
+        assert!(sent.contains("goes out with its next check-in"), "{sent}");
+    }
     let asked = unix_now();
-    // It boots the new version, elchos@2, partly from vm1, which pre-seeded it.
-    let verified = vm0.wait_for("swarmboot: image verified", BOOT).unwrap();
-    vm0.wait_for("swarmboot: elchos@2 is up: multi-user.target reached", BOOT).unwrap();
-    eprintln!("vm0 rebooted into elchos@2: {}", verified.trim_start_matches(|ch: char| ch != 's'));
-    let back = wait_node(&server, macs[0], asked, Duration::from_secs(2 * INTERVAL), |n| n["disks"].as_array().is_some_and(|d| d.len() >= 4));
-    assert_ne!(back["node_key"], n0["node_key"], "the next boot checks in with a new key");
-    assert_eq!(back["image"], "elchos@2", "{back:#}");
-    let show = server.cli(&["node", "show", macs[0]]).unwrap();
-    assert!(show.contains("reboot") && show.contains(": done"), "the reboot's acknowledgement is kept:\n{show}");
-    eprintln!("vm0 rebooted on command and checked in again {:.0} s after it was sent", unix_now().saturating_sub(asked));
+    let mut rebooted = Vec::new();
+    for (name, vm) in [("vm0", &mut vm0), ("vm1", &mut vm1)] {
+        let verified = vm.wait_for("swarmboot: image verified", BOOT).unwrap();
+        vm.wait_for("swarmboot: elchos@2 is up: multi-user.target reached", BOOT).unwrap();
+        eprintln!("{name} rebooted into elchos@2: {}", verified.trim_start_matches(|ch: char| ch != 's'));
+        let (total, from_disk, _) = verified_mib(&verified).unwrap_or_else(|| panic!("{name}: {verified}"));
+        assert_eq!(from_disk, total, "{name} found all of elchos@2 on its donated disk: {verified}");
+        rebooted.push(verified);
+    }
+    let seed_mib = |lines: &[String]| -> (u64, u64) {
+        let figures: Vec<(u64, u64, u64)> = lines.iter().map(|l| verified_mib(l).unwrap_or_else(|| panic!("{l}"))).collect();
+        (figures.iter().map(|f| f.2).sum(), figures[0].0)
+    };
+    let ((first, image1), (upgrade, image2)) = (seed_mib(&first_boot), seed_mib(&rebooted));
+    eprintln!(
+        "the server's seed sent {first} MiB for the first boot of both ({:.2} images of {image1} MiB, nothing pre-seeded) and {upgrade} MiB for both rebooting into elchos@2 at once ({:.2} images of {image2} MiB, pre-seeded)",
+        first as f64 / image1 as f64,
+        upgrade as f64 / image2 as f64
+    );
+    assert!(upgrade * 10 <= image2 * 3, "the reboot storm after the upgrade took at most 0.3 images from the server's seed: {upgrade} MiB of {image2}");
+    for (mac, key) in [(macs[0], &n0["node_key"]), (macs[1], &n1["node_key"])] {
+        let back = wait_node(&server, mac, asked, Duration::from_secs(2 * INTERVAL), |n| n["image"] == "elchos@2" && n["disks"].as_array().is_some_and(|d| d.len() >= 4));
+        assert_ne!(&back["node_key"], key, "the next boot checks in with a new key");
+        let show = server.cli(&["node", "show", mac]).unwrap();
+        assert!(show.contains("reboot") && show.contains(": done"), "the reboot's acknowledgement is kept:\n{show}");
+    }
+    eprintln!("both rebooted on command and checked in again {:.0} s after it was sent", unix_now().saturating_sub(asked));
 
     // Powered off: no shared disk changed.
     drop(vm0);

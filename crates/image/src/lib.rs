@@ -24,4 +24,4 @@ mod manifest_files;
 mod store;
 
 pub use catalog::{BrokenManifest, BuildInputs, Catalog, CatalogError, FileEntry, GcReport, Manifest, Role, StubRecord};
-pub use store::{is_sha256_hex, Store};
+pub use store::{is_sha256_hex, relative_path, Store};

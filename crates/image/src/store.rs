@@ -27,6 +27,13 @@ pub fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// Where a store keeps the file with this hash, relative to the store's root: `ab/abcd/<sha256>`
+/// (the server's store, a donor's, the stub reading a donor's on its donated disk). `None`
+/// for anything that is not a SHA-256 in lowercase hex, so no caller can name another path.
+pub fn relative_path(sha256: &str) -> Option<PathBuf> {
+    is_sha256_hex(sha256).then(|| Path::new(&sha256[..2]).join(&sha256[..4]).join(sha256))
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
@@ -44,7 +51,7 @@ impl Store {
     /// Where the file with this hash lives (whether or not it is there). `None` for anything
     /// that is not a SHA-256 in lowercase hex, so a caller can never name another path.
     pub fn path_of(&self, sha256: &str) -> Option<PathBuf> {
-        is_sha256_hex(sha256).then(|| self.root.join(&sha256[..2]).join(&sha256[..4]).join(sha256))
+        Some(self.root.join(relative_path(sha256)?))
     }
 
     /// Copies `src` into the store (unless it is there already); returns its hash and size.

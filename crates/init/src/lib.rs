@@ -22,6 +22,8 @@
 //!   as LTSP's initramfs hook installs it, and how LTSP's init learns its server.
 //! - [`trust`]: which keys the stub trusts (the built-in ones, never one the command line
 //!   adds) and whether the kernel command line it hands over with is the signed one.
+//! - [`donated`]: the donated disk (`ELCHOS-DATA`) where a machine pre-seeded the version
+//!   it reboots into: its label in an ext4 superblock, where its donor keeps a file.
 //! - [`seed_service`]: the seeder as `swarmboot-seed.service` of the booted system: the note,
 //!   the runtime unit, where the stub leaves them.
 //!
@@ -30,6 +32,7 @@
 pub mod carry;
 pub mod cmdline;
 pub mod cpio;
+pub mod donated;
 pub mod handover;
 pub mod ipconfig;
 pub mod kernel;

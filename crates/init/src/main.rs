@@ -19,6 +19,7 @@ mod kexec;
 mod ltsp_install;
 mod net;
 mod pid1;
+mod preseeded;
 mod rootfs;
 mod seeder;
 mod stage_reports;
@@ -97,7 +98,7 @@ fn main() {
         }
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
-    let wa = worker::WorkerArgs { stub, trusted, out, interface };
+    let wa = worker::WorkerArgs { stub, trusted, out, interface, donated_disk: false };
     let r = rt.block_on(async move {
         tokio::select! {
             r = worker::run(wa, |_| println!("READY")) => r,

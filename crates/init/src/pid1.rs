@@ -76,6 +76,10 @@ pub fn run() -> ! {
     };
     let mut drivers = Drivers::open();
     drivers.load_for_devices();
+    // The worker may read files pre-seeded on a donated disk (`preseeded`).
+    for module in swarmboot_init::donated::DONATED_FS_MODULES {
+        drivers.load(module);
+    }
     let _ = std::fs::create_dir_all(IMAGE_DIR);
 
     let (r, w) = match pipe() {
@@ -91,7 +95,7 @@ pub fn run() -> ! {
             drop(r);
             // `ps` in the booted system shows what this process is.
             let _ = nix::sys::prctl::set_name(c"swarmboot-seed");
-            let wa = WorkerArgs { stub: args, trusted, out: PathBuf::from(IMAGE_DIR), interface: None };
+            let wa = WorkerArgs { stub: args, trusted, out: PathBuf::from(IMAGE_DIR), interface: None, donated_disk: true };
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
             let result = rt.block_on(worker::run(wa, move |_| {
                 let _ = nix::unistd::write(&w, b"READY\n");

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use swarmboot_fetch::{FetchConfig, FetchError, Fetched};
-use swarmboot_image::Role;
+use swarmboot_image::{FileEntry, Role};
 use swarmboot_init::cmdline::StubArgs;
 use swarmboot_init::handover::{self, Plan, StubKernel};
 use swarmboot_manifest::PublicKey;
@@ -24,6 +24,9 @@ pub struct WorkerArgs {
     pub out: PathBuf,
     /// The interface to use (default: the first Ethernet interface that appears).
     pub interface: Option<String>,
+    /// Whether to look for files pre-seeded on a donated disk first (PID 1's worker; never
+    /// `swarmboot-init fetch`, a test's tool on a host whose disks are not its business).
+    pub donated_disk: bool,
 }
 
 /// Free memory the image must fit in, with room for the booted system to start.
@@ -53,6 +56,8 @@ pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<
     let proc_version = std::fs::read_to_string("/proc/version").unwrap_or_default();
     let mac = crate::stage_reports::mac_of(&name);
     let mut tries = 0;
+    // Bytes this boot found pre-seeded on the donated disk (0 without one).
+    let mut from_disk = 0u64;
     let (fetched, reports) = loop {
         // The manifest first: it says which files to fetch and how much RAM they need.
         let signed = match swarmboot_fetch::fetch_manifest(&cfg).await {
@@ -100,6 +105,13 @@ pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<
         let mut this = cfg.clone();
         this.version = Some(m.version);
         this.roles = Some(plan.roles(m));
+        if a.donated_disk {
+            let roles = plan.roles(m);
+            let files: Vec<FileEntry> = m.distinct_files(|r| roles.contains(&r)).into_iter().map(|(f, _)| f.clone()).collect();
+            let out = a.out.clone();
+            let found = tokio::task::spawn_blocking(move || crate::preseeded::copy_into(&files.iter().collect::<Vec<_>>(), &out)).await.unwrap_or_default();
+            from_disk = from_disk.max(found.bytes);
+        }
         let mut last = (Instant::now(), 0u64);
         // Where this boot is, for the server's dashboard (every 2 s while fetching).
         let reports = mac.map(|mac| StageReports::new(&a.stub.server, mac, &m.name, m.version, Reporter::Stub));
@@ -128,8 +140,9 @@ pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<
         }
     };
     let p = fetched.progress;
+    let disk = if from_disk > 0 { format!("{} MiB from the donated disk, ", nearest_mib(from_disk)) } else { String::new() };
     say(format!(
-        "image verified: {} MiB in {:.1} s, {} MiB from peers ({} MiB of it from the server's seed), {} MiB over HTTP; seeding on {}",
+        "image verified: {} MiB in {:.1} s, {disk}{} MiB from peers ({} MiB of it from the server's seed), {} MiB over HTTP; seeding on {}",
         nearest_mib(p.total),
         p.elapsed.as_secs_f64(),
         nearest_mib(p.from_peers),

@@ -19,13 +19,15 @@ use std::collections::BTreeMap;
 
 use swarmboot_checkin::report::Disk;
 
-/// The label that marks donated space.
-pub const DONATED_LABEL: &str = "ELCHOS-DATA";
+/// The label that marks donated space, and the filesystem made on a blank donated partition
+/// (the stub reads pre-seeded files from it after a reboot: `swarmboot_init::donated`).
+pub use swarmboot_init::donated::{DONATED_FS, DONATED_LABEL};
 /// Where shares are mounted: `/srv/elchos/<name>`.
 pub const SHARE_ROOT: &str = "/srv/elchos";
 /// Where donated space is mounted (writable; outside the shares).
 pub const DONATED_AT: &str = "/srv/elchos-data";
-/// The donor's directory on donated space (`swarmboot_donor::dir`).
+/// The donor's directory on donated space (`swarmboot_donor::dir`): [`DONATED_AT`] /
+/// `swarmboot_init::donated::DONOR_SUBDIR`, where the stub looks after a reboot.
 pub const DONOR_DIR: &str = "/srv/elchos-data/donor";
 /// The share that shows the datasets held on donated space (the donor's `view/`); no disk
 /// takes this name.
@@ -100,9 +102,6 @@ pub struct Donation {
     /// A blank partition named `ELCHOS-DATA`: make an ext4 filesystem labelled so first.
     pub format: bool,
 }
-
-/// The filesystem type made on a blank donated partition.
-pub const DONATED_FS: &str = "ext4";
 
 /// Flags every share is mounted with (besides read-only, which is `MS_RDONLY`).
 pub const MOUNT_FLAGS: &str = "ro,nodev,nosuid,noexec,noatime";
@@ -322,6 +321,11 @@ mod tests {
             has_partitions: false,
             held: false,
         }
+    }
+
+    #[test]
+    fn the_donor_is_where_the_stub_looks_for_it() {
+        assert_eq!(std::path::Path::new(DONOR_DIR), std::path::Path::new(DONATED_AT).join(swarmboot_init::donated::DONOR_SUBDIR));
     }
 
     fn share(p: &Plan) -> &Mount {

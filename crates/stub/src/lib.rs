@@ -2,7 +2,8 @@
 //! `/init` (the static `swarmboot-init`), `/etc/swarmboot/server.pub` (the key manifests must
 //! be signed with), `/etc/swarmboot/kernel.toml` (which kernel it is for: an image with that
 //! kernel is switch_root'ed into without fetching its kernel and initramfs), and the kernel
-//! modules for common NICs and for squashfs, overlay and loop with everything they depend on,
+//! modules for common NICs, for squashfs, overlay and loop, and for the usual disks and ext4
+//! (files pre-seeded on a donated disk) with everything they depend on,
 //! plus `modules.alias`/`modules.dep` cut down to them; newc cpio, gzip-compressed.
 //!
 //! What it does not do: register the stub (that is `Catalog::set_stub`) or build the init
@@ -21,9 +22,33 @@ use swarmboot_manifest::PublicKey;
 use crate::cpio::{CpioWriter, CHAR_DEV, EXEC, FILE};
 
 /// NIC drivers the stub carries (virtio for VMs, the Intel/Realtek/Broadcom families of lab
-/// and office PCs and servers), and what switch_root into a squashfs needs.
-pub const DEFAULT_MODULES: &[&str] =
-    &["virtio_pci", "virtio_net", "e1000", "e1000e", "igb", "igc", "ixgbe", "i40e", "r8169", "tg3", "bnx2", "bnxt_en", "atlantic", "fs-squashfs", "fs-overlay", "loop"];
+/// and office PCs and servers), what switch_root into a squashfs needs, and what reads files
+/// pre-seeded on a donated disk (`swarmboot_init::donated`: the usual disk controllers, ext4).
+pub const DEFAULT_MODULES: &[&str] = &[
+    "virtio_pci",
+    "virtio_net",
+    "e1000",
+    "e1000e",
+    "igb",
+    "igc",
+    "ixgbe",
+    "i40e",
+    "r8169",
+    "tg3",
+    "bnx2",
+    "bnxt_en",
+    "atlantic",
+    "fs-squashfs",
+    "fs-overlay",
+    "loop",
+    "virtio_blk",
+    "virtio_scsi",
+    "ahci",
+    "nvme",
+    "sd_mod",
+    swarmboot_init::donated::DONATED_FS_MODULES[0],
+    swarmboot_init::donated::DONATED_FS_MODULES[1],
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StubError {
