@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use swarmboot_lab::debian::{debian_root, DebianRoot, IFUPDOWN, ROOT_PASSWORD};
+use swarmboot_lab::disks::{make, Filesystem};
 use swarmboot_lab::qemu::{Firmware, Vm, VmSpec};
 use swarmboot_lab::webdriver::Browser;
 use swarmboot_lab::{require_root, Lan, ScratchDir, Server};
@@ -33,7 +34,7 @@ fn debian_lab(tag: &str, deb: &DebianRoot, kernel: &swarmboot_lab::debian::Kerne
     let cfg = format!(
         "[server]\ninterface = \"br0\"\naddress = \"10.77.0.1\"\nstate_dir = \"{}\"\n\
          [dhcp]\nmode = \"authoritative\"\npool = [\"10.77.0.100-10.77.0.199\"]\nrouter = \"10.77.0.1\"\n\
-         [boot]\ndefault_image = \"deb12\"\nmode = \"swarm\"\n[http]\nlisten = \"0.0.0.0:8080\"\n",
+         [boot]\ndefault_image = \"deb12\"\nmode = \"swarm\"\n[http]\nlisten = \"0.0.0.0:8080\"\n[nodes]\ncheckin_interval = \"5s\"\n",
         dir.path().join("state").display()
     );
     let server = Server::start(&lan.server, dir.path(), &cfg, 8080).unwrap();
@@ -48,7 +49,9 @@ fn debian_lab(tag: &str, deb: &DebianRoot, kernel: &swarmboot_lab::debian::Kerne
 /// A stock Debian 12 root (systemd, udev, ifupdown + dhclient re-DHCPing the NIC), its kernel
 /// the stub's: PXE → stub → root through the swarm → switch_root → multi-user.target. 30 s
 /// later the seeder is `swarmboot-seed.service` (active, its log in the journal, the stub's
-/// worker gone) seeding from the address the image's dhclient holds; a second machine, with
+/// worker gone) seeding from the address the image's dhclient holds; the same machine, a plain
+/// Debian host, then donates space with the package's `swarmboot-donate.service` and holds a
+/// dataset the server gives it; a second machine, with
 /// the server's seed off, boots the same image from the first alone; then `systemctl reboot`
 /// of the first: the seeder stops within 5 s and the machine PXE-boots again.
 #[test]
@@ -81,8 +84,16 @@ fn debian_switch_root_reaches_multi_user_seeds_under_systemd_and_reboots_through
                 std::thread::sleep(Duration::from_millis(500));
             }
         });
+        // The watcher stops however this ends (a panic here must not leave it looping, and
+        // the scope waiting for it forever).
+        struct StopWatching<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for StopWatching<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let _stop = StopWatching(&watching);
         boot_two_then_reboot(&lab.lan, lab.dir.path(), &mut lab.server);
-        watching.store(false, std::sync::atomic::Ordering::Relaxed);
     });
     let shown = shown.into_inner().unwrap();
     for mac in ["52:54:00:5d:01:01", "52:54:00:5d:01:02"] {
@@ -136,6 +147,7 @@ fn boot_two_then_reboot(lan: &Lan, dir: &std::path::Path, server: &mut Server) {
     let dhclient = vm1.shell("pgrep -a dhclient", Duration::from_secs(60)).unwrap();
     assert!(dhclient.contains("eth0") || dhclient.contains("ens3"), "ifupdown's dhclient manages the NIC:\n{dhclient}");
     eprintln!("vm1: {seeding}");
+    donate_with_the_service(&mut vm1, dir, server);
 
     // VM2 from VM1 alone.
     let mut cfg = std::fs::read_to_string(&server.config).unwrap();
@@ -214,6 +226,80 @@ fn boot_two_then_reboot(lan: &Lan, dir: &std::path::Path, server: &mut Server) {
         shutdown.as_secs_f64()
     );
     assert!(stop < Duration::from_secs(5), "the seeder held shutdown for {stop:?}");
+}
+
+/// A plain Debian host (not elchOS) donating space with the package's service: the
+/// `swarmboot` binary, `swarmboot-donate.service` and `/etc/default/swarmboot-donate` (filled
+/// in as its comments ask) come on a disk plugged in, are installed where the package puts
+/// them and the unit enabled; under systemd (PID 1) it runs as its dynamic user, in its state
+/// directory, checks in, fetches the dataset the server gives it through the swarm and holds
+/// it byte-identical.
+fn donate_with_the_service(vm: &mut Vm, dir: &std::path::Path, server: &Server) {
+    let kit = dir.join("donate-kit");
+    std::fs::create_dir_all(&kit).unwrap();
+    // The test build's binary without its debug sections (the package's is a release build).
+    let stripped = std::process::Command::new("objcopy").arg("--strip-debug").arg(swarmboot_lab::bin("swarmboot")).arg(kit.join("swarmboot")).status().unwrap();
+    assert!(stripped.success());
+    let packaging = concat!(env!("CARGO_MANIFEST_DIR"), "/../debian/");
+    std::fs::copy(format!("{packaging}swarmboot.swarmboot-donate.service"), kit.join("swarmboot-donate.service")).unwrap();
+    let defaults = std::fs::read_to_string(format!("{packaging}swarmboot-donate.default")).unwrap();
+    let filled = defaults
+        .replace("\nSWARMBOOT_DONATE_SERVER=\n", "\nSWARMBOOT_DONATE_SERVER=http://10.77.0.1:8080\n")
+        .replace("\nSWARMBOOT_DONATE_SERVER_KEY=\n", &format!("\nSWARMBOOT_DONATE_SERVER_KEY={}\n", server.public_key().unwrap()))
+        .replace("\nSWARMBOOT_DONATE_SPACE=\n", "\nSWARMBOOT_DONATE_SPACE=64M\n");
+    assert_eq!(filled.lines().filter(|l| l.starts_with("SWARMBOOT_DONATE_")).count(), 3, "the defaults file changed its settings' lines:\n{filled}");
+    std::fs::write(kit.join("swarmboot-donate.default"), filled).unwrap();
+    let disk = dir.join("donate-kit.img");
+    make(&disk, 160, Filesystem::Ext4, "donatekit", Some(&kit)).unwrap();
+    // What the server asks it to hold.
+    let set = dir.join("deb-set");
+    std::fs::create_dir_all(&set).unwrap();
+    let data = swarmboot_lab::noise(2 << 20, 31);
+    std::fs::write(set.join("data.bin"), &data).unwrap();
+    let added = server.cli(&["dataset", "add", "deb-set", set.to_str().unwrap(), "--replicas", "1"]).unwrap();
+    assert!(added.contains("added dataset deb-set"), "{added}");
+
+    // Plugged in, and typed at only once the kernel has said so (its lines on the serial
+    // console cut into a command typed meanwhile, and that command was lost).
+    vm.mark();
+    vm.plug_disk(&disk, "kit").unwrap();
+    vm.wait_for("virtio_blk", Duration::from_secs(60)).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    for (step, command) in [
+        ("MOUNTED", "udevadm settle; mkdir -p /mnt/kit && mount -o ro /dev/disk/by-label/donatekit /mnt/kit && echo MOUNTED"),
+        ("COPIED", "install -m 0755 /mnt/kit/swarmboot /usr/sbin/ && install -m 0644 /mnt/kit/swarmboot-donate.service /lib/systemd/system/ && echo COPIED"),
+        ("CONFIGURED", "install -m 0644 /mnt/kit/swarmboot-donate.default /etc/default/swarmboot-donate && umount /mnt/kit && echo CONFIGURED"),
+        ("ENABLED", "systemctl daemon-reload && systemctl enable --now swarmboot-donate 2>&1 && echo ENABLED"),
+    ] {
+        let out = vm.shell(command, Duration::from_secs(120)).unwrap();
+        assert!(out.contains(step), "{command}:\n{out}");
+    }
+    let started = Instant::now();
+    let held = || -> bool {
+        let v: serde_json::Value = serde_json::from_str(&server.get("/api/v1/datasets").unwrap_or_default()).unwrap_or(serde_json::Value::Null);
+        v.as_array().and_then(|a| a.iter().find(|x| x["name"] == "deb-set")).and_then(|x| x["holders"].as_u64()) == Some(1)
+    };
+    while !held() {
+        if started.elapsed() > Duration::from_secs(180) {
+            let journal =
+                vm.shell("systemctl status swarmboot-donate --no-pager; journalctl -u swarmboot-donate --no-pager -n 40 -o cat", Duration::from_secs(60)).unwrap_or_default();
+            panic!("deb-set not held by the Debian host's donor within 180 s:\n{journal}");
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let sha = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&data));
+    // (The donor links its view once it sees the fetch done: a round after it reported it.)
+    let view = "/var/lib/swarmboot-donate/view/deb-set/data.bin";
+    let sum = vm.shell(&format!("for i in $(seq 60); do [ -e {view} ] && break; sleep 1; done; sha256sum {view}"), Duration::from_secs(120)).unwrap();
+    assert!(sum.lines().any(|l| l.starts_with(&format!("{sha}  {view}"))), "the dataset's file byte-identical in the state directory's view:\n{sum}");
+    let state = vm.shell("systemctl is-active swarmboot-donate; systemctl is-enabled swarmboot-donate; echo uid $(ps -o uid= -C swarmboot); stat -c 'dir %u %a' /var/lib/private/swarmboot-donate", Duration::from_secs(60)).unwrap();
+    let lines: Vec<&str> = state.lines().map(str::trim).collect();
+    assert!(lines.contains(&"active") && lines.contains(&"enabled"), "{state}");
+    // (A dynamic user has no name without nss-systemd, which a minimal root lacks: its uid.)
+    let uid = lines.iter().find_map(|l| l.strip_prefix("uid ")).unwrap_or_default().trim().to_string();
+    assert!(!uid.is_empty() && uid != "0", "the donor runs as the unit's dynamic user, not root:\n{state}");
+    assert!(lines.contains(&format!("dir {uid} 750").as_str()), "the state directory belongs to the dynamic user:\n{state}");
+    eprintln!("vm1 (plain Debian, systemd): swarmboot-donate.service held deb-set {:.0} s after it was enabled, as its dynamic user", started.elapsed().as_secs_f64());
 }
 
 /// The same stock root with Debian's cloud kernel (another build of the release: the stub

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use swarmboot_lab::disks::{make, make_blank_gpt, make_raid1, probe_at, Filesystem};
 use swarmboot_lab::hostile::connect_from;
 use swarmboot_lab::qemu::{Firmware, Vm, VmSpec};
+use swarmboot_lab::stub_console::Verified;
 use swarmboot_lab::{require_root, Lan, ScratchDir, Server};
 
 /// PXE to multi-user.target under TCG, elchOS (about 100 MiB) through the swarm.
@@ -97,26 +98,6 @@ fn wait_node(server: &Server, mac: &str, after: u64, within: Duration, ok: impl 
 
 fn disk<'a>(n: &'a serde_json::Value, device: &str) -> &'a serde_json::Value {
     n["disks"].as_array().unwrap().iter().find(|d| d["device"] == device).unwrap_or_else(|| panic!("no {device}: {n:#}"))
-}
-
-/// A stub's "image verified: X MiB in T s, [D MiB from the donated disk, ]A MiB from peers (B
-/// MiB of it from the server's seed), …" line → (X, D, B) in MiB (D is 0 when not said).
-fn verified_mib(line: &str) -> Option<(u64, u64, u64)> {
-    let before = |key: &str| -> Option<u64> {
-        let (head, _) = line.split_once(key)?;
-        head.rsplit([' ', '(']).next()?.parse().ok()
-    };
-    let total = line.split_once("image verified: ")?.1.split(' ').next()?.parse().ok()?;
-    Some((total, before(" MiB from the donated disk").unwrap_or(0), before(" MiB of it from the server's seed")?))
-}
-
-#[test]
-fn the_stub_figures_are_read_from_its_line() {
-    let disk = "[   42.1] swarmboot: image verified: 141 MiB in 3.2 s, 141 MiB from the donated disk, 0 MiB from peers (0 MiB of it from the server's seed), 0 MiB over HTTP; seeding on 10.77.0.100:6881";
-    assert_eq!(verified_mib(disk), Some((141, 141, 0)));
-    let net = "swarmboot: image verified: 140 MiB in 7.4 s, 140 MiB from peers (86 MiB of it from the server's seed), 0 MiB over HTTP; seeding on -";
-    assert_eq!(verified_mib(net), Some((140, 0, 86)));
-    assert_eq!(verified_mib("swarmboot: stub starting"), None);
 }
 
 fn unix_now() -> u64 {
@@ -603,13 +584,13 @@ fn elchos_machines_share_their_disks_read_only_check_in_and_reboot_on_command() 
         let verified = vm.wait_for("swarmboot: image verified", BOOT).unwrap();
         vm.wait_for("swarmboot: elchos@2 is up: multi-user.target reached", BOOT).unwrap();
         eprintln!("{name} rebooted into elchos@2: {}", verified.trim_start_matches(|ch: char| ch != 's'));
-        let (total, from_disk, _) = verified_mib(&verified).unwrap_or_else(|| panic!("{name}: {verified}"));
-        assert_eq!(from_disk, total, "{name} found all of elchos@2 on its donated disk: {verified}");
+        let v = Verified::parse(&verified).unwrap_or_else(|| panic!("{name}: {verified}"));
+        assert_eq!(v.from_donated_disk_mib, v.total_mib, "{name} found all of elchos@2 on its donated disk: {verified}");
         rebooted.push(verified);
     }
     let seed_mib = |lines: &[String]| -> (u64, u64) {
-        let figures: Vec<(u64, u64, u64)> = lines.iter().map(|l| verified_mib(l).unwrap_or_else(|| panic!("{l}"))).collect();
-        (figures.iter().map(|f| f.2).sum(), figures[0].0)
+        let figures: Vec<Verified> = lines.iter().map(|l| Verified::parse(l).unwrap_or_else(|| panic!("{l}"))).collect();
+        (figures.iter().map(|f| f.from_server_seed_mib).sum(), figures[0].total_mib)
     };
     let ((first, image1), (upgrade, image2)) = (seed_mib(&first_boot), seed_mib(&rebooted));
     eprintln!(

@@ -593,17 +593,6 @@ fn find_named(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
     None
 }
 
-/// "image verified: X MiB in T s, A MiB from peers (B MiB of it from the server's seed), C MiB
-/// over HTTP" → (X, T, C).
-fn verified_figures(console: &str) -> Option<(u64, f64, u64)> {
-    let line = console.lines().find(|l| l.contains("image verified: "))?;
-    let after = |key: &str| line.split(key).nth(1).and_then(|r| r.split_whitespace().next());
-    let total = after("image verified: ")?.parse().ok()?;
-    let secs = after(" MiB in ")?.parse().ok()?;
-    let http = line.split(" MiB over HTTP").next()?.rsplit(' ').next()?.parse().ok()?;
-    Some((total, secs, http))
-}
-
 /// Faults: a storm of 6 VMs on a LAN whose bridge drops 5% of the frames it carries, at random
 /// (each hop: VM to VM, VM to server and back; nftables' `numgen`), and whose NICs hold every
 /// frame, each way, until the end of the current 50 ms (QEMU's `filter-buffer`: 0 to 50 ms of
@@ -625,7 +614,8 @@ fn a_storm_of_six_vms_boots_through_five_percent_loss_and_50_ms_jitter() {
     for vm in &mut vms {
         vm.wait_for("SWARMBOOT-TEST-MARKER lossy-v1", Duration::from_secs(900)).unwrap();
         let console = std::fs::read_to_string(&vm.console).unwrap();
-        let (mib, secs, http) = verified_figures(&console).unwrap_or_else(|| panic!("{console}"));
+        let v = swarmboot_lab::stub_console::Verified::find(&console).unwrap_or_else(|| panic!("{console}"));
+        let (mib, secs, http) = (v.total_mib, v.secs, v.over_http_mib);
         report.push(format!("{}: marker after {:.0} s, {mib} MiB fetched in {secs:.1} s, {http} MiB over HTTP", vm.mac, started.elapsed().as_secs_f64()));
     }
     let lost = lab.lan.lost_frames().unwrap();
@@ -677,7 +667,8 @@ fn the_server_killed_mid_storm_and_restarted_all_four_vms_boot() {
     for vm in &mut vms {
         vm.wait_for("SWARMBOOT-TEST-MARKER kill-v1", Duration::from_secs(600)).unwrap();
         let console = std::fs::read_to_string(&vm.console).unwrap();
-        let (mib, secs, http) = verified_figures(&console).unwrap_or_else(|| panic!("{console}"));
+        let v = swarmboot_lab::stub_console::Verified::find(&console).unwrap_or_else(|| panic!("{console}"));
+        let (mib, secs, http) = (v.total_mib, v.secs, v.over_http_mib);
         report.push(format!("{}: {mib} MiB in {secs:.1} s, {http} MiB over HTTP", vm.mac));
         // The pieces no peer had, rounded up to whole MiB (and a piece in flight).
         assert!(http <= missing_mib + 1, "{}: {http} MiB over HTTP, but only {missing_mib} MiB were on no peer when the server died", vm.mac);

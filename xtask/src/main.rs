@@ -20,6 +20,8 @@
 //!   reports): page and API p50/p99 vs the same with no machine, server RSS and CPU.
 //! - `bench-stub`: N VMs boot one image at once, swarm mode vs direct: time to marker,
 //!   server bytes per VM.
+//! - `bench-upgrade`: N elchOS VMs with donated disks boot at once (nothing pre-seeded), take
+//!   the next version onto their disks, reboot at once: the server's seed bytes of each storm.
 //! - `bench-storm`: N clients fetch one file at once over tc-shaped links: swarmboot serve +
 //!   fetch, our engine alone, aria2c, plain HTTP; p50/p99/max, server bytes ÷ SIZE, p99 ÷ bound.
 
@@ -33,6 +35,7 @@ mod bench_sha1;
 mod bench_storm;
 mod bench_stub;
 mod bench_tftp;
+mod bench_upgrade;
 mod deb;
 mod demo;
 mod host;
@@ -101,6 +104,16 @@ enum Task {
     /// files, the unit and its exposure score, upgrade, purge. Part of `test`.
     DebTest,
     /// N VMs boot one image at once, swarm mode vs direct mode: time to marker, server bytes.
+    /// N elchOS VMs with donated disks: a first boot at once (nothing pre-seeded), then the
+    /// next version added, pre-seeded onto their disks, and all rebooted at once; the server's
+    /// seed bytes and uplink bytes of each storm.
+    BenchUpgrade {
+        #[arg(long, default_value_t = 4)]
+        vms: usize,
+        /// The server uplink's rate (tc syntax).
+        #[arg(long, default_value = "1gbit")]
+        rate: String,
+    },
     BenchStub {
         #[arg(long, default_value_t = 3)]
         vms: usize,
@@ -195,6 +208,7 @@ fn main() -> std::process::ExitCode {
         Task::BenchSha1 => bench_sha1::run(),
         Task::BenchPlacement { fleets, futures } => bench_placement::run(fleets, futures),
         Task::BenchStub { vms, size_mib, rate, image } => bench_stub::run(bench_stub::StubBenchArgs { vms, size_mib, rate, image }),
+        Task::BenchUpgrade { vms, rate } => bench_upgrade::run(bench_upgrade::UpgradeBenchArgs { vms, rate }),
         Task::Deb => deb::build().map(|_| ()),
         Task::DebTest => deb::test(),
         Task::StubInit => host::ensure_packages().and_then(|_| host::build_stub_init()).map(|p| println!("{}", p.display())),

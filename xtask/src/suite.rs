@@ -19,6 +19,13 @@ pub fn test(fuzz_secs: u32) -> anyhow::Result<()> {
         let list: Vec<String> = phases.iter().map(|(n, d)| format!("{n} {:.0} s", d.as_secs_f64())).collect();
         println!("xtask test phases so far: {}", list.join(", "));
     };
+    // This very program runs the package test later, beside the suite: a copy of it now, as
+    // the build below may replace target/debug/xtask while it runs.
+    let package_tester = workspace_root().join("target/xtask-package-test");
+    if is_root() {
+        std::fs::create_dir_all(workspace_root().join("target"))?;
+        std::fs::copy("/proc/self/exe", &package_tester).context("copying the running xtask for the package test")?;
+    }
     let t = Instant::now();
     // The cargo tools compile while apt installs (both are minutes on a fresh machine).
     let (rqbit_install, rqbit) = start_rqbit_install()?;
@@ -45,8 +52,7 @@ pub fn test(fuzz_secs: u32) -> anyhow::Result<()> {
     // peers) and never their share; what is left of it runs after them.
     let t = Instant::now();
     let package = if is_root() {
-        let xtask = std::env::current_exe().context("the running xtask's path")?;
-        Background::start("the package test", "package-test", true, Command::new("nice").args(["-n", "19"]).arg(xtask).arg("deb-test"))?
+        Background::start("the package test", "package-test", true, Command::new("nice").args(["-n", "19"]).arg(&package_tester).arg("deb-test"))?
     } else {
         Background::done()
     };

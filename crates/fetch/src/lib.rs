@@ -136,6 +136,9 @@ pub enum FetchError {
 pub struct FetchProgress {
     pub bytes_have: u64,
     pub total: u64,
+    /// Bytes already in the files when the fetch began whose pieces verified (a resumed
+    /// fetch, files copied in beforehand): what the fetch did not have to get.
+    pub resumed: u64,
     /// Payload bytes received from peers (duplicates included).
     pub from_peers: u64,
     /// Of those, from the boot server's own seed (peers at the server's address; sampled, so
@@ -431,6 +434,7 @@ async fn fetch_jobs(
     write_torrents(cfg, &jobs)?;
     let mut progress = FetchProgress { total: jobs.values().map(|j| j.entry.size).sum(), ..Default::default() };
     let listener = start_engines(cfg, &mut jobs, shared).await?;
+    progress.resumed = jobs.values().filter_map(|j| j.engine.as_ref()).map(|e| e.progress().bytes_have).sum();
     // Files without a torrent (manifests from before torrents): over HTTP, whole.
     for job in jobs.values().filter(|j| j.engine.is_none()) {
         http_whole_file(cfg, job, &mut progress).await?;

@@ -56,8 +56,8 @@ pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<
     let proc_version = std::fs::read_to_string("/proc/version").unwrap_or_default();
     let mac = crate::stage_reports::mac_of(&name);
     let mut tries = 0;
-    // Bytes this boot found pre-seeded on the donated disk (0 without one).
-    let mut from_disk = 0u64;
+    // Bytes this boot copied from files pre-seeded on the donated disk (0 without one).
+    let mut copied_from_disk = 0u64;
     let (fetched, reports) = loop {
         // The manifest first: it says which files to fetch and how much RAM they need.
         let signed = match swarmboot_fetch::fetch_manifest(&cfg).await {
@@ -110,7 +110,7 @@ pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<
             let files: Vec<FileEntry> = m.distinct_files(|r| roles.contains(&r)).into_iter().map(|(f, _)| f.clone()).collect();
             let out = a.out.clone();
             let found = tokio::task::spawn_blocking(move || crate::preseeded::copy_into(&files.iter().collect::<Vec<_>>(), &out)).await.unwrap_or_default();
-            from_disk = from_disk.max(found.bytes);
+            copied_from_disk = copied_from_disk.max(found.bytes);
         }
         let mut last = (Instant::now(), 0u64);
         // Where this boot is, for the server's dashboard (every 2 s while fetching).
@@ -140,7 +140,10 @@ pub async fn run(a: WorkerArgs, ready: impl FnOnce(&Fetched)) -> anyhow::Result<
         }
     };
     let p = fetched.progress;
-    let disk = if from_disk > 0 { format!("{} MiB from the donated disk, ", nearest_mib(from_disk)) } else { String::new() };
+    // What of the copy verified (a fetch cut short by a reboot leaves a file of the right
+    // size with pieces missing: those came from peers).
+    let from_disk = copied_from_disk.min(p.resumed);
+    let disk = if copied_from_disk > 0 { format!("{} MiB from the donated disk, ", nearest_mib(from_disk)) } else { String::new() };
     say(format!(
         "image verified: {} MiB in {:.1} s, {disk}{} MiB from peers ({} MiB of it from the server's seed), {} MiB over HTTP; seeding on {}",
         nearest_mib(p.total),

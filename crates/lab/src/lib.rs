@@ -21,6 +21,7 @@ pub mod probe;
 mod proc;
 pub mod qemu;
 mod server;
+pub mod stub_console;
 pub mod tmux;
 pub mod webdriver;
 
