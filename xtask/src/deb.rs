@@ -32,7 +32,8 @@ pub struct Debs {
 /// Builds the packages (moved to `target/deb/`).
 pub fn build() -> anyhow::Result<Debs> {
     ensure_packages()?;
-    crate::host::build_stub_init()?;
+    // Where debian/rules builds it (a no-op there when `cargo xtask test` built it already).
+    crate::host::build_stub_init_in(&crate::host::build_cache("deb"))?;
     let root = workspace_root();
     run(cargo().current_dir(&root).args(["fetch", "--locked"]))?;
     let version = output(Command::new("dpkg-parsechangelog").current_dir(&root).args(["-S", "Version"]))?.trim().to_string();

@@ -260,13 +260,23 @@ pub fn elchos_state(into: &Path) -> anyhow::Result<()> {
 /// Builds the static `swarmboot-init` (rustup's musl target, Debian's musl-gcc; cargo profile
 /// `stub`) where `swarmboot stub build` finds it beside the workspace's binaries; its path.
 pub fn build_stub_init() -> anyhow::Result<PathBuf> {
+    build_stub_init_in(&workspace_root().join("target"))
+}
+
+/// [`build_stub_init`] in another cargo target directory: the package's (`build_cache("deb")`,
+/// where `debian/rules` builds it with the same profile and flags, so the package build
+/// finds it built).
+pub fn build_stub_init_in(target_dir: &Path) -> anyhow::Result<PathBuf> {
     let installed = Command::new("rustup").args(["target", "list", "--installed"]).output().context("rustup")?;
     if !String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == STUB_TARGET) {
         run(Command::new("rustup").args(["target", "add", STUB_TARGET]))?;
     }
-    let root = workspace_root();
-    run(cargo().current_dir(&root).args(["build", "--profile", "stub", "--target", STUB_TARGET, "-p", "swarmboot-init"]).env("CC_x86_64_unknown_linux_musl", "musl-gcc"))?;
-    Ok(root.join("target").join(STUB_TARGET).join("stub/swarmboot-init"))
+    run(cargo()
+        .current_dir(workspace_root())
+        .args(["build", "--profile", "stub", "--target", STUB_TARGET, "-p", "swarmboot-init", "--target-dir"])
+        .arg(target_dir)
+        .env("CC_x86_64_unknown_linux_musl", "musl-gcc"))?;
+    Ok(target_dir.join(STUB_TARGET).join("stub/swarmboot-init"))
 }
 
 /// What every benchmark does first: packages, a release build of the server (what is

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use crate::host::{
-    build_cache, build_stub_init, cargo, ensure_packages, has_cargo_command, is_root, run, start_cargo_fuzz_install, start_rqbit_install, workspace_root, Background,
+    build_cache, build_stub_init, build_stub_init_in, cargo, ensure_packages, has_cargo_command, is_root, run, start_cargo_fuzz_install, start_rqbit_install, workspace_root,
+    Background,
 };
 
 pub fn test(fuzz_secs: u32) -> anyhow::Result<()> {
@@ -35,7 +36,10 @@ pub fn test(fuzz_secs: u32) -> anyhow::Result<()> {
     let root = workspace_root();
     let t = Instant::now();
     run(cargo().current_dir(&root).args(["build", "--workspace", "--bins"]))?;
-    let init = build_stub_init()?;
+    // As root the package test follows: the init is built where the package's build finds it
+    // built (the same profile and flags), instead of a second time there, niced, behind the
+    // lab tests.
+    let init = if is_root() { build_stub_init_in(&build_cache("deb"))? } else { build_stub_init()? };
     timed("build", t);
     if fuzz_secs > 0 {
         let t = Instant::now();
@@ -195,14 +199,15 @@ fn run_tests(cmd: &mut Command) -> anyhow::Result<()> {
     let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().with_context(|| format!("cannot run {cmd:?}"))?;
     let (mut passed, mut failed) = (0u64, 0u64);
     // Each test's result line carries the seconds since its binary started (libtest prints a
-    // line when a test ends: with the "running for over 60 seconds" lines, a timeline).
+    // line when a test ends: with the "running for over 60 seconds" lines and the lab's lines
+    // when a test's VMs start and stop, a timeline).
     let mut binary_started = Instant::now();
     for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
         let line = line?;
         if line.starts_with("running ") {
             binary_started = Instant::now();
         }
-        if line.starts_with("test ") && line.contains(" ... ") {
+        if (line.starts_with("test ") && line.contains(" ... ")) || line.starts_with("lab: VM turn") {
             println!("[{:>5.0} s] {line}", binary_started.elapsed().as_secs_f64());
             continue;
         }

@@ -337,6 +337,7 @@ impl Drop for Vm {
 pub mod vm_tests {
     use std::cell::RefCell;
     use std::sync::{Condvar, Mutex};
+    use std::time::Instant;
 
     static RUNNING: Mutex<usize> = Mutex::new(0);
     static FREED: Condvar = Condvar::new();
@@ -345,16 +346,30 @@ pub mod vm_tests {
         std::env::var("SWARMBOOT_LAB_VM_TESTS").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
     }
 
-    /// A test's turn (how many of the cores it takes), held by its thread until the test ends
-    /// (libtest runs each test on a thread of its own).
-    struct Turn(usize);
+    /// A test's turn (how many of the cores it takes, since when), held by its thread until
+    /// the test ends (libtest runs each test on a thread of its own).
+    struct Turn {
+        cores: usize,
+        since: Instant,
+        test: String,
+    }
 
     impl Drop for Turn {
         fn drop(&mut self) {
             let mut n = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
-            *n -= self.0;
+            *n -= self.cores;
             FREED.notify_all();
+            drop(n);
+            timeline(&self.test, &format!("held it {:.0} s", self.since.elapsed().as_secs_f64()));
         }
+    }
+
+    /// A line on the real standard output, past libtest's capture (`cargo xtask test` stamps
+    /// each with the seconds since the test binary started): when each test's VMs ran, and
+    /// how long it waited for the cores, is what says where a suite's time went.
+    fn timeline(test: &str, what: &str) {
+        use std::io::Write;
+        let _ = std::io::stdout().lock().write_all(format!("lab: VM turn of {test}: {what}\n").as_bytes());
     }
 
     /// Waits until `cores` of the turns are free and takes them for this test.
@@ -365,12 +380,16 @@ pub mod vm_tests {
             }
             let limit = limit();
             let cores = cores.min(limit);
+            let asked = Instant::now();
             let mut n = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
             while *n + cores > limit {
                 n = FREED.wait(n).unwrap_or_else(|e| e.into_inner());
             }
             *n += cores;
-            *t.borrow_mut() = Some(Turn(cores));
+            drop(n);
+            let test = std::thread::current().name().unwrap_or("?").to_string();
+            timeline(&test, &format!("took {cores} of {limit} after waiting {:.0} s", asked.elapsed().as_secs_f64()));
+            *t.borrow_mut() = Some(Turn { cores, since: Instant::now(), test });
         });
     }
 
@@ -385,7 +404,9 @@ pub mod vm_tests {
         static TURN: RefCell<Option<Turn>> = const { RefCell::new(None) };
     }
 
-    /// Waits for this test's turn at its first VM (later VMs of the same test go at once).
+    /// Waits for this test's turn at its first VM (later VMs of the same test go at once), or
+    /// before other work that keeps a core busy for minutes: an image build is niced, and
+    /// beside two other tests' TCG machines it would get a tenth of a core.
     pub fn enter() {
         take(1);
     }
