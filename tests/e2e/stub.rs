@@ -214,45 +214,6 @@ fn stub_lab_with(tag: &str, o: LabOpts) -> StubLab {
     StubLab { dir, lan, server, rootfs_len, stub_built: built }
 }
 
-/// PXE → iPXE → the stub kernel and initramfs → swarmboot-init: drivers, DHCP, the signed
-/// manifest, the image through the swarm → switch_root into the squashfs → the image's init
-/// prints the marker and sees the stub's seeder still running.
-#[test]
-fn a_vm_boots_the_image_through_the_stub_and_keeps_seeding() {
-    if !require_root("a_vm_boots_the_image_through_the_stub_and_keeps_seeding") {
-        return;
-    }
-    use swarmboot_lab::qemu::{Firmware, Vm};
-    let lab = stub_lab("stub-vm", 16, "stub-v1");
-    let mut vm = Vm::start(&lab.lan, lab.dir.path(), "vm1", "52:54:00:5b:01:01", Firmware::Bios).unwrap();
-    vm.wait_for("SWARMBOOT-TEST-MARKER stub-v1", BOOT).unwrap();
-    let seeding = vm.wait_for("SWARMBOOT-TEST-SEEDING", Duration::from_secs(30)).unwrap();
-    let console = std::fs::read_to_string(&vm.console).unwrap();
-    assert!(console.contains("swarmboot: image verified"), "{console}");
-    // Before switching, the stub's own files leave the RAM they sat in: all of the initramfs
-    // the builder wrote (its size less the archive's headers).
-    let switching = console.lines().find(|l| l.contains("switching to elchos@1 (/sbin/init); removed the stub's ")).unwrap_or_else(|| panic!("{console}"));
-    let number_after = |text: &str, key: &str| -> f64 {
-        text.split(key).nth(1).and_then(|r| r.split(|c: char| !c.is_ascii_digit() && c != '.').next()).and_then(|n| n.parse().ok()).unwrap_or(-1.0)
-    };
-    let (files, mb) = (number_after(switching, "removed the stub's "), number_after(switching, " files ("));
-    let (modules, unpacked) = (number_after(&lab.stub_built, "MB, "), number_after(&lab.stub_built, "MB ("));
-    assert!(files >= modules + 3.0, "the modules, /init, the key and the kernel note at least: {switching} ({modules} module files)");
-    assert!(mb > unpacked - 0.15 && mb < unpacked + 0.05, "{switching}; the stub unpacked: {unpacked} MB");
-    // The image's kernel is the stub's (the same file, and running): only the root
-    // filesystem was fetched.
-    assert!(console.contains("elchos@1 verified (signed by sha256:") && console.contains("its kernel is the stub's: fetching only its root filesystem"), "{console}");
-    let pids: Vec<&str> = seeding.split_whitespace().skip(1).filter(|w| w.starts_with("/proc/")).collect();
-    assert_eq!(pids.len(), 1, "the stub's seeder runs in the booted system: {seeding}");
-    assert!(seeding.contains("files=4"), "the root filesystem named by hash, its torrent, the rootfs link, manifest.signed: {seeding}");
-    let seed_up = lab.server.metric("swarmboot_seed_uploaded_bytes_total").unwrap();
-    assert!(seed_up >= lab.rootfs_len, "the image came through the swarm: the seed sent {seed_up} bytes");
-    let image_kernel = std::fs::metadata(swarmboot_lab::initramfs::debian_kernel().unwrap()).unwrap().len();
-    assert!(seed_up < lab.rootfs_len + image_kernel, "the image's kernel and initramfs did not go: the seed sent {seed_up} bytes for a {} byte root", lab.rootfs_len);
-    // Over HTTP went only what iPXE loaded: the stub's kernel and initramfs.
-    assert_eq!(lab.server.metric("swarmboot_http_blob_bytes_total").unwrap(), lab.stub_bytes(), "HTTP carried the stub only");
-}
-
 /// VM1 boots first; then VM2 and VM3 boot together and get most of their image from VM1 and
 /// each other, not from the server (its seed's counter moves by less than one image for the
 /// two of them), with the server's uplink at 100 Mbit.
@@ -492,23 +453,52 @@ fn a_rewritten_boot_script_can_neither_choose_the_key_nor_add_to_the_command_lin
     assert!(!console.contains("SWARMBOOT-TEST-MARKER") && !console.contains("switching to"), "{console}");
 }
 
-/// After VM1 booted, the server stops seeding (restarted with `[swarm] seed = false`), and
-/// the image's `swarmboot.stall=600` keeps the stub from falling back to HTTP: VM2 still boots,
-/// every byte of its image from VM1. Over HTTP goes only the stub iPXE loads.
+/// PXE → iPXE → the stub kernel and initramfs → swarmboot-init: drivers, DHCP, the signed
+/// manifest, the image through the swarm → switch_root into the squashfs → the image's init
+/// prints the marker and sees the stub's seeder still running. Then the server stops seeding
+/// (restarted with `[swarm] seed = false`), and the image's `swarmboot.stall=600` keeps the
+/// stub from falling back to HTTP: VM2 still boots, every byte of its image from VM1. Over
+/// HTTP goes only the stub iPXE loads.
 #[test]
-fn with_the_servers_seed_stopped_the_next_vm_boots_from_the_first() {
-    if !require_root("with_the_servers_seed_stopped_the_next_vm_boots_from_the_first") {
+fn a_vm_boots_the_image_through_the_stub_keeps_seeding_and_the_next_boots_from_it_alone() {
+    if !require_root("a_vm_boots_the_image_through_the_stub_keeps_seeding_and_the_next_boots_from_it_alone") {
         return;
     }
     use swarmboot_lab::qemu::{Firmware, Vm};
     let mut lab = stub_lab_with(
-        "stub-noseed",
+        "stub-vm",
         LabOpts { data_mib: 16, marker: "peer-v1", image_kernel: None, networked_initrd: false, http_extra: "", cmdline_extra: "swarmboot.stall=600", no_rootfs: false },
     );
-    let mut vm1 = Vm::start(&lab.lan, lab.dir.path(), "vm1", "52:54:00:5b:05:01", Firmware::Bios).unwrap();
-    vm1.wait_for("SWARMBOOT-TEST-SEEDING", BOOT).unwrap();
+    let mut vm = Vm::start(&lab.lan, lab.dir.path(), "vm1", "52:54:00:5b:01:01", Firmware::Bios).unwrap();
+    vm.wait_for("SWARMBOOT-TEST-MARKER peer-v1", BOOT).unwrap();
+    let seeding = vm.wait_for("SWARMBOOT-TEST-SEEDING", Duration::from_secs(30)).unwrap();
+    let console = std::fs::read_to_string(&vm.console).unwrap();
+    assert!(console.contains("swarmboot: image verified"), "{console}");
+    // Before switching, the stub's own files leave the RAM they sat in: all of the initramfs
+    // the builder wrote (its size less the archive's headers).
+    let switching = console.lines().find(|l| l.contains("switching to elchos@1 (/sbin/init); removed the stub's ")).unwrap_or_else(|| panic!("{console}"));
+    let number_after = |text: &str, key: &str| -> f64 {
+        text.split(key).nth(1).and_then(|r| r.split(|c: char| !c.is_ascii_digit() && c != '.').next()).and_then(|n| n.parse().ok()).unwrap_or(-1.0)
+    };
+    let (files, mb) = (number_after(switching, "removed the stub's "), number_after(switching, " files ("));
+    let (modules, unpacked) = (number_after(&lab.stub_built, "MB, "), number_after(&lab.stub_built, "MB ("));
+    assert!(files >= modules + 3.0, "the modules, /init, the key and the kernel note at least: {switching} ({modules} module files)");
+    assert!(mb > unpacked - 0.15 && mb < unpacked + 0.05, "{switching}; the stub unpacked: {unpacked} MB");
+    // The image's kernel is the stub's (the same file, and running): only the root
+    // filesystem was fetched.
+    assert!(console.contains("elchos@1 verified (signed by sha256:") && console.contains("its kernel is the stub's: fetching only its root filesystem"), "{console}");
+    let pids: Vec<&str> = seeding.split_whitespace().skip(1).filter(|w| w.starts_with("/proc/")).collect();
+    assert_eq!(pids.len(), 1, "the stub's seeder runs in the booted system: {seeding}");
+    assert!(seeding.contains("files=4"), "the root filesystem named by hash, its torrent, the rootfs link, manifest.signed: {seeding}");
+    let seed_up = lab.server.metric("swarmboot_seed_uploaded_bytes_total").unwrap();
+    assert!(seed_up >= lab.rootfs_len, "the image came through the swarm: the seed sent {seed_up} bytes");
+    let image_kernel = std::fs::metadata(swarmboot_lab::initramfs::debian_kernel().unwrap()).unwrap().len();
+    assert!(seed_up < lab.rootfs_len + image_kernel, "the image's kernel and initramfs did not go: the seed sent {seed_up} bytes for a {} byte root", lab.rootfs_len);
+    // Over HTTP went only what iPXE loaded: the stub's kernel and initramfs.
+    assert_eq!(lab.server.metric("swarmboot_http_blob_bytes_total").unwrap(), lab.stub_bytes(), "HTTP carried the stub only");
+
     stop_the_servers_seed(&mut lab);
-    a_vm_boots_from_peers_alone(&lab, "52:54:00:5b:05:02", "peer-v1");
+    a_vm_boots_from_peers_alone(&lab, "52:54:00:5b:01:02", "peer-v1");
 }
 
 /// A machine with too little RAM for the image: the stub says how much it needs and how much

@@ -5,7 +5,8 @@
 //! rebooted at once by signed commands: the stubs find it there. Printed per storm: the bytes
 //! the server's seed sent (the stubs' own count, from their consoles), the server's uplink
 //! bytes (br0, everything: iPXE, the stub, check-ins), each ÷ the root filesystem's size,
-//! and when the last VM reached multi-user.target.
+//! and when the last VM reached multi-user.target. Between the storms, the datasets on
+//! the same fleet: three wanting 2 replicas each, then a successor of one.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -89,6 +90,8 @@ pub fn run(a: UpgradeBenchArgs) -> anyhow::Result<()> {
     let first = Storm { name: "first boot (nothing pre-seeded)", up, figures: figures(&vms, &from)?, uplink: lan.server.tx_bytes("br0")? - before };
     println!("{}: last VM up after {:.0} s", first.name, first.up.iter().copied().fold(0.0, f64::max));
 
+    datasets_on_the_fleet(&lan, &server, &macs, dir)?;
+
     // elchos@2 while they run; every donor holds it before anyone reboots.
     let mut root2 = std::fs::read(stored("rootfs")?)?;
     root2.extend(swarmboot_lab::noise(1 << 20, 22));
@@ -130,13 +133,147 @@ pub fn run(a: UpgradeBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The datasets of the lab, on the booted fleet: three datasets wanting 2 replicas
+/// each go onto the machines' donated disks; each is then served byte-identical from at least
+/// 2 machines' `datasets` shares and listed in the server's namespace with those machines as
+/// its sources. Then a successor of one, with one file more, takes its place on its holders:
+/// what the machines report downloading for it is compared with that one file.
+fn datasets_on_the_fleet(lan: &Lan, server: &Server, macs: &[String], dir: &Path) -> anyhow::Result<()> {
+    const REPLICAS: usize = 2;
+    let sets: [(&str, &[(&str, usize)]); 3] =
+        [("set-a", &[("a1.bin", 3 << 20), ("notes/a2.txt", 200_000)]), ("set-b", &[("b1.bin", 2 << 20), ("b2.bin", 1 << 20)]), ("set-c", &[("c1.bin", 1 << 20)])];
+    let mut contents: Vec<(String, Files)> = Vec::new();
+    for (i, (name, files)) in sets.iter().enumerate() {
+        let root = dir.join(name);
+        let mut kept = Vec::new();
+        for (j, (rel, len)) in files.iter().enumerate() {
+            let bytes = swarmboot_lab::noise(*len, 100 + 10 * i as u64 + j as u64);
+            let path = root.join(rel);
+            std::fs::create_dir_all(path.parent().context("a file in a directory")?)?;
+            std::fs::write(&path, &bytes)?;
+            kept.push((rel.to_string(), bytes));
+        }
+        server.cli(&["dataset", "add", name, root.to_str().unwrap_or_default(), "--replicas", &REPLICAS.to_string()])?;
+        contents.push((name.to_string(), kept));
+    }
+    let added = Instant::now();
+    loop {
+        let holders: Vec<Vec<&str>> = contents.iter().map(|(name, files)| holding(lan, server, macs, name, files)).collect();
+        if holders.iter().all(|h| h.len() >= REPLICAS) && contents.iter().all(|(name, files)| in_namespace(server, name, files, REPLICAS)) {
+            let said: Vec<String> = contents.iter().zip(&holders).map(|((name, _), h)| format!("{name} by {}", h.len())).collect();
+            println!(
+                "{} datasets wanting {REPLICAS} replicas each: served byte-identical ({}) and in the namespace with as many sources {:.0} s after they were added",
+                contents.len(),
+                said.join(", "),
+                added.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        anyhow::ensure!(
+            added.elapsed() < Duration::from_secs(600),
+            "the datasets were not on {REPLICAS} machines each 600 s after they were added: {holders:?}; consoles in {}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+
+    // set-b2: set-b and one new file, in set-b's place.
+    let (_, b_files) = &contents[1];
+    let b_holders: Vec<String> = holding(lan, server, macs, "set-b", b_files).into_iter().map(str::to_string).collect();
+    let new_file = swarmboot_lab::noise(1 << 20, 199);
+    let root = dir.join("set-b");
+    std::fs::write(root.join("b3.bin"), &new_file)?;
+    let mut b2_files = b_files.clone();
+    b2_files.push(("b3.bin".to_string(), new_file.clone()));
+    // The machines' announces carry what they downloaded (the donors' and the seeders').
+    std::thread::sleep(Duration::from_secs(CHECKIN_SECS + 3));
+    let downloaded_before = server.metric("swarmboot_peers_downloaded_bytes_total")?;
+    server.cli(&["dataset", "add", "set-b2", root.to_str().unwrap_or_default(), "--replicas", &REPLICAS.to_string(), "--successor-of", "set-b"])?;
+    let added = Instant::now();
+    loop {
+        let b2 = holding(lan, server, macs, "set-b2", &b2_files);
+        let b = holding(lan, server, macs, "set-b", b_files);
+        if b2.len() >= REPLICAS && b.iter().all(|m| !b2.contains(m)) && b_holders.iter().all(|m| b2.contains(&m.as_str())) {
+            break;
+        }
+        anyhow::ensure!(
+            added.elapsed() < Duration::from_secs(300),
+            "set-b2 did not take set-b's place within 300 s: set-b2 on {b2:?}, set-b still on {b:?} (it was on {b_holders:?})"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let took = added.elapsed();
+    // Settled: the same holders, and what they announce downloading no longer growing, over
+    // two check-ins (a donor with room may take set-b2 too, though it never held set-b: all of
+    // it is what it lacks).
+    let (mut holders, mut downloaded) = (Vec::new(), 0);
+    loop {
+        let now = holding(lan, server, macs, "set-b2", &b2_files);
+        let total = server.metric("swarmboot_peers_downloaded_bytes_total")? - downloaded_before;
+        if now == holders && total == downloaded {
+            break;
+        }
+        (holders, downloaded) = (now, total);
+        anyhow::ensure!(added.elapsed() < Duration::from_secs(600), "set-b2's holders did not settle within 600 s: {holders:?}");
+        std::thread::sleep(Duration::from_secs(2 * CHECKIN_SECS + 3));
+    }
+    // What they lacked: at least the new file each; all of set-b2 on a machine that did not
+    // hold set-b when it was added (one still fetching set-b then is counted so: an upper bound).
+    let b2_len: usize = b2_files.iter().map(|(_, b)| b.len()).sum();
+    let least = new_file.len() * holders.len();
+    let most: usize = holders.iter().map(|m| if b_holders.iter().any(|b| b == m) { new_file.len() } else { b2_len }).sum();
+    println!(
+        "set-b2 (set-b + 1 MiB) in set-b's place on its {} holders {:.0} s after it was added ({} machines hold it); they reported downloading {:.2} MiB for it: {:.2}× the new file on each, {:.2}× what they lacked at most ({:.2} MiB) (goal ≤ 1.05× what they lacked)",
+        b_holders.len(),
+        took.as_secs_f64(),
+        holders.len(),
+        downloaded as f64 / 1048576.0,
+        downloaded as f64 / least as f64,
+        downloaded as f64 / most as f64,
+        most as f64 / 1048576.0
+    );
+    Ok(())
+}
+
+/// A dataset's files: path in it, content.
+type Files = Vec<(String, Vec<u8>)>;
+
+/// The machines that serve every file of dataset `name` byte-identical from their `datasets`
+/// share.
+fn holding<'a>(lan: &Lan, server: &Server, macs: &'a [String], name: &str, files: &[(String, Vec<u8>)]) -> Vec<&'a str> {
+    macs.iter()
+        .filter(|mac| {
+            let Some(base) = datasets_share(server, mac) else { return false };
+            files.iter().all(|(rel, bytes)| {
+                let out = lan.server.command("curl").args(["-sS", "--fail", "--max-time", "60"]).arg(format!("{base}{name}/{rel}")).output();
+                out.is_ok_and(|o| o.status.success() && o.stdout == *bytes)
+            })
+        })
+        .map(String::as_str)
+        .collect()
+}
+
+/// Whether the server's namespace lists each of the dataset's files with at least `sources`
+/// machines behind it.
+fn in_namespace(server: &Server, name: &str, files: &[(String, Vec<u8>)], sources: usize) -> bool {
+    files.iter().all(|(rel, _)| {
+        let (parent, leaf) = rel.rsplit_once('/').map_or((String::new(), rel.as_str()), |(p, l)| (format!("/{p}"), l));
+        let tree: serde_json::Value = serde_json::from_str(&server.get(&format!("/api/v1/tree/datasets/{name}{parent}")).unwrap_or_default()).unwrap_or_default();
+        tree["entries"].as_array().is_some_and(|entries| entries.iter().any(|e| e["name"] == leaf && e["sources"].as_array().is_some_and(|s| s.len() >= sources)))
+    })
+}
+
+/// The URL of node `mac`'s `datasets` share (from `swarmboot node list`).
+fn datasets_share(server: &Server, mac: &str) -> Option<String> {
+    let text = server.cli(&["node", "list", "--json"]).ok()?;
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&text).ok()?;
+    rows.iter().find(|r| r["mac"] == mac).and_then(|n| n["shares"].as_array()?.iter().find(|s| s["name"] == "datasets")?["urls"][0].as_str().map(str::to_string))
+}
+
 /// Whether the node `mac` serves `path` from its `datasets` share at `len` bytes (a HEAD from
 /// the server's namespace).
 fn holds_whole(lan: &Lan, server: &Server, mac: &str, path: &str, len: u64) -> bool {
-    let Ok(text) = server.cli(&["node", "list", "--json"]) else { return false };
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
-    let base = rows.iter().find(|r| r["mac"] == mac).and_then(|n| n["shares"].as_array()?.iter().find(|s| s["name"] == "datasets")?["urls"][0].as_str().map(str::to_string));
-    let Some(base) = base else { return false };
+    let Some(base) = datasets_share(server, mac) else { return false };
     let Ok(out) = lan.server.command("curl").args(["-sS", "--fail", "--head", "--max-time", "20"]).arg(format!("{base}{path}")).output() else { return false };
     out.status.success() && String::from_utf8_lossy(&out.stdout).to_ascii_lowercase().contains(&format!("content-length: {len}"))
 }

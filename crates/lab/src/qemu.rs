@@ -2,8 +2,17 @@
 //! (SeaBIOS) or UEFI (OVMF), the NIC's iPXE ROM from Debian's ipxe-qemu, serial console to a
 //! file and, through a socket, from the test's keyboard ([`Vm::send`], [`Vm::login`],
 //! [`Vm::shell`]). Stopped by PID and its tap removed on drop.
+//!
+//! A guest's reboot is a cold one: QEMU ends (`-no-reboot`) and, for a VM that reboots, is
+//! started again, as a machine goes through its firmware from power-on. TCG's own warm reset
+//! kept the last boot's translated code, and the next boot of the same VM ran slowly where it
+//! rewrote that memory: the stub's 5 MiB initramfs took 35–90 s to unpack after a reboot
+//! (under 1 s at power-on), on every VM of a 4-VM reboot.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -42,7 +51,8 @@ enum Boot<'a> {
 pub struct VmSpec<'a> {
     /// RAM in MiB.
     pub mib: u32,
-    /// A reboot of the guest restarts it (through its firmware again) instead of ending QEMU.
+    /// A reboot of the guest starts it again (a cold boot, through its firmware) instead of
+    /// leaving it off.
     pub reboots: bool,
     /// Every frame into and out of the NIC waits for the end of the current period of this
     /// length (QEMU's `filter-buffer`): a delay of 0 up to this, varying with when the frame
@@ -60,8 +70,24 @@ impl Default for VmSpec<'_> {
     }
 }
 
-pub struct Vm {
+/// The running QEMU of a VM, and what starting it again after a reboot takes.
+struct Qemu {
     proc: Proc,
+    /// `Some`: a reboot starts QEMU again with these arguments (the program first).
+    again: Option<Vec<OsString>>,
+    /// Disks plugged in while it ran ([`Vm::plug_disk`]): still there after a reboot.
+    plugged: Vec<PathBuf>,
+    /// Where in the console the current boot began.
+    boot_from: u64,
+    /// The guest powered off (or QEMU ended otherwise): nothing starts it again.
+    off: bool,
+}
+
+pub struct Vm {
+    qemu: Arc<Mutex<Qemu>>,
+    /// The thread that starts QEMU again when the guest reboots (VMs that reboot), and the
+    /// flag that stops it.
+    rebooter: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
     pub console: PathBuf,
     /// Where [`Vm::wait_for`] starts to look in the console (see [`Vm::mark`]).
     mark: usize,
@@ -109,15 +135,13 @@ impl Vm {
         let monitor = dir.join(format!("{name}.monitor"));
         let serial = dir.join(format!("{name}.serial"));
         let mut cmd = lan.server.command("qemu-system-x86_64");
-        cmd.args(["-accel", "tcg", "-m", &spec.mib.to_string(), "-smp", "1", "-display", "none"]);
-        if !spec.reboots {
-            cmd.arg("-no-reboot");
-        }
-        // The serial port: output to the console file whether or not anyone is connected,
-        // input from whoever connects to the socket.
+        cmd.args(["-accel", "tcg", "-m", &spec.mib.to_string(), "-smp", "1", "-display", "none", "-no-reboot"]);
+        // The serial port: output to the console file whether or not anyone is connected
+        // (appended: each boot after a reboot adds to it), input from whoever connects to the
+        // socket.
         cmd.args(["-netdev", &format!("tap,id=n0,ifname={tap},script=no,downscript=no")])
             .arg("-chardev")
-            .arg(format!("socket,id=ser0,path={},server=on,wait=off,logfile={}", serial.display(), console.display()))
+            .arg(format!("socket,id=ser0,path={},server=on,wait=off,logfile={},logappend=on", serial.display(), console.display()))
             .args(["-serial", "chardev:ser0"])
             .arg("-monitor")
             .arg(format!("unix:{},server=on,wait=off", monitor.display()));
@@ -146,8 +170,35 @@ impl Vm {
             // Paused until the link is down, so the guest never sees it up.
             cmd.arg("-S");
         }
-        let proc = Proc::spawn(&format!("qemu {name}"), &mut cmd, &dir.join(format!("{name}.qemu.log")))?;
-        let vm = Vm { proc, console, mark: 0, serial, commands: 0, monitor, mac: mac.into(), tap, ns: lan.server.name().into() };
+        let again = spec.reboots.then(|| std::iter::once(cmd.get_program().to_os_string()).chain(cmd.get_args().map(|a| a.to_os_string())).collect());
+        let log = dir.join(format!("{name}.qemu.log"));
+        let proc = Proc::spawn(&format!("qemu {name}"), &mut cmd, &log)?;
+        let qemu = Arc::new(Mutex::new(Qemu { proc, again, plugged: Vec::new(), boot_from: 0, off: false }));
+        let rebooter = spec.reboots.then(|| {
+            anyhow::ensure!(link_up, "a VM that reboots starts with its link up");
+            let stop = Arc::new(AtomicBool::new(false));
+            let (q, stopped, name, console, serial, monitor) = (qemu.clone(), stop.clone(), name.to_string(), console.clone(), serial.clone(), monitor.clone());
+            let thread = std::thread::Builder::new().name(format!("{name} rebooter")).spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(200));
+                    let mut q = q.lock().unwrap_or_else(|e| e.into_inner());
+                    if q.off || !q.proc.exited() {
+                        continue;
+                    }
+                    if let Err(e) = start_again(&mut q, &name, &console, &serial, &monitor, &log) {
+                        // In QEMU's log, which a failed wait shows.
+                        use std::io::Write;
+                        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&log) {
+                            let _ = writeln!(f, "lab: cannot start QEMU again after the guest's reboot: {e:#}");
+                        }
+                        q.off = true;
+                    }
+                }
+            })?;
+            Ok((stop, thread))
+        });
+        let rebooter = rebooter.transpose()?;
+        let vm = Vm { qemu, rebooter, console, mark: 0, serial, commands: 0, monitor, mac: mac.into(), tap, ns: lan.server.name().into() };
         if !link_up {
             vm.monitor("set_link nic0 off")?;
             vm.monitor("cont")?;
@@ -161,11 +212,13 @@ impl Vm {
     }
 
     /// Plugs `image` (raw) into the running VM as a new virtio disk, as a USB disk plugged in
-    /// would appear; `id` names it (unique per VM).
+    /// would appear; `id` names it (unique per VM). It stays plugged in across reboots.
     pub fn plug_disk(&self, image: &Path, id: &str) -> anyhow::Result<()> {
         let file = image.display().to_string().replace(',', ",,");
         self.monitor(&format!("drive_add 0 file={file},format=raw,if=none,id=drive-{id}"))?;
-        self.monitor(&format!("device_add virtio-blk-pci,drive=drive-{id},id={id}"))
+        self.monitor(&format!("device_add virtio-blk-pci,drive=drive-{id},id={id}"))?;
+        self.qemu.lock().unwrap_or_else(|e| e.into_inner()).plugged.push(image.to_path_buf());
+        Ok(())
     }
 
     /// One command on QEMU's human monitor (waits for the socket to appear).
@@ -261,7 +314,7 @@ impl Vm {
             if text.lines().last().is_some_and(&is_prompt) {
                 return Ok(());
             }
-            anyhow::ensure!(std::time::Instant::now() < deadline && !self.proc.exited(), "VM {}: no {what:?} prompt", self.mac);
+            anyhow::ensure!(std::time::Instant::now() < deadline && !self.exited(), "VM {}: no {what:?} prompt", self.mac);
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -293,7 +346,7 @@ impl Vm {
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> anyhow::Result<String> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
-            let exited = self.proc.exited();
+            let exited = self.exited();
             if let Ok(line) = wait_for_line_after(&self.console, self.mark, needle, Duration::ZERO) {
                 return Ok(line);
             }
@@ -305,7 +358,7 @@ impl Vm {
                     self.mac,
                     if exited { "QEMU exited" } else { "timed out" },
                     tail.join("\n"),
-                    self.proc.output()
+                    self.qemu.lock().unwrap_or_else(|e| e.into_inner()).proc.output()
                 );
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -318,14 +371,47 @@ impl Vm {
         &self.tap
     }
 
+    /// Whether the guest is off: QEMU ended and, for a VM that reboots, not for a reboot.
     pub fn exited(&mut self) -> bool {
-        self.proc.exited()
+        let mut q = self.qemu.lock().unwrap_or_else(|e| e.into_inner());
+        if q.again.is_some() {
+            q.off
+        } else {
+            q.proc.exited()
+        }
     }
+}
+
+/// After QEMU ended: if the guest's last boot ended in a reboot (the kernel's last words on the
+/// console), QEMU again, as it was started and with the disks plugged in since; else the VM
+/// is off.
+fn start_again(q: &mut Qemu, name: &str, console: &Path, serial: &Path, monitor: &Path, log: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read(console).unwrap_or_default();
+    let boot = String::from_utf8_lossy(text.get(q.boot_from as usize..).unwrap_or_default()).into_owned();
+    let Some(args) = q.again.clone().filter(|_| boot.contains("reboot: Restarting system")) else {
+        q.off = true;
+        return Ok(());
+    };
+    q.boot_from = text.len() as u64;
+    for socket in [serial, monitor] {
+        let _ = std::fs::remove_file(socket);
+    }
+    let mut cmd = std::process::Command::new(&args[0]);
+    cmd.args(&args[1..]);
+    for disk in &q.plugged {
+        cmd.arg("-drive").arg(format!("file={},format=raw,if=virtio", disk.display().to_string().replace(',', ",,")));
+    }
+    q.proc = Proc::spawn(&format!("qemu {name}"), &mut cmd, log)?;
+    Ok(())
 }
 
 impl Drop for Vm {
     fn drop(&mut self) {
-        self.proc.kill9();
+        if let Some((stop, thread)) = self.rebooter.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = thread.join();
+        }
+        self.qemu.lock().unwrap_or_else(|e| e.into_inner()).proc.kill9();
         let _ = std::process::Command::new("ip").args(["-n", &self.ns, "link", "del", &self.tap]).output();
     }
 }

@@ -306,6 +306,44 @@ mod tests {
         assert_eq!(f.donors.donors(), 2);
     }
 
+    /// The table is only in memory: a server started again over the same state directory
+    /// listens to one round of check-ins (each donor showing what it holds, with its tickets)
+    /// and has the table the last one had — every dataset held as often, and nobody told to
+    /// add or drop anything.
+    #[test]
+    fn a_restarted_server_has_the_same_table_after_one_round_of_check_ins() {
+        let f = fixture();
+        let donors: Vec<SigningKey> = (10..14).map(|i| SigningKey::from_seed([i; 32])).collect();
+        let mut held: Vec<Vec<DonorHolding>> = vec![Vec::new(); donors.len()];
+        let mut counter = 0;
+        // Rounds until the table settles: each donor takes what it is told to.
+        for round in 0..5u64 {
+            counter += 1;
+            for (d, h) in donors.iter().zip(held.iter_mut()) {
+                let r = send(&f, d, counter, h.clone(), 200_000 + round * 60_000).unwrap();
+                h.retain(|x| !r.remove.contains(&x.dataset));
+                h.extend(r.add.iter().map(|t| DonorHolding { dataset: t.dataset.clone(), permille: 1000, ticket: Some(t.ticket.clone()) }));
+            }
+        }
+        let before = f.donors.replicas();
+        // (Room to spare: a dataset may be held more often than it asks.)
+        assert!(before.len() == 2 && before[0].1 >= 2 && before[1].1 >= 1, "the datasets at their counts at least: {before:?}");
+
+        // Started again: the table is empty; one round in its warm-up, one after.
+        let restarted = Donors::new(&f._dir.path().join("state"), f.server.clone(), 60, 3, 99, 1_000_000);
+        assert_eq!(restarted.replicas().iter().map(|(_, n)| n).sum::<u32>(), 0, "an empty table");
+        let again = Fixture { _dir: tempfile::tempdir().unwrap(), donors: restarted, server: f.server.clone() };
+        for (round, now) in [1_000_000u64, 1_000_000 + 180_000].into_iter().enumerate() {
+            counter += 1;
+            for (d, h) in donors.iter().zip(&held) {
+                let r = send(&again, d, counter, h.clone(), now).unwrap();
+                assert!(r.add.is_empty() && r.remove.is_empty(), "round {round} after the restart: {r:?}");
+            }
+        }
+        assert_eq!(again.donors.replicas(), before, "the same holders as before the restart");
+        assert_eq!(again.donors.donors(), donors.len());
+    }
+
     #[test]
     fn a_machine_that_booted_an_image_is_told_to_take_its_next_version() {
         let f = fixture();
