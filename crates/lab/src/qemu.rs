@@ -4,10 +4,10 @@
 //! [`Vm::shell`]). Stopped by PID and its tap removed on drop.
 //!
 //! A guest's reboot is a cold one: QEMU ends (`-no-reboot`) and, for a VM that reboots, is
-//! started again, as a machine goes through its firmware from power-on. TCG's own warm reset
-//! kept the last boot's translated code, and the next boot of the same VM ran slowly where it
-//! rewrote that memory: the stub's 5 MiB initramfs took 35–90 s to unpack after a reboot
-//! (under 1 s at power-on), on every VM of a 4-VM reboot.
+//! started again, as a machine goes through its firmware from power-on. After TCG's own warm
+//! reset the next boot of the same VM ran slowly (why is not known; the guest's RAM and QEMU's
+//! translated code both outlive it): the stub's 5 MiB initramfs took 35–90 s to unpack after a
+//! reboot (under 1 s at power-on), on every VM of a 4-VM reboot.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
