@@ -21,7 +21,8 @@
 //! - `bench-stub`: N VMs boot one image at once, swarm mode vs direct: time to marker,
 //!   server bytes per VM.
 //! - `bench-upgrade`: N elchOS VMs with donated disks boot at once (nothing pre-seeded), take
-//!   the next version onto their disks, reboot at once: the server's seed bytes of each storm.
+//!   three datasets and a successor of one onto their disks (bytes moved vs the new file), then
+//!   the next version, and reboot at once: the server's seed bytes of each storm.
 //! - `bench-storm`: N clients fetch one file at once over tc-shaped links: swarmboot serve +
 //!   fetch, our engine alone, aria2c, plain HTTP; p50/p99/max, server bytes ÷ SIZE, p99 ÷ bound.
 
@@ -103,10 +104,10 @@ enum Task {
     /// Build the package, lint it, and install-test it in a clean Debian 12 root (debootstrap):
     /// files, the unit and its exposure score, upgrade, purge. Part of `test`.
     DebTest,
-    /// N VMs boot one image at once, swarm mode vs direct mode: time to marker, server bytes.
-    /// N elchOS VMs with donated disks: a first boot at once (nothing pre-seeded), then the
-    /// next version added, pre-seeded onto their disks, and all rebooted at once; the server's
-    /// seed bytes and uplink bytes of each storm.
+    /// N elchOS VMs with donated disks: a first boot at once (nothing pre-seeded); three
+    /// datasets wanting 2 replicas placed on their disks, then a successor of one (bytes its
+    /// holders download vs the new file); then the next version added, pre-seeded onto their
+    /// disks, and all rebooted at once. The server's seed bytes and uplink bytes of each storm.
     BenchUpgrade {
         #[arg(long, default_value_t = 4)]
         vms: usize,
@@ -114,6 +115,7 @@ enum Task {
         #[arg(long, default_value = "1gbit")]
         rate: String,
     },
+    /// N VMs boot one image at once, swarm mode vs direct mode: time to marker, server bytes.
     BenchStub {
         #[arg(long, default_value_t = 3)]
         vms: usize,
