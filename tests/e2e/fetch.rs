@@ -140,6 +140,7 @@ fn five_fetch_clients_and_aria2c_share_an_image() {
         let s = stats(stats_path);
         assert_eq!((s["from_http"].as_u64(), s["hash_failures"].as_u64()), (Some(0), Some(0)), "{s}\n{}", p.output());
         assert!(p.output().contains("verified (signed by sha256:"), "{}", p.output());
+        assert!(p.output().contains("every piece verified by its signed SHA-256"), "no pass over the whole files:\n{}", p.output());
         fetched += s["from_peers"].as_u64().unwrap();
     }
 
@@ -254,7 +255,7 @@ fn find_file(dir: &Path, len: u64) -> Option<PathBuf> {
 
 /// A manifest changed in transit, a manifest signed by another key, a key the client was
 /// not given, and a corrupt .torrent: each refused with a message saying which, and nothing
-/// written.
+/// written. Pieces' SHA-256 lists changed in transit: refused, the files checked whole.
 #[test]
 fn tampered_manifests_foreign_keys_and_corrupt_torrents_are_refused() {
     if !require_root("tampered_manifests_foreign_keys_and_corrupt_torrents_are_refused") {
@@ -305,6 +306,19 @@ fn tampered_manifests_foreign_keys_and_corrupt_torrents_are_refused() {
         assert!(stderr.contains(says), "{what}: {stderr}");
         assert!(!out.exists(), "{what}: something was written");
     }
+    // The SHA-256 list of each file's pieces changed on its way (its piece length, so the
+    // signature no longer holds): refused, and the files are checked whole instead; the
+    // fetch completes, byte for byte.
+    let rewrites = Rewrites { body: vec![("/pieces/".into(), b"piece_length=262144".to_vec(), b"piece_length=131072".to_vec())], ..Default::default() };
+    let proxy = in_the_middle(&ns, rewrites);
+    let out = dir.path().join("pieces-changed");
+    let r = fetch(&ns, &format!("http://{}", proxy.addr), "img", &out, &key, &[]);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success(), "{stderr}");
+    assert!(stderr.contains("refusing the SHA-256 list of its pieces (the piece hashes are not signed by a key you trust)"), "{stderr}");
+    assert!(stderr.lines().any(|l| l.contains("checking the SHA-256 of each file without a signed list of its pieces") && l.contains("files=3")), "{stderr}");
+    image.check(&out);
+    assert_eq!(proxy.rewritten.load(std::sync::atomic::Ordering::Relaxed), 3, "the list of each of the 3 files");
     // A manifest edited on the server's disk is not served at all.
     let stored = dir.path().join("state/images/img/1.toml");
     let edited = std::fs::read_to_string(&stored).unwrap().replace("cmdline = \"\"", "cmdline = \"init=/bin/sh\"");

@@ -6,17 +6,22 @@
 //!    as the latest (or as the version asked for by number): [`check_fresh`].
 //! 2. For each file, GET `<server>/torrent/<sha256>.torrent` and check that its info hash is
 //!    the one the *signed* manifest lists (so every piece hash is vouched for by the signature),
-//!    its name is the SHA-256 and its length the manifest's size. Nothing is written before the
-//!    manifest and every torrent passed.
+//!    its name is the SHA-256 and its length the manifest's size; and GET
+//!    `<server>/pieces/<sha256>`, the SHA-256 of each piece signed with the manifest's key
+//!    (`swarmboot_manifest::piece_hashes`), taken when it names this file, torrent and piece
+//!    layout. Nothing is written before the manifest and every torrent passed.
 //! 3. Download every file (or those of [`FetchConfig::roles`]) at once through the swarm (one
 //!    engine per file, all on one `PeerListener`, announcing to the server's tracker). If no
 //!    byte arrives for `stall_timeout`, or less than `min_swarm_rate` over a whole
 //!    `stall_timeout` ([`stall::StallWatch`] decides), fetch the missing
 //!    pieces from `<server>/blob/<sha256>`
-//!    with HTTP Range (a few MiB per request, whole pieces, each checked against its SHA-1 and
-//!    handed to the engine, which shares it) — so a boot never hangs on the swarm.
-//! 4. Check every file's SHA-256 against the manifest, link it under its role name (`kernel`,
-//!    `initrd`, `rootfs`, `ltsp`), write `manifest.signed` beside them.
+//!    with HTTP Range (a few MiB per request, whole pieces, each checked like a peer's and
+//!    handed to the engine, which shares it) — so a boot never hangs on the swarm. Pieces are
+//!    checked as they arrive: by their signed SHA-256, or (no list: an older server) by the
+//!    torrent's SHA-1.
+//! 4. A file without the signed list is checked whole against the manifest's SHA-256 (a
+//!    file with it was, piece by piece, as it came); link each under its role name
+//!    (`kernel`, `initrd`, `rootfs`, `ltsp`), write `manifest.signed` beside them.
 //!
 //! [`fetch`] is those steps in order: `plan`, `fetch_torrents`, `write_torrents`,
 //! `start_engines`, `drive` (the loop), `finish`.
@@ -38,11 +43,13 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use swarmboot_image::{FileEntry, Manifest, Role};
 use swarmboot_manifest::freshness::{self, Nonce};
+use swarmboot_manifest::piece_hashes;
 use swarmboot_manifest::{OpenError, PublicKey};
 use swarmboot_swarm::engine::{random_peer_id, Engine, EngineConfig, EngineError, PeerListener};
 use swarmboot_swarm::storage::FileStorage;
@@ -147,7 +154,7 @@ pub struct FetchProgress {
     /// Bytes received over HTTP (Range fallback, or files without a torrent).
     pub from_http: u64,
     pub uploaded: u64,
-    /// Pieces from peers that failed their SHA-1 (those peers are dropped).
+    /// Pieces from peers that failed their hash check (those peers are dropped).
     pub hash_failures: u64,
     pub peers: usize,
     /// Peers sending to us now.
@@ -305,6 +312,9 @@ struct Job {
     meta: Option<Metainfo>,
     /// The torrent's bytes as the server sent them (kept beside the data).
     torrent: Vec<u8>,
+    /// The SHA-256 of each piece, signed: pieces are checked by it, and the file needs no
+    /// check of its own at the end.
+    piece_sha256: Option<Arc<Vec<[u8; 32]>>>,
     engine: Option<Engine>,
 }
 
@@ -416,7 +426,8 @@ pub async fn fetch_signed(cfg: &FetchConfig, signed: SignedManifest, report: imp
 /// They keep seeding on `listener` (shared by every fetch of the caller's, which stays its
 /// to close) until [`Seeds::shutdown`].
 pub async fn fetch_files(cfg: &FetchConfig, listener: &PeerListener, files: Vec<Wanted>, report: impl FnMut(&FetchProgress)) -> Result<Seeds, FetchError> {
-    let jobs = files.into_iter().map(|f| (f.sha256.clone(), Job { path: f.path(), entry: f, roles: vec![], meta: None, torrent: vec![], engine: None })).collect();
+    let jobs =
+        files.into_iter().map(|f| (f.sha256.clone(), Job { path: f.path(), entry: f, roles: vec![], meta: None, torrent: vec![], piece_sha256: None, engine: None })).collect();
     Ok(fetch_jobs(cfg, jobs, Some(listener), report).await?.1)
 }
 
@@ -455,7 +466,9 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> FetchError {
 fn plan(cfg: &FetchConfig, m: &Manifest) -> BTreeMap<String, Job> {
     m.distinct_files(|role| cfg.roles.as_ref().is_none_or(|r| r.contains(&role)))
         .into_iter()
-        .map(|(f, roles)| (f.sha256.clone(), Job { entry: Wanted::of(f, &cfg.out), roles, path: cfg.out.join(&f.sha256), meta: None, torrent: vec![], engine: None }))
+        .map(|(f, roles)| {
+            (f.sha256.clone(), Job { entry: Wanted::of(f, &cfg.out), roles, path: cfg.out.join(&f.sha256), meta: None, torrent: vec![], piece_sha256: None, engine: None })
+        })
         .collect()
 }
 
@@ -464,10 +477,45 @@ async fn fetch_torrents(cfg: &FetchConfig, jobs: &mut BTreeMap<String, Job>) -> 
     for job in jobs.values_mut().filter(|j| j.entry.info_hash.is_some()) {
         let url = Urls::new(&cfg.server).torrent(&job.entry.sha256);
         let bytes = http::get(&url, None, 4 << 20, Duration::from_secs(30)).await.map_err(|source| FetchError::Http { url, source })?;
-        job.meta = Some(check_wanted_torrent(&bytes, &job.entry)?);
+        let meta = check_wanted_torrent(&bytes, &job.entry)?;
+        job.piece_sha256 = fetch_piece_sha256(cfg, &job.entry, &meta).await.map(Arc::new);
+        job.meta = Some(meta);
         job.torrent = bytes.to_vec();
     }
     Ok(())
+}
+
+/// The signed SHA-256 of each piece of `entry`, if the server has it and it names this file,
+/// this torrent and its pieces. Anything else (an older server, a list that does not open or
+/// fit) costs only time: the file is then checked whole at the end.
+async fn fetch_piece_sha256(cfg: &FetchConfig, entry: &Wanted, meta: &Metainfo) -> Option<Vec<[u8; 32]>> {
+    let url = Urls::new(&cfg.server).piece_sha256(&entry.sha256);
+    let bytes = match http::get(&url, None, piece_hashes::MAX_LEN, Duration::from_secs(30)).await {
+        Ok(b) => b,
+        Err(e) if e.is_not_found() => {
+            info!(file = %entry.what, "the server has no SHA-256 list of its pieces: checking the whole file at the end");
+            return None;
+        }
+        Err(e) => {
+            warn!(file = %entry.what, %url, "no SHA-256 list of its pieces ({e}): checking the whole file at the end");
+            return None;
+        }
+    };
+    let refused = |why: String| {
+        warn!(file = %entry.what, "refusing the SHA-256 list of its pieces ({why}): checking the whole file at the end");
+        None
+    };
+    let list = match piece_hashes::open(&bytes, &cfg.trusted) {
+        Ok(l) => l,
+        Err(e) => return refused(e.to_string()),
+    };
+    if hex::encode(list.file_sha256) != entry.sha256 || list.info_hash != meta.info_hash {
+        return refused("it names another file or torrent".into());
+    }
+    if list.piece_length != meta.piece_length || list.hashes.len() != meta.pieces.len() {
+        return refused(format!("{} pieces of {} bytes, the torrent has {} of {}", list.hashes.len(), list.piece_length, meta.pieces.len(), meta.piece_length));
+    }
+    Some(list.hashes)
 }
 
 fn write_torrents(cfg: &FetchConfig, jobs: &BTreeMap<String, Job>) -> Result<(), FetchError> {
@@ -491,17 +539,23 @@ async fn start_engines(cfg: &FetchConfig, jobs: &mut BTreeMap<String, Job>, shar
         let (storage, have) = {
             let meta = meta.clone();
             let out = job.entry.dir.clone();
+            let sha256 = job.piece_sha256.clone();
             tokio::task::spawn_blocking(move || -> std::io::Result<_> {
                 let mut storage = FileStorage::create(&meta, &out)?;
                 // Files created just now hold nothing: no hashing; otherwise resume.
-                let have = if storage.is_fresh() { swarmboot_peerwire::Bitfield::new(meta.pieces.len() as u32) } else { storage.verify(&meta)? };
+                let have = match sha256 {
+                    _ if storage.is_fresh() => swarmboot_peerwire::Bitfield::new(meta.pieces.len() as u32),
+                    Some(list) => storage.verify_by_sha256(&meta, &list)?,
+                    None => storage.verify(&meta)?,
+                };
                 Ok((storage, have))
             })
             .await
             .expect("not cancelled")
             .map_err(io_error(&job.path))?
         };
-        let ecfg = engine_config(cfg, meta, peer_id);
+        let mut ecfg = engine_config(cfg, meta, peer_id);
+        ecfg.swarm.piece_sha256 = job.piece_sha256.clone();
         job.engine = Some(Engine::start_on(listener, meta, storage, have, ecfg).await?);
     }
     Ok(own)
@@ -573,10 +627,16 @@ async fn drive(cfg: &FetchConfig, jobs: &BTreeMap<String, Job>, progress: &mut F
     }
 }
 
-/// Every file against its SHA-256 (a file that does not match is deleted).
+/// Every file without a signed SHA-256 list of its pieces against its SHA-256 (a file that
+/// does not match is deleted); the others were checked piece by piece.
 async fn check_sha256(jobs: &BTreeMap<String, Job>, started: Instant) -> Result<(), FetchError> {
-    info!(secs = started.elapsed().as_secs_f64(), "every piece verified; checking each file's SHA-256");
-    for job in jobs.values() {
+    let whole: Vec<&Job> = jobs.values().filter(|j| j.piece_sha256.is_none() || j.engine.is_none()).collect();
+    if whole.is_empty() {
+        info!(secs = started.elapsed().as_secs_f64(), "every piece verified by its signed SHA-256");
+        return Ok(());
+    }
+    info!(secs = started.elapsed().as_secs_f64(), files = whole.len(), "every piece verified; checking the SHA-256 of each file without a signed list of its pieces");
+    for job in whole {
         let path = job.path.clone();
         let ok = tokio::task::spawn_blocking(move || sha256_of(&path)).await.expect("not cancelled").map_err(io_error(&job.path))? == job.entry.sha256;
         if !ok {

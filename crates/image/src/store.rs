@@ -1,7 +1,8 @@
 //! The content-addressed file store. Beside every file `<sha256>` lies `<sha256>.torrent`: a
 //! private single-file v1 torrent of it (named by its hash, no tracker inside; the server adds
 //! its announce URL when serving it), so a file shared by two images or two versions is one
-//! swarm.
+//! swarm; and `<sha256>.piece-sha256`: the SHA-256 of each of the torrent's pieces (32 bytes
+//! each), which the server signs and serves so clients check pieces by SHA-256 as they come.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -98,10 +99,49 @@ impl Store {
             } else {
                 return Ok((sha, size));
             };
-            let (_, bytes) = Metainfo::from_piece_hashes(&sha, size, piece_len, &pieces.finish(), None, true);
+            let (sha1s, sha256s) = pieces.finish();
+            let (_, bytes) = Metainfo::from_piece_hashes(&sha, size, piece_len, &sha1s, None, true);
+            swarmboot_durable::replace(&piece_sha256_path(&dest), &sha256s.concat(), 0o640)?;
             swarmboot_durable::replace(&torrent, &bytes, 0o640)?;
+        } else if let (Ok(None), Ok(Some((meta, _)))) = (self.piece_sha256(&sha), self.torrent(&sha)) {
+            // Stored before the store made lists: this pass hashed its pieces.
+            if meta.piece_length == piece_len {
+                swarmboot_durable::replace(&piece_sha256_path(&dest), &pieces.finish().1.concat(), 0o640)?;
+            }
         }
         Ok((sha, size))
+    }
+
+    /// The SHA-256 of each piece of the stored file `sha256`'s torrent (`None`: no such file,
+    /// no torrent, or no list yet; a list that is not one hash per piece of the torrent is
+    /// none).
+    pub fn piece_sha256(&self, sha256: &str) -> std::io::Result<Option<Vec<[u8; 32]>>> {
+        let (Some(path), Some((meta, _))) = (self.path_of(sha256), self.torrent(sha256)?) else {
+            return Ok(None);
+        };
+        match std::fs::read(piece_sha256_path(&path)) {
+            Ok(raw) if raw.len() == meta.pieces.len() * 32 => Ok(Some(raw.chunks_exact(32).map(|c| c.try_into().expect("32 bytes")).collect())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`Store::piece_sha256`], the file read and the list made now if it has none (stored
+    /// before the store made lists, or its list is damaged). `None`: no such file or torrent.
+    pub fn ensure_piece_sha256(&self, sha256: &str) -> std::io::Result<Option<Vec<[u8; 32]>>> {
+        if let Some(list) = self.piece_sha256(sha256)? {
+            return Ok(Some(list));
+        }
+        let (Some(path), Some((meta, _))) = (self.path_of(sha256), self.torrent(sha256)?) else {
+            return Ok(None);
+        };
+        let (sha1s, sha256s) = PieceHasher::new(meta.piece_length).read_all(File::open(&path)?)?;
+        if sha1s != meta.pieces {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{sha256} does not match its torrent: no piece SHA-256 made")));
+        }
+        swarmboot_durable::replace(&piece_sha256_path(&path), &sha256s.concat(), 0o640)?;
+        Ok(Some(sha256s))
     }
 
     /// The torrent of the stored file `sha256`, parsed (`None`: no such file or no torrent).
@@ -134,16 +174,9 @@ impl Store {
         };
         let size = input.metadata()?.len();
         let piece_len = piece_length_for(size);
-        let mut pieces = PieceHasher::new(piece_len);
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = input.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            pieces.update(&buf[..n]);
-        }
-        let (meta, bytes) = Metainfo::from_piece_hashes(sha256, size, piece_len, &pieces.finish(), None, true);
+        let (sha1s, sha256s) = PieceHasher::new(piece_len).read_all(&mut input)?;
+        let (meta, bytes) = Metainfo::from_piece_hashes(sha256, size, piece_len, &sha1s, None, true);
+        swarmboot_durable::replace(&piece_sha256_path(&path), &sha256s.concat(), 0o640)?;
         swarmboot_durable::replace(&torrent_path(&path), &bytes, 0o640)?;
         Ok(Some((meta, bytes)))
     }
@@ -174,9 +207,11 @@ impl Store {
     pub fn remove(&self, sha256: &str) -> std::io::Result<()> {
         if let Some(p) = self.path_of(sha256) {
             swarmboot_durable::remove_file(&p)?;
-            match swarmboot_durable::remove_file(&torrent_path(&p)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
+            for beside in [torrent_path(&p), piece_sha256_path(&p)] {
+                match swarmboot_durable::remove_file(&beside) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
             }
             // Remove the now-empty fan-out directories; a non-empty one stays.
             if let Some(d) = p.parent() {
@@ -191,38 +226,64 @@ impl Store {
 }
 
 fn torrent_path(blob: &Path) -> PathBuf {
+    beside(blob, ".torrent")
+}
+
+fn piece_sha256_path(blob: &Path) -> PathBuf {
+    beside(blob, ".piece-sha256")
+}
+
+fn beside(blob: &Path, suffix: &str) -> PathBuf {
     let mut name = blob.file_name().expect("a hash").to_os_string();
-    name.push(".torrent");
+    name.push(suffix);
     blob.with_file_name(name)
 }
 
-/// SHA-1 of each piece, over data that arrives in chunks of any size.
+/// SHA-1 and SHA-256 of each piece, over data that arrives in chunks of any size.
 struct PieceHasher {
     piece_len: usize,
-    current: sha1::Sha1,
+    sha1: sha1::Sha1,
+    sha256: Sha256,
     in_current: usize,
-    done: Vec<[u8; 20]>,
+    done: (Vec<[u8; 20]>, Vec<[u8; 32]>),
 }
 
 impl PieceHasher {
     fn new(piece_len: u32) -> Self {
-        PieceHasher { piece_len: piece_len as usize, current: sha1::Sha1::new(), in_current: 0, done: Vec::new() }
+        PieceHasher { piece_len: piece_len as usize, sha1: sha1::Sha1::new(), sha256: Sha256::new(), in_current: 0, done: (Vec::new(), Vec::new()) }
     }
     fn update(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             let take = (self.piece_len - self.in_current).min(data.len());
-            self.current.update(&data[..take]);
+            self.sha1.update(&data[..take]);
+            self.sha256.update(&data[..take]);
             self.in_current += take;
             data = &data[take..];
             if self.in_current == self.piece_len {
-                self.done.push(std::mem::replace(&mut self.current, sha1::Sha1::new()).finalize().into());
-                self.in_current = 0;
+                self.end_piece();
             }
         }
     }
-    fn finish(mut self) -> Vec<[u8; 20]> {
+    fn end_piece(&mut self) {
+        self.done.0.push(std::mem::take(&mut self.sha1).finalize().into());
+        self.done.1.push(std::mem::take(&mut self.sha256).finalize().into());
+        self.in_current = 0;
+    }
+    /// Hashes what `input` holds to its end, then [`PieceHasher::finish`].
+    fn read_all(mut self, mut input: impl Read) -> std::io::Result<(Vec<[u8; 20]>, Vec<[u8; 32]>)> {
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = input.read(&mut buf)?;
+            if n == 0 {
+                return Ok(self.finish());
+            }
+            self.update(&buf[..n]);
+        }
+    }
+    /// (SHA-1 of each piece, SHA-256 of each piece).
+    fn finish(mut self) -> (Vec<[u8; 20]>, Vec<[u8; 32]>) {
         if self.in_current > 0 {
-            self.done.push(self.current.finalize().into());
+            self.end_piece();
         }
         self.done
     }
@@ -260,8 +321,21 @@ mod tests {
         let (again, bytes) = s.ensure_torrent(&sha).unwrap().unwrap();
         assert_eq!((again.info_hash, bytes), (m.info_hash, original));
         assert!(s.ensure_torrent(&"0".repeat(64)).unwrap().is_none());
+        // The SHA-256 of each piece, beside it; made again on demand, or by the next put.
+        let sha256s: Vec<[u8; 32]> = data.chunks(256 * 1024).map(|c| Sha256::digest(c).into()).collect();
+        assert_eq!(s.piece_sha256(&sha).unwrap().as_ref(), Some(&sha256s));
+        let lpath = s.path_of(&sha).unwrap().with_extension("piece-sha256");
+        std::fs::remove_file(&lpath).unwrap();
+        assert_eq!(s.piece_sha256(&sha).unwrap(), None);
+        assert_eq!(s.ensure_piece_sha256(&sha).unwrap().as_ref(), Some(&sha256s));
+        std::fs::write(&lpath, [0u8; 64]).unwrap();
+        assert_eq!(s.piece_sha256(&sha).unwrap(), None, "two hashes for three pieces: no list");
+        s.put(&f).unwrap();
+        assert_eq!(s.piece_sha256(&sha).unwrap().as_ref(), Some(&sha256s));
+        assert_eq!(s.ensure_piece_sha256(&"0".repeat(64)).unwrap(), None);
         s.remove(&sha).unwrap();
         assert!(s.torrent(&sha).unwrap().is_none());
+        assert!(!lpath.exists());
         assert!(s.hashes().unwrap().is_empty());
     }
 

@@ -1,8 +1,8 @@
 //! The HTTP listener (`[http] listen`): everything after iPXE. `/boot.ipxe` (the machine's
 //! script), `/manifest/<name>[/<version>][?nonce=]` (a signed manifest envelope; with a nonce,
 //! a signed freshness statement beside it), `/blob/<sha256>`
-//! (image files, content-addressed), `/torrent/<sha256>.torrent` and `/magnet/<sha256>` (the
-//! file's swarm), `/announce` and `/scrape` (the tracker), `/tftp/<name>` (the TFTP files, for
+//! (image files, content-addressed), `/torrent/<sha256>.torrent`, `/pieces/<sha256>` (its
+//! pieces' SHA-256, signed) and `/magnet/<sha256>` (the file's swarm), `/announce` and `/scrape` (the tracker), `/tftp/<name>` (the TFTP files, for
 //! UEFI HTTP boot), `POST /api/v1/checkin` (elchOS nodes, [`crate::nodes`]), `POST
 //! /api/v1/orders` (`swarmboot node command`, signed with the server's key), `/healthz`,
 //! `/metrics`. Files are served with HEAD, Range and Content-Length.
@@ -21,6 +21,7 @@ use axum::Router;
 use serde::Deserialize;
 use swarmboot_bootplan::{decide, render, Asker, SwarmServer};
 use swarmboot_dhcp::DropReason;
+use swarmboot_manifest::piece_hashes::{self, PieceHashes};
 use swarmboot_swarm::locks::lock;
 use swarmboot_tracker::PeerTable;
 use swarmboot_urls::{routes, Urls};
@@ -44,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route(routes::BLOB, get(blob))
         .route(routes::TORRENT, get(torrent))
         .route(routes::MAGNET, get(magnet))
+        .route(routes::PIECE_SHA256, get(piece_sha256))
         .route(routes::ANNOUNCE, get(announce))
         .route(routes::SCRAPE, get(scrape))
         .route(routes::TFTP, get(tftp_file))
@@ -240,6 +242,41 @@ async fn torrent(State(s): State<AppState>, Path(name): Path<String>) -> Respons
     out.extend_from_slice(format!("d8:announce{}:{announce}", announce.len()).as_bytes());
     out.extend_from_slice(&stored[1..]);
     ([(header::CONTENT_TYPE, "application/x-bittorrent")], out).into_response()
+}
+
+/// `/pieces/<sha256>`: the SHA-256 of each piece of that file's torrent, signed with the
+/// server's key (`swarmboot_manifest::piece_hashes`). 404 while the store has no list for it
+/// (the seeder makes one for every file it serves; clients then check the whole file).
+async fn piece_sha256(State(s): State<AppState>, Path(sha256): Path<String>) -> Response {
+    if let Some(bytes) = lock(&s.piece_sha256).get(&sha256) {
+        return piece_sha256_reply(bytes.clone());
+    }
+    let store = s.catalog.store().clone();
+    let name = sha256.clone();
+    let found = tokio::task::spawn_blocking(move || -> std::io::Result<_> { Ok(store.torrent(&name)?.zip(store.piece_sha256(&name)?)) }).await;
+    let ((meta, _), hashes) = match found {
+        Ok(Ok(Some(found))) => found,
+        Ok(Ok(None)) => return not_found(&s),
+        Ok(Err(e)) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    };
+    let mut file_sha256 = [0u8; 32];
+    if hex::decode_to_slice(&sha256, &mut file_sha256).is_err() {
+        return not_found(&s);
+    }
+    let statement = PieceHashes { file_sha256, info_hash: meta.info_hash, piece_length: meta.piece_length, hashes };
+    let bytes = axum::body::Bytes::from(piece_hashes::seal(&s.key, &statement));
+    let mut cache = lock(&s.piece_sha256);
+    // Bounded by the files the store holds; cleared when it outgrows what a catalog serves.
+    if cache.len() >= 4096 {
+        cache.clear();
+    }
+    cache.insert(sha256, bytes.clone());
+    piece_sha256_reply(bytes)
+}
+
+fn piece_sha256_reply(bytes: axum::body::Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
 }
 
 /// `/magnet/<sha256>`: a magnet link for the file's torrent, as text: the info hash, the

@@ -183,6 +183,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         catalog,
         files,
         key,
+        piece_sha256: Arc::default(),
         tracker: cfg.swarm.tracker.then_some(tracker.clone()),
         seeder: seeder.clone(),
         nodes: nodes.clone(),

@@ -146,7 +146,11 @@ impl Seeder {
     async fn start_one(&self, sha: &str) -> anyhow::Result<Seeded> {
         let store = self.catalog.store().clone();
         let owned = sha.to_string();
-        let (meta, _) = tokio::task::spawn_blocking(move || store.ensure_torrent(&owned)).await??.context("the file is not in the store")?;
+        let (torrent, listed) = tokio::task::spawn_blocking(move || (store.ensure_torrent(&owned), store.ensure_piece_sha256(&owned))).await?;
+        let (meta, _) = torrent?.context("the file is not in the store")?;
+        if let Err(e) = listed {
+            warn!(file = %sha, "no SHA-256 list of its pieces (clients check the whole file): {e}");
+        }
         lock(&self.tracker).allow(meta.info_hash);
         let Some(listener) = &self.listener else {
             return Ok(Seeded { info_hash: meta.info_hash, engine: None });

@@ -46,8 +46,11 @@ pub struct AppState {
     pub boot: Arc<RwLock<BootConfig>>,
     pub catalog: Catalog,
     pub files: Arc<FileSource>,
-    /// Signs manifests that were added before signing existed.
+    /// Signs freshness statements, pieces' SHA-256 lists, and manifests that were added
+    /// before signing existed.
     pub key: Arc<SigningKey>,
+    /// Signed SHA-256 lists of pieces, by file (`/pieces/<sha256>`): made once each.
+    pub piece_sha256: Arc<Mutex<std::collections::HashMap<String, axum::body::Bytes>>>,
     /// The tracker (`None`: `[swarm] tracker = false`).
     pub tracker: Option<Arc<Mutex<PeerTable>>>,
     pub seeder: Option<Arc<Seeder>>,

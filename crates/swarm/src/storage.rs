@@ -8,13 +8,14 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use sha1::{Digest, Sha1};
+use sha2::Sha256;
 use swarmboot_peerwire::Bitfield;
 use swarmboot_torrent::Metainfo;
 
 /// Piece data, addressed by piece index and offset inside the piece.
 pub trait Storage {
     fn read_block(&mut self, piece: u32, begin: u32, len: u32) -> io::Result<Vec<u8>>;
-    /// Writes a whole piece that already matched its SHA-1.
+    /// Writes a whole piece that already matched its hash.
     fn write_piece(&mut self, piece: u32, data: &[u8]) -> io::Result<()>;
 }
 
@@ -97,12 +98,22 @@ impl FileStorage {
         Ok(FileStorage { layout, files, fresh: false })
     }
 
-    /// Which pieces already on disk match their hashes (resuming, or seeding existing files).
+    /// Which pieces already on disk match their SHA-1 (resuming, or seeding existing files).
     pub fn verify(&mut self, meta: &Metainfo) -> io::Result<Bitfield> {
+        self.verify_with(meta, |i, data| <[u8; 20]>::from(Sha1::digest(data)) == meta.pieces[i as usize])
+    }
+
+    /// Which pieces already on disk match their SHA-256 in `sha256` (one per piece of `meta`,
+    /// from a signed list).
+    pub fn verify_by_sha256(&mut self, meta: &Metainfo, sha256: &[[u8; 32]]) -> io::Result<Bitfield> {
+        self.verify_with(meta, |i, data| sha256.get(i as usize).is_some_and(|h| <[u8; 32]>::from(Sha256::digest(data)) == *h))
+    }
+
+    fn verify_with(&mut self, meta: &Metainfo, matches: impl Fn(u32, &[u8]) -> bool) -> io::Result<Bitfield> {
         let mut have = Bitfield::new(meta.pieces.len() as u32);
         for i in 0..meta.pieces.len() as u32 {
             let data = self.read_block(i, 0, meta.piece_len(i))?;
-            if <[u8; 20]>::from(Sha1::digest(&data)) == meta.pieces[i as usize] {
+            if matches(i, &data) {
                 have.set(i);
             }
         }
@@ -206,5 +217,13 @@ mod tests {
         let have = FileStorage::open_existing(&meta, dir.path()).unwrap().verify(&meta).unwrap();
         assert_eq!(have.count(), meta.pieces.len() as u32 - 1);
         assert!(!have.has(2));
+        // By SHA-256: the same; a list whose piece 5 is another's finds piece 5 missing too.
+        let mut sha256: Vec<[u8; 32]> = data.chunks(16384).map(|c| Sha256::digest(c).into()).collect();
+        let have = FileStorage::open_existing(&meta, dir.path()).unwrap().verify_by_sha256(&meta, &sha256).unwrap();
+        assert_eq!(have.iter().collect::<Vec<_>>(), (0..meta.pieces.len() as u32).filter(|&i| i != 2).collect::<Vec<_>>());
+        sha256[5] = sha256[4];
+        let have = FileStorage::open_existing(&meta, dir.path()).unwrap().verify_by_sha256(&meta, &sha256).unwrap();
+        assert!(!have.has(2) && !have.has(5) && have.has(4));
+        assert!(!FileStorage::open_existing(&meta, dir.path()).unwrap().verify_by_sha256(&meta, &sha256[..3]).unwrap().has(3), "a short list checks nothing past it");
     }
 }

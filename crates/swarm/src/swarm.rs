@@ -1,5 +1,6 @@
 //! The swarm of one torrent, sans-IO: every peer connection ([`swarmboot_peerwire::peer::Peer`]),
-//! the piece picker, the choker, super-seeding, piece assembly and SHA-1 verification.
+//! the piece picker, the choker, super-seeding, piece assembly and verification (SHA-1, or
+//! SHA-256 from a signed list).
 //!
 //! The shell owns the sockets and the clock: it registers a connection ([`Swarm::add_peer`]),
 //! feeds its bytes ([`Swarm::on_bytes`]), writes what [`Swarm::poll_transmit`] returns, calls
@@ -7,13 +8,14 @@
 //! names, and reads [`Swarm::poll_event`]. Storage is behind [`Storage`]; nothing here opens
 //! a socket or reads a clock.
 //!
-//! No piece is written or announced before its SHA-1 matched; a peer that sent a piece that did
+//! No piece is written or announced before its hash matched; a peer that sent a piece that did
 //! not match (alone, or twice among others) is dropped.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use sha1::{Digest, Sha1};
+use sha2::Sha256;
 use swarmboot_peerwire::peer::{Disconnect, Event as WireEvent, Peer, PeerConfig};
 use swarmboot_peerwire::picker::{Order, PiecePicker};
 use swarmboot_peerwire::superseed::{PeerKey, SuperSeed};
@@ -30,6 +32,9 @@ pub struct SwarmConfig {
     pub info_hash: [u8; 20],
     pub our_id: [u8; 20],
     pub piece_hashes: Vec<[u8; 20]>,
+    /// The SHA-256 of each piece, from a signed list (`swarmboot_manifest::piece_hashes`):
+    /// given, pieces are checked by it instead of their SHA-1.
+    pub piece_sha256: Option<std::sync::Arc<Vec<[u8; 32]>>>,
     pub piece_length: u32,
     pub total_length: u64,
     /// Hand out each piece once before any twice (the boot server's seed).
@@ -73,6 +78,7 @@ impl SwarmConfig {
             info_hash: meta.info_hash,
             our_id,
             piece_hashes: meta.pieces.clone(),
+            piece_sha256: None,
             piece_length: meta.piece_length,
             total_length: meta.total_length(),
             super_seed: false,
@@ -102,6 +108,16 @@ impl SwarmConfig {
         let start = u64::from(i) * u64::from(self.piece_length);
         (self.total_length - start).min(u64::from(self.piece_length)) as u32
     }
+
+    /// Whether `data` is piece `index`: by its SHA-256 when the signed list was given, else by
+    /// the torrent's SHA-1.
+    pub fn piece_matches(&self, index: u32, data: &[u8]) -> bool {
+        let i = index as usize;
+        match &self.piece_sha256 {
+            Some(list) => list.get(i).is_some_and(|h| <[u8; 32]>::from(Sha256::digest(data)) == *h),
+            None => self.piece_hashes.get(i).is_some_and(|h| <[u8; 20]>::from(Sha1::digest(data)) == *h),
+        }
+    }
 }
 
 /// Why the swarm dropped a peer.
@@ -109,7 +125,7 @@ impl SwarmConfig {
 pub enum DropReason {
     #[error(transparent)]
     Wire(#[from] Disconnect),
-    #[error("sent pieces that failed their SHA-1 check")]
+    #[error("sent pieces that failed their hash check")]
     BadPieces,
     #[error("a second connection to the same peer")]
     Duplicate,
@@ -134,7 +150,7 @@ pub enum SwarmEvent {
         reason: DropReason,
     },
     PieceVerified(u32),
-    /// A piece failed its SHA-1 check; it is fetched again.
+    /// A piece failed its hash check; it is fetched again.
     PieceFailed {
         piece: u32,
         from: Vec<PeerKey>,
@@ -154,7 +170,7 @@ pub enum SwarmEvent {
 pub enum AddPieceError {
     #[error("piece {0} is not in this torrent")]
     NoSuchPiece(u32),
-    #[error("piece {0} does not match its SHA-1")]
+    #[error("piece {0} does not match its hash")]
     HashMismatch(u32),
     #[error("cannot store the piece: {0}")]
     Storage(String),
@@ -799,7 +815,7 @@ impl Swarm {
         for k in &holders {
             self.peers.get_mut(k).expect("listed").assigned.retain(|&(a, _)| a != index);
         }
-        let ok = <[u8; 20]>::from(Sha1::digest(&p.data)) == self.cfg.piece_hashes[index as usize];
+        let ok = self.cfg.piece_matches(index, &p.data);
         if !ok {
             self.totals.hash_failures += 1;
             for _ in &holders {
@@ -828,17 +844,17 @@ impl Swarm {
     }
 
     /// A whole piece that came from elsewhere (the fetch client's HTTP fallback): checked
-    /// against its SHA-1, written, and announced like a piece from a peer; requests still out
+    /// against its hash, written, and announced like a piece from a peer; requests still out
     /// for it are forgotten (their blocks count as wasted if they come). `Ok(false)`: we
     /// already had it.
     pub fn add_piece(&mut self, index: u32, data: &[u8], store: &mut dyn Storage) -> Result<bool, AddPieceError> {
-        let Some(expected) = self.cfg.piece_hashes.get(index as usize) else {
+        if index >= self.cfg.pieces() {
             return Err(AddPieceError::NoSuchPiece(index));
-        };
+        }
         if self.picker.have().has(index) {
             return Ok(false);
         }
-        if data.len() != self.cfg.piece_len(index) as usize || <[u8; 20]>::from(Sha1::digest(data)) != *expected {
+        if data.len() != self.cfg.piece_len(index) as usize || !self.cfg.piece_matches(index, data) {
             self.totals.hash_failures += 1;
             return Err(AddPieceError::HashMismatch(index));
         }

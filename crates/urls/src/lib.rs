@@ -17,6 +17,8 @@ pub mod routes {
     /// `{name}` is `<sha256>.torrent`.
     pub const TORRENT: &str = "/torrent/{name}";
     pub const MAGNET: &str = "/magnet/{sha256}";
+    /// The signed SHA-256 of each piece of a stored file (`swarmboot_manifest::piece_hashes`).
+    pub const PIECE_SHA256: &str = "/pieces/{sha256}";
     pub const ANNOUNCE: &str = "/announce";
     pub const SCRAPE: &str = "/scrape";
     pub const TFTP: &str = "/tftp/{*name}";
@@ -118,6 +120,11 @@ impl Urls {
     /// The torrent of a stored file.
     pub fn torrent(&self, sha256: &str) -> String {
         format!("{}/torrent/{sha256}.torrent", self.base)
+    }
+
+    /// The signed SHA-256 of each piece of a stored file.
+    pub fn piece_sha256(&self, sha256: &str) -> String {
+        format!("{}/pieces/{sha256}", self.base)
     }
 
     /// The magnet link of a stored file (as text).
@@ -290,6 +297,7 @@ mod tests {
         assert_eq!(u.blob(&sha), filled(routes::BLOB, &[("sha256", &sha)]));
         assert_eq!(u.torrent(&sha), filled(routes::TORRENT, &[("name", &format!("{sha}.torrent"))]));
         assert_eq!(u.magnet(&sha), filled(routes::MAGNET, &[("sha256", &sha)]));
+        assert_eq!(u.piece_sha256(&sha), filled(routes::PIECE_SHA256, &[("sha256", &sha)]));
         assert_eq!(u.announce(), routes::ANNOUNCE);
         assert_eq!(u.scrape("q").split('?').next().unwrap(), routes::SCRAPE);
         assert_eq!(u.tftp("a/b"), filled(routes::TFTP, &[("*name", "a/b")]));

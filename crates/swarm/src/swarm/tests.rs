@@ -252,6 +252,38 @@ fn a_peer_sending_bad_pieces_is_dropped_and_nothing_bad_is_kept() {
     assert!(net.nodes[leech].swarm.totals().hash_failures >= 1);
 }
 
+/// With the signed list of per-piece SHA-256, that list decides, not the torrent's SHA-1: a
+/// torrent whose SHA-1s describe a liar's bytes, a list that describes the true ones. The
+/// liar's pieces (right by SHA-1) are refused and it is dropped; the leecher ends with the
+/// true bytes, and pieces from elsewhere are checked the same way.
+#[test]
+fn with_a_sha256_list_pieces_are_checked_by_it() {
+    use sha2::Digest;
+    let data = data_of(256 * 1024, 5);
+    let mut liars = data.clone();
+    for i in (0..liars.len()).step_by(1000) {
+        liars[i] ^= 0xFF;
+    }
+    let (meta, _) = Metainfo::single_file("img", &liars, 32768, None, true);
+    let list: Vec<[u8; 32]> = data.chunks(32768).map(|c| sha2::Sha256::digest(c).into()).collect();
+    let list = std::sync::Arc::new(list);
+    let mut net = Net::new();
+    let liar = net.add(&meta, Some(&liars), 200_000, |_| {});
+    let honest = net.add(&meta, Some(&data), 5_000, |_| {});
+    let leech = net.add(&meta, None, 100_000, |c| c.piece_sha256 = Some(list.clone()));
+    {
+        let n = &mut net.nodes[leech];
+        assert_eq!(n.swarm.add_piece(7, &liars[7 * 32768..8 * 32768], &mut n.store), Err(AddPieceError::HashMismatch(7)), "right by SHA-1 only");
+        assert_eq!(n.swarm.add_piece(7, &data[7 * 32768..8 * 32768], &mut n.store), Ok(true));
+    }
+    net.connect(leech, liar);
+    net.connect(leech, honest);
+    net.run_until(5000, |n| n.complete(leech));
+    assert_eq!(net.nodes[leech].store.data, data, "only pieces that matched their SHA-256 were written");
+    let ev = &net.nodes[leech].events;
+    assert!(ev.iter().any(|e| matches!(e, SwarmEvent::Dropped { reason: DropReason::BadPieces, .. })), "{ev:?}");
+}
+
 #[test]
 fn garbage_on_the_wire_drops_only_that_peer() {
     let data = data_of(100_000, 4);
