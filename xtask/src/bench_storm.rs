@@ -104,12 +104,19 @@ impl Drop for ArpTableRoom {
     }
 }
 
-pub fn run(a: StormArgs) -> anyhow::Result<()> {
-    if !host::prepare_bench("bench-storm", "warn")? {
-        return Ok(());
-    }
-    let _arp = ArpTableRoom::ensure(a.clients)?;
-    // The data lives in RAM (as in the stub), not on the disk: 64 MiB × (N + 1) copies.
+/// The file every mode fetches, made once per run: its bytes in `seed/image.bin`, its torrent.
+pub struct Prepared {
+    dir: ScratchDir,
+    seed_dir: PathBuf,
+    torrent: PathBuf,
+    meta: Metainfo,
+    size: usize,
+    pub bound: f64,
+}
+
+/// The lab's storms need root (namespaces, tc); the file lives in RAM (as in the stub), not
+/// on the disk: 64 MiB × (N + 1) copies.
+pub fn prepare(a: &StormArgs) -> anyhow::Result<Prepared> {
     std::env::set_var("TMPDIR", "/dev/shm");
     let rate_bps = rate_bits(&a.rate)?;
     let size = a.size_mib << 20;
@@ -123,7 +130,23 @@ pub fn run(a: StormArgs) -> anyhow::Result<()> {
     let (meta, bytes) = Metainfo::single_file("image.bin", &data, a.piece_kib * 1024, Some(&format!("http://{server_ip}:6969/announce")), true);
     let torrent = dir.path().join("image.torrent");
     std::fs::write(&torrent, bytes)?;
-    drop(data);
+    Ok(Prepared { dir, seed_dir, torrent, meta, size, bound })
+}
+
+/// One storm of `mode` on a fresh lab: each client's completion time (seconds from the
+/// release) and the bytes the server's port sent.
+pub fn measure(a: &StormArgs, p: &Prepared, mode: &str, run: usize) -> anyhow::Result<(Vec<f64>, u64)> {
+    let _arp = ArpTableRoom::ensure(a.clients)?;
+    let o = storm(a, mode, run, &p.dir, &p.seed_dir, &p.torrent, &p.meta, p.size)?;
+    Ok((o.times, o.server_bytes))
+}
+
+pub fn run(a: StormArgs) -> anyhow::Result<()> {
+    if !host::prepare_bench("bench-storm", "warn")? {
+        return Ok(());
+    }
+    let _arp = ArpTableRoom::ensure(a.clients)?;
+    let Prepared { dir, seed_dir, torrent, meta, size, bound } = prepare(&a)?;
 
     println!(
         "storm: {} clients, {} MiB, every link {} (bound {bound:.2} s), pieces of {} KiB, upload slots: server {}, clients {}",

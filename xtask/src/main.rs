@@ -23,6 +23,9 @@
 //! - `bench-upgrade`: N elchOS VMs with donated disks boot at once (nothing pre-seeded), take
 //!   three datasets and a successor of one onto their disks (bytes moved vs the new file), then
 //!   the next version, and reboot at once: the server's seed bytes of each storm.
+//! - `bench-sim`: the storm simulator beside the lab's storm (p99 and server bytes side by
+//!   side), then fleets of 20–2000 machines in rooms behind uplinks: p99 ÷ bound, server
+//!   bytes and room uplink bytes ÷ image.
 //! - `bench-storm`: N clients fetch one file at once over tc-shaped links: swarmboot serve +
 //!   fetch, our engine alone, aria2c, plain HTTP; p50/p99/max, server bytes ÷ SIZE, p99 ÷ bound.
 
@@ -33,6 +36,7 @@ mod bench_namespace;
 mod bench_node;
 mod bench_placement;
 mod bench_sha1;
+mod bench_sim;
 mod bench_storm;
 mod bench_stub;
 mod bench_tftp;
@@ -130,6 +134,26 @@ enum Task {
         #[arg(long, default_value = "synthetic")]
         image: String,
     },
+    /// The storm simulator against the lab's storm (same run), then fleets of 20 to 2000
+    /// machines in rooms of 40 behind 1 Gbit/s uplinks.
+    BenchSim {
+        /// Clients of the lab storm it is checked against.
+        #[arg(long, default_value_t = 20)]
+        lab_clients: usize,
+        /// Every port's rate in the lab storm (tc syntax).
+        #[arg(long, default_value = "100mbit")]
+        lab_rate: String,
+        #[arg(long, default_value_t = 64)]
+        size_mib: usize,
+        #[arg(long, value_delimiter = ',', default_value = "20,100,400,800,2000")]
+        machines: Vec<usize>,
+        /// Share of machines that power off mid-download.
+        #[arg(long, default_value_t = 0.01)]
+        die: f64,
+        /// Only the fleets (no lab, no root).
+        #[arg(long)]
+        no_lab: bool,
+    },
     /// Boot storm: N clients fetch one file at once over shaped links. Modes: ours (engine
     /// alone), fetch (swarmboot serve + swarmboot fetch), aria2, aria2-served, http.
     BenchStorm {
@@ -209,6 +233,7 @@ fn main() -> std::process::ExitCode {
         Task::BenchBoot { runs } => bench_boot::run(runs),
         Task::BenchSha1 => bench_sha1::run(),
         Task::BenchPlacement { fleets, futures } => bench_placement::run(fleets, futures),
+        Task::BenchSim { lab_clients, lab_rate, size_mib, machines, die, no_lab } => bench_sim::run(bench_sim::SimArgs { lab_clients, lab_rate, size_mib, machines, die, no_lab }),
         Task::BenchStub { vms, size_mib, rate, image } => bench_stub::run(bench_stub::StubBenchArgs { vms, size_mib, rate, image }),
         Task::BenchUpgrade { vms, rate } => bench_upgrade::run(bench_upgrade::UpgradeBenchArgs { vms, rate }),
         Task::Deb => deb::build().map(|_| ()),

@@ -239,13 +239,16 @@ fn beside(blob: &Path, suffix: &str) -> PathBuf {
     blob.with_file_name(name)
 }
 
+/// (SHA-1 of each piece, SHA-256 of each piece).
+type PieceHashes = (Vec<[u8; 20]>, Vec<[u8; 32]>);
+
 /// SHA-1 and SHA-256 of each piece, over data that arrives in chunks of any size.
 struct PieceHasher {
     piece_len: usize,
     sha1: sha1::Sha1,
     sha256: Sha256,
     in_current: usize,
-    done: (Vec<[u8; 20]>, Vec<[u8; 32]>),
+    done: PieceHashes,
 }
 
 impl PieceHasher {
@@ -270,7 +273,7 @@ impl PieceHasher {
         self.in_current = 0;
     }
     /// Hashes what `input` holds to its end, then [`PieceHasher::finish`].
-    fn read_all(mut self, mut input: impl Read) -> std::io::Result<(Vec<[u8; 20]>, Vec<[u8; 32]>)> {
+    fn read_all(mut self, mut input: impl Read) -> std::io::Result<PieceHashes> {
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = input.read(&mut buf)?;
@@ -280,8 +283,7 @@ impl PieceHasher {
             self.update(&buf[..n]);
         }
     }
-    /// (SHA-1 of each piece, SHA-256 of each piece).
-    fn finish(mut self) -> (Vec<[u8; 20]>, Vec<[u8; 32]>) {
+    fn finish(mut self) -> PieceHashes {
         if self.in_current > 0 {
             self.end_piece();
         }

@@ -26,6 +26,11 @@ pub struct TrackerConfig {
     pub peer_ttl: Duration,
     /// Peers whose addresses share this many leading bits with the requester's are preferred.
     pub subnet_prefix: u8,
+    /// Peers from other subnets in a reply once the requester's subnet gave at least this
+    /// many: a room behind an uplink trades inside itself, and these few (seeds and fuller
+    /// peers first, so the server's seed among them) bring it what it lacks. A subnet with
+    /// fewer peers gets its reply filled from outside.
+    pub outside_subnet: usize,
     /// Most peers kept per swarm (new ones beyond are refused).
     pub max_peers_per_swarm: usize,
     /// Most peers kept per source address and swarm: one more from that address replaces its
@@ -41,6 +46,7 @@ impl Default for TrackerConfig {
             young_for: Duration::from_secs(120),
             peer_ttl: Duration::from_secs(200),
             subnet_prefix: 24,
+            outside_subnet: 8,
             max_peers_per_swarm: 4096,
             max_peers_per_address: 8,
         }
@@ -213,7 +219,9 @@ impl PeerTable {
         let mask = if self.cfg.subnet_prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(self.cfg.subnet_prefix.min(32))) };
         let same_subnet = |a: Ipv4Addr| (u32::from(a) & mask) == (u32::from(source) & mask);
         candidates.sort_by_key(|(p, left)| (!same_subnet(*p.ip()), left.saturating_mul(4) / max_left));
-        candidates.iter().take(wanted).map(|(p, _)| *p).collect()
+        let near = candidates.iter().take(wanted).take_while(|(p, _)| same_subnet(*p.ip())).count();
+        let outside = if near >= self.cfg.outside_subnet { self.cfg.outside_subnet } else { wanted - near };
+        candidates.iter().take(near + outside.min(wanted - near)).map(|(p, _)| *p).collect()
     }
 
     /// Counts for one swarm (`None`: not served here).
@@ -403,6 +411,28 @@ mod tests {
         // From another subnet, the seed (whole file) comes before the empty peers.
         let r = t.announce(&req(251, 1000, Event::Started), Ipv4Addr::new(10, 77, 3, 9), now).unwrap();
         assert_eq!(r.peers[0], SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 1), 6881));
+        assert_eq!(r.peers.len(), DEFAULT_NUMWANT, "alone in its subnet: filled from outside");
+    }
+
+    /// Rooms behind uplinks: a machine in a room of 40 gets its 39 room-mates and 8 peers
+    /// from outside, the seed first; a machine alone in its subnet gets a full reply.
+    #[test]
+    fn a_room_gets_its_own_peers_and_a_few_from_outside() {
+        let mut t = PeerTable::new(TrackerConfig::default(), 3);
+        t.allow(HASH);
+        let now = Instant::now();
+        t.announce(&req(250, 0, Event::Started), Ipv4Addr::new(10, 0, 0, 1), now).unwrap();
+        for room in 1..=5u8 {
+            for n in 0..40u8 {
+                t.announce(&req(n.wrapping_add(room * 40), 1000, Event::Started), Ipv4Addr::new(10, room, 0, 10 + n), now).unwrap();
+            }
+        }
+        let r = t.announce(&AnnounceRequest { numwant: 80, ..req(3 * 40, 1000, Event::Update) }, Ipv4Addr::new(10, 3, 0, 10), now).unwrap();
+        let inside = r.peers.iter().filter(|p| p.ip().octets()[1] == 3).count();
+        assert_eq!((inside, r.peers.len() - inside), (39, 8), "{:?}", r.peers);
+        assert_eq!(r.peers[39], SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 6881), "the seed first of those outside");
+        let alone = t.announce(&AnnounceRequest { numwant: 80, ..req(251, 1000, Event::Started) }, Ipv4Addr::new(10, 9, 0, 10), now).unwrap();
+        assert_eq!(alone.peers.len(), 80);
     }
 
     /// One address announcing 5000 ids on as many ports holds at most its share of the swarm:
