@@ -72,7 +72,7 @@ fn lab_vs_sim(a: &SimArgs) -> anyhow::Result<()> {
         modes: vec!["fetch".into()],
         piece_kib: 256,
         server_slots: 4,
-        client_slots: 8,
+        client_slots: 12,
         runs: 1,
     };
     let prepared = bench_storm::prepare(&args)?;

@@ -172,8 +172,8 @@ enum Task {
         /// Our server seed's super-seed slots (peers served at once).
         #[arg(long, default_value_t = 4)]
         server_slots: usize,
-        /// Upload slots of our clients.
-        #[arg(long, default_value_t = 8)]
+        /// Upload slots of our clients (`swarmboot fetch`'s default).
+        #[arg(long, default_value_t = 12)]
         client_slots: usize,
         /// Repetitions of every mode.
         #[arg(long, default_value_t = 1)]

@@ -42,7 +42,7 @@ pub struct FetchArgs {
     #[arg(long)]
     http_only: bool,
     /// Peers we upload to at once.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = swarmboot_fetch::UPLOAD_SLOTS)]
     upload_slots: usize,
     /// Write counters as JSON here (when done, and again when seeding stops).
     #[arg(long)]

@@ -91,6 +91,11 @@ pub struct FetchConfig {
     pub roles: Option<Vec<Role>>,
 }
 
+/// Peers a fetching machine uploads to at once. 12 beat 8 both in the simulator (20 machines
+/// at 100 Mbit/s, 5 seeds: mean p99 1.25 × bound against 1.49 ×) and in the lab's storm (p99
+/// 8.4 s against 10.0–10.6 s, two runs each); 16 was between them in the lab (8.8 s).
+pub const UPLOAD_SLOTS: usize = 12;
+
 impl FetchConfig {
     pub fn new(server: &str, image: &str, out: &Path, trusted: Vec<PublicKey>) -> Self {
         FetchConfig {
@@ -104,7 +109,7 @@ impl FetchConfig {
             stall_timeout: Duration::from_secs(10),
             min_swarm_rate: 512 << 10,
             use_swarm: true,
-            upload_slots: 8,
+            upload_slots: UPLOAD_SLOTS,
             roles: None,
         }
     }

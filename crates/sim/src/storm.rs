@@ -62,7 +62,7 @@ pub struct StormSpec {
 
 impl StormSpec {
     /// The storm bench's lab (`cargo xtask bench-storm`): one switch, every port 100 Mbit/s,
-    /// 64 MiB in pieces of 256 KiB, the server's 4 super-seed slots and the clients' 8.
+    /// 64 MiB in pieces of 256 KiB, the server's 4 super-seed slots and the clients' 12.
     pub fn lab(machines: usize) -> Self {
         StormSpec {
             machines,
@@ -79,7 +79,7 @@ impl StormSpec {
             die_fraction: 0.0,
             start_spread: Duration::from_millis(200),
             server_slots: 4,
-            client_slots: 8,
+            client_slots: 12,
             sha256_pieces: true,
             step: Duration::from_millis(1),
             seed: 1,
