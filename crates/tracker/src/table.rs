@@ -201,6 +201,9 @@ impl PeerTable {
         let complete = swarm.peers.values().filter(|p| p.left == 0).count() as u32;
         let incomplete = swarm.peers.len() as u32 - complete;
         let mut candidates: Vec<(SocketAddrV4, u64)> = swarm.peers.iter().filter(|(a, _)| **a != key).map(|(a, p)| (*a, p.left)).collect();
+        // In address order before the seeded shuffle: the map's own order differs from one
+        // table to the next, and the answer must depend on the seed alone.
+        candidates.sort_unstable_by_key(|&(a, _)| a);
         let wanted = if req.event == Event::Stopped { 0 } else { req.numwant };
         let peers = self.choose(&mut candidates, source, wanted);
         let young = now.saturating_duration_since(first_seen) < cfg.young_for;
@@ -412,6 +415,21 @@ mod tests {
         let r = t.announce(&req(251, 1000, Event::Started), Ipv4Addr::new(10, 77, 3, 9), now).unwrap();
         assert_eq!(r.peers[0], SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 1), 6881));
         assert_eq!(r.peers.len(), DEFAULT_NUMWANT, "alone in its subnet: filled from outside");
+    }
+
+    /// Two tables with the same seed, told the same, answer the same (the simulator replays
+    /// storms by seed).
+    #[test]
+    fn the_same_seed_gives_the_same_answers() {
+        let now = Instant::now();
+        let replies = || {
+            let mut t = PeerTable::new(TrackerConfig::default(), 11);
+            t.allow(HASH);
+            (0..300u16)
+                .map(|n| t.announce(&req((n % 250) as u8, 1000, Event::Started), Ipv4Addr::new(10, 77, (n / 250) as u8, (n % 250) as u8), now).unwrap().peers)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(replies(), replies());
     }
 
     /// Rooms behind uplinks: a machine in a room of 40 gets its 39 room-mates and 8 peers
