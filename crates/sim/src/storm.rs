@@ -142,7 +142,8 @@ pub enum Role {
 }
 
 /// Every host holds the same image: reads come from one shared copy, and a verified piece is
-/// those very bytes, so writes keep nothing (memory stays one image, whatever N).
+/// those very bytes, so writes keep nothing (the image is in memory once, whatever N; the
+/// connections' buffers and the cores' pieces in flight are what grows with it).
 struct SharedImage {
     data: Arc<Vec<u8>>,
     piece_length: usize,
